@@ -1,1 +1,18 @@
-//! placeholder
+//! `gpubox-nix` owns everything gpubox knows about the Nix store: validated store
+//! paths ([`StorePath`]), closures with their references and NAR sizes
+//! ([`Closure`]), and building installables through the `nix`, `nix-build` and
+//! `nix-store` programs ([`Nix`]).
+//!
+//! It only runs those programs and reads their output and the store's file
+//! system; it never writes to the store itself, never evaluates Nix code on its
+//! own, and knows nothing about specs, layers or images.
+
+mod cli;
+mod closure;
+mod error;
+mod store_path;
+
+pub use cli::{Installable, Nix};
+pub use closure::{Closure, PathInfo};
+pub use error::NixError;
+pub use store_path::{StorePath, STORE_DIR};

@@ -1,1 +1,298 @@
-//! placeholder (being written)
+//! Writing an image as a single tar stream: `oci-archive` (an OCI layout in a tar)
+//! and `docker-archive` (what `docker load`, `podman load` and skopeo read).
+//!
+//! Members are written in [`ImagePath`] order with uid/gid 0 and mtime 0: the
+//! archive is a container for content-addressed blobs, so its bytes depend only on
+//! the image, never on when it was exported. Layers are streamed from the blob
+//! store and checked against their digests on the way (a damaged blob fails the
+//! export); no layer is held in memory.
+//! A file output goes through [`write_file_atomically`], so a failed export leaves
+//! nothing behind.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::blob::{BlobStore, LayerBlob};
+use crate::digest::Digest;
+use crate::entry::{Entry, ImagePath};
+use crate::image::{canonical_json, BuiltImage};
+pub use crate::layout::OutputError;
+use crate::layout::{io_error, sync_folder, Index, OCI_LAYOUT_CONTENT};
+use crate::source::VerifyingReader;
+use crate::tar::TarWriter;
+
+/// mtime of every archive member; see the module documentation.
+pub const ARCHIVE_MTIME: u64 = 0;
+
+/// One member of an archive.
+enum Member<'a> {
+    Directory,
+    Bytes(Vec<u8>),
+    /// A layer blob as stored (compressed as it was built).
+    StoredLayer(&'a LayerBlob),
+    /// A layer blob decompressed to its plain tar.
+    UncompressedLayer(&'a LayerBlob),
+}
+
+/// Writes `image` to `w` as an OCI layout in a tar, under `tag` when given.
+pub fn write_oci_archive<W: Write>(
+    w: W,
+    tag: Option<&str>,
+    image: &BuiltImage,
+    blobs: &BlobStore,
+) -> Result<W, OutputError> {
+    let mut members = BTreeMap::new();
+    members.insert(archive_path("blobs"), Member::Directory);
+    members.insert(archive_path("blobs/sha256"), Member::Directory);
+    let blob_path = |d: &Digest| archive_path(&format!("blobs/sha256/{}", d.hex()));
+    for layer in &image.layers {
+        members.insert(blob_path(&layer.digest), Member::StoredLayer(layer));
+    }
+    members.insert(
+        blob_path(&image.config_digest),
+        Member::Bytes(image.config.clone()),
+    );
+    members.insert(
+        blob_path(&image.manifest_digest),
+        Member::Bytes(image.manifest.clone()),
+    );
+    members.insert(
+        archive_path("index.json"),
+        Member::Bytes(Index::single(tag, image)?.to_json()?),
+    );
+    members.insert(
+        archive_path("oci-layout"),
+        Member::Bytes(OCI_LAYOUT_CONTENT.to_vec()),
+    );
+    write_members(w, members, blobs)
+}
+
+/// One image in a Docker archive's `manifest.json`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DockerManifestEntry {
+    /// Member holding the config.
+    pub(crate) config: String,
+    /// `null` in what `docker save` writes for an untagged image.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub(crate) repo_tags: Vec<String>,
+    /// Members holding the layers, bottom first.
+    pub(crate) layers: Vec<String>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// Writes `image` to `w` as a Docker archive with uncompressed layers named by
+/// their diff IDs, as skopeo writes it. `repo_tags` are `NAME:TAG` references,
+/// e.g. `example.com/app:1.0`; they may be empty.
+pub fn write_docker_archive<W: Write>(
+    w: W,
+    repo_tags: &[String],
+    image: &BuiltImage,
+    blobs: &BlobStore,
+) -> Result<W, OutputError> {
+    let mut members = BTreeMap::new();
+    let layer_name = |l: &LayerBlob| format!("{}.tar", l.diff_id.hex());
+    for layer in &image.layers {
+        members.insert(
+            archive_path(&layer_name(layer)),
+            Member::UncompressedLayer(layer),
+        );
+    }
+    let config_name = format!("{}.json", image.config_digest.hex());
+    members.insert(
+        archive_path(&config_name),
+        Member::Bytes(image.config.clone()),
+    );
+    let manifest = [DockerManifestEntry {
+        config: config_name,
+        repo_tags: repo_tags.to_vec(),
+        layers: image.layers.iter().map(layer_name).collect(),
+    }];
+    members.insert(
+        archive_path("manifest.json"),
+        Member::Bytes(canonical_json(&manifest)?),
+    );
+    if let (Some(top), false) = (image.layers.last(), repo_tags.is_empty()) {
+        members.insert(
+            archive_path("repositories"),
+            Member::Bytes(legacy_repositories(repo_tags, &top.diff_id)?),
+        );
+    }
+    write_members(w, members, blobs)
+}
+
+/// The pre-1.10 `repositories` file: repository name -> tag -> top layer ID. Old
+/// tools read names from it; every current one reads `manifest.json`. The top
+/// layer's ID is its diff ID, the name of its member without `.tar`.
+fn legacy_repositories(repo_tags: &[String], top_layer: &Digest) -> Result<Vec<u8>, OutputError> {
+    let mut repositories: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for reference in repo_tags {
+        let (name, tag) = split_tag(reference);
+        repositories
+            .entry(name)
+            .or_default()
+            .insert(tag, top_layer.hex());
+    }
+    Ok(canonical_json(&repositories)?)
+}
+
+/// `name:tag` -> (`name`, `tag`); a reference without a tag means `latest`. A
+/// `:` before the last `/` belongs to a registry port, not a tag.
+fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// A top-level archive member name; these are fixed and known to be valid.
+fn archive_path(name: &str) -> ImagePath {
+    ImagePath::new(name).unwrap_or_else(|e| unreachable!("archive member name `{name}`: {e}"))
+}
+
+fn write_members<W: Write>(
+    w: W,
+    members: BTreeMap<ImagePath, Member<'_>>,
+    blobs: &BlobStore,
+) -> Result<W, OutputError> {
+    let mut tar = TarWriter::new(w, ARCHIVE_MTIME);
+    for (path, member) in members {
+        match member {
+            Member::Directory => tar.append(&Entry::directory(path, 0o755))?,
+            Member::Bytes(bytes) => {
+                tar.append(&Entry::bytes(path, 0o644, Arc::<[u8]>::from(bytes)))?
+            }
+            Member::StoredLayer(layer) => {
+                let label = format!(
+                    "blob {} in the blob store at {}",
+                    layer.digest,
+                    blobs.root().display()
+                );
+                let mut reader = VerifyingReader::new(
+                    blobs.open_blob(&layer.digest)?,
+                    layer.size,
+                    layer.digest.clone(),
+                    label,
+                );
+                tar.append_reader(&path, 0o644, layer.size, &mut reader)?;
+            }
+            Member::UncompressedLayer(layer) => {
+                let blob = BufReader::new(blobs.open_blob(&layer.digest)?);
+                let decoder = layer
+                    .compression
+                    .decoder(blob)
+                    .map_err(io_error("start decompressing", &blobs.path(&layer.digest)))?;
+                let label = format!(
+                    "the uncompressed blob {} in the blob store at {}",
+                    layer.digest,
+                    blobs.root().display()
+                );
+                let mut reader = VerifyingReader::new(
+                    decoder,
+                    layer.uncompressed_size,
+                    layer.diff_id.clone(),
+                    label,
+                );
+                tar.append_reader(&path, 0o644, layer.uncompressed_size, &mut reader)?;
+            }
+        }
+    }
+    Ok(tar.finish()?)
+}
+
+/// Creates a temporary file next to `path` (mode 0644 less the umask), lets
+/// `fill` write it, syncs it and renames it to `path`. On any error the
+/// temporary file is removed and `path` is left as it was.
+pub fn write_file_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = parent_of(path);
+    if !parent.is_dir() {
+        return Err(OutputError::Io {
+            action: "write",
+            path: path.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the folder {} does not exist; create it first",
+                    parent.display()
+                ),
+            ),
+        });
+    }
+    let mut temp = tempfile::Builder::new()
+        .prefix(".gpubox-")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(parent)
+        .map_err(io_error("create a temporary file in", parent))?;
+    fill(temp.as_file_mut())?;
+    temp.as_file()
+        .sync_all()
+        .map_err(io_error("sync", temp.path()))?;
+    temp.persist(path)
+        .map_err(|e| io_error("rename a temporary file to", path)(e.error))?;
+    sync_folder(parent)
+}
+
+/// The folder `path` is in; `.` for a bare name.
+pub(crate) fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_tag_keeps_registry_ports_in_the_name() {
+        assert_eq!(split_tag("app:1.0"), ("app", "1.0"));
+        assert_eq!(
+            split_tag("localhost:5000/app"),
+            ("localhost:5000/app", "latest")
+        );
+        assert_eq!(
+            split_tag("localhost:5000/app:v2"),
+            ("localhost:5000/app", "v2")
+        );
+    }
+
+    #[test]
+    fn write_file_atomically_leaves_nothing_on_error_and_names_missing_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        let err = write_file_atomically(&target, |file| {
+            file.write_all(b"partial")
+                .map_err(io_error("write", &target))?;
+            Err(OutputError::NotALayout(target.clone()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, OutputError::NotALayout(_)));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let missing = dir.path().join("no/such/out.tar");
+        let err = write_file_atomically(&missing, |_| Ok(())).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains(&dir.path().join("no/such").display().to_string()));
+
+        write_file_atomically(&target, |file| {
+            file.write_all(b"done").map_err(io_error("write", &target))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"done");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

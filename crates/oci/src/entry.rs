@@ -134,11 +134,18 @@ pub enum FileSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     Directory,
-    File { source: FileSource, size: u64 },
+    File {
+        source: FileSource,
+        size: u64,
+    },
     /// The link text, stored as it is and never followed.
-    Symlink { target: Vec<u8> },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// A second name for a regular file written earlier in the same layer.
-    HardLink { target: ImagePath },
+    HardLink {
+        target: ImagePath,
+    },
 }
 
 /// One thing in a layer. Modification times are not per entry: a layer has one
@@ -214,7 +221,7 @@ mod tests {
 
     #[test]
     fn orders_depth_first_by_component() {
-        let mut v = vec![p("a.c"), p("a/b"), p("a"), p("b"), p("a/b/c"), p("a-b")];
+        let mut v = [p("a.c"), p("a/b"), p("a"), p("b"), p("a/b/c"), p("a-b")];
         v.sort();
         let shown: Vec<String> = v.iter().map(|x| x.to_string()).collect();
         assert_eq!(shown, ["/a", "/a/b", "/a/b/c", "/a-b", "/a.c", "/b"]);

@@ -1,1 +1,301 @@
-//! placeholder (being written)
+//! Writing an image as an OCI image layout folder (`oci:DIR[:TAG]`).
+//!
+//! A new folder is built next to where it goes and renamed into place at the end,
+//! so an interrupted build leaves nothing at `DIR`. An existing layout gets the
+//! new blobs (hard-linked from the blob store when it is on the same file system)
+//! and a new `index.json`, swapped in by rename; an entry with the same tag is
+//! replaced and the others are kept, as skopeo does.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{parent_of, write_file_atomically};
+use crate::blob::{BlobError, BlobStore};
+use crate::digest::Digest;
+use crate::image::{
+    canonical_json, BuiltImage, Descriptor, ImageError, ANNOTATION_REF_NAME, INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+};
+use crate::tar::TarError;
+
+/// The content of the `oci-layout` file.
+pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Why an image could not be written out.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "{} exists and is not an OCI image layout folder (a folder with an oci-layout \
+         file); choose a new or empty folder, or remove it first",
+        .0.display()
+    )]
+    NotALayout(PathBuf),
+    #[error("cannot read the existing {}: {source}; fix or remove it", path.display())]
+    BadIndex {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "blob {digest} of the image is not in the blob store at {}; rebuild the image",
+        store.display()
+    )]
+    MissingBlob { digest: Digest, store: PathBuf },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError {
+    let path = path.to_owned();
+    move |source| OutputError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// An `index.json`: the fields gpubox writes, and whatever else another tool put
+/// there, kept as it was.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Index {
+    schema_version: u32,
+    #[serde(default)]
+    media_type: Option<String>,
+    manifests: Vec<serde_json::Value>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Index {
+    /// An index holding only `image`, under `tag` when given.
+    pub(crate) fn single(tag: Option<&str>, image: &BuiltImage) -> Result<Index, OutputError> {
+        let mut index = Index {
+            schema_version: 2,
+            media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
+            manifests: Vec::new(),
+            other: BTreeMap::new(),
+        };
+        index.add(tag, image)?;
+        Ok(index)
+    }
+
+    /// Adds `image`, replacing an entry with the same tag (or, untagged, the same
+    /// untagged manifest), and sorts the entries by tag and then digest.
+    fn add(&mut self, tag: Option<&str>, image: &BuiltImage) -> Result<(), OutputError> {
+        let entry = Descriptor {
+            media_type: MANIFEST_MEDIA_TYPE.to_owned(),
+            digest: image.manifest_digest.clone(),
+            size: image.manifest.len() as u64,
+            annotations: tag
+                .map(|t| BTreeMap::from([(ANNOTATION_REF_NAME.to_owned(), t.to_owned())]))
+                .unwrap_or_default(),
+        };
+        let entry = serde_json::to_value(&entry).map_err(|source| ImageError::Json {
+            what: "index entry",
+            source,
+        })?;
+        let ref_name = |e: &serde_json::Value| {
+            e.pointer("/annotations")
+                .and_then(|a| a.get(ANNOTATION_REF_NAME))
+                .and_then(|n| n.as_str())
+                .map(str::to_owned)
+        };
+        let digest =
+            |e: &serde_json::Value| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned);
+        let new_digest = image.manifest_digest.to_string();
+        self.manifests.retain(|e| match tag {
+            Some(t) => ref_name(e).as_deref() != Some(t),
+            None => ref_name(e).is_some() || digest(e).as_deref() != Some(new_digest.as_str()),
+        });
+        self.manifests.push(entry);
+        self.manifests.sort_by_key(|e| (ref_name(e), digest(e)));
+        self.schema_version = 2;
+        self.media_type = Some(INDEX_MEDIA_TYPE.to_owned());
+        Ok(())
+    }
+
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, OutputError> {
+        Ok(canonical_json(self)?)
+    }
+}
+
+/// Writes `image` into the OCI layout at `dir`, creating it (and its parents) when
+/// missing, under `tag` when given.
+pub fn write_oci_dir(
+    dir: &Path,
+    tag: Option<&str>,
+    image: &BuiltImage,
+    blobs: &BlobStore,
+) -> Result<(), OutputError> {
+    check_blobs_present(image, blobs)?;
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_layout(dir, tag, image, blobs),
+        Err(e) => Err(io_error("read", dir)(e)),
+        Ok(meta) if !meta.is_dir() => Err(OutputError::NotALayout(dir.to_owned())),
+        Ok(_) => {
+            let is_layout = dir.join("oci-layout").is_file();
+            let is_empty = fs::read_dir(dir)
+                .map_err(io_error("list", dir))?
+                .next()
+                .is_none();
+            if !is_layout && !is_empty {
+                return Err(OutputError::NotALayout(dir.to_owned()));
+            }
+            update_layout(dir, tag, image, blobs)
+        }
+    }
+}
+
+/// Checks every blob before anything is written, so a broken store changes
+/// nothing on disk.
+fn check_blobs_present(image: &BuiltImage, blobs: &BlobStore) -> Result<(), OutputError> {
+    match image.layers.iter().find(|l| !blobs.contains(&l.digest)) {
+        Some(layer) => Err(OutputError::MissingBlob {
+            digest: layer.digest.clone(),
+            store: blobs.root().to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn create_layout(
+    dir: &Path,
+    tag: Option<&str>,
+    image: &BuiltImage,
+    blobs: &BlobStore,
+) -> Result<(), OutputError> {
+    let parent = parent_of(dir);
+    fs::create_dir_all(parent).map_err(io_error("create the folder", parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.gpubox-"))
+        .tempdir_in(parent)
+        .map_err(io_error("create a temporary folder in", parent))?;
+    // tempdir makes the folder 0700; a layout is meant to be shared.
+    set_mode(staging.path(), 0o755)?;
+    write_atomically(&staging.path().join("oci-layout"), OCI_LAYOUT_CONTENT)?;
+    add_blobs(staging.path(), image, blobs)?;
+    write_atomically(
+        &staging.path().join("index.json"),
+        &Index::single(tag, image)?.to_json()?,
+    )?;
+    let staged = staging.keep();
+    if let Err(e) = fs::rename(&staged, dir) {
+        // Best effort: the rename error is what the user needs to see.
+        let _ = fs::remove_dir_all(&staged);
+        return Err(io_error("move the finished layout to", dir)(e));
+    }
+    sync_folder(parent)
+}
+
+fn update_layout(
+    dir: &Path,
+    tag: Option<&str>,
+    image: &BuiltImage,
+    blobs: &BlobStore,
+) -> Result<(), OutputError> {
+    let layout_file = dir.join("oci-layout");
+    if !layout_file.exists() {
+        write_atomically(&layout_file, OCI_LAYOUT_CONTENT)?;
+    }
+    add_blobs(dir, image, blobs)?;
+    let index_path = dir.join("index.json");
+    let mut index = match fs::read(&index_path) {
+        Ok(bytes) => {
+            serde_json::from_slice::<Index>(&bytes).map_err(|source| OutputError::BadIndex {
+                path: index_path.clone(),
+                source,
+            })?
+        }
+        // A layout whose previous write stopped before its index: start afresh.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Index {
+            schema_version: 2,
+            media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
+            manifests: Vec::new(),
+            other: BTreeMap::new(),
+        },
+        Err(e) => return Err(io_error("read", &index_path)(e)),
+    };
+    index.add(tag, image)?;
+    write_atomically(&index_path, &index.to_json()?)
+}
+
+/// Puts the layers, config and manifest under `root/blobs/sha256/`, skipping the
+/// ones already there (blobs are named by their content).
+fn add_blobs(root: &Path, image: &BuiltImage, blobs: &BlobStore) -> Result<(), OutputError> {
+    let folder = root.join("blobs").join("sha256");
+    fs::create_dir_all(&folder).map_err(io_error("create the folder", &folder))?;
+    for layer in &image.layers {
+        let target = folder.join(layer.digest.hex());
+        if !target.exists() {
+            link_or_copy(&blobs.path(&layer.digest), &target)?;
+        }
+    }
+    for (digest, bytes) in [
+        (&image.config_digest, &image.config),
+        (&image.manifest_digest, &image.manifest),
+    ] {
+        let target = folder.join(digest.hex());
+        if !target.exists() {
+            write_atomically(&target, bytes)?;
+        }
+    }
+    sync_folder(&folder)
+}
+
+/// Hard-links `source` to `target`, or copies it through a temporary file when
+/// they are on different file systems or the file system has no hard links.
+fn link_or_copy(source: &Path, target: &Path) -> Result<(), OutputError> {
+    match fs::hard_link(source, target) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e)
+            if e.kind() == io::ErrorKind::CrossesDevices
+                || e.raw_os_error() == Some(libc::EPERM)
+                || e.raw_os_error() == Some(libc::EMLINK) => {}
+        Err(e) => return Err(io_error("hard-link the blob to", target)(e)),
+    }
+    let mut from = File::open(source).map_err(io_error("open", source))?;
+    write_file_atomically(target, |file| {
+        io::copy(&mut from, file)
+            .map(drop)
+            .map_err(io_error("copy a blob to", target))
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_file_atomically(path, |file| {
+        file.write_all(bytes).map_err(io_error("write", path))
+    })
+}
+
+/// Makes renames inside `folder` durable.
+pub(crate) fn sync_folder(folder: &Path) -> Result<(), OutputError> {
+    File::open(folder)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("sync the folder", folder))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(io_error("set permissions of", path))
+}

@@ -1,1 +1,229 @@
-//! placeholder
+//! gpubox's image spec: reads `gpubox.toml` (or the same document as JSON),
+//! applies defaults and merges (`env` + `extraEnv`, `labels` + `extraLabels`),
+//! and validates every key, reporting the file, line and column of a bad value.
+//!
+//! This crate owns the spec's keys, their defaults and their checks. It does no
+//! I/O beyond reading the spec file: relative paths are made absolute against
+//! the spec's folder without touching the file system, and Nix, PATH lookups
+//! and file contents are left to the crates and the CLI that use the `Spec`.
+//!
+//! In JSON, a key set to `null` counts as not set.
+
+mod check;
+mod error;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{NamedSource, SourceSpan};
+
+pub use error::{Location, SpecError};
+
+use check::Checker;
+use tree::Format;
+
+/// `PATH` in the image when the spec has no `env` table.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `created` when neither SOURCE_DATE_EPOCH nor the spec sets it:
+/// 1970-01-01T00:00:01Z (one second, as some tools treat 0 as "unset").
+pub const DEFAULT_CREATED: i64 = 1;
+
+/// A checked image spec with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The spec file, absolute.
+    pub file: PathBuf,
+    /// The spec's folder, absolute; relative paths in the spec were resolved against it.
+    pub dir: PathBuf,
+    pub name: String,
+    /// Defaults to "latest".
+    pub tag: String,
+    pub system_packages: Vec<Item<PackageRef>>,
+    pub copy_to_root: Vec<Item<CopyToRoot>>,
+    pub host_binaries: Vec<Item<HostBinary>>,
+    /// `env` (or `PATH` = [`DEFAULT_PATH`] when absent) overlaid with `extraEnv`.
+    pub env: BTreeMap<String, String>,
+    /// `labels` overlaid with `extraLabels`.
+    pub labels: BTreeMap<String, String>,
+    /// Normalised to "PORT/PROTOCOL", in spec order, without repeats.
+    pub exposed_ports: Vec<String>,
+    /// Defaults to "root".
+    pub user: String,
+    /// Defaults to "/root".
+    pub working_dir: String,
+    pub cmd: Vec<String>,
+    /// `None` means the CLI's default, `/bin/gpubox-init`.
+    pub entrypoint: Option<Vec<String>>,
+    /// Defaults to 50; 2..=125.
+    pub max_layers: usize,
+    /// Unix seconds from the spec; see [`created_epoch`] for the value to use.
+    pub created: Option<i64>,
+    pub compression: Compression,
+    /// The file name as given to [`parse`], for diagnostics.
+    source_name: String,
+    /// The spec text, so later stages can point into it.
+    text: String,
+}
+
+impl Spec {
+    /// The spec text under its file name, for a `miette` diagnostic that
+    /// points at an [`Item`]'s span when a later stage fails on that item.
+    pub fn source(&self) -> NamedSource<String> {
+        NamedSource::new(&self.source_name, self.text.clone())
+    }
+
+    /// The 1-based line and column of a span's start, for messages that are
+    /// not rendered by `miette`.
+    pub fn location(&self, span: SourceSpan) -> Location {
+        Location::of(&self.text, span.offset())
+    }
+}
+
+/// A spec value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item<T> {
+    pub value: T,
+    /// Byte span of the value in the spec text (both TOML and JSON have one).
+    pub span: Option<SourceSpan>,
+}
+
+/// One entry of `systemPackages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageRef {
+    /// A string starting with `/nix/store/`: `/nix/store/HASH-NAME`.
+    StorePath(String),
+    /// Any other string, for `nix build` (`nixpkgs#hello`, `.#foo`).
+    Installable(String),
+    /// `{ file, attr? }`, for `nix-build FILE [-A ATTR]`; `file` is absolute.
+    NixFile { file: PathBuf, attr: Option<String> },
+}
+
+/// One entry of `copyToRoot`: a local file or folder placed at `dst` in the image.
+///
+/// `mode`, `uid` and `gid` apply to every entry copied (the file, or the
+/// folder and everything under it), like Docker's `COPY --chmod`/`--chown`.
+/// When absent, the source's permission bits and uid/gid 0 are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyToRoot {
+    /// Absolute, resolved against the spec's folder (not checked to exist).
+    pub src: PathBuf,
+    /// Absolute path in the image, not under `/nix/store`, without `..`; as written.
+    pub dst: String,
+    /// Permission bits, at most 0o7777.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// One entry of `hostBinaries`: a binary from the host copied into the image
+/// with the libraries it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBinary {
+    pub src: HostBinarySrc,
+    /// Path in the image (checked like `copyToRoot`'s `dst`); `None` lets the
+    /// CLI choose.
+    pub dst: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostBinarySrc {
+    /// Written with a `/`: absolute, resolved against the spec's folder.
+    Path(PathBuf),
+    /// A bare name, for the CLI to look up on PATH.
+    Command(String),
+}
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The spelling used in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    /// Parses the spec's spelling, so a CLI flag can take the same words.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Compression::Gzip, Compression::Zstd, Compression::None]
+            .into_iter()
+            .find(|compression| compression.as_str() == text)
+            .ok_or_else(|| format!("unknown compression {text:?}; use gzip, zstd or none"))
+    }
+}
+
+/// Reads and checks the spec at `path`.
+pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Checks spec `text`. `file` names it in diagnostics and locates the spec's
+/// folder; the text is JSON when `file` ends in `.json` or the text starts
+/// with `{`, TOML otherwise.
+pub fn parse(text: &str, file: &Path) -> Result<Spec, SpecError> {
+    let absolute = std::path::absolute(file).map_err(|source| SpecError::Locate {
+        path: file.to_owned(),
+        source,
+    })?;
+    let dir = absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let is_json = file
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with('{');
+    let format = if is_json { Format::Json } else { Format::Toml };
+    let checker = Checker {
+        source: Arc::new(NamedSource::new(
+            file.display().to_string(),
+            text.to_owned(),
+        )),
+        format,
+        dir: &dir,
+    };
+    let root = match format {
+        Format::Toml => tree::parse_toml(text),
+        Format::Json => tree::parse_json(text),
+    }
+    .map_err(|error| checker.syntax(error.message, error.span))?;
+    checker.spec(&root, absolute)
+}
+
+/// The image's creation time in Unix seconds: SOURCE_DATE_EPOCH when set
+/// (and not empty), else the spec's `created`, else [`DEFAULT_CREATED`].
+/// The CLI passes the variable's value; this crate reads no environment.
+pub fn created_epoch(
+    spec_created: Option<i64>,
+    source_date_epoch: Option<&str>,
+) -> Result<i64, SpecError> {
+    match source_date_epoch.filter(|value| !value.is_empty()) {
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|seconds| *seconds >= 0 && value.bytes().all(|byte| byte.is_ascii_digit()))
+            .ok_or_else(|| SpecError::SourceDateEpoch {
+                value: value.to_owned(),
+            }),
+        None => Ok(spec_created.unwrap_or(DEFAULT_CREATED)),
+    }
+}

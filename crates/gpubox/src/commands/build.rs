@@ -1,0 +1,450 @@
+//! `gpubox build`: spec -> closure -> layers -> image -> output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gpubox_layers::cache::{store_layer_entries, LayerCache};
+use gpubox_layers::plan::plan;
+use gpubox_nix::{Closure, Installable, Nix, StorePath};
+use gpubox_oci::archive::{write_docker_archive, write_file_atomically, write_oci_archive};
+use gpubox_oci::blob::{BlobStore, LayerBlob};
+use gpubox_oci::image::{assemble, BuiltImage, ImageConfigInput, LayerInput};
+use gpubox_oci::layout::write_oci_dir;
+use gpubox_oci::{Compression, Entry};
+use gpubox_rootfs::{CopySource, RootfsInput};
+use gpubox_spec::{HostBinarySrc, PackageRef, Spec};
+
+use crate::error::CliError;
+use crate::progress::{bytes, Progress};
+use crate::target::{with_default_tag, Target};
+
+/// The static `gpubox-init` built by this crate's build script.
+static INIT: &[u8] = include_bytes!(env!("GPUBOX_INIT_BINARY"));
+
+/// What `gpubox build` was asked to do.
+pub struct BuildRequest {
+    pub spec: PathBuf,
+    pub output: Target,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Builds the image and writes it; returns the manifest digest.
+pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliError> {
+    let spec = gpubox_spec::load(&request.spec)?;
+    let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let created = gpubox_spec::created_epoch(spec.created, source_date_epoch.as_deref())?;
+    let mtime = u64::try_from(created).unwrap_or(0);
+    let compression = match spec.compression {
+        gpubox_spec::Compression::Gzip => Compression::Gzip,
+        gpubox_spec::Compression::Zstd => Compression::Zstd,
+        gpubox_spec::Compression::None => Compression::None,
+    };
+    check_output_writable(&request.output)?;
+
+    let nix = Nix::new();
+    let packages = realise_packages(&spec, &nix, progress)?;
+    let closure = if packages.is_empty() {
+        Closure::from_infos(Vec::new())
+    } else {
+        nix.closure(&packages)?
+    };
+    if !closure.is_empty() {
+        progress.step(format!(
+            "closure: {} store paths, {}",
+            closure.len(),
+            bytes(closure.total_nar_size())
+        ));
+    }
+
+    let host_files = resolve_host_binaries(&spec)?;
+    let copy_to_root: Vec<CopySource> = spec
+        .copy_to_root
+        .iter()
+        .map(|item| CopySource {
+            src: item.value.src.clone(),
+            dst: item.value.dst.clone(),
+            mode: item.value.mode,
+            uid: item.value.uid,
+            gid: item.value.gid,
+        })
+        .collect();
+    let rootfs = gpubox_rootfs::assemble(&RootfsInput {
+        closure: &closure,
+        packages: &packages,
+        copy_to_root: &copy_to_root,
+        host_files: &host_files,
+        init: Arc::from(INIT),
+        user: &spec.user,
+        working_dir: &spec.working_dir,
+        image_name: &spec.name,
+        image_tag: &spec.tag,
+    })?;
+
+    let cache_root = cache_dir(request.cache_dir.as_deref())?;
+    let cache = LayerCache::open(&cache_root)?;
+    let planned = plan(&closure, spec.max_layers - 1);
+    let mut jobs: Vec<LayerJob<'_>> = planned
+        .iter()
+        .map(|layer| LayerJob::Store {
+            key: LayerCache::key(&layer.paths, compression, mtime),
+            paths: &layer.paths,
+            estimate: layer.size,
+        })
+        .collect();
+    jobs.push(LayerJob::Top {
+        entries: &rootfs.entries,
+    });
+    let blobs = build_layers(&jobs, &cache, compression, mtime, progress)?;
+
+    let layer_inputs: Vec<LayerInput> = jobs
+        .iter()
+        .zip(blobs)
+        .map(|(job, blob)| LayerInput {
+            blob,
+            created_by: job.describe(),
+        })
+        .collect();
+    let mut env: BTreeMap<String, String> = rootfs.env.clone();
+    env.extend(spec.env.clone());
+    let image = assemble(
+        &ImageConfigInput {
+            created,
+            architecture: oci_architecture().to_owned(),
+            os: "linux".to_owned(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            entrypoint: spec
+                .entrypoint
+                .clone()
+                .unwrap_or_else(|| vec!["/bin/gpubox-init".to_owned()]),
+            cmd: spec.cmd.clone(),
+            exposed_ports: spec.exposed_ports.clone(),
+            labels: spec.labels.clone(),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            title: spec.name.clone(),
+            version: spec.tag.clone(),
+        },
+        &layer_inputs,
+    )?;
+    write_output(&request.output, &spec, &image, cache.store(), progress)?;
+    Ok(image.manifest_digest.to_string())
+}
+
+fn realise_packages(
+    spec: &Spec,
+    nix: &Nix,
+    progress: &Progress,
+) -> Result<Vec<StorePath>, CliError> {
+    let mut roots = Vec::new();
+    for (index, item) in spec.system_packages.iter().enumerate() {
+        let what = match &item.value {
+            PackageRef::StorePath(path) => StorePath::parse(path).map(Installable::StorePath),
+            PackageRef::Installable(installable) => Ok(Installable::Flake(installable.clone())),
+            PackageRef::NixFile { file, attr } => Ok(Installable::File {
+                file: file.clone(),
+                attr: attr.clone(),
+            }),
+        };
+        let realised = what.and_then(|what| {
+            progress.step(format!("realising systemPackages[{index}]"));
+            nix.realise(&what)
+        });
+        match realised {
+            Ok(paths) => roots.extend(paths),
+            Err(e) => {
+                return Err(CliError::from(e).in_spec(
+                    spec,
+                    item.span,
+                    format!("systemPackages[{index}] could not be realised"),
+                ))
+            }
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    Ok(roots)
+}
+
+fn resolve_host_binaries(spec: &Spec) -> Result<Vec<gpubox_hostbin::HostFile>, CliError> {
+    let mut binaries = Vec::new();
+    for item in &spec.host_binaries {
+        let (src, default_dst) = match &item.value.src {
+            HostBinarySrc::Path(path) => {
+                // A program from the project folder goes on PATH; one from the
+                // system keeps its path, as its libraries do.
+                let dst = if path.starts_with(&spec.dir) {
+                    Path::new("/usr/local/bin").join(path.file_name().unwrap_or_default())
+                } else {
+                    path.clone()
+                };
+                (path.clone(), dst)
+            }
+            HostBinarySrc::Command(name) => {
+                let found =
+                    find_on_path(name).ok_or_else(|| CliError::CommandNotFound(name.clone()))?;
+                (found.clone(), found)
+            }
+        };
+        let dst = item
+            .value
+            .dst
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or(default_dst);
+        binaries.push((src, dst));
+    }
+    if binaries.is_empty() {
+        return Ok(Vec::new());
+    }
+    gpubox_hostbin::resolve_all(&binaries).map_err(CliError::from)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// One layer to produce.
+enum LayerJob<'a> {
+    /// Store paths, found in the cache when they were built before.
+    Store {
+        paths: &'a [StorePath],
+        key: String,
+        estimate: u64,
+    },
+    /// gpubox's own top layer.
+    Top { entries: &'a [Entry] },
+}
+
+impl LayerJob<'_> {
+    fn estimate(&self) -> u64 {
+        match self {
+            LayerJob::Store { estimate, .. } => *estimate,
+            LayerJob::Top { entries } => entries
+                .iter()
+                .map(|e| match &e.kind {
+                    gpubox_oci::EntryKind::File { size, .. } => *size,
+                    _ => 0,
+                })
+                .sum(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            LayerJob::Store { paths, .. } => {
+                let names: Vec<&str> = paths.iter().map(|p| p.name()).collect();
+                format!("gpubox: store paths {}", names.join(" "))
+            }
+            LayerJob::Top { .. } => "gpubox: generated files, copyToRoot, hostBinaries".to_owned(),
+        }
+    }
+}
+
+/// Produces every layer, largest first on as many threads as there are cores, so
+/// compression (the expensive part) runs in parallel across layers.
+fn build_layers(
+    jobs: &[LayerJob<'_>],
+    cache: &LayerCache,
+    compression: Compression,
+    mtime: u64,
+    progress: &Progress,
+) -> Result<Vec<LayerBlob>, CliError> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].estimate()));
+    let total: u64 = jobs.iter().map(LayerJob::estimate).sum();
+    progress.start_bytes(total, &format!("{} layers", jobs.len()));
+
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<LayerBlob, CliError>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let done = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len())
+        .max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let job = &jobs[index];
+                let (result, cached) = build_one(job, cache, compression, mtime, progress);
+                match &result {
+                    Ok(blob) => {
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        progress.step(format!(
+                            "layer {}/{} {} {} -> {} ({}{})",
+                            index + 1,
+                            jobs.len(),
+                            blob.digest,
+                            bytes(blob.uncompressed_size),
+                            bytes(blob.size),
+                            if cached { "cached, " } else { "" },
+                            format_args!("{n} of {} done", jobs.len()),
+                        ));
+                    }
+                    Err(_) => failed.store(true, Ordering::Relaxed),
+                }
+                if let Ok(mut slots) = results.lock() {
+                    slots[index] = Some(result);
+                }
+            });
+        }
+    });
+    progress.finish_bytes();
+    let slots = results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut blobs = Vec::with_capacity(jobs.len());
+    for slot in slots {
+        match slot {
+            Some(result) => blobs.push(result?),
+            // Skipped only because another layer failed; that error was returned above
+            // in index order or comes later in this loop.
+            None => continue,
+        }
+    }
+    Ok(blobs)
+}
+
+fn build_one(
+    job: &LayerJob<'_>,
+    cache: &LayerCache,
+    compression: Compression,
+    mtime: u64,
+    progress: &Progress,
+) -> (Result<LayerBlob, CliError>, bool) {
+    let on_bytes = |n: u64| progress.add_bytes(n);
+    match job {
+        LayerJob::Store {
+            paths,
+            key,
+            estimate,
+        } => {
+            if let Some(blob) = cache.get(key) {
+                progress.add_bytes(*estimate);
+                return (Ok(blob), true);
+            }
+            let result = cache
+                .store()
+                .write_layer(store_layer_entries(paths), compression, mtime, &on_bytes)
+                .map_err(CliError::from)
+                .and_then(|blob| {
+                    cache.put(key, &blob)?;
+                    Ok(blob)
+                });
+            (result, false)
+        }
+        LayerJob::Top { entries } => {
+            let result = cache
+                .store()
+                .write_layer(
+                    entries.iter().cloned().map(Ok),
+                    compression,
+                    mtime,
+                    &on_bytes,
+                )
+                .map_err(CliError::from);
+            (result, false)
+        }
+    }
+}
+
+fn write_output(
+    output: &Target,
+    spec: &Spec,
+    image: &BuiltImage,
+    store: &BlobStore,
+    progress: &Progress,
+) -> Result<(), CliError> {
+    let default_reference = format!("{}:{}", spec.name, spec.tag);
+    match output {
+        Target::OciDir { dir, tag } => {
+            write_oci_dir(dir, Some(tag.as_deref().unwrap_or(&spec.tag)), image, store)?;
+        }
+        Target::OciArchive { file, tag } => {
+            let tag = tag.as_deref().unwrap_or(&spec.tag);
+            write_file_atomically(file, |f| {
+                write_oci_archive(f, Some(tag), image, store).map(drop)
+            })?;
+        }
+        Target::DockerArchive { file } => {
+            write_file_atomically(file, |f| {
+                write_docker_archive(f, std::slice::from_ref(&default_reference), image, store)
+                    .map(drop)
+            })?;
+        }
+        Target::Engine { engine, reference } => {
+            let reference = with_default_tag(reference, &spec.tag);
+            progress.step(format!("loading into {engine} as {reference}"));
+            let said = gpubox_registry::load(*engine, |w| {
+                write_docker_archive(w, std::slice::from_ref(&reference), image, store).map(drop)
+            })?;
+            if !said.is_empty() {
+                progress.step(said);
+            }
+        }
+    }
+    progress.step(format!("wrote {output} ({})", image.manifest_digest));
+    Ok(())
+}
+
+/// Fails before any work when the output's folder is missing or not writable.
+fn check_output_writable(output: &Target) -> Result<(), CliError> {
+    let path = match output {
+        Target::OciDir { dir, .. } => dir,
+        Target::OciArchive { file, .. } | Target::DockerArchive { file } => file,
+        Target::Engine { .. } => return Ok(()),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tempfile::NamedTempFile::new_in(&parent)
+        .map(drop)
+        .map_err(|source| CliError::OutputNotWritable {
+            path: path.clone(),
+            source,
+        })
+}
+
+/// `--cache-dir`, else `GPUBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/gpubox`, else
+/// `~/.cache/gpubox`.
+fn cache_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GPUBOX_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gpubox")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/gpubox")))
+        .ok_or(CliError::NoCacheDir)
+}
+
+/// The build machine's architecture in OCI's words.
+fn oci_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}

@@ -1,0 +1,152 @@
+//! `gpubox inspect`: what an image holds, from any place gpubox can write one.
+
+use std::io::Write;
+
+use gpubox_oci::source::{summarize_layer, ImageReader, LayerSummary};
+use serde_json::{json, Value};
+
+use crate::error::CliError;
+use crate::progress::bytes;
+use crate::target::Target;
+
+/// Prints the image at `source`, as a report or as JSON.
+pub fn run(source: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    // Engines hand images out as docker-archives; keep it until we are done.
+    let mut _saved = None;
+    let reader = match source {
+        Target::OciDir { dir, tag } => ImageReader::open_oci_dir(dir, tag.as_deref())?,
+        Target::OciArchive { file, tag } => ImageReader::open_oci_archive(file, tag.as_deref())?,
+        Target::DockerArchive { file } => ImageReader::open_docker_archive(file)?,
+        Target::Engine { engine, reference } => {
+            let file = tempfile::NamedTempFile::new().map_err(CliError::Temp)?;
+            gpubox_registry::save(*engine, reference, file.path())?;
+            let reader = ImageReader::open_docker_archive(file.path())?;
+            _saved = Some(file);
+            reader
+        }
+    };
+    let config = reader.config()?;
+    let mut layers = Vec::new();
+    for (index, layer) in reader.layers().iter().enumerate() {
+        let summary = summarize_layer(reader.open_layer(index)?)?;
+        layers.push((layer.clone(), summary));
+    }
+    let report = json!({
+        "source": source.to_string(),
+        "manifestDigest": reader.manifest_digest().map(|d| d.to_string()),
+        "repoTags": reader.repo_tags(),
+        "created": config.get("created"),
+        "architecture": config.get("architecture"),
+        "os": config.get("os"),
+        "config": config.get("config"),
+        "layers": layers.iter().map(|(layer, summary)| layer_json(layer, summary)).collect::<Vec<_>>(),
+    });
+    let written = if as_json {
+        serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_report(out, &report, &layers)
+    };
+    written.map_err(|source| CliError::OutputNotWritable {
+        path: "standard output".into(),
+        source,
+    })
+}
+
+fn layer_json(layer: &gpubox_oci::source::LayerRef, summary: &LayerSummary) -> Value {
+    json!({
+        "digest": layer.digest.to_string(),
+        "diffId": layer.diff_id.as_ref().map(|d| d.to_string()),
+        "compression": layer.compression.to_string(),
+        "size": layer.size,
+        "uncompressedSize": summary.uncompressed_size,
+        "entries": summary.entry_count,
+        "storePaths": summary.store_paths,
+    })
+}
+
+fn write_report(
+    out: &mut dyn Write,
+    report: &Value,
+    layers: &[(gpubox_oci::source::LayerRef, LayerSummary)],
+) -> std::io::Result<()> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let config = &report["config"];
+    writeln!(out, "Image:        {}", text(&report["source"]))?;
+    writeln!(out, "Manifest:     {}", text(&report["manifestDigest"]))?;
+    if let Some(tags) = report["repoTags"].as_array().filter(|t| !t.is_empty()) {
+        let tags: Vec<String> = tags.iter().map(text).collect();
+        writeln!(out, "Tags:         {}", tags.join(", "))?;
+    }
+    writeln!(out, "Created:      {}", text(&report["created"]))?;
+    writeln!(
+        out,
+        "Platform:     {}/{}",
+        text(&report["os"]),
+        text(&report["architecture"])
+    )?;
+    writeln!(out, "Entrypoint:   {}", text(&config["Entrypoint"]))?;
+    writeln!(out, "Cmd:          {}", text(&config["Cmd"]))?;
+    writeln!(out, "User:         {}", text(&config["User"]))?;
+    writeln!(out, "WorkingDir:   {}", text(&config["WorkingDir"]))?;
+    if let Some(ports) = config["ExposedPorts"].as_object() {
+        let ports: Vec<&String> = ports.keys().collect();
+        writeln!(
+            out,
+            "ExposedPorts: {}",
+            ports
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    if let Some(labels) = config["Labels"].as_object().filter(|l| !l.is_empty()) {
+        writeln!(out, "Labels:")?;
+        for (k, v) in labels {
+            writeln!(out, "  {k}={}", text(v))?;
+        }
+    }
+    if let Some(env) = config["Env"].as_array() {
+        writeln!(out, "Env:")?;
+        for var in env {
+            writeln!(out, "  {}", text(var))?;
+        }
+    }
+    writeln!(out, "Layers:")?;
+    writeln!(
+        out,
+        "  {:>3}  {:<71}  {:>10}  {:>12}  {:>8}  store paths",
+        "#", "digest", "size", "uncompressed", "entries"
+    )?;
+    let (mut total, mut total_raw) = (0, 0);
+    for (index, (layer, summary)) in layers.iter().enumerate() {
+        total += layer.size;
+        total_raw += summary.uncompressed_size;
+        writeln!(
+            out,
+            "  {:>3}  {:<71}  {:>10}  {:>12}  {:>8}  {}",
+            index + 1,
+            layer.digest.to_string(),
+            bytes(layer.size),
+            bytes(summary.uncompressed_size),
+            summary.entry_count,
+            summary.store_paths.len()
+        )?;
+        for path in &summary.store_paths {
+            writeln!(out, "  {:>3}  {path}", "")?;
+        }
+    }
+    writeln!(
+        out,
+        "  {} layers, {} ({} uncompressed)",
+        layers.len(),
+        bytes(total),
+        bytes(total_raw)
+    )
+}

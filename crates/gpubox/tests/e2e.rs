@@ -1,0 +1,13 @@
+//! End-to-end tests of the `gpubox` binary against the real parts: Nix, podman,
+//! a Docker engine, skopeo and GNU tar. In CI (`CI=true`) a missing part fails the
+//! test; elsewhere the test says what it skipped.
+
+mod e2e {
+    mod awkward;
+    mod bad_input;
+    pub mod common;
+    mod engines;
+    mod layering;
+    mod quickstart;
+    mod reproducible;
+}

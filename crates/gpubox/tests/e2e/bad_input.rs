@@ -1,0 +1,267 @@
+//! Bad input gets a clear message naming the file, key or path, a non-zero exit,
+//! and leaves no output (not even a temporary file) behind.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use super::common::*;
+
+/// Builds `spec` (written into a fresh folder with `setup` run first) into an
+/// oci-archive there, expects failure, checks nothing was left behind, and
+/// returns stderr.
+fn build_fails(spec: &str, setup: impl FnOnce(&Path)) -> String {
+    let work = tempdir();
+    setup(work.path());
+    let spec_path = write_spec(work.path(), "gpubox.toml", spec);
+    let before = listing(work.path());
+    let stderr = run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec_path)
+            .args(["-o", "oci-archive:out/image.tar"])
+            .current_dir(work.path()),
+    );
+    let after: Vec<String> = listing(work.path())
+        .into_iter()
+        .filter(|p| !p.starts_with("cache"))
+        .collect();
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|p| !p.starts_with("cache"))
+        .collect();
+    assert_eq!(
+        before, after,
+        "the failed build left files behind; stderr: {stderr}"
+    );
+    stderr
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn out_dir(dir: &Path) {
+    fs::create_dir_all(dir.join("out")).unwrap();
+}
+
+#[test]
+fn syntax_error_names_file_line_and_column() {
+    let err = build_fails("name = \"x\"\ncmd = [\"a\",\n", out_dir);
+    assert!(
+        err.contains("gpubox.toml:2:"),
+        "no file:line:column in: {err}"
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let err = build_fails("name = \"x\"\nmaxLayer = 3\n", out_dir);
+    assert!(
+        err.contains("maxLayer") && err.contains("maxLayers"),
+        "{err}"
+    );
+    assert!(err.contains("gpubox.toml:2:1"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let err = build_fails("name = \"x\"\nmaxLayers = \"many\"\n", out_dir);
+    assert!(
+        err.contains("maxLayers") && err.contains("integer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_spec_errors_have_positions_too() {
+    let work = tempdir();
+    let spec = write_spec(
+        work.path(),
+        "gpubox.json",
+        "{\n  \"name\": \"x\",\n  \"cmd\": [1, \n}\n",
+    );
+    let err = run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "oci-archive:x.tar"])
+            .current_dir(work.path()),
+    );
+    assert!(err.contains("gpubox.json") && err.contains(":4:"), "{err}");
+}
+
+#[test]
+fn missing_store_path_is_named() {
+    if !have("nix") {
+        return;
+    }
+    let missing = "/nix/store/00000000000000000000000000000000-not-there-1.0";
+    let err = build_fails(
+        &format!("name = \"x\"\nsystemPackages = [\"{missing}\"]\n"),
+        out_dir,
+    );
+    assert!(err.contains(missing), "{err}");
+    assert!(err.contains("systemPackages[0]"), "{err}");
+}
+
+#[test]
+fn failing_nix_build_keeps_nix_message() {
+    if !have("nix") {
+        return;
+    }
+    let fixture = repo_root().join("tests/fixtures/closure.nix");
+    let err = build_fails(
+        &format!(
+            "name = \"x\"\nsystemPackages = [{{ file = {}, attr = \"failing\" }}]\n",
+            toml_str(&fixture)
+        ),
+        out_dir,
+    );
+    assert!(
+        err.contains("boom: the fixture build failed on purpose"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_named() {
+    // Root reads everything, so the build runs as `nobody` when we are root.
+    let work = tempdir();
+    let secret = work.path().join("secret.txt");
+    fs::write(&secret, "x").unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    fs::create_dir_all(work.path().join("out")).unwrap();
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        "name = \"x\"\ncopyToRoot = [{ src = \"secret.txt\", dst = \"/secret.txt\" }]\n",
+    );
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| stdout(&o).trim() == "0");
+    let mut cmd = if is_root {
+        Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(work.path())
+            .status()
+            .unwrap();
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        fs::set_permissions(
+            work.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_gpubox"),
+        ]);
+        cmd
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_gpubox"))
+    };
+    cmd.env("GPUBOX_CACHE_DIR", work.path().join("cache"))
+        .env("HOME", work.path())
+        .current_dir(work.path());
+    let err = run_fails(
+        cmd.arg("build")
+            .arg(&spec)
+            .args(["-o", "oci-archive:out/image.tar"]),
+    );
+    assert!(
+        err.contains("secret.txt") && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(!work.path().join("out/image.tar").exists());
+}
+
+#[test]
+fn two_sources_writing_one_path_differently_is_an_error() {
+    let err = build_fails(
+        "name = \"x\"\ncopyToRoot = [{ src = \"a.txt\", dst = \"/etc/app.conf\" }, { src = \"b.txt\", dst = \"/etc/app.conf\" }]\n",
+        |dir| {
+            out_dir(dir);
+            fs::write(dir.join("a.txt"), "one").unwrap();
+            fs::write(dir.join("b.txt"), "two").unwrap();
+        },
+    );
+    assert!(
+        err.contains("/etc/app.conf")
+            && err.contains("copyToRoot[0]")
+            && err.contains("copyToRoot[1]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sockets_and_devices_are_refused() {
+    let err = build_fails(
+        "name = \"x\"\ncopyToRoot = [{ src = \"tree\", dst = \"/tree\" }]\n",
+        |dir| {
+            out_dir(dir);
+            fs::create_dir_all(dir.join("tree")).unwrap();
+            std::os::unix::net::UnixListener::bind(dir.join("tree/control.sock")).unwrap();
+        },
+    );
+    assert!(
+        err.contains("control.sock") && err.contains("socket"),
+        "{err}"
+    );
+
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| stdout(&o).trim() == "0");
+    if is_root {
+        let err = build_fails(
+            "name = \"x\"\ncopyToRoot = [{ src = \"dev\", dst = \"/dev2\" }]\n",
+            |dir| {
+                out_dir(dir);
+                fs::create_dir_all(dir.join("dev")).unwrap();
+                run_ok(
+                    Command::new("mknod")
+                        .arg(dir.join("dev/null0"))
+                        .args(["c", "1", "3"]),
+                );
+            },
+        );
+        assert!(err.contains("null0") && err.contains("device"), "{err}");
+    }
+}
+
+#[test]
+fn unwritable_output_fails_before_building() {
+    let work = tempdir();
+    let spec = write_spec(work.path(), "gpubox.toml", "name = \"x\"\n");
+    let err = run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "oci-archive:/nonexistent-folder/image.tar"]),
+    );
+    assert!(err.contains("/nonexistent-folder/image.tar"), "{err}");
+    let err = run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "tarball:x"]),
+    );
+    assert!(err.contains("tarball"), "{err}");
+    assert!(!Path::new("/nonexistent-folder").exists());
+}

@@ -1,0 +1,127 @@
+//! Shared helpers: running gpubox, building the Nix fixtures, finding the real
+//! parts, reading images back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gpubox_oci::source::{summarize_layer, ImageReader, LayerSummary};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn nix_conf_dir() -> PathBuf {
+    repo_root().join("tests/nix")
+}
+
+/// The gpubox binary under test, with Nix pointed at the test settings and a
+/// private layer cache.
+pub fn gpubox(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpubox"));
+    cmd.env("NIX_CONF_DIR", nix_conf_dir())
+        .env("GPUBOX_CACHE_DIR", cache)
+        .env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+/// Runs `cmd`, failing the test with its output when it does not succeed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd`, expecting it to fail; returns its stderr.
+pub fn run_fails(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed; stderr: {stderr}"
+    );
+    stderr
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a real part is usable. In CI its absence fails the test; elsewhere the
+/// test prints why it is skipped and returns early.
+pub fn have(part: &str) -> bool {
+    let works = match part {
+        "docker" => Command::new("docker").arg("info").output(),
+        "podman" => Command::new("podman").arg("info").output(),
+        "nix" => Command::new("nix-build").arg("--version").output(),
+        "skopeo" => Command::new("skopeo").arg("--version").output(),
+        other => Command::new(other).arg("--version").output(),
+    }
+    .is_ok_and(|o| o.status.success());
+    if !works {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{part} is not available, and CI=true: run scripts/install-test-deps and scripts/test"
+        );
+        eprintln!("SKIPPED: {part} is not available here");
+    }
+    works
+}
+
+/// Realises an attribute of tests/fixtures/closure.nix with real `nix-build`.
+pub fn nix_fixture(attr: &str) -> String {
+    let out = run_ok(
+        Command::new("nix-build")
+            .env("NIX_CONF_DIR", nix_conf_dir())
+            .arg(repo_root().join("tests/fixtures/closure.nix"))
+            .args(["-A", attr, "--no-out-link"]),
+    );
+    stdout(&out).trim().to_owned()
+}
+
+/// The closure of `path`, from `nix-store -qR`.
+pub fn nix_closure(path: &str) -> Vec<String> {
+    let out = run_ok(
+        Command::new("nix-store")
+            .env("NIX_CONF_DIR", nix_conf_dir())
+            .args(["--query", "--requisites", path]),
+    );
+    let mut paths: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    paths.sort();
+    paths
+}
+
+/// A spec file written into `dir`.
+pub fn write_spec(dir: &Path, name: &str, toml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, toml).expect("write spec");
+    path
+}
+
+/// An image read back with gpubox's own reader, and each layer's summary.
+pub fn read_oci_archive(file: &Path) -> (ImageReader, Vec<LayerSummary>) {
+    let reader = ImageReader::open_oci_archive(file, None).expect("read oci-archive");
+    let summaries = (0..reader.layers().len())
+        .map(|i| summarize_layer(reader.open_layer(i).expect("open layer")).expect("summarize"))
+        .collect();
+    (reader, summaries)
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// TOML string literal for a path.
+pub fn toml_str(p: impl AsRef<Path>) -> String {
+    format!("{:?}", p.as_ref().display().to_string())
+}

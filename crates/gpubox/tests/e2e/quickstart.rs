@@ -1,0 +1,60 @@
+//! The README's quick start: the bundled example builds with nothing but gpubox
+//! (hostBinaries and copyToRoot, no Nix) and runs where podman or docker is.
+
+use std::process::Command;
+
+use super::common::*;
+
+#[test]
+fn bundled_example_builds_and_runs() {
+    let work = tempdir();
+    let spec = repo_root().join("examples/hello/gpubox.toml");
+    let archive = work.path().join("hello.tar");
+    // No Nix on PATH: the example must not need it.
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("NIX_CONF_DIR", "/nonexistent")
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci-archive:{}", archive.display())),
+    );
+    let report = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", archive.display())),
+    );
+    let report = stdout(&report);
+    assert!(
+        report.contains("GREETING=hello from a gpubox image"),
+        "{report}"
+    );
+    assert!(report.contains("/bin/gpubox-init"), "{report}");
+
+    if have("podman") {
+        run_ok(
+            gpubox(&work.path().join("cache"))
+                .arg("build")
+                .arg(&spec)
+                .args(["-q", "-o", "podman:gpubox-hello-e2e:latest"]),
+        );
+        let out = run_ok(Command::new("podman").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "gpubox-hello-e2e:latest",
+        ]));
+        let out = stdout(&out);
+        assert!(out.contains("hello from a gpubox image"), "{out}");
+        assert!(
+            out.contains("running as PID") && out.contains("under gpubox-init"),
+            "{out}"
+        );
+        assert!(out.contains("hello.sh"), "{out}");
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", "gpubox-hello-e2e:latest"])
+            .output();
+    }
+}

@@ -1,0 +1,195 @@
+//! Reads the few ELF facts the dynamic loader acts on: class, byte order and machine, the
+//! `PT_INTERP` path, and the `DT_NEEDED`/`DT_SONAME`/`DT_RPATH`/`DT_RUNPATH`/`DT_FLAGS_1`
+//! entries of the dynamic segment. Only headers and the string table are read (through
+//! `ReadCache`), so multi-gigabyte CUDA libraries cost a few kilobytes of I/O.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::{Endian, Endianness, ReadCache, ReadRef};
+
+use crate::HostBinError;
+
+/// `e_ident` length and the offset of its class byte (ELFCLASS32/ELFCLASS64).
+const IDENT_LEN: u64 = 16;
+const CLASS_INDEX: usize = 4;
+
+/// What the loader compares before accepting a file: ELF class, byte order and machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Abi {
+    pub class64: bool,
+    pub big_endian: bool,
+    pub machine: u16,
+}
+
+impl std::fmt::Display for Abi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let machine = match self.machine {
+            elf::EM_X86_64 => "x86_64".to_owned(),
+            elf::EM_AARCH64 => "aarch64".to_owned(),
+            elf::EM_386 => "i386".to_owned(),
+            elf::EM_ARM => "arm".to_owned(),
+            elf::EM_RISCV => "riscv".to_owned(),
+            elf::EM_PPC64 => "ppc64".to_owned(),
+            elf::EM_S390 => "s390".to_owned(),
+            other => format!("ELF machine {other}"),
+        };
+        let bits = if self.class64 { 64 } else { 32 };
+        let order = if self.big_endian { "big" } else { "little" };
+        write!(f, "{bits}-bit {order}-endian {machine}")
+    }
+}
+
+/// The loader-relevant contents of one ELF file.
+#[derive(Debug)]
+pub(crate) struct ElfObject {
+    pub abi: Abi,
+    pub elf_type: u16,
+    pub interpreter: Option<PathBuf>,
+    pub soname: Option<OsString>,
+    pub needed: Vec<OsString>,
+    /// `DT_RPATH`, already dropped when `DT_RUNPATH` is present (glibc ignores it then).
+    pub rpath: Option<OsString>,
+    pub runpath: Option<OsString>,
+    /// `DF_1_NODEFLIB`: skip ld.so.cache and the default folders for this object's needs.
+    pub nodeflib: bool,
+}
+
+impl ElfObject {
+    /// Whether the loader may map this file at all (ld.so: "only ET_DYN and ET_EXEC can be loaded").
+    pub fn is_loadable(&self) -> bool {
+        self.elf_type == elf::ET_DYN || self.elf_type == elf::ET_EXEC
+    }
+}
+
+/// Reads `path`; `Ok(None)` when the file does not start with the ELF magic (a script, text).
+pub(crate) fn read(path: &Path) -> Result<Option<ElfObject>, HostBinError> {
+    let file = File::open(path).map_err(|source| HostBinError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let data = ReadCache::new(file);
+    let ident = match data.read_bytes_at(0, IDENT_LEN) {
+        Ok(ident) if ident.starts_with(&elf::ELFMAG) => ident,
+        _ => return Ok(None),
+    };
+    match ident[CLASS_INDEX] {
+        elf::ELFCLASS32 => parse::<elf::FileHeader32<Endianness>>(&data, path).map(Some),
+        elf::ELFCLASS64 => parse::<elf::FileHeader64<Endianness>>(&data, path).map(Some),
+        class => Err(HostBinError::BadElf {
+            path: path.to_owned(),
+            detail: format!("unknown ELF class {class}"),
+        }),
+    }
+}
+
+fn parse<Elf: FileHeader<Endian = Endianness>>(
+    data: &ReadCache<File>,
+    path: &Path,
+) -> Result<ElfObject, HostBinError> {
+    let bad = |detail: String| HostBinError::BadElf {
+        path: path.to_owned(),
+        detail,
+    };
+    let header = Elf::parse(data).map_err(|e| bad(e.to_string()))?;
+    let endian = header.endian().map_err(|e| bad(e.to_string()))?;
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(|e| bad(e.to_string()))?;
+
+    let mut interpreter = None;
+    let mut dynamic = None;
+    for segment in segments {
+        if let Some(interp) = segment
+            .interpreter(endian, data)
+            .map_err(|e| bad(e.to_string()))?
+        {
+            interpreter = Some(PathBuf::from(OsStr::from_bytes(interp)));
+        }
+        if let Some(entries) = segment
+            .dynamic(endian, data)
+            .map_err(|e| bad(e.to_string()))?
+        {
+            dynamic = Some(entries);
+        }
+    }
+
+    let mut strtab_address = None;
+    let mut strtab_size = None;
+    let mut needed = Vec::new();
+    let mut soname = None;
+    let mut rpath = None;
+    let mut runpath = None;
+    let mut flags_1 = 0u64;
+    for entry in dynamic.unwrap_or_default() {
+        let tag: u64 = entry.d_tag(endian).into();
+        let value: u64 = entry.d_val(endian).into();
+        match u32::try_from(tag) {
+            Ok(elf::DT_NULL) => break,
+            Ok(elf::DT_STRTAB) => strtab_address = Some(value),
+            Ok(elf::DT_STRSZ) => strtab_size = Some(value),
+            Ok(elf::DT_NEEDED) => needed.push(value),
+            Ok(elf::DT_SONAME) => soname = Some(value),
+            Ok(elf::DT_RPATH) => rpath = Some(value),
+            Ok(elf::DT_RUNPATH) => runpath = Some(value),
+            Ok(elf::DT_FLAGS_1) => flags_1 = value,
+            _ => {}
+        }
+    }
+
+    let uses_strings = !needed.is_empty() || soname.is_some() || rpath.is_some() || runpath.is_some();
+    let strings = match (strtab_address, strtab_size) {
+        (Some(address), Some(size)) if uses_strings => {
+            // DT_STRTAB is a virtual address; the PT_LOAD segment covering it gives the file offset.
+            let offset = segments
+                .iter()
+                .filter(|s| s.p_type(endian) == elf::PT_LOAD)
+                .find_map(|s| {
+                    let start: u64 = s.p_vaddr(endian).into();
+                    let file_size: u64 = s.p_filesz(endian).into();
+                    let file_offset: u64 = s.p_offset(endian).into();
+                    (start..start.saturating_add(file_size))
+                        .contains(&address)
+                        .then(|| file_offset + (address - start))
+                })
+                .ok_or_else(|| bad(format!("DT_STRTAB address {address:#x} is not in any loaded segment")))?;
+            Some((offset, size))
+        }
+        _ if uses_strings => return Err(bad("dynamic section has no DT_STRTAB/DT_STRSZ".to_owned())),
+        _ => None,
+    };
+    let string = |index: u64| -> Result<OsString, HostBinError> {
+        let (offset, size) = strings.ok_or_else(|| bad("no dynamic string table".to_owned()))?;
+        if index >= size {
+            return Err(bad(format!("dynamic string offset {index} is past DT_STRSZ {size}")));
+        }
+        let bytes = data
+            .read_bytes_at_until(offset + index..offset + size, 0)
+            .map_err(|()| bad(format!("dynamic string at offset {index} is not NUL-terminated within DT_STRSZ")))?;
+        Ok(OsStr::from_bytes(bytes).to_owned())
+    };
+
+    let runpath = runpath.map(string).transpose()?;
+    Ok(ElfObject {
+        abi: Abi {
+            class64: header.is_class_64(),
+            big_endian: endian.is_big_endian(),
+            machine: header.e_machine(endian),
+        },
+        elf_type: header.e_type(endian),
+        interpreter,
+        soname: soname.map(string).transpose()?,
+        needed: needed.into_iter().map(string).collect::<Result<_, _>>()?,
+        rpath: if runpath.is_some() {
+            None
+        } else {
+            rpath.map(string).transpose()?
+        },
+        runpath,
+        nodeflib: flags_1 & u64::from(elf::DF_1_NODEFLIB) != 0,
+    })
+}

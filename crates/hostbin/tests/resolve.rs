@@ -1,0 +1,292 @@
+//! Resolves real binaries of this machine and binaries built here with `gcc`, using `ldd`
+//! (glibc's own loader in trace mode) as the second opinion.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use gpubox_hostbin::{resolve, resolve_all, HostBinError, HostFile};
+
+/// Lexical `..` resolution, the way image paths are written.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => normalized.push(part),
+            Component::ParentDir => {
+                normalized.pop();
+            }
+            _ => {}
+        }
+    }
+    normalized
+}
+
+/// The files `ldd` says the loader opens for `binary`: every `=> /path` plus the interpreter.
+fn ldd_paths(binary: &Path) -> BTreeSet<PathBuf> {
+    let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
+    assert!(output.status.success(), "ldd {} failed: {output:?}", binary.display());
+    let text = String::from_utf8(output.stdout).expect("ldd prints UTF-8");
+    assert!(!text.contains("not found"), "ldd could not resolve {}:\n{text}", binary.display());
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once(" => ") {
+                Some((_, right)) => right,
+                None if line.starts_with('/') => line,
+                None => return None,
+            };
+            let path = path.split(" (").next().unwrap_or(path);
+            Some(normalize(Path::new(path)))
+        })
+        .collect()
+}
+
+fn image_paths(files: &[HostFile]) -> BTreeSet<PathBuf> {
+    files.iter().map(|f| f.image_path.clone()).collect()
+}
+
+fn assert_sorted_unique(files: &[HostFile]) {
+    for pair in files.windows(2) {
+        assert!(pair[0].image_path < pair[1].image_path, "not sorted/unique: {pair:?}");
+    }
+}
+
+fn gcc(args: &[&str], dir: &Path) {
+    let output = Command::new("gcc").args(args).current_dir(dir).output().expect("gcc runs");
+    assert!(output.status.success(), "gcc {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A temp tree with `lib/libgreet.so` and `bin/app` linked to it with `$ORIGIN/../lib`.
+fn build_origin_app(new_dtags: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::create_dir_all(dir.path().join("lib")).unwrap();
+    fs::create_dir_all(dir.path().join("bin")).unwrap();
+    fs::write(dir.path().join("greet.c"), "int greet(void) { return 42; }\n").unwrap();
+    fs::write(dir.path().join("main.c"), "int greet(void);\nint main(void) { return greet() - 42; }\n").unwrap();
+    gcc(&["-shared", "-fPIC", "-Wl,-soname,libgreet.so", "-o", "lib/libgreet.so", "greet.c"], dir.path());
+    let dtags = if new_dtags { "-Wl,--enable-new-dtags" } else { "-Wl,--disable-new-dtags" };
+    gcc(&["-o", "bin/app", "main.c", "-Llib", "-lgreet", "-Wl,-rpath,$ORIGIN/../lib", dtags], dir.path());
+    dir
+}
+
+/// `bin/app` -> `lib/libouter.so` -> `lib/libinner.so`, where only the executable carries a
+/// search path (`$ORIGIN/../lib`) and libouter has none: libinner is found only by RPATH
+/// inheritance.
+fn build_indirect_app(new_dtags: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::create_dir_all(dir.path().join("lib")).unwrap();
+    fs::create_dir_all(dir.path().join("bin")).unwrap();
+    fs::write(dir.path().join("inner.c"), "int inner(void) { return 1; }\n").unwrap();
+    fs::write(dir.path().join("outer.c"), "int inner(void);\nint outer(void) { return inner() + 1; }\n").unwrap();
+    fs::write(dir.path().join("main.c"), "int outer(void);\nint main(void) { return outer() - 2; }\n").unwrap();
+    gcc(&["-shared", "-fPIC", "-Wl,-soname,libinner.so", "-o", "lib/libinner.so", "inner.c"], dir.path());
+    gcc(
+        &["-shared", "-fPIC", "-Wl,-soname,libouter.so", "-o", "lib/libouter.so", "outer.c", "-Llib", "-linner"],
+        dir.path(),
+    );
+    let dtags = if new_dtags { "-Wl,--enable-new-dtags" } else { "-Wl,--disable-new-dtags" };
+    gcc(
+        &["-o", "bin/app", "main.c", "-Llib", "-louter", "-Wl,-rpath-link,lib", "-Wl,-rpath,$ORIGIN/../lib", dtags],
+        dir.path(),
+    );
+    dir
+}
+
+fn readelf_dynamic(binary: &Path) -> String {
+    let output = Command::new("readelf").arg("-d").arg(binary).output().expect("readelf runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn ls_matches_ldd() {
+    let ls = fs::canonicalize("/usr/bin/ls").expect("/usr/bin/ls exists");
+    let files = resolve(Path::new("/usr/bin/ls"), Path::new("/usr/bin/ls")).expect("ls resolves");
+    assert_sorted_unique(&files);
+
+    let mut expected = ldd_paths(Path::new("/usr/bin/ls"));
+    expected.insert(PathBuf::from("/usr/bin/ls"));
+    assert_eq!(image_paths(&files), expected);
+
+    for file in &files {
+        assert_eq!(file.source, fs::canonicalize(&file.source).unwrap(), "source is not canonical: {file:?}");
+        assert!(file.source.is_file(), "source is not a file: {file:?}");
+    }
+    let exe = files.iter().find(|f| f.image_path == Path::new("/usr/bin/ls")).unwrap();
+    assert_eq!(exe.source, ls);
+    assert_ne!(exe.mode & 0o111, 0, "ls lost its execute bits: {exe:?}");
+    assert!(
+        files.iter().any(|f| f.image_path.file_name().is_some_and(|n| n == "libc.so.6")),
+        "libc.so.6 missing: {files:?}"
+    );
+}
+
+#[test]
+fn runpath_origin_library_follows_the_executable() {
+    let dir = build_origin_app(true);
+    let app = dir.path().join("bin/app");
+    assert!(readelf_dynamic(&app).contains("(RUNPATH)"), "gcc did not write DT_RUNPATH");
+
+    let files = resolve(&app, &app).expect("app resolves");
+    let mut expected = ldd_paths(&app);
+    expected.insert(app.clone());
+    assert_eq!(image_paths(&files), expected);
+
+    // Placed elsewhere in the image, $ORIGIN/../lib moves with it.
+    let files = resolve(&app, Path::new("/opt/app/bin/app")).expect("app resolves");
+    let greet = files
+        .iter()
+        .find(|f| f.image_path == Path::new("/opt/app/lib/libgreet.so"))
+        .unwrap_or_else(|| panic!("libgreet.so not at /opt/app/lib: {files:?}"));
+    assert_eq!(greet.source, fs::canonicalize(dir.path().join("lib/libgreet.so")).unwrap());
+    assert!(files.iter().any(|f| f.image_path == Path::new("/opt/app/bin/app")));
+}
+
+#[test]
+fn rpath_is_inherited_by_indirect_dependencies() {
+    let dir = build_indirect_app(false);
+    let app = dir.path().join("bin/app");
+    let dynamic = readelf_dynamic(&app);
+    assert!(dynamic.contains("(RPATH)") && !dynamic.contains("(RUNPATH)"), "gcc did not write DT_RPATH only");
+
+    let files = resolve(&app, &app).expect("app resolves");
+    let mut expected = ldd_paths(&app);
+    expected.insert(app.clone());
+    assert_eq!(image_paths(&files), expected);
+
+    let files = resolve(&app, Path::new("/srv/bin/app")).expect("app resolves");
+    let paths = image_paths(&files);
+    assert!(paths.contains(Path::new("/srv/lib/libouter.so")), "{paths:?}");
+    assert!(paths.contains(Path::new("/srv/lib/libinner.so")), "{paths:?}");
+}
+
+#[test]
+fn runpath_is_not_inherited() {
+    let dir = build_indirect_app(true);
+    let app = dir.path().join("bin/app");
+    match resolve(&app, &app) {
+        Err(HostBinError::LibraryNotFound { library, needed_by, searched }) => {
+            assert_eq!(library, "libinner.so");
+            assert_eq!(needed_by, fs::canonicalize(dir.path().join("bin/../lib/libouter.so")).unwrap());
+            assert!(!searched.contains(&dir.path().join("bin/../lib")), "searched the executable's RUNPATH: {searched:?}");
+        }
+        other => panic!("expected LibraryNotFound for libinner.so, got {other:?}"),
+    }
+}
+
+#[test]
+fn other_architecture_library_is_skipped() {
+    let dir = build_origin_app(false);
+    // A 32-bit libgreet.so earlier in the RPATH: ld.so passes over it and keeps searching.
+    fs::create_dir_all(dir.path().join("lib32")).unwrap();
+    gcc(&["-m32", "-shared", "-nostdlib", "-fPIC", "-o", "lib32/libgreet.so", "greet.c"], dir.path());
+    gcc(
+        &["-o", "bin/app", "main.c", "-Llib", "-lgreet", "-Wl,-rpath,$ORIGIN/../lib32:$ORIGIN/../lib", "-Wl,--disable-new-dtags"],
+        dir.path(),
+    );
+    let app = dir.path().join("bin/app");
+    let files = resolve(&app, &app).expect("app resolves");
+    let mut expected = ldd_paths(&app);
+    expected.insert(app.clone());
+    assert_eq!(image_paths(&files), expected);
+    assert!(image_paths(&files).contains(&dir.path().join("lib/libgreet.so")));
+}
+
+#[test]
+fn missing_library_names_it_and_its_requester() {
+    let dir = build_origin_app(true);
+    let app = dir.path().join("bin/app");
+    fs::remove_file(dir.path().join("lib/libgreet.so")).unwrap();
+    let error = resolve(&app, Path::new("/app")).expect_err("libgreet.so is gone");
+    let message = error.to_string();
+    match error {
+        HostBinError::LibraryNotFound { library, needed_by, searched } => {
+            assert_eq!(library, "libgreet.so");
+            assert_eq!(needed_by, fs::canonicalize(&app).unwrap());
+            assert!(searched.contains(&dir.path().join("bin/../lib")), "{searched:?}");
+            assert!(searched.contains(&PathBuf::from("/usr/lib")), "{searched:?}");
+        }
+        other => panic!("expected LibraryNotFound, got {other:?}"),
+    }
+    assert!(message.starts_with("libgreet.so, needed by "), "{message}");
+}
+
+#[test]
+fn shell_script_is_not_elf() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("run.sh");
+    fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let error = resolve(&script, Path::new("/bin/run")).expect_err("a script is not ELF");
+    assert!(matches!(&error, HostBinError::NotElf { path } if path == &script), "{error:?}");
+    assert!(error.to_string().contains("copyToRoot"), "{error}");
+}
+
+#[test]
+fn missing_binary_is_an_io_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let absent = dir.path().join("absent");
+    let error = resolve(&absent, Path::new("/bin/absent")).expect_err("nothing there");
+    assert!(matches!(&error, HostBinError::Io { path, .. } if path == &absent), "{error:?}");
+}
+
+#[test]
+fn static_binary_is_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(dir.path().join("main.c"), "int main(void) { return 0; }\n").unwrap();
+    let output = Command::new("gcc")
+        .args(["-static", "-o", "static", "main.c"])
+        .current_dir(dir.path())
+        .output()
+        .expect("gcc runs");
+    if !output.status.success() {
+        eprintln!(
+            "SKIPPED static_binary_is_alone: gcc -static failed (static libc missing?): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let binary = dir.path().join("static");
+    let files = resolve(&binary, Path::new("/bin/static")).expect("static binary resolves");
+    assert_eq!(
+        files,
+        vec![HostFile {
+            image_path: PathBuf::from("/bin/static"),
+            source: fs::canonicalize(&binary).unwrap(),
+            mode: fs::metadata(&binary).unwrap().mode() & 0o7777,
+        }]
+    );
+}
+
+#[test]
+fn resolve_all_lists_shared_libraries_once() {
+    let ls = resolve(Path::new("/usr/bin/ls"), Path::new("/bin/ls")).unwrap();
+    let cat = resolve(Path::new("/usr/bin/cat"), Path::new("/bin/cat")).unwrap();
+    let both = resolve_all(&[
+        (PathBuf::from("/usr/bin/ls"), PathBuf::from("/bin/ls")),
+        (PathBuf::from("/usr/bin/cat"), PathBuf::from("/bin/cat")),
+    ])
+    .unwrap();
+    assert_sorted_unique(&both);
+    let union: BTreeSet<HostFile> = ls.into_iter().chain(cat).collect();
+    assert_eq!(both, union.into_iter().collect::<Vec<_>>());
+    assert_eq!(both.iter().filter(|f| f.image_path.ends_with("libc.so.6")).count(), 1, "{both:?}");
+}
+
+#[test]
+fn resolve_all_refuses_one_image_path_for_two_binaries() {
+    let error = resolve_all(&[
+        (PathBuf::from("/usr/bin/ls"), PathBuf::from("/bin/tool")),
+        (PathBuf::from("/usr/bin/cat"), PathBuf::from("/bin/tool")),
+    ])
+    .expect_err("two binaries at /bin/tool");
+    assert!(matches!(&error, HostBinError::ImagePathConflict { image_path, .. } if image_path == Path::new("/bin/tool")), "{error:?}");
+}
+
+#[test]
+fn relative_image_path_is_refused() {
+    let error = resolve(Path::new("/usr/bin/ls"), Path::new("bin/ls")).expect_err("relative image path");
+    assert!(matches!(error, HostBinError::RelativeImagePath { .. }), "{error:?}");
+}
+
+use std::os::unix::fs::MetadataExt;

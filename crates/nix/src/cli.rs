@@ -1,0 +1,401 @@
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::closure::parse_path_info_json;
+use crate::{Closure, NixError, PathInfo, StorePath, STORE_DIR};
+
+/// Store paths per command line, well below any system's argument limit.
+const PATHS_PER_COMMAND: usize = 500;
+/// Lines of Nix's stderr kept in [`NixError::CommandFailed`]: Nix prints its
+/// error last, and a failed build's log before it can be very long.
+const STDERR_TAIL_LINES: usize = 60;
+
+/// Something Nix can build or already has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Installable {
+    /// An existing store path; a `.drv` path stands for its outputs.
+    StorePath(StorePath),
+    /// A flake reference such as `nixpkgs#hello` or `path:/src#app`.
+    Flake(String),
+    /// A Nix file, optionally with an attribute path, as `nix-build FILE -A ATTR`.
+    File { file: PathBuf, attr: Option<String> },
+}
+
+impl fmt::Display for Installable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Installable::StorePath(path) => write!(f, "{path}"),
+            Installable::Flake(reference) => f.write_str(reference),
+            Installable::File { file, attr: None } => write!(f, "{}", file.display()),
+            Installable::File {
+                file,
+                attr: Some(attr),
+            } => write!(f, "{} -A {attr}", file.display()),
+        }
+    }
+}
+
+/// Runs the Nix programs found on PATH when a method runs.
+#[derive(Clone, Debug, Default)]
+pub struct Nix {
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Nix {
+    pub fn new() -> Nix {
+        Nix::default()
+    }
+
+    /// Sets an environment variable for every Nix program this runs, such as
+    /// `NIX_CONF_DIR` or `NIX_PATH`.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Nix {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Builds (or checks) what `what` names and returns its output paths in
+    /// Nix's order.
+    pub fn realise(&self, what: &Installable) -> Result<Vec<StorePath>, NixError> {
+        match what {
+            Installable::StorePath(path) => {
+                self.ensure_valid(std::slice::from_ref(path))?;
+                if path.name().ends_with(".drv") {
+                    let args = ["--realise", path.as_str()].map(OsStr::new);
+                    let out = self.run("nix-store", &args)?;
+                    parse_path_lines(&out)
+                } else {
+                    Ok(vec![path.clone()])
+                }
+            }
+            Installable::Flake(reference) => {
+                let args = [
+                    "build",
+                    "--no-link",
+                    "--json",
+                    "--extra-experimental-features",
+                    "nix-command flakes",
+                    reference,
+                ]
+                .map(OsStr::new);
+                let out = self.run("nix", &args)?;
+                parse_build_json(&out.stdout).map_err(|detail| out.bad(detail))
+            }
+            Installable::File { file, attr } => {
+                let mut args = vec![file.as_os_str()];
+                if let Some(attr) = attr {
+                    args.extend([OsStr::new("-A"), OsStr::new(attr)]);
+                }
+                args.push(OsStr::new("--no-out-link"));
+                let out = self.run("nix-build", &args)?;
+                parse_path_lines(&out)
+            }
+        }
+    }
+
+    /// The closure of `roots`: every path they reference, transitively, with
+    /// its NAR size and references.
+    pub fn closure(&self, roots: &[StorePath]) -> Result<Closure, NixError> {
+        let mut infos = BTreeMap::new();
+        for chunk in roots.chunks(PATHS_PER_COMMAND) {
+            let mut args = [
+                "path-info",
+                "--json",
+                "--recursive",
+                "--extra-experimental-features",
+                "nix-command",
+            ]
+            .map(OsStr::new)
+            .to_vec();
+            args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
+            let out = match self.run("nix", &args) {
+                Ok(out) => out,
+                Err(failed @ NixError::CommandFailed { .. }) => {
+                    // Nix before 2.19 fails on an invalid path; say which one.
+                    self.ensure_valid(chunk)?;
+                    return Err(failed);
+                }
+                Err(other) => return Err(other),
+            };
+            let entries = parse_path_info_json(&out.stdout).map_err(|detail| out.bad(detail))?;
+            for (path, info) in entries {
+                let info = info.ok_or_else(|| NixError::PathMissing { path: path.clone() })?;
+                infos.insert(path, info);
+            }
+            check_complete(&infos, chunk).map_err(|detail| out.bad(detail))?;
+        }
+        Ok(Closure::from_infos(infos.into_values().collect()))
+    }
+
+    /// Fails with [`NixError::PathMissing`] for the first path that the store
+    /// database does not list as valid or that is absent on disk.
+    fn ensure_valid(&self, paths: &[StorePath]) -> Result<(), NixError> {
+        for chunk in paths.chunks(PATHS_PER_COMMAND) {
+            let mut args = ["--check-validity", "--print-invalid"]
+                .map(OsStr::new)
+                .to_vec();
+            args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
+            let out = self.run("nix-store", &args)?;
+            if let Some(invalid) = out.stdout.lines().find(|line| !line.trim().is_empty()) {
+                let path = StorePath::parse(invalid.trim()).map_err(|e| out.bad(e.to_string()))?;
+                return Err(NixError::PathMissing { path });
+            }
+            for path in chunk {
+                match std::fs::symlink_metadata(path) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        return Err(NixError::PathMissing { path: path.clone() })
+                    }
+                    Err(source) => {
+                        return Err(NixError::Io {
+                            action: format!("checking that {path} exists"),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, program: &str, args: &[&OsStr]) -> Result<Output, NixError> {
+        let command = command_line(program, args);
+        let output = Command::new(program)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| match source.kind() {
+                ErrorKind::NotFound => NixError::NotInstalled {
+                    program: program.to_owned(),
+                },
+                _ => NixError::Io {
+                    action: format!("starting `{command}`"),
+                    source,
+                },
+            })?;
+        if !output.status.success() {
+            return Err(NixError::CommandFailed {
+                command,
+                status: output.status,
+                stderr: stderr_tail(&String::from_utf8_lossy(&output.stderr)),
+            });
+        }
+        match String::from_utf8(output.stdout) {
+            Ok(stdout) => Ok(Output { command, stdout }),
+            Err(_) => Err(NixError::BadOutput {
+                command,
+                detail: "its output is not UTF-8".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Checks that `--recursive` output holds the roots and everything referenced.
+fn check_complete(
+    infos: &BTreeMap<StorePath, PathInfo>,
+    roots: &[StorePath],
+) -> Result<(), String> {
+    if let Some(root) = roots.iter().find(|root| !infos.contains_key(*root)) {
+        return Err(format!("the root {root} is not in the result"));
+    }
+    for info in infos.values() {
+        if let Some(r) = info.references.iter().find(|r| !infos.contains_key(*r)) {
+            return Err(format!(
+                "{} references {r}, which is not in the result",
+                info.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A successful command's standard output, with the command line for errors.
+struct Output {
+    command: String,
+    stdout: String,
+}
+
+impl Output {
+    fn bad(&self, detail: String) -> NixError {
+        NixError::BadOutput {
+            command: self.command.clone(),
+            detail,
+        }
+    }
+}
+
+/// Reads one store path per line, as `nix-build` and `nix-store --realise` print.
+fn parse_path_lines(out: &Output) -> Result<Vec<StorePath>, NixError> {
+    let paths = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| StorePath::parse(line).map_err(|e| out.bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if paths.is_empty() {
+        return Err(out.bad("it printed no store path".to_owned()));
+    }
+    Ok(paths)
+}
+
+/// Reads `nix build --json`: `[{"drvPath": .., "outputs": {"out": PATH, ..}}]`,
+/// or `[{"path": PATH}]` for an installable that is already a store path.
+/// `--print-out-paths` would be simpler but needs Nix 2.9.
+fn parse_build_json(text: &str) -> Result<Vec<StorePath>, String> {
+    let json: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let items = json
+        .as_array()
+        .ok_or_else(|| format!("expected an array, got {json}"))?;
+    let mut paths = Vec::new();
+    for item in items {
+        if let Some(outputs) = item.get("outputs").and_then(Value::as_object) {
+            paths.extend(outputs.values().map(Value::as_str));
+        } else {
+            paths.push(item.get("path").and_then(Value::as_str));
+        }
+    }
+    let paths = paths
+        .into_iter()
+        .map(|path| {
+            let path = path.ok_or_else(|| format!("an output in {json} is not a path string"))?;
+            StorePath::parse(path).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if paths.is_empty() {
+        return Err(format!("no output path in {json}"));
+    }
+    Ok(paths)
+}
+
+/// The command as a user could paste it into a shell.
+fn command_line(program: &str, args: &[&OsStr]) -> String {
+    let mut line = program.to_owned();
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        line.push(' ');
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.+=:#@,".contains(c));
+        if plain {
+            line.push_str(&arg);
+        } else {
+            line.push('\'');
+            line.push_str(&arg.replace('\'', r"'\''"));
+            line.push('\'');
+        }
+    }
+    line
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    if lines.len() <= STDERR_TAIL_LINES {
+        return lines.join("\n");
+    }
+    let omitted = lines.len() - STDERR_TAIL_LINES;
+    format!(
+        "({omitted} earlier lines omitted)\n{}",
+        lines[omitted..].join("\n")
+    )
+}
+
+impl std::str::FromStr for Installable {
+    type Err = NixError;
+
+    /// A string under the store directory is a store path (and must be a valid
+    /// one); anything else is a flake reference.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with(STORE_DIR) {
+            StorePath::parse(s).map(Installable::StorePath)
+        } else {
+            Ok(Installable::Flake(s.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0";
+    const DEV: &str = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-app-1.0-dev";
+
+    #[test]
+    fn reads_nix_build_json() {
+        let built = format!(
+            r#"[{{"drvPath":"/nix/store/cccccccccccccccccccccccccccccccc-app.drv","outputs":{{"out":"{APP}","dev":"{DEV}"}}}}]"#
+        );
+        let paths: Vec<String> = parse_build_json(&built)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(paths, [DEV, APP]);
+        let existing = format!(r#"[{{"path":"{APP}"}}]"#);
+        assert_eq!(parse_build_json(&existing).unwrap()[0].as_str(), APP);
+        assert!(parse_build_json("[]")
+            .unwrap_err()
+            .contains("no output path"));
+        assert!(parse_build_json(r#"[{"outputs":{"out":null}}]"#)
+            .unwrap_err()
+            .contains("not a path string"));
+    }
+
+    #[test]
+    fn quotes_command_lines_for_a_shell() {
+        let args = ["build", "nix-command flakes", "it's", ""].map(OsStr::new);
+        assert_eq!(
+            command_line("nix", &args),
+            r#"nix build 'nix-command flakes' 'it'\''s' ''"#
+        );
+    }
+
+    #[test]
+    fn keeps_the_end_of_long_stderr() {
+        let long: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        let tail = stderr_tail(&long);
+        assert!(
+            tail.starts_with("(40 earlier lines omitted)\nline 41\n"),
+            "{tail}"
+        );
+        assert!(tail.ends_with("line 100"));
+        assert_eq!(stderr_tail("  error: x\n\n"), "error: x");
+    }
+
+    #[test]
+    fn parses_installables() {
+        assert_eq!(
+            "nixpkgs#hello".parse::<Installable>().unwrap(),
+            Installable::Flake("nixpkgs#hello".to_owned())
+        );
+        assert!(matches!(
+            APP.parse::<Installable>().unwrap(),
+            Installable::StorePath(p) if p.as_str() == APP
+        ));
+        assert!(matches!(
+            "/nix/store/bad".parse::<Installable>(),
+            Err(NixError::InvalidStorePath { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_program_is_not_installed() {
+        let err = Nix::new()
+            .with_env("PATH", "/nonexistent-gpubox-test-dir")
+            .realise(&Installable::Flake("nixpkgs#hello".to_owned()))
+            .unwrap_err();
+        // On Unix, Command searches the PATH given to the child.
+        assert!(
+            matches!(&err, NixError::NotInstalled { program } if program == "nix"),
+            "{err:?}"
+        );
+    }
+}

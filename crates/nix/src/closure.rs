@@ -1,0 +1,246 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{StorePath, STORE_DIR};
+
+/// What the store knows about one path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    pub path: StorePath,
+    /// Size of the path's NAR serialisation: its bytes on disk, near enough.
+    pub nar_size: u64,
+    /// Sorted; may include the path itself.
+    pub references: Vec<StorePath>,
+}
+
+/// A set of store paths closed under references, kept sorted by path so that
+/// everything computed from it is deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Closure {
+    infos: BTreeMap<StorePath, PathInfo>,
+}
+
+impl Closure {
+    /// Builds a closure from path infos as given, sorting each path's
+    /// references. It does not check that references are inside the set, so
+    /// tests can make any graph; a path given twice keeps its last info.
+    pub fn from_infos(infos: Vec<PathInfo>) -> Closure {
+        let infos = infos
+            .into_iter()
+            .map(|mut info| {
+                info.references.sort();
+                info.references.dedup();
+                (info.path.clone(), info)
+            })
+            .collect();
+        Closure { infos }
+    }
+
+    /// Every path, sorted by store path.
+    pub fn paths(&self) -> impl Iterator<Item = &PathInfo> {
+        self.infos.values()
+    }
+
+    pub fn get(&self, path: &StorePath) -> Option<&PathInfo> {
+        self.infos.get(path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    pub fn total_nar_size(&self) -> u64 {
+        self.infos
+            .values()
+            .fold(0, |sum, info| sum.saturating_add(info.nar_size))
+    }
+}
+
+/// One entry of `nix path-info --json`: the info, or `None` for a path the
+/// store does not have.
+pub(crate) type PathInfoEntry = (StorePath, Option<PathInfo>);
+
+/// Reads `nix path-info --json` output in both shapes Nix has printed: an
+/// array of objects with a `path` field (up to 2.18; invalid paths carry
+/// `"valid": false`) and an object keyed by path (2.19 and later; invalid paths
+/// map to `null`). References given as base names are resolved against
+/// [`STORE_DIR`]. The error is a description for [`crate::NixError::BadOutput`].
+pub(crate) fn parse_path_info_json(text: &str) -> Result<Vec<PathInfoEntry>, String> {
+    let json: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    match json {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let fields = item
+                    .as_object()
+                    .ok_or_else(|| format!("array item {item} is not an object"))?;
+                let path = fields
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("object {item} has no \"path\" string"))?;
+                let path = parse_json_store_path(path)?;
+                if fields.get("valid").and_then(Value::as_bool) == Some(false) {
+                    return Ok((path, None));
+                }
+                let info = parse_fields(&path, fields)?;
+                Ok((path, Some(info)))
+            })
+            .collect(),
+        Value::Object(entries) => entries
+            .iter()
+            .map(|(key, value)| {
+                let path = parse_json_store_path(key)?;
+                match value {
+                    Value::Null => Ok((path, None)),
+                    Value::Object(fields) => {
+                        let info = parse_fields(&path, fields)?;
+                        Ok((path, Some(info)))
+                    }
+                    other => Err(format!("the value for {key} is not an object: {other}")),
+                }
+            })
+            .collect(),
+        other => Err(format!("expected an array or an object, got {other}")),
+    }
+}
+
+fn parse_fields(path: &StorePath, fields: &Map<String, Value>) -> Result<PathInfo, String> {
+    let nar_size = fields
+        .get("narSize")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{path} has no \"narSize\" number"))?;
+    let mut references = fields
+        .get("references")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{path} has no \"references\" array"))?
+        .iter()
+        .map(|reference| {
+            reference
+                .as_str()
+                .ok_or_else(|| format!("{path} has a reference that is not a string: {reference}"))
+                .and_then(parse_json_store_path)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    references.sort();
+    references.dedup();
+    Ok(PathInfo {
+        path: path.clone(),
+        nar_size,
+        references,
+    })
+}
+
+fn parse_json_store_path(text: &str) -> Result<StorePath, String> {
+    let full = if text.starts_with('/') {
+        text.to_owned()
+    } else {
+        format!("{STORE_DIR}/{text}")
+    };
+    StorePath::parse(&full).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0";
+    const B: &str = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0";
+
+    fn sp(s: &str) -> StorePath {
+        StorePath::parse(s).unwrap()
+    }
+
+    fn expected() -> Vec<PathInfoEntry> {
+        vec![
+            (
+                sp(A),
+                Some(PathInfo {
+                    path: sp(A),
+                    nar_size: 560,
+                    references: vec![sp(A), sp(B)],
+                }),
+            ),
+            (
+                sp(B),
+                Some(PathInfo {
+                    path: sp(B),
+                    nar_size: 120,
+                    references: vec![],
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn parses_the_array_shape_of_nix_2_8() {
+        let json = format!(
+            r#"[{{"path":"{A}","narHash":"sha256-x","narSize":560,"references":["{B}","{A}"],"registrationTime":1}},
+                {{"path":"{B}","narSize":120,"references":[]}}]"#
+        );
+        assert_eq!(parse_path_info_json(&json).unwrap(), expected());
+    }
+
+    #[test]
+    fn parses_the_object_shape_of_nix_2_19_and_later() {
+        let json = format!(
+            r#"{{"{A}":{{"ca":null,"deriver":null,"narSize":560,"references":["{B}","{A}"],"signatures":[]}},
+                "{B}":{{"narSize":120,"references":[]}}}}"#
+        );
+        assert_eq!(parse_path_info_json(&json).unwrap(), expected());
+    }
+
+    #[test]
+    fn accepts_base_name_references() {
+        let json = r#"{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0":{"narSize":560,
+            "references":["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0","aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0"]},
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0":{"narSize":120,"references":[]}}"#;
+        assert_eq!(parse_path_info_json(json).unwrap(), expected());
+    }
+
+    #[test]
+    fn reports_missing_paths_in_both_shapes() {
+        let old = format!(r#"[{{"path":"{A}","valid":false}}]"#);
+        let new = format!(r#"{{"{A}":null}}"#);
+        for json in [old, new] {
+            assert_eq!(parse_path_info_json(&json).unwrap(), vec![(sp(A), None)]);
+        }
+    }
+
+    #[test]
+    fn explains_unreadable_output() {
+        let cases = [
+            ("not json", "invalid JSON"),
+            ("42", "expected an array or an object"),
+            (r#"[{"narSize":1}]"#, "no \"path\""),
+            (&format!(r#"{{"{A}":{{"references":[]}}}}"#), "narSize"),
+            (&format!(r#"{{"{A}":{{"narSize":1}}}}"#), "references"),
+            (r#"{"/tmp/x":null}"#, "/tmp/x"),
+        ];
+        for (json, needle) in cases {
+            let err = parse_path_info_json(json).unwrap_err();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn closure_is_sorted_and_sums_sizes() {
+        let infos = expected().into_iter().filter_map(|(_, info)| info);
+        let mut reversed: Vec<PathInfo> = infos.collect();
+        reversed.reverse();
+        reversed[1].references.reverse();
+        let closure = Closure::from_infos(reversed);
+        let order: Vec<&str> = closure.paths().map(|i| i.path.as_str()).collect();
+        assert_eq!(order, [A, B]);
+        assert_eq!(closure.len(), 2);
+        assert!(!closure.is_empty());
+        assert_eq!(closure.total_nar_size(), 680);
+        assert_eq!(closure.get(&sp(A)).unwrap().references, vec![sp(A), sp(B)]);
+        assert!(Closure::default().is_empty());
+    }
+}

@@ -1,0 +1,213 @@
+//! The files gpubox generates in every image: accounts, name-service settings,
+//! runtime folders, `gpubox-init`, and links to what the closure provides (a shell,
+//! `env`, CA certificates, `/etc/services`, locales, the packages' programs).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use gpubox_nix::StorePath;
+use gpubox_oci::{Entry, ImagePath};
+
+use crate::tree::{Origin, Tree};
+use crate::{image_path, RootfsError, RootfsInput};
+
+/// uid and gid given to a `user` that is a name other than root.
+const NAMED_USER_ID: u32 = 1000;
+
+const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n\
+networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n";
+
+pub(crate) fn add_generated(
+    tree: &mut Tree,
+    input: &RootfsInput<'_>,
+) -> Result<BTreeMap<String, String>, RootfsError> {
+    let path = |raw: &str| image_path(raw, &Origin::Generated);
+    let mut env = BTreeMap::new();
+
+    for (dir, mode) in [
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("root", 0o700),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("usr/bin", 0o755),
+        ("usr/local/bin", 0o755),
+        ("var/tmp", 0o1777),
+    ] {
+        tree.insert_default(Entry::directory(path(dir)?, mode));
+    }
+    tree.insert_default(Entry::directory(path(input.working_dir)?, 0o755));
+    tree.insert_default(Entry::bytes(
+        path("bin/gpubox-init")?,
+        0o755,
+        input.init.clone(),
+    ));
+
+    let (passwd, group) = accounts(input.user);
+    if let Some(home) = named_user_home(input.user) {
+        let mut entry = Entry::directory(path(&home)?, 0o755);
+        entry.uid = NAMED_USER_ID;
+        entry.gid = NAMED_USER_ID;
+        tree.insert_default(entry);
+    }
+    tree.insert_default(Entry::bytes(
+        path("etc/passwd")?,
+        0o644,
+        passwd.into_bytes(),
+    ));
+    tree.insert_default(Entry::bytes(path("etc/group")?, 0o644, group.into_bytes()));
+    tree.insert_default(Entry::bytes(
+        path("etc/nsswitch.conf")?,
+        0o644,
+        NSSWITCH.as_bytes(),
+    ));
+    let os_release = format!(
+        "NAME=gpubox\nID=gpubox\nPRETTY_NAME=\"{name}:{tag} (built by gpubox)\"\n\
+         IMAGE_ID={name}\nIMAGE_VERSION={tag}\nHOME_URL=\"https://github.com/gpubox/gpubox\"\n",
+        name = input.image_name,
+        tag = input.image_tag
+    );
+    tree.insert_default(Entry::bytes(
+        path("etc/os-release")?,
+        0o644,
+        os_release.into_bytes(),
+    ));
+
+    let search = ClosureSearch::new(input);
+    for (inside, link) in [
+        ("bin/sh", "bin/sh"),
+        ("bin/env", "usr/bin/env"),
+        ("etc/services", "etc/services"),
+        ("etc/protocols", "etc/protocols"),
+    ] {
+        if let Some(target) = search.find(inside) {
+            tree.insert_default(Entry::symlink(path(link)?, target));
+        }
+    }
+    if let Some(bundle) = search.find("etc/ssl/certs/ca-bundle.crt") {
+        for link in [
+            "etc/ssl/certs/ca-bundle.crt",
+            "etc/ssl/certs/ca-certificates.crt",
+        ] {
+            tree.insert_default(Entry::symlink(path(link)?, bundle.clone()));
+        }
+        if tree
+            .get(&path("etc/ssl/certs/ca-certificates.crt")?)
+            .is_some()
+        {
+            env.insert(
+                "SSL_CERT_FILE".to_owned(),
+                "/etc/ssl/certs/ca-certificates.crt".to_owned(),
+            );
+        }
+    }
+    if let Some(archive) = search.find("lib/locale/locale-archive") {
+        env.insert("LOCALE_ARCHIVE".to_owned(), archive);
+    }
+
+    add_program_links(tree, input.packages)?;
+    Ok(env)
+}
+
+/// `/etc/passwd` and `/etc/group`: root, nobody, and the spec's user when it is a
+/// name gpubox has to invent an account for.
+fn accounts(user: &str) -> (String, String) {
+    let mut passwd = String::from(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    );
+    let mut group = String::from("root:x:0:\nnogroup:x:65534:\n");
+    if let Some(home) = named_user_home(user) {
+        passwd.push_str(&format!(
+            "{user}:x:{id}:{id}:{user}:/{home}:/bin/sh\n",
+            id = NAMED_USER_ID
+        ));
+        group.push_str(&format!("{user}:x:{NAMED_USER_ID}:\n"));
+    }
+    (passwd, group)
+}
+
+/// The home folder (without the leading `/`) of a `user` that needs an account:
+/// a plain name other than `root` or `nobody`; numeric ids need none.
+fn named_user_home(user: &str) -> Option<String> {
+    let is_name = !user.is_empty()
+        && !user.contains(':')
+        && !user.bytes().all(|b| b.is_ascii_digit())
+        && user != "root"
+        && user != "nobody";
+    is_name.then(|| format!("home/{user}"))
+}
+
+/// Finds files inside the closure, looking at the top-level packages first and
+/// then at every other path in store-path order, so the answer is deterministic.
+struct ClosureSearch<'a> {
+    order: Vec<&'a StorePath>,
+}
+
+impl<'a> ClosureSearch<'a> {
+    fn new(input: &'a RootfsInput<'a>) -> ClosureSearch<'a> {
+        let mut packages: Vec<&StorePath> = input.packages.iter().collect();
+        packages.sort();
+        let rest = input
+            .closure
+            .paths()
+            .map(|info| &info.path)
+            .filter(|p| !input.packages.contains(p));
+        ClosureSearch {
+            order: packages.into_iter().chain(rest).collect(),
+        }
+    }
+
+    /// The absolute path of the first `<store path>/<inside>` that exists.
+    fn find(&self, inside: &str) -> Option<String> {
+        self.order.iter().find_map(|store_path| {
+            let candidate = Path::new(store_path.as_str()).join(inside);
+            fs::symlink_metadata(&candidate)
+                .is_ok()
+                .then(|| candidate.to_string_lossy().into_owned())
+        })
+    }
+}
+
+/// Links `/usr/local/bin/NAME` (and `sbin`) to every program of the top-level
+/// packages, like a Nix profile, so `cmd = ["hello"]` works.
+fn add_program_links(tree: &mut Tree, packages: &[StorePath]) -> Result<(), RootfsError> {
+    let mut sorted: Vec<&StorePath> = packages.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    for folder in ["bin", "sbin"] {
+        let mut links: BTreeMap<String, (&StorePath, String)> = BTreeMap::new();
+        for package in &sorted {
+            let dir = Path::new(package.as_str()).join(folder);
+            let Ok(read) = fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = read
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            names.sort();
+            for name in names {
+                let target = format!("{}/{folder}/{name}", package.as_str());
+                if let Some((first, _)) = links.get(&name) {
+                    return Err(RootfsError::ProgramClash {
+                        link: image_path(
+                            &format!("usr/local/{folder}/{name}"),
+                            &Origin::Generated,
+                        )?,
+                        name,
+                        first: (*first).clone(),
+                        second: (*package).clone(),
+                    });
+                }
+                links.insert(name, (package, target));
+            }
+        }
+        for (name, (_, target)) in links {
+            let link: ImagePath =
+                image_path(&format!("usr/local/{folder}/{name}"), &Origin::Generated)?;
+            tree.insert_default(Entry::symlink(link, target));
+        }
+    }
+    Ok(())
+}

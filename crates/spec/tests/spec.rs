@@ -1,0 +1,1044 @@
+//! Tests of the spec parser through its public API: values, defaults, merges,
+//! and every kind of error with its message and the span it points at.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gpubox_spec::{
+    created_epoch, load, parse, Compression, CopyToRoot, HostBinary, HostBinarySrc, Location,
+    PackageRef, Spec, SpecError, DEFAULT_PATH,
+};
+use miette::{Diagnostic, SourceSpan};
+
+const TOML_FILE: &str = "/specs/app/gpubox.toml";
+const JSON_FILE: &str = "/specs/app/gpubox.json";
+
+fn toml(text: &str) -> Spec {
+    parse(text, Path::new(TOML_FILE)).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn json(text: &str) -> Spec {
+    parse(text, Path::new(JSON_FILE)).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn toml_error(text: &str) -> SpecError {
+    parse(text, Path::new(TOML_FILE)).expect_err("the spec should be rejected")
+}
+
+fn json_error(text: &str) -> SpecError {
+    parse(text, Path::new(JSON_FILE)).expect_err("the spec should be rejected")
+}
+
+/// The one label's span as (offset, length).
+fn label(error: &SpecError) -> (usize, usize) {
+    let labels: Vec<_> = error
+        .labels()
+        .expect("a positioned error has a label")
+        .collect();
+    assert_eq!(labels.len(), 1, "{error}");
+    (labels[0].offset(), labels[0].len())
+}
+
+/// The span of the first occurrence of `needle` in `text`.
+fn span_of(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
+    (offset, needle.len())
+}
+
+fn spanned(text: &str, span: Option<SourceSpan>) -> &str {
+    let span = span.expect("items carry spans");
+    &text[span.offset()..span.offset() + span.len()]
+}
+
+fn help(error: &SpecError) -> String {
+    error
+        .help()
+        .map(|help| help.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn minimal_spec_gets_the_defaults() {
+    let spec = toml("name = \"app\"\n");
+    assert_eq!(spec.file, PathBuf::from(TOML_FILE));
+    assert_eq!(spec.dir, PathBuf::from("/specs/app"));
+    assert_eq!(spec.name, "app");
+    assert_eq!(spec.tag, "latest");
+    assert!(spec.system_packages.is_empty());
+    assert!(spec.copy_to_root.is_empty());
+    assert!(spec.host_binaries.is_empty());
+    assert_eq!(
+        spec.env,
+        BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())])
+    );
+    assert!(spec.labels.is_empty());
+    assert!(spec.exposed_ports.is_empty());
+    assert_eq!(spec.user, "root");
+    assert_eq!(spec.working_dir, "/root");
+    assert!(spec.cmd.is_empty());
+    assert_eq!(spec.entrypoint, None);
+    assert_eq!(spec.max_layers, 50);
+    assert_eq!(spec.created, None);
+    assert_eq!(spec.compression, Compression::Gzip);
+}
+
+#[test]
+fn relative_spec_file_is_made_absolute() {
+    let spec = parse("name = \"app\"\n", Path::new("sub/gpubox.toml")).expect("valid spec");
+    let cwd = std::env::current_dir().expect("current dir");
+    assert_eq!(spec.file, cwd.join("sub/gpubox.toml"));
+    assert_eq!(spec.dir, cwd.join("sub"));
+    assert_eq!(spec.source().name(), "sub/gpubox.toml");
+}
+
+const FULL_TOML: &str = r#"
+name = "team/app"
+tag = "v1.2"
+systemPackages = [
+  "nixpkgs#hello",
+  "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12",
+  { file = "pkgs.nix", attr = "tool" },
+  { file = "/abs/other.nix" },
+]
+hostBinaries = ["nvidia-smi", "./bin/tool", { src = "/usr/bin/ldd", dst = "/usr/local/bin/ldd" }]
+env = { LANG = "C.UTF-8", PATH = "/bin" }
+extraEnv = { PATH = "/usr/bin:/bin", EXTRA = "1" }
+labels = { "org.opencontainers.image.title" = "app", owner = "a" }
+extraLabels = { owner = "b" }
+exposedPorts = ["22/tcp", "53/UDP", "8080", "8080/tcp", "9/sctp"]
+user = "1000:1000"
+workingDir = "/srv"
+cmd = ["serve", "--port", "8080"]
+entrypoint = ["/bin/sh", "-c"]
+maxLayers = 125
+created = "2024-01-02T03:04:05Z"
+compression = "zstd"
+
+[[copyToRoot]]
+src = "etc/app.conf"
+dst = "/etc/app.conf"
+mode = "0644"
+uid = 1000
+gid = 100
+
+[[copyToRoot]]
+src = "./static/../www"
+dst = "/srv/www/"
+mode = 0o755
+"#;
+
+const FULL_JSON: &str = r#"{
+  "name": "team/app",
+  "tag": "v1.2",
+  "systemPackages": [
+    "nixpkgs#hello",
+    "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12",
+    {"file": "pkgs.nix", "attr": "tool"},
+    {"file": "/abs/other.nix", "attr": null}
+  ],
+  "copyToRoot": [
+    {"src": "etc/app.conf", "dst": "/etc/app.conf", "mode": "0644", "uid": 1000, "gid": 100},
+    {"src": "./static/../www", "dst": "/srv/www/", "mode": 493}
+  ],
+  "hostBinaries": ["nvidia-smi", "./bin/tool", {"src": "/usr/bin/ldd", "dst": "/usr/local/bin/ldd"}],
+  "env": {"LANG": "C.UTF-8", "PATH": "/bin"},
+  "extraEnv": {"PATH": "/usr/bin:/bin", "EXTRA": "1"},
+  "labels": {"org.opencontainers.image.title": "app", "owner": "a"},
+  "extraLabels": {"owner": "b"},
+  "exposedPorts": ["22/tcp", "53/UDP", "8080", "8080/tcp", "9/sctp"],
+  "user": "1000:1000",
+  "workingDir": "/srv",
+  "cmd": ["serve", "--port", "8080"],
+  "entrypoint": ["/bin/sh", "-c"],
+  "maxLayers": 125,
+  "created": 1704164645,
+  "compression": "zstd"
+}"#;
+
+#[test]
+fn full_toml_spec_is_read_and_merged() {
+    let spec = toml(FULL_TOML);
+    assert_eq!(spec.name, "team/app");
+    assert_eq!(spec.tag, "v1.2");
+    let packages: Vec<_> = spec
+        .system_packages
+        .iter()
+        .map(|item| item.value.clone())
+        .collect();
+    assert_eq!(
+        packages,
+        [
+            PackageRef::Installable("nixpkgs#hello".to_owned()),
+            PackageRef::StorePath(
+                "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12".to_owned()
+            ),
+            PackageRef::NixFile {
+                file: "/specs/app/pkgs.nix".into(),
+                attr: Some("tool".to_owned())
+            },
+            PackageRef::NixFile {
+                file: "/abs/other.nix".into(),
+                attr: None
+            },
+        ]
+    );
+    assert_eq!(
+        spanned(FULL_TOML, spec.system_packages[0].span),
+        "\"nixpkgs#hello\""
+    );
+    assert_eq!(
+        spanned(FULL_TOML, spec.system_packages[2].span),
+        "{ file = \"pkgs.nix\", attr = \"tool\" }"
+    );
+    let copies: Vec<_> = spec
+        .copy_to_root
+        .iter()
+        .map(|item| item.value.clone())
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            CopyToRoot {
+                src: "/specs/app/etc/app.conf".into(),
+                dst: "/etc/app.conf".to_owned(),
+                mode: Some(0o644),
+                uid: Some(1000),
+                gid: Some(100),
+            },
+            CopyToRoot {
+                src: "/specs/app/static/../www".into(),
+                dst: "/srv/www/".to_owned(),
+                mode: Some(0o755),
+                uid: None,
+                gid: None,
+            },
+        ]
+    );
+    let binaries: Vec<_> = spec
+        .host_binaries
+        .iter()
+        .map(|item| item.value.clone())
+        .collect();
+    assert_eq!(
+        binaries,
+        [
+            HostBinary {
+                src: HostBinarySrc::Command("nvidia-smi".to_owned()),
+                dst: None
+            },
+            HostBinary {
+                src: HostBinarySrc::Path("/specs/app/bin/tool".into()),
+                dst: None
+            },
+            HostBinary {
+                src: HostBinarySrc::Path("/usr/bin/ldd".into()),
+                dst: Some("/usr/local/bin/ldd".to_owned()),
+            },
+        ]
+    );
+    // `env` replaced the default PATH; `extraEnv` overrode PATH again.
+    assert_eq!(
+        spec.env,
+        BTreeMap::from([
+            ("EXTRA".to_owned(), "1".to_owned()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+        ])
+    );
+    assert_eq!(
+        spec.labels,
+        BTreeMap::from([
+            (
+                "org.opencontainers.image.title".to_owned(),
+                "app".to_owned()
+            ),
+            ("owner".to_owned(), "b".to_owned()),
+        ])
+    );
+    assert_eq!(
+        spec.exposed_ports,
+        ["22/tcp", "53/udp", "8080/tcp", "9/sctp"]
+    );
+    assert_eq!(spec.user, "1000:1000");
+    assert_eq!(spec.working_dir, "/srv");
+    assert_eq!(spec.cmd, ["serve", "--port", "8080"]);
+    assert_eq!(
+        spec.entrypoint,
+        Some(vec!["/bin/sh".to_owned(), "-c".to_owned()])
+    );
+    assert_eq!(spec.max_layers, 125);
+    assert_eq!(spec.created, Some(1_704_164_645));
+    assert_eq!(spec.compression, Compression::Zstd);
+}
+
+/// Everything but positions and the file: what a spec means.
+fn meaning(spec: &Spec) -> impl PartialEq + std::fmt::Debug {
+    let values = |spans: Vec<Option<SourceSpan>>| spans.iter().all(Option::is_some);
+    assert!(values(
+        spec.system_packages.iter().map(|item| item.span).collect()
+    ));
+    assert!(values(
+        spec.copy_to_root.iter().map(|item| item.span).collect()
+    ));
+    assert!(values(
+        spec.host_binaries.iter().map(|item| item.span).collect()
+    ));
+    (
+        (
+            spec.dir.clone(),
+            spec.name.clone(),
+            spec.tag.clone(),
+            spec.system_packages
+                .iter()
+                .map(|item| item.value.clone())
+                .collect::<Vec<_>>(),
+            spec.copy_to_root
+                .iter()
+                .map(|item| item.value.clone())
+                .collect::<Vec<_>>(),
+            spec.host_binaries
+                .iter()
+                .map(|item| item.value.clone())
+                .collect::<Vec<_>>(),
+            spec.env.clone(),
+            spec.labels.clone(),
+        ),
+        (
+            spec.exposed_ports.clone(),
+            spec.user.clone(),
+            spec.working_dir.clone(),
+            spec.cmd.clone(),
+            spec.entrypoint.clone(),
+            spec.max_layers,
+            spec.created,
+            spec.compression,
+        ),
+    )
+}
+
+#[test]
+fn toml_and_json_give_the_same_spec() {
+    let from_toml = toml(FULL_TOML);
+    let from_json = json(FULL_JSON);
+    assert_eq!(meaning(&from_toml), meaning(&from_json));
+    assert_eq!(
+        spanned(FULL_JSON, from_json.copy_to_root[1].span),
+        r#"{"src": "./static/../www", "dst": "/srv/www/", "mode": 493}"#
+    );
+}
+
+#[test]
+fn json_is_detected_by_content_and_null_means_unset() {
+    let spec = parse(
+        "\n  {\"name\": \"app\", \"tag\": null, \"entrypoint\": null}",
+        Path::new("/specs/spec.conf"),
+    )
+    .expect("valid JSON spec");
+    assert_eq!(spec.tag, "latest");
+    assert_eq!(spec.entrypoint, None);
+}
+
+#[test]
+fn env_absent_keeps_default_path_and_extra_env_adds() {
+    let spec = toml("name = \"app\"\nextraEnv = { LANG = \"C.UTF-8\" }\n");
+    assert_eq!(spec.env["PATH"], DEFAULT_PATH);
+    assert_eq!(spec.env["LANG"], "C.UTF-8");
+    let spec = toml("name = \"app\"\n[env]\nLANG = \"C\"\n");
+    assert_eq!(
+        spec.env,
+        BTreeMap::from([("LANG".to_owned(), "C".to_owned())])
+    );
+}
+
+#[test]
+fn bad_env_names_point_at_the_key() {
+    let text = "name = \"app\"\nenv = { \"A=B\" = \"x\" }\n";
+    let error = toml_error(text);
+    assert!(
+        error.to_string().contains("invalid `env.\"A=B\"`"),
+        "{error}"
+    );
+    assert_eq!(label(&error), span_of(text, "\"A=B\""));
+    let text = "name = \"app\"\nextraEnv = { \"\" = \"x\" }\n";
+    let error = toml_error(text);
+    assert!(
+        error.to_string().contains("is not a valid variable name"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\nlabels = { a = 1 }\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`labels.a` must be a string, found an integer"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_suggests_the_close_one() {
+    let text = "name = \"app\"\nmax_layers = 3\n";
+    let error = toml_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.toml:2:1: unknown key `max_layers` (did you mean `maxLayers`?)"
+    );
+    assert_eq!(label(&error), span_of(text, "max_layers"));
+    assert!(help(&error).contains("maxLayers"));
+    assert!(
+        matches!(&error, SpecError::UnknownKey { suggestion: Some(s), .. } if s == "maxLayers")
+    );
+
+    let error = toml_error("name = \"app\"\nzzzz = 1\n");
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.toml:2:1: unknown key `zzzz`"
+    );
+}
+
+#[test]
+fn unknown_key_inside_tables_names_the_path() {
+    let text = "name = \"app\"\n[[copyToRoot]]\nsrc = \"a\"\ndest = \"/a\"\n";
+    let error = toml_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.toml:4:1: unknown key `copyToRoot[0].dest` (did you mean `dst`?)"
+    );
+    assert_eq!(label(&error), span_of(text, "dest"));
+
+    let text = r#"{"name": "app", "hostBinaries": [{"src": "x", "dts": "/x"}]}"#;
+    let error = json_error(text);
+    assert!(
+        error
+            .to_string()
+            .ends_with("unknown key `hostBinaries[0].dts` (did you mean `dst`?)"),
+        "{error}"
+    );
+    assert_eq!(label(&error), span_of(text, "\"dts\""));
+
+    let error =
+        toml_error("name = \"app\"\nsystemPackages = [{ file = \"a.nix\", atr = \"x\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`systemPackages[0].atr` (did you mean `attr`?)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_type_names_key_path_expected_and_found() {
+    let text = "name = \"app\"\n[[copyToRoot]]\nsrc = \"a\"\ndst = \"/a\"\n\n[[copyToRoot]]\nsrc = \"b\"\ndst = \"/b\"\nmode = true\n";
+    let error = toml_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.toml:9:8: `copyToRoot[1].mode` must be an octal string like \"0755\" or an integer, found a boolean"
+    );
+    assert_eq!(label(&error), span_of(text, "true"));
+    assert!(matches!(
+        &error,
+        SpecError::WrongType { path, found: "a boolean", location: Location { line: 9, column: 8 }, .. }
+            if path == "copyToRoot[1].mode"
+    ));
+
+    let text = "{\n  \"name\": \"app\",\n  \"maxLayers\": \"3\"\n}";
+    let error = json_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.json:3:16: `maxLayers` must be an integer, found a string"
+    );
+    assert_eq!(label(&error), span_of(text, "\"3\""));
+
+    let error = toml_error("name = \"app\"\nmaxLayers = 3.0\n");
+    assert!(
+        error
+            .to_string()
+            .ends_with("`maxLayers` must be an integer, found a float"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\ncmd = \"serve\"\n");
+    assert!(
+        error
+            .to_string()
+            .ends_with("`cmd` must be an array of strings, found a string"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\ncmd = [\"a\", 1]\n");
+    assert!(
+        error
+            .to_string()
+            .ends_with("`cmd[1]` must be a string, found an integer"),
+        "{error}"
+    );
+    let error = json_error(r#"{"name": "app", "copyToRoot": [7]}"#);
+    assert!(
+        error
+            .to_string()
+            .ends_with("`copyToRoot[0]` must be an object, found an integer"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\nsystemPackages = [true]\n");
+    assert!(
+        error.to_string().ends_with(
+            "`systemPackages[0]` must be a string (installable or store path) or a table { file, attr }, found a boolean"
+        ),
+        "{error}"
+    );
+    let error = json_error("[1, 2]");
+    assert!(
+        error
+            .to_string()
+            .contains("must be an object, found an array"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_keys_are_reported() {
+    let error = toml_error("tag = \"x\"\n");
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.toml:1:1: missing required key `name`"
+    );
+    assert!(help(&error).contains("name = \"my-app\""));
+    let text = "name = \"app\"\ncopyToRoot = [{ src = \"a\" }]\n";
+    let error = toml_error(text);
+    assert!(
+        error
+            .to_string()
+            .ends_with("missing required key `copyToRoot[0].dst`"),
+        "{error}"
+    );
+    assert_eq!(label(&error).0, text.find("{ src").expect("table in text"));
+    let error = json_error(r#"{"name": "app", "hostBinaries": [{"dst": "/x"}]}"#);
+    assert!(
+        error
+            .to_string()
+            .ends_with("missing required key `hostBinaries[0].src`"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\nsystemPackages = [{ attr = \"x\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .ends_with("missing required key `systemPackages[0].file`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_line_and_column() {
+    let text = "name = \"app\"\nmaxLayers = \n";
+    let error = toml_error(text);
+    let SpecError::Syntax {
+        location, format, ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!(*format, "TOML");
+    assert_eq!(location.line, 2);
+    assert!(
+        error.to_string().starts_with("/specs/app/gpubox.toml:2:"),
+        "{error}"
+    );
+    assert!(label(&error).0 >= text.find("maxLayers").expect("key in text"));
+
+    let error = toml_error("name = \"app\"\nname = \"b\"\n");
+    assert!(
+        error
+            .to_string()
+            .starts_with("/specs/app/gpubox.toml:2:1: invalid TOML syntax: duplicate key"),
+        "{error}"
+    );
+}
+
+#[test]
+fn json_syntax_errors_have_line_and_column() {
+    let text = "{\n  \"name\": \"app\",\n  \"maxLayers\": 3,,\n}";
+    let error = json_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.json:3:18: invalid JSON syntax: key must be a string"
+    );
+    assert_eq!(label(&error), (text.find(",,").expect("commas") + 1, 0));
+    let error = json_error("{\"name\": \"app\"");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid JSON syntax: EOF while parsing an object"),
+        "{error}"
+    );
+    let error = json_error("{\"name\": \"app\"} x");
+    assert!(error.to_string().contains("trailing characters"), "{error}");
+}
+
+#[test]
+fn json_duplicate_keys_are_rejected() {
+    let text = "{\"name\": \"app\",\n \"name\": \"b\"}";
+    let error = json_error(text);
+    assert_eq!(
+        error.to_string(),
+        "/specs/app/gpubox.json:2:2: key `name` is given twice"
+    );
+    assert_eq!(label(&error), (text.rfind("\"name\"").expect("key"), 6));
+}
+
+#[test]
+fn image_name_and_tag_are_checked() {
+    for good in ["app", "team/app", "a.b_c__d--e", "x9/y-1"] {
+        assert_eq!(toml(&format!("name = \"{good}\"\n")).name, good);
+    }
+    for (bad, problem) in [
+        ("App", "'A' is not allowed in an image name"),
+        ("app:1", "':' is not allowed"),
+        (
+            "-app",
+            "must start and end with a lowercase letter or digit",
+        ),
+        ("team//app", "has an empty path component"),
+        ("a._b", "\"._\" in \"a._b\" is not a valid separator"),
+        ("a___b", "is not a valid separator"),
+        ("", "the image name is empty"),
+    ] {
+        let text = format!("name = \"{bad}\"\n");
+        let error = toml_error(&text);
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+        assert_eq!(label(&error), span_of(&text, &format!("\"{bad}\"")));
+    }
+    let long = "a".repeat(128);
+    assert_eq!(
+        toml(&format!("name = \"app\"\ntag = \"{long}\"\n")).tag,
+        long
+    );
+    for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {
+        let error = toml_error(&format!("name = \"app\"\ntag = \"{bad}\"\n"));
+        assert!(
+            error.to_string().contains("invalid `tag`"),
+            "{bad}: {error}"
+        );
+    }
+    assert_eq!(toml("name = \"app\"\ntag = \"_1.0-rc\"\n").tag, "_1.0-rc");
+}
+
+#[test]
+fn system_package_strings_are_checked() {
+    for (bad, problem) in [
+        ("/nix/store/short-hello", "is not a store path"),
+        (
+            "/nix/store/0123456789abcdfghijklmnpqrsvwxyz",
+            "is not a store path",
+        ),
+        (
+            "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello/bin/hello",
+            "is a path inside a store path",
+        ),
+        // `e` is not in Nix's base-32 alphabet.
+        (
+            "/nix/store/e123456789abcdfghijklmnpqrsvwxyz-hello",
+            "is not a store path",
+        ),
+        ("nixpkgs#hello nixpkgs#git", "is not a Nix installable"),
+        ("", "is not a Nix installable"),
+    ] {
+        let text = format!("name = \"app\"\nsystemPackages = [\"nixpkgs#ok\", \"{bad}\"]\n");
+        let error = toml_error(&text);
+        assert!(
+            error.to_string().contains("invalid `systemPackages[1]`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+        let offset = text.rfind(&format!("\"{bad}\"")).expect("value in text");
+        assert_eq!(label(&error), (offset, bad.len() + 2));
+    }
+    let error = toml_error("name = \"app\"\nsystemPackages = [{ file = \"\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `systemPackages[0].file`: the path is empty"),
+        "{error}"
+    );
+    let error =
+        toml_error("name = \"app\"\nsystemPackages = [{ file = \"a.nix\", attr = \"\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `systemPackages[0].attr`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn copy_destinations_are_checked() {
+    for (bad, problem) in [
+        ("etc/app", "is not an absolute path"),
+        ("/etc/../app", "contains `..`"),
+        ("/nix/store/abc-x", "is inside /nix/store"),
+        ("/nix/store", "is inside /nix/store"),
+        ("//nix/./store/x", "is inside /nix/store"),
+    ] {
+        let text = format!("name = \"app\"\ncopyToRoot = [{{ src = \"a\", dst = \"{bad}\" }}]\n");
+        let error = toml_error(&text);
+        assert!(
+            error.to_string().contains("invalid `copyToRoot[0].dst`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+        assert_eq!(label(&error), span_of(&text, &format!("\"{bad}\"")));
+    }
+    let error = toml_error("name = \"app\"\nhostBinaries = [{ src = \"ls\", dst = \"bin/ls\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `hostBinaries[0].dst`: \"bin/ls\" is not an absolute path"),
+        "{error}"
+    );
+    assert!(help(&error).contains("\"/bin/ls\""));
+    assert_eq!(
+        toml("name = \"app\"\ncopyToRoot = [{ src = \"a\", dst = \"/nix/storage\" }]\n")
+            .copy_to_root[0]
+            .value
+            .dst,
+        "/nix/storage"
+    );
+}
+
+#[test]
+fn copy_mode_forms() {
+    let mode = |value: &str| {
+        toml(&format!(
+            "name = \"app\"\ncopyToRoot = [{{ src = \"a\", dst = \"/a\", mode = {value} }}]\n"
+        ))
+        .copy_to_root[0]
+            .value
+            .mode
+    };
+    assert_eq!(mode("\"0755\""), Some(0o755));
+    assert_eq!(mode("\"755\""), Some(0o755));
+    assert_eq!(mode("\"0o4755\""), Some(0o4755));
+    assert_eq!(mode("0o7777"), Some(0o7777));
+    assert_eq!(mode("0"), Some(0));
+    assert_eq!(mode("7"), Some(7));
+    assert_eq!(
+        json(r#"{"name": "app", "copyToRoot": [{"src": "a", "dst": "/a", "mode": 420}]}"#)
+            .copy_to_root[0]
+            .value
+            .mode,
+        Some(0o644)
+    );
+
+    let text = "name = \"app\"\ncopyToRoot = [{ src = \"a\", dst = \"/a\", mode = 755 }]\n";
+    let error = toml_error(text);
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `copyToRoot[0].mode`: 755 is a decimal number (octal 1363)"),
+        "{error}"
+    );
+    assert!(help(&error).contains("0o755"));
+    assert_eq!(label(&error), span_of(text, "755"));
+
+    for (bad, problem) in [
+        ("0o17777", "mode 0o17777 is not between 0 and 0o7777"),
+        ("\"10000\"", "mode \"10000\" is not between 0 and 0o7777"),
+        ("\"0759\"", "\"0759\" is not an octal mode"),
+        ("\"+755\"", "is not an octal mode"),
+        ("\"rwx\"", "is not an octal mode"),
+        ("-1", "mode -1 is not between 0 and 0o7777"),
+        ("\"\"", "\"\" is not an octal mode"),
+    ] {
+        let error = toml_error(&format!(
+            "name = \"app\"\ncopyToRoot = [{{ src = \"a\", dst = \"/a\", mode = {bad} }}]\n"
+        ));
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn copy_ids_must_fit() {
+    let error =
+        toml_error("name = \"app\"\ncopyToRoot = [{ src = \"a\", dst = \"/a\", uid = -1 }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `copyToRoot[0].uid`: -1 is not a valid id"),
+        "{error}"
+    );
+    let error = json_error(
+        r#"{"name": "app", "copyToRoot": [{"src": "a", "dst": "/a", "gid": 4294967296}]}"#,
+    );
+    assert!(
+        error.to_string().contains("invalid `copyToRoot[0].gid`"),
+        "{error}"
+    );
+    let error =
+        toml_error("name = \"app\"\ncopyToRoot = [{ src = \"a\", dst = \"/a\", gid = \"0\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`copyToRoot[0].gid` must be a non-negative integer, found a string"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\ncopyToRoot = [{ src = \"\", dst = \"/a\" }]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `copyToRoot[0].src`: the path is empty"),
+        "{error}"
+    );
+}
+
+#[test]
+fn host_binary_sources() {
+    let spec = toml("name = \"app\"\nhostBinaries = [\"/usr/bin/env\", \"tools/x\", \"../y\", { src = \"ldd\" }]\n");
+    let sources: Vec<_> = spec
+        .host_binaries
+        .iter()
+        .map(|item| item.value.src.clone())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            HostBinarySrc::Path("/usr/bin/env".into()),
+            HostBinarySrc::Path("/specs/app/tools/x".into()),
+            HostBinarySrc::Path("/specs/app/../y".into()),
+            HostBinarySrc::Command("ldd".to_owned()),
+        ]
+    );
+    for bad in ["", ".."] {
+        let error = toml_error(&format!("name = \"app\"\nhostBinaries = [\"{bad}\"]\n"));
+        assert!(
+            error.to_string().contains("invalid `hostBinaries[0]`"),
+            "{error}"
+        );
+    }
+    let error = toml_error("name = \"app\"\nhostBinaries = [3]\n");
+    assert!(
+        error.to_string().contains(
+            "`hostBinaries[0]` must be a string or a table { src, dst }, found an integer"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn exposed_ports_are_normalised_and_checked() {
+    let spec = toml("name = \"app\"\nexposedPorts = [\"1\", \"65535/udp\"]\n");
+    assert_eq!(spec.exposed_ports, ["1/tcp", "65535/udp"]);
+    for (bad, problem) in [
+        ("0", "\"0\" is not a port number from 1 to 65535"),
+        ("65536/tcp", "\"65536\" is not a port number"),
+        ("+22", "is not a port number"),
+        ("22/icmp", "unknown protocol \"icmp\""),
+        ("", "is not a port number"),
+    ] {
+        let text = format!("name = \"app\"\nexposedPorts = [\"22\", \"{bad}\"]\n");
+        let error = toml_error(&text);
+        assert!(
+            error.to_string().contains("invalid `exposedPorts[1]`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+    }
+    let error = toml_error("name = \"app\"\nexposedPorts = [22]\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`exposedPorts[0]` must be a string, found an integer"),
+        "{error}"
+    );
+}
+
+#[test]
+fn user_and_working_dir_are_checked() {
+    for good in ["root", "1000", "app:app", "1000:100", "svc-user.x"] {
+        assert_eq!(
+            toml(&format!("name = \"app\"\nuser = \"{good}\"\n")).user,
+            good
+        );
+    }
+    for bad in ["", "a b", "1000:", ":1", "a:b:c", "-x"] {
+        let error = toml_error(&format!("name = \"app\"\nuser = \"{bad}\"\n"));
+        assert!(
+            error.to_string().contains("invalid `user`"),
+            "{bad}: {error}"
+        );
+    }
+    let error = toml_error("name = \"app\"\nworkingDir = \"srv\"\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `workingDir`: \"srv\" is not an absolute path"),
+        "{error}"
+    );
+}
+
+#[test]
+fn max_layers_range() {
+    assert_eq!(toml("name = \"app\"\nmaxLayers = 2\n").max_layers, 2);
+    assert_eq!(toml("name = \"app\"\nmaxLayers = 125\n").max_layers, 125);
+    for bad in ["1", "126", "-5"] {
+        let text = format!("name = \"app\"\nmaxLayers = {bad}\n");
+        let error = toml_error(&text);
+        assert!(
+            error.to_string().contains(&format!(
+                "invalid `maxLayers`: {bad} is out of range 2..=125"
+            )),
+            "{error}"
+        );
+        assert_eq!(label(&error), span_of(&text, bad));
+        assert!(help(&error).contains("default 50"));
+    }
+}
+
+#[test]
+fn created_forms() {
+    let created = |value: &str| toml(&format!("name = \"app\"\ncreated = {value}\n")).created;
+    assert_eq!(created("\"2024-01-02T03:04:05Z\""), Some(1_704_164_645));
+    assert_eq!(created("2024-01-02T03:04:05Z"), Some(1_704_164_645));
+    assert_eq!(created("2024-01-02T05:04:05+02:00"), Some(1_704_164_645));
+    assert_eq!(created("0"), Some(0));
+    for (bad, problem) in [
+        ("2024-01-02T03:04:05", "is not an RFC 3339 time"),
+        ("\"yesterday\"", "is not an RFC 3339 time"),
+        ("-1", "-1 is before 1970 or too large"),
+        ("\"1969-12-31T23:59:59Z\"", "is before 1970"),
+    ] {
+        let error = toml_error(&format!("name = \"app\"\ncreated = {bad}\n"));
+        assert!(
+            error.to_string().contains("invalid `created`"),
+            "{bad}: {error}"
+        );
+        assert!(error.to_string().contains(problem), "{bad}: {error}");
+    }
+    let error = toml_error("name = \"app\"\ncreated = true\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`created` must be an RFC 3339 time string or Unix seconds, found a boolean"),
+        "{error}"
+    );
+}
+
+#[test]
+fn compression_values() {
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let text = format!(
+            "name = \"app\"\ncompression = \"{}\"\n",
+            compression.as_str()
+        );
+        assert_eq!(toml(&text).compression, compression);
+        assert_eq!(compression.as_str().parse::<Compression>(), Ok(compression));
+    }
+    let error = toml_error("name = \"app\"\ncompression = \"xz\"\n");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid `compression`: unknown compression \"xz\""),
+        "{error}"
+    );
+    assert!(help(&error).contains("zstd"));
+}
+
+#[test]
+fn created_epoch_prefers_source_date_epoch() {
+    assert_eq!(
+        created_epoch(Some(5), Some("1700000000")).expect("valid"),
+        1_700_000_000
+    );
+    assert_eq!(created_epoch(Some(5), None).expect("valid"), 5);
+    assert_eq!(created_epoch(Some(5), Some("")).expect("valid"), 5);
+    assert_eq!(created_epoch(None, None).expect("valid"), 1);
+    for bad in ["yesterday", "-1", "1.5", "+3", " 3"] {
+        let error = created_epoch(None, Some(bad)).expect_err("invalid SOURCE_DATE_EPOCH");
+        assert!(
+            error.to_string().starts_with("SOURCE_DATE_EPOCH="),
+            "{error}"
+        );
+        assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+    }
+}
+
+#[test]
+fn spec_source_and_location_point_into_the_text() {
+    let text = "name = \"app\"\nsystemPackages = [\n  \"nixpkgs#hello\",\n  \"nixpkgs#git\",\n]\n";
+    let spec = toml(text);
+    let source = spec.source();
+    assert_eq!(source.name(), TOML_FILE);
+    assert_eq!(source.inner(), text);
+    let span = spec.system_packages[1].span.expect("span");
+    assert_eq!(spec.location(span), Location { line: 4, column: 3 });
+}
+
+#[test]
+fn load_reads_files_and_detects_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let toml_path = dir.path().join("gpubox.toml");
+    std::fs::write(
+        &toml_path,
+        "name = \"app\"\ncopyToRoot = [{ src = \"files\", dst = \"/etc/x\" }]\n",
+    )
+    .expect("write spec");
+    let spec = load(&toml_path).expect("valid spec");
+    assert_eq!(spec.dir, dir.path());
+    assert_eq!(spec.copy_to_root[0].value.src, dir.path().join("files"));
+
+    let json_path = dir.path().join("image.JSON");
+    std::fs::write(&json_path, "{\"name\": \"app\", \"maxLayers\": 7}").expect("write spec");
+    assert_eq!(load(&json_path).expect("valid spec").max_layers, 7);
+
+    let missing = dir.path().join("missing.toml");
+    let error = load(&missing).expect_err("missing file");
+    let message = error.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("No such file or directory"), "{message}");
+    assert!(matches!(error, SpecError::Read { .. }));
+}
+
+#[test]
+fn errors_render_with_source_code() {
+    let text = "name = \"app\"\nmaxLayers = 500\n";
+    let error = toml_error(text);
+    let source = error
+        .source_code()
+        .expect("positioned errors carry the text");
+    let span = SourceSpan::from(span_of(text, "500").0..span_of(text, "500").0 + 3);
+    let contents = source.read_span(&span, 0, 0).expect("span in text");
+    assert_eq!(contents.name(), Some(TOML_FILE));
+    assert_eq!((contents.line(), contents.column()), (1, 12));
+    assert_eq!(std::str::from_utf8(contents.data()).expect("utf-8"), "500");
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let error = toml_error("name = \"app\"\ncmd = [\"é\", 1]\n");
+    assert!(
+        error
+            .to_string()
+            .starts_with("/specs/app/gpubox.toml:2:13: `cmd[1]`"),
+        "{error}"
+    );
+    let text = "{\"name\": \"é\", x}";
+    let error = json_error(text);
+    assert!(
+        error
+            .to_string()
+            .starts_with("/specs/app/gpubox.json:1:15: invalid JSON syntax"),
+        "{error}"
+    );
+    assert_eq!(label(&error), (text.find('x').expect("x in text"), 0));
+    // A span from elsewhere (past the end, or inside a character) does not panic.
+    let spec = toml("name = \"app\"\n# é\n");
+    assert_eq!(
+        spec.location(SourceSpan::from(16..17)),
+        Location { line: 2, column: 3 }
+    );
+    assert_eq!(
+        spec.location(SourceSpan::from(900..901)),
+        Location { line: 3, column: 1 }
+    );
+}
