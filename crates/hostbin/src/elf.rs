@@ -141,7 +141,8 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
         }
     }
 
-    let uses_strings = !needed.is_empty() || soname.is_some() || rpath.is_some() || runpath.is_some();
+    let uses_strings =
+        !needed.is_empty() || soname.is_some() || rpath.is_some() || runpath.is_some();
     let strings = match (strtab_address, strtab_size) {
         (Some(address), Some(size)) if uses_strings => {
             // DT_STRTAB is a virtual address; the PT_LOAD segment covering it gives the file offset.
@@ -156,20 +157,32 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
                         .contains(&address)
                         .then(|| file_offset + (address - start))
                 })
-                .ok_or_else(|| bad(format!("DT_STRTAB address {address:#x} is not in any loaded segment")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "DT_STRTAB address {address:#x} is not in any loaded segment"
+                    ))
+                })?;
             Some((offset, size))
         }
-        _ if uses_strings => return Err(bad("dynamic section has no DT_STRTAB/DT_STRSZ".to_owned())),
+        _ if uses_strings => {
+            return Err(bad("dynamic section has no DT_STRTAB/DT_STRSZ".to_owned()))
+        }
         _ => None,
     };
     let string = |index: u64| -> Result<OsString, HostBinError> {
         let (offset, size) = strings.ok_or_else(|| bad("no dynamic string table".to_owned()))?;
         if index >= size {
-            return Err(bad(format!("dynamic string offset {index} is past DT_STRSZ {size}")));
+            return Err(bad(format!(
+                "dynamic string offset {index} is past DT_STRSZ {size}"
+            )));
         }
         let bytes = data
             .read_bytes_at_until(offset + index..offset + size, 0)
-            .map_err(|()| bad(format!("dynamic string at offset {index} is not NUL-terminated within DT_STRSZ")))?;
+            .map_err(|()| {
+                bad(format!(
+                    "dynamic string at offset {index} is not NUL-terminated within DT_STRSZ"
+                ))
+            })?;
         Ok(OsStr::from_bytes(bytes).to_owned())
     };
 

@@ -50,7 +50,11 @@ pub(crate) fn parse(data: &[u8]) -> Result<Vec<CacheEntry>, String> {
         return Err("unknown header (neither glibc-ld.so.cache1.1 nor ld.so-1.7.0)".to_owned());
     };
 
-    let native = if cfg!(target_endian = "big") { ENDIAN_BIG } else { ENDIAN_LITTLE };
+    let native = if cfg!(target_endian = "big") {
+        ENDIAN_BIG
+    } else {
+        ENDIAN_LITTLE
+    };
     let endian = *new.get(28).ok_or("header is truncated")?;
     if endian != ENDIAN_UNSET && endian != native {
         return Err(format!("written for another byte order (flag {endian})"));
@@ -71,8 +75,13 @@ pub(crate) fn parse(data: &[u8]) -> Result<Vec<CacheEntry>, String> {
             Ok(CacheEntry {
                 flags,
                 hwcap,
-                name: read_string(new, key).ok_or_else(|| format!("entry {index}: bad name offset {key}"))?.to_owned(),
-                path: PathBuf::from(read_string(new, value).ok_or_else(|| format!("entry {index}: bad path offset {value}"))?),
+                name: read_string(new, key)
+                    .ok_or_else(|| format!("entry {index}: bad name offset {key}"))?
+                    .to_owned(),
+                path: PathBuf::from(
+                    read_string(new, value)
+                        .ok_or_else(|| format!("entry {index}: bad path offset {value}"))?,
+                ),
             })
         })
         .collect()
@@ -84,7 +93,11 @@ pub(crate) fn parse(data: &[u8]) -> Result<Vec<CacheEntry>, String> {
 /// the binary (or plain `FLAG_ELF`). Hardware-capability variants are skipped: they are chosen
 /// by the build machine's CPU, while the image runs on another one, so the baseline build is
 /// the one to ship.
-pub(crate) fn lookup<'a>(entries: &'a [CacheEntry], name: &OsStr, abi_flags: i32) -> Option<&'a Path> {
+pub(crate) fn lookup<'a>(
+    entries: &'a [CacheEntry],
+    name: &OsStr,
+    abi_flags: i32,
+) -> Option<&'a Path> {
     entries
         .iter()
         .find(|e| e.name == name && e.hwcap == 0 && (e.flags == FLAG_ELF || e.flags == abi_flags))
@@ -92,7 +105,10 @@ pub(crate) fn lookup<'a>(entries: &'a [CacheEntry], name: &OsStr, abi_flags: i32
 }
 
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
-    data.get(at..at + 4)?.try_into().ok().map(u32::from_ne_bytes)
+    data.get(at..at + 4)?
+        .try_into()
+        .ok()
+        .map(u32::from_ne_bytes)
 }
 
 fn read_string(data: &[u8], offset: u32) -> Option<&OsStr> {
@@ -142,7 +158,10 @@ mod tests {
     fn system_cache_matches_ldconfig() {
         let cache = Path::new(SYSTEM_CACHE);
         let expected = ldconfig_x86_64_entries(cache);
-        assert!(!expected.is_empty(), "ldconfig -p listed no libc6,x86-64 entries");
+        assert!(
+            !expected.is_empty(),
+            "ldconfig -p listed no libc6,x86-64 entries"
+        );
         assert_eq!(parsed_x86_64_entries(cache), expected);
 
         let data = std::fs::read(cache).expect("cache is readable");
@@ -163,10 +182,16 @@ mod tests {
             .expect("ldconfig runs");
         assert!(status.success(), "ldconfig -c compat failed");
         let data = std::fs::read(&cache).expect("cache is readable");
-        assert!(data.starts_with(OLD_MAGIC), "ldconfig -c compat wrote no old header");
+        assert!(
+            data.starts_with(OLD_MAGIC),
+            "ldconfig -c compat wrote no old header"
+        );
 
         let expected = ldconfig_x86_64_entries(&cache);
-        assert!(!expected.is_empty(), "ldconfig -p listed no libc6,x86-64 entries");
+        assert!(
+            !expected.is_empty(),
+            "ldconfig -p listed no libc6,x86-64 entries"
+        );
         assert_eq!(parsed_x86_64_entries(&cache), expected);
     }
 

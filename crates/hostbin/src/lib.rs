@@ -222,7 +222,7 @@ struct Loaded {
     loader: Option<usize>,
     /// Names it was requested by or opened as (glibc `l_libname`/`l_name`).
     names: Vec<OsString>,
-    file_id: (u64, u64),
+    file_id: FileId,
 }
 
 /// A file that exists where the search looked.
@@ -231,10 +231,20 @@ struct Candidate {
     image_path: PathBuf,
 }
 
+/// Device and inode: how ld.so tells that two paths are one file.
+type FileId = (u64, u64);
+
+/// A usable library and where it was found.
+struct Found {
+    candidate: Candidate,
+    elf: ElfObject,
+    file_id: FileId,
+}
+
 enum Probe {
     Missing,
     OtherAbi(Abi),
-    Usable(ElfObject, (u64, u64)),
+    Usable(ElfObject, FileId),
 }
 
 struct Session<'a> {
@@ -268,7 +278,10 @@ fn resolve_one(
     if !exe.is_loadable() {
         return Err(HostBinError::BadElf {
             path: binary.to_owned(),
-            detail: format!("ELF type {} is neither an executable nor a shared object", exe.elf_type),
+            detail: format!(
+                "ELF type {} is neither an executable nor a shared object",
+                exe.elf_type
+            ),
         });
     }
     let abi = exe.abi;
@@ -313,7 +326,9 @@ fn resolve_one(
     session.load_all(exe, host_path, image_path)?;
     if session.needs_cache_file {
         let cache_path = PathBuf::from(ldcache::SYSTEM_CACHE);
-        session.files.push(host_file(cache_path.clone(), &cache_path)?);
+        session
+            .files
+            .push(host_file(cache_path.clone(), &cache_path)?);
     }
     Ok((abi, session.files))
 }
@@ -344,7 +359,8 @@ impl Session<'_> {
                 expected: self.abi.to_string(),
             }),
             Probe::Usable(elf, file_id) => {
-                self.files.push(host_file(interpreter.to_owned(), interpreter)?);
+                self.files
+                    .push(host_file(interpreter.to_owned(), interpreter)?);
                 self.objects.push(Loaded {
                     host_path: interpreter.to_owned(),
                     image_path: normalize(interpreter),
@@ -359,7 +375,12 @@ impl Session<'_> {
     }
 
     /// Breadth-first over the executable and everything it pulls in, like `_dl_map_object_deps`.
-    fn load_all(&mut self, exe: ElfObject, host_path: PathBuf, image_path: PathBuf) -> Result<(), HostBinError> {
+    fn load_all(
+        &mut self,
+        exe: ElfObject,
+        host_path: PathBuf,
+        image_path: PathBuf,
+    ) -> Result<(), HostBinError> {
         let file_id = file_id(&host_path)?;
         self.objects.push(Loaded {
             host_path,
@@ -373,11 +394,18 @@ impl Session<'_> {
         let mut queue = std::collections::VecDeque::from([self.objects.len() - 1]);
         while let Some(requester) = queue.pop_front() {
             for name in self.objects[requester].elf.needed.clone() {
-                if self.find_loaded(&name).is_some() {
+                if self.is_loaded(&name) {
                     continue;
                 }
-                let (candidate, elf, file_id) = self.search(&name, requester)?;
-                self.files.push(host_file(candidate.image_path.clone(), &candidate.host_path)?);
+                let Found {
+                    candidate,
+                    elf,
+                    file_id,
+                } = self.search(&name, requester)?;
+                self.files.push(host_file(
+                    candidate.image_path.clone(),
+                    &candidate.host_path,
+                )?);
                 // The same file under another path is the same object to ld.so (it compares
                 // device and inode); only the new path is needed.
                 if let Some(existing) = self.objects.iter_mut().find(|o| o.file_id == file_id) {
@@ -398,14 +426,14 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn find_loaded(&self, name: &OsStr) -> Option<usize> {
+    fn is_loaded(&self, name: &OsStr) -> bool {
         self.objects
             .iter()
-            .position(|o| o.names.iter().any(|n| n == name) || o.elf.soname.as_deref() == Some(name))
+            .any(|o| o.names.iter().any(|n| n == name) || o.elf.soname.as_deref() == Some(name))
     }
 
     /// Where ld.so finds `name` for `self.objects[requester]` (glibc `_dl_map_object`).
-    fn search(&mut self, name: &OsStr, requester: usize) -> Result<(Candidate, ElfObject, (u64, u64)), HostBinError> {
+    fn search(&mut self, name: &OsStr, requester: usize) -> Result<Found, HostBinError> {
         let needed_by = self.objects[requester].host_path.clone();
         let not_found = |searched: Vec<PathBuf>| HostBinError::LibraryNotFound {
             library: name.to_string_lossy().into_owned(),
@@ -430,7 +458,11 @@ impl Session<'_> {
                     found: found.to_string(),
                     expected: self.abi.to_string(),
                 }),
-                Probe::Usable(elf, file_id) => Ok((candidate, elf, file_id)),
+                Probe::Usable(elf, file_id) => Ok(Found {
+                    candidate,
+                    elf,
+                    file_id,
+                }),
             };
         }
 
@@ -462,16 +494,23 @@ impl Session<'_> {
 
         if !self.objects[requester].elf.nodeflib {
             searched.push(PathBuf::from(ldcache::SYSTEM_CACHE));
-            let cached = ldcache::lookup(self.cache.entries(), name, self.arch.cache_flags).map(Path::to_owned);
+            let cached = ldcache::lookup(self.cache.entries(), name, self.arch.cache_flags)
+                .map(Path::to_owned);
             if let Some(path) = cached {
                 if let Probe::Usable(elf, file_id) = self.probe(&path)? {
-                    let in_default_dir = path.parent().is_some_and(|dir| self.default_dirs.iter().any(|d| d == dir));
+                    let in_default_dir = path
+                        .parent()
+                        .is_some_and(|dir| self.default_dirs.iter().any(|d| d == dir));
                     self.needs_cache_file |= !in_default_dir;
                     let candidate = Candidate {
                         image_path: normalize(&path),
                         host_path: path,
                     };
-                    return Ok((candidate, elf, file_id));
+                    return Ok(Found {
+                        candidate,
+                        elf,
+                        file_id,
+                    });
                 }
             }
             for dir in self.default_dirs.clone() {
@@ -492,7 +531,7 @@ impl Session<'_> {
         dir: &Candidate,
         name: &OsStr,
         searched: &mut Vec<PathBuf>,
-    ) -> Result<Option<(Candidate, ElfObject, (u64, u64))>, HostBinError> {
+    ) -> Result<Option<Found>, HostBinError> {
         if !searched.contains(&dir.host_path) {
             searched.push(dir.host_path.clone());
         }
@@ -501,7 +540,11 @@ impl Session<'_> {
             image_path: normalize(&dir.image_path.join(name)),
         };
         Ok(match self.probe(&candidate.host_path)? {
-            Probe::Usable(elf, file_id) => Some((candidate, elf, file_id)),
+            Probe::Usable(elf, file_id) => Some(Found {
+                candidate,
+                elf,
+                file_id,
+            }),
             Probe::Missing | Probe::OtherAbi(_) => None,
         })
     }
@@ -512,7 +555,14 @@ impl Session<'_> {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_file() => {}
             Ok(_) => return Ok(Probe::Missing),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::PermissionDenied) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::NotADirectory
+                        | io::ErrorKind::PermissionDenied
+                ) =>
+            {
                 return Ok(Probe::Missing);
             }
             Err(source) => {
@@ -522,10 +572,22 @@ impl Session<'_> {
                 })
             }
         }
-        let elf = elf::read(path)?.ok_or_else(|| HostBinError::BadElf {
-            path: path.to_owned(),
-            detail: "invalid ELF header".to_owned(),
-        })?;
+        let elf = match elf::read(path) {
+            Ok(Some(elf)) => elf,
+            Ok(None) => {
+                return Err(HostBinError::BadElf {
+                    path: path.to_owned(),
+                    detail: "invalid ELF header".to_owned(),
+                })
+            }
+            // ld.so passes over files it may not open (EACCES) and keeps searching.
+            Err(HostBinError::Io { source, .. })
+                if source.kind() == io::ErrorKind::PermissionDenied =>
+            {
+                return Ok(Probe::Missing)
+            }
+            Err(error) => return Err(error),
+        };
         if elf.abi != self.abi {
             return Ok(Probe::OtherAbi(elf.abi));
         }
@@ -568,15 +630,18 @@ impl Session<'_> {
                 (&bytes[i + 1..i + 1 + len], i + 1 + len)
             };
             let (host_value, image_value) = match token {
-                b"ORIGIN" => (host_origin.as_os_str().as_bytes(), image_origin.as_os_str().as_bytes()),
+                b"ORIGIN" => (
+                    host_origin.as_os_str().as_bytes(),
+                    image_origin.as_os_str().as_bytes(),
+                ),
                 b"LIB" => (self.lib_dir.as_bytes(), self.lib_dir.as_bytes()),
                 b"PLATFORM" => (self.arch.platform.as_bytes(), self.arch.platform.as_bytes()),
                 // Unknown tokens stay as written, as in glibc.
-                _ => (&bytes[i..end.max(i + 1)], &bytes[i..end.max(i + 1)]),
+                _ => (&bytes[i..end], &bytes[i..end]),
             };
             host.extend_from_slice(host_value);
             image.extend_from_slice(image_value);
-            i = end.max(i + 1);
+            i = end;
         }
         let host_path = PathBuf::from(OsString::from_vec(host));
         let image_path = PathBuf::from(OsString::from_vec(image));
@@ -609,7 +674,7 @@ fn canonicalize(path: &Path) -> Result<PathBuf, HostBinError> {
     })
 }
 
-fn file_id(path: &Path) -> Result<(u64, u64), HostBinError> {
+fn file_id(path: &Path) -> Result<FileId, HostBinError> {
     let metadata = std::fs::metadata(path).map_err(|source| HostBinError::Io {
         path: path.to_owned(),
         source,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -26,9 +27,17 @@ fn normalize(path: &Path) -> PathBuf {
 /// The files `ldd` says the loader opens for `binary`: every `=> /path` plus the interpreter.
 fn ldd_paths(binary: &Path) -> BTreeSet<PathBuf> {
     let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
-    assert!(output.status.success(), "ldd {} failed: {output:?}", binary.display());
+    assert!(
+        output.status.success(),
+        "ldd {} failed: {output:?}",
+        binary.display()
+    );
     let text = String::from_utf8(output.stdout).expect("ldd prints UTF-8");
-    assert!(!text.contains("not found"), "ldd could not resolve {}:\n{text}", binary.display());
+    assert!(
+        !text.contains("not found"),
+        "ldd could not resolve {}:\n{text}",
+        binary.display()
+    );
     text.lines()
         .filter_map(|line| {
             let line = line.trim();
@@ -49,13 +58,24 @@ fn image_paths(files: &[HostFile]) -> BTreeSet<PathBuf> {
 
 fn assert_sorted_unique(files: &[HostFile]) {
     for pair in files.windows(2) {
-        assert!(pair[0].image_path < pair[1].image_path, "not sorted/unique: {pair:?}");
+        assert!(
+            pair[0].image_path < pair[1].image_path,
+            "not sorted/unique: {pair:?}"
+        );
     }
 }
 
 fn gcc(args: &[&str], dir: &Path) {
-    let output = Command::new("gcc").args(args).current_dir(dir).output().expect("gcc runs");
-    assert!(output.status.success(), "gcc {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("gcc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        output.status.success(),
+        "gcc {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A temp tree with `lib/libgreet.so` and `bin/app` linked to it with `$ORIGIN/../lib`.
@@ -63,11 +83,44 @@ fn build_origin_app(new_dtags: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::create_dir_all(dir.path().join("lib")).unwrap();
     fs::create_dir_all(dir.path().join("bin")).unwrap();
-    fs::write(dir.path().join("greet.c"), "int greet(void) { return 42; }\n").unwrap();
-    fs::write(dir.path().join("main.c"), "int greet(void);\nint main(void) { return greet() - 42; }\n").unwrap();
-    gcc(&["-shared", "-fPIC", "-Wl,-soname,libgreet.so", "-o", "lib/libgreet.so", "greet.c"], dir.path());
-    let dtags = if new_dtags { "-Wl,--enable-new-dtags" } else { "-Wl,--disable-new-dtags" };
-    gcc(&["-o", "bin/app", "main.c", "-Llib", "-lgreet", "-Wl,-rpath,$ORIGIN/../lib", dtags], dir.path());
+    fs::write(
+        dir.path().join("greet.c"),
+        "int greet(void) { return 42; }\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("main.c"),
+        "int greet(void);\nint main(void) { return greet() - 42; }\n",
+    )
+    .unwrap();
+    gcc(
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libgreet.so",
+            "-o",
+            "lib/libgreet.so",
+            "greet.c",
+        ],
+        dir.path(),
+    );
+    let dtags = if new_dtags {
+        "-Wl,--enable-new-dtags"
+    } else {
+        "-Wl,--disable-new-dtags"
+    };
+    gcc(
+        &[
+            "-o",
+            "bin/app",
+            "main.c",
+            "-Llib",
+            "-lgreet",
+            "-Wl,-rpath,$ORIGIN/../lib",
+            dtags,
+        ],
+        dir.path(),
+    );
     dir
 }
 
@@ -78,24 +131,72 @@ fn build_indirect_app(new_dtags: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::create_dir_all(dir.path().join("lib")).unwrap();
     fs::create_dir_all(dir.path().join("bin")).unwrap();
-    fs::write(dir.path().join("inner.c"), "int inner(void) { return 1; }\n").unwrap();
-    fs::write(dir.path().join("outer.c"), "int inner(void);\nint outer(void) { return inner() + 1; }\n").unwrap();
-    fs::write(dir.path().join("main.c"), "int outer(void);\nint main(void) { return outer() - 2; }\n").unwrap();
-    gcc(&["-shared", "-fPIC", "-Wl,-soname,libinner.so", "-o", "lib/libinner.so", "inner.c"], dir.path());
+    fs::write(
+        dir.path().join("inner.c"),
+        "int inner(void) { return 1; }\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("outer.c"),
+        "int inner(void);\nint outer(void) { return inner() + 1; }\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("main.c"),
+        "int outer(void);\nint main(void) { return outer() - 2; }\n",
+    )
+    .unwrap();
     gcc(
-        &["-shared", "-fPIC", "-Wl,-soname,libouter.so", "-o", "lib/libouter.so", "outer.c", "-Llib", "-linner"],
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libinner.so",
+            "-o",
+            "lib/libinner.so",
+            "inner.c",
+        ],
         dir.path(),
     );
-    let dtags = if new_dtags { "-Wl,--enable-new-dtags" } else { "-Wl,--disable-new-dtags" };
     gcc(
-        &["-o", "bin/app", "main.c", "-Llib", "-louter", "-Wl,-rpath-link,lib", "-Wl,-rpath,$ORIGIN/../lib", dtags],
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libouter.so",
+            "-o",
+            "lib/libouter.so",
+            "outer.c",
+            "-Llib",
+            "-linner",
+        ],
+        dir.path(),
+    );
+    let dtags = if new_dtags {
+        "-Wl,--enable-new-dtags"
+    } else {
+        "-Wl,--disable-new-dtags"
+    };
+    gcc(
+        &[
+            "-o",
+            "bin/app",
+            "main.c",
+            "-Llib",
+            "-louter",
+            "-Wl,-rpath-link,lib",
+            "-Wl,-rpath,$ORIGIN/../lib",
+            dtags,
+        ],
         dir.path(),
     );
     dir
 }
 
 fn readelf_dynamic(binary: &Path) -> String {
-    let output = Command::new("readelf").arg("-d").arg(binary).output().expect("readelf runs");
+    let output = Command::new("readelf")
+        .arg("-d")
+        .arg(binary)
+        .output()
+        .expect("readelf runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -110,14 +211,23 @@ fn ls_matches_ldd() {
     assert_eq!(image_paths(&files), expected);
 
     for file in &files {
-        assert_eq!(file.source, fs::canonicalize(&file.source).unwrap(), "source is not canonical: {file:?}");
+        assert_eq!(
+            file.source,
+            fs::canonicalize(&file.source).unwrap(),
+            "source is not canonical: {file:?}"
+        );
         assert!(file.source.is_file(), "source is not a file: {file:?}");
     }
-    let exe = files.iter().find(|f| f.image_path == Path::new("/usr/bin/ls")).unwrap();
+    let exe = files
+        .iter()
+        .find(|f| f.image_path == Path::new("/usr/bin/ls"))
+        .unwrap();
     assert_eq!(exe.source, ls);
     assert_ne!(exe.mode & 0o111, 0, "ls lost its execute bits: {exe:?}");
     assert!(
-        files.iter().any(|f| f.image_path.file_name().is_some_and(|n| n == "libc.so.6")),
+        files
+            .iter()
+            .any(|f| f.image_path.file_name().is_some_and(|n| n == "libc.so.6")),
         "libc.so.6 missing: {files:?}"
     );
 }
@@ -126,7 +236,10 @@ fn ls_matches_ldd() {
 fn runpath_origin_library_follows_the_executable() {
     let dir = build_origin_app(true);
     let app = dir.path().join("bin/app");
-    assert!(readelf_dynamic(&app).contains("(RUNPATH)"), "gcc did not write DT_RUNPATH");
+    assert!(
+        readelf_dynamic(&app).contains("(RUNPATH)"),
+        "gcc did not write DT_RUNPATH"
+    );
 
     let files = resolve(&app, &app).expect("app resolves");
     let mut expected = ldd_paths(&app);
@@ -139,8 +252,13 @@ fn runpath_origin_library_follows_the_executable() {
         .iter()
         .find(|f| f.image_path == Path::new("/opt/app/lib/libgreet.so"))
         .unwrap_or_else(|| panic!("libgreet.so not at /opt/app/lib: {files:?}"));
-    assert_eq!(greet.source, fs::canonicalize(dir.path().join("lib/libgreet.so")).unwrap());
-    assert!(files.iter().any(|f| f.image_path == Path::new("/opt/app/bin/app")));
+    assert_eq!(
+        greet.source,
+        fs::canonicalize(dir.path().join("lib/libgreet.so")).unwrap()
+    );
+    assert!(files
+        .iter()
+        .any(|f| f.image_path == Path::new("/opt/app/bin/app")));
 }
 
 #[test]
@@ -148,7 +266,10 @@ fn rpath_is_inherited_by_indirect_dependencies() {
     let dir = build_indirect_app(false);
     let app = dir.path().join("bin/app");
     let dynamic = readelf_dynamic(&app);
-    assert!(dynamic.contains("(RPATH)") && !dynamic.contains("(RUNPATH)"), "gcc did not write DT_RPATH only");
+    assert!(
+        dynamic.contains("(RPATH)") && !dynamic.contains("(RUNPATH)"),
+        "gcc did not write DT_RPATH only"
+    );
 
     let files = resolve(&app, &app).expect("app resolves");
     let mut expected = ldd_paths(&app);
@@ -157,8 +278,14 @@ fn rpath_is_inherited_by_indirect_dependencies() {
 
     let files = resolve(&app, Path::new("/srv/bin/app")).expect("app resolves");
     let paths = image_paths(&files);
-    assert!(paths.contains(Path::new("/srv/lib/libouter.so")), "{paths:?}");
-    assert!(paths.contains(Path::new("/srv/lib/libinner.so")), "{paths:?}");
+    assert!(
+        paths.contains(Path::new("/srv/lib/libouter.so")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(Path::new("/srv/lib/libinner.so")),
+        "{paths:?}"
+    );
 }
 
 #[test]
@@ -166,13 +293,27 @@ fn runpath_is_not_inherited() {
     let dir = build_indirect_app(true);
     let app = dir.path().join("bin/app");
     match resolve(&app, &app) {
-        Err(HostBinError::LibraryNotFound { library, needed_by, searched }) => {
+        Err(HostBinError::LibraryNotFound {
+            library,
+            needed_by,
+            searched,
+        }) => {
             assert_eq!(library, "libinner.so");
-            assert_eq!(needed_by, fs::canonicalize(dir.path().join("bin/../lib/libouter.so")).unwrap());
-            assert!(!searched.contains(&dir.path().join("bin/../lib")), "searched the executable's RUNPATH: {searched:?}");
+            // The path as the loader opened it, as ld.so's own message names it.
+            assert_eq!(needed_by, dir.path().join("bin/../lib/libouter.so"));
+            assert!(
+                !searched.contains(&dir.path().join("bin/../lib")),
+                "searched the executable's RUNPATH: {searched:?}"
+            );
         }
         other => panic!("expected LibraryNotFound for libinner.so, got {other:?}"),
     }
+    let ldd = Command::new("ldd").arg(&app).output().expect("ldd runs");
+    let ldd = String::from_utf8_lossy(&ldd.stdout);
+    assert!(
+        ldd.contains("libinner.so => not found"),
+        "ldd disagrees:\n{ldd}"
+    );
 }
 
 #[test]
@@ -180,9 +321,28 @@ fn other_architecture_library_is_skipped() {
     let dir = build_origin_app(false);
     // A 32-bit libgreet.so earlier in the RPATH: ld.so passes over it and keeps searching.
     fs::create_dir_all(dir.path().join("lib32")).unwrap();
-    gcc(&["-m32", "-shared", "-nostdlib", "-fPIC", "-o", "lib32/libgreet.so", "greet.c"], dir.path());
     gcc(
-        &["-o", "bin/app", "main.c", "-Llib", "-lgreet", "-Wl,-rpath,$ORIGIN/../lib32:$ORIGIN/../lib", "-Wl,--disable-new-dtags"],
+        &[
+            "-m32",
+            "-shared",
+            "-nostdlib",
+            "-fPIC",
+            "-o",
+            "lib32/libgreet.so",
+            "greet.c",
+        ],
+        dir.path(),
+    );
+    gcc(
+        &[
+            "-o",
+            "bin/app",
+            "main.c",
+            "-Llib",
+            "-lgreet",
+            "-Wl,-rpath,$ORIGIN/../lib32:$ORIGIN/../lib",
+            "-Wl,--disable-new-dtags",
+        ],
         dir.path(),
     );
     let app = dir.path().join("bin/app");
@@ -201,11 +361,21 @@ fn missing_library_names_it_and_its_requester() {
     let error = resolve(&app, Path::new("/app")).expect_err("libgreet.so is gone");
     let message = error.to_string();
     match error {
-        HostBinError::LibraryNotFound { library, needed_by, searched } => {
+        HostBinError::LibraryNotFound {
+            library,
+            needed_by,
+            searched,
+        } => {
             assert_eq!(library, "libgreet.so");
             assert_eq!(needed_by, fs::canonicalize(&app).unwrap());
-            assert!(searched.contains(&dir.path().join("bin/../lib")), "{searched:?}");
-            assert!(searched.contains(&PathBuf::from("/usr/lib")), "{searched:?}");
+            assert!(
+                searched.contains(&dir.path().join("bin/../lib")),
+                "{searched:?}"
+            );
+            assert!(
+                searched.contains(&PathBuf::from("/usr/lib")),
+                "{searched:?}"
+            );
         }
         other => panic!("expected LibraryNotFound, got {other:?}"),
     }
@@ -218,7 +388,10 @@ fn shell_script_is_not_elf() {
     let script = dir.path().join("run.sh");
     fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     let error = resolve(&script, Path::new("/bin/run")).expect_err("a script is not ELF");
-    assert!(matches!(&error, HostBinError::NotElf { path } if path == &script), "{error:?}");
+    assert!(
+        matches!(&error, HostBinError::NotElf { path } if path == &script),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("copyToRoot"), "{error}");
 }
 
@@ -227,7 +400,10 @@ fn missing_binary_is_an_io_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let absent = dir.path().join("absent");
     let error = resolve(&absent, Path::new("/bin/absent")).expect_err("nothing there");
-    assert!(matches!(&error, HostBinError::Io { path, .. } if path == &absent), "{error:?}");
+    assert!(
+        matches!(&error, HostBinError::Io { path, .. } if path == &absent),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -270,7 +446,13 @@ fn resolve_all_lists_shared_libraries_once() {
     assert_sorted_unique(&both);
     let union: BTreeSet<HostFile> = ls.into_iter().chain(cat).collect();
     assert_eq!(both, union.into_iter().collect::<Vec<_>>());
-    assert_eq!(both.iter().filter(|f| f.image_path.ends_with("libc.so.6")).count(), 1, "{both:?}");
+    assert_eq!(
+        both.iter()
+            .filter(|f| f.image_path.ends_with("libc.so.6"))
+            .count(),
+        1,
+        "{both:?}"
+    );
 }
 
 #[test]
@@ -280,13 +462,44 @@ fn resolve_all_refuses_one_image_path_for_two_binaries() {
         (PathBuf::from("/usr/bin/cat"), PathBuf::from("/bin/tool")),
     ])
     .expect_err("two binaries at /bin/tool");
-    assert!(matches!(&error, HostBinError::ImagePathConflict { image_path, .. } if image_path == Path::new("/bin/tool")), "{error:?}");
+    assert!(
+        matches!(&error, HostBinError::ImagePathConflict { image_path, .. } if image_path == Path::new("/bin/tool")),
+        "{error:?}"
+    );
 }
 
 #[test]
 fn relative_image_path_is_refused() {
-    let error = resolve(Path::new("/usr/bin/ls"), Path::new("bin/ls")).expect_err("relative image path");
-    assert!(matches!(error, HostBinError::RelativeImagePath { .. }), "{error:?}");
+    let error =
+        resolve(Path::new("/usr/bin/ls"), Path::new("bin/ls")).expect_err("relative image path");
+    assert!(
+        matches!(error, HostBinError::RelativeImagePath { .. }),
+        "{error:?}"
+    );
 }
 
-use std::os::unix::fs::MetadataExt;
+/// Every dynamically linked program in /usr/bin (up to 300) agrees with `ldd`.
+#[test]
+fn usr_bin_programs_match_ldd() {
+    let mut programs: Vec<PathBuf> = fs::read_dir("/usr/bin")
+        .expect("/usr/bin is readable")
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    programs.sort();
+    let mut compared = 0;
+    for program in programs.iter().take(300) {
+        let output = Command::new("ldd").arg(program).output().expect("ldd runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        // Scripts, static programs and programs broken on this machine have no ldd answer.
+        if !output.status.success() || text.contains("not found") || !text.contains("=>") {
+            continue;
+        }
+        let files =
+            resolve(program, program).unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        let mut expected = ldd_paths(program);
+        expected.insert(normalize(program));
+        assert_eq!(image_paths(&files), expected, "{}", program.display());
+        compared += 1;
+    }
+    assert!(compared > 10, "only {compared} programs compared");
+}

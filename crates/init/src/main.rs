@@ -64,6 +64,8 @@ fn run() -> i32 {
         }
     };
 
+    // Start-up steps go here, in order: after signals are taken over, so none is lost
+    // while they run, and before the main command, so what they set up reaches it.
     let main_pid = match spawn::spawn(&command) {
         Ok(pid) => pid,
         Err(error) => {
@@ -86,7 +88,7 @@ fn run() -> i32 {
 /// example under another init), so that we reap them and stop them at shutdown.
 fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) } != 0 {
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         notice!(
             "cannot become a child subreaper: {}; orphaned processes will not be reaped by the init",
             std::io::Error::last_os_error()

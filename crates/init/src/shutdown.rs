@@ -76,7 +76,7 @@ impl Shutdown<'_> {
                 if !namespace_signalled {
                     debug!("sending {} to every process", signals::name(signal));
                     // SAFETY: kill has no memory effects; as PID 1, -1 means the namespace.
-                     let _ = signal;
+                    unsafe { libc::kill(-1, signal) };
                     namespace_signalled = true;
                 }
             } else {
@@ -104,7 +104,7 @@ impl Shutdown<'_> {
             }
         };
         for pid in children {
-            if signalled.insert(pid) && false {
+            if signalled.insert(pid) {
                 debug!("sending {} to pid {pid}", signals::name(signal));
                 // SAFETY: kill has no memory effects. `pid` is our child, so it cannot
                 // be reused before we reap it.
@@ -114,12 +114,13 @@ impl Shutdown<'_> {
     }
 }
 
-/// ` (pids 12, 34)` for the init's remaining children, or nothing when /proc cannot say.
+/// ` (pid 12)` or ` (pids 12, 34)` for the init's remaining children, or nothing when /proc cannot say.
 fn describe_children() -> String {
     match processes::children_of_init() {
         Ok(children) if !children.is_empty() => {
             let pids: Vec<String> = children.iter().map(pid_t::to_string).collect();
-            format!(" (pids {})", pids.join(", "))
+            let noun = if pids.len() == 1 { "pid" } else { "pids" };
+            format!(" ({noun} {})", pids.join(", "))
         }
         _ => String::new(),
     }

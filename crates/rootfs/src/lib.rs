@@ -81,8 +81,8 @@ pub enum RootfsError {
     )]
     Conflict {
         path: ImagePath,
-        first: Origin,
-        second: Origin,
+        first: Box<Origin>,
+        second: Box<Origin>,
     },
     #[error(
         "{second} puts {path} inside {blocker}, which {first} makes a {blocker_kind}; \
@@ -92,8 +92,8 @@ pub enum RootfsError {
         path: ImagePath,
         blocker: ImagePath,
         blocker_kind: &'static str,
-        first: Origin,
-        second: Origin,
+        first: Box<Origin>,
+        second: Box<Origin>,
     },
     #[error("cannot read {path} ({origin}): {source}")]
     Unreadable {

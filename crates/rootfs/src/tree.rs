@@ -53,8 +53,8 @@ impl Tree {
                         path: entry.path.clone(),
                         blocker_kind: kind_name(&node.entry.kind),
                         blocker: ancestor,
-                        first: node.origin.clone(),
-                        second: origin,
+                        first: Box::new(node.origin.clone()),
+                        second: Box::new(origin),
                     });
                 }
                 Some(_) => {}
@@ -68,8 +68,8 @@ impl Tree {
             Some(node) => {
                 return Err(RootfsError::Conflict {
                     path: entry.path.clone(),
-                    first: node.origin.clone(),
-                    second: origin,
+                    first: Box::new(node.origin.clone()),
+                    second: Box::new(origin),
                 });
             }
         }

@@ -123,7 +123,6 @@ fn source_date_epoch_changes_only_dates() {
     for index in 0..old.layers().len() {
         let entries = |reader: &gpubox_oci::source::ImageReader, mtime: u64| {
             read_entries(reader.open_layer(index).unwrap())
-                .into_iter()
                 .map(|e| {
                     let e = e.unwrap();
                     assert_eq!(

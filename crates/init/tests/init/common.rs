@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests: running the real `gpubox-init` binary on
 //! real shell commands and looking at the processes it leaves in /proc.
 
+use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use tempfile::{tempdir, TempDir};
 
 pub const INIT: &str = env!("CARGO_BIN_EXE_gpubox-init");
 
@@ -44,33 +47,63 @@ pub fn init(args: &[&str]) -> Command {
     Mode::Process.init(args)
 }
 
-/// Spawns with captured output, waits at most [`TIMEOUT`], and returns the output and
-/// how long the run took.
-pub fn run(command: &mut Command) -> (Output, Duration) {
-    let start = Instant::now();
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gpubox-init");
-    let output = wait_with_timeout(child);
-    (output, start.elapsed())
+/// A started `gpubox-init` whose output goes to files: a descendant it failed to stop
+/// would hold a pipe open and hang the test instead of failing it.
+pub struct Running {
+    child: Child,
+    output_dir: TempDir,
 }
 
-pub fn wait_with_timeout(mut child: Child) -> Output {
-    let start = Instant::now();
-    while child.try_wait().expect("wait for gpubox-init").is_none() {
-        if start.elapsed() > TIMEOUT {
-            child.kill().expect("kill hung gpubox-init");
-            let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "gpubox-init did not exit within {TIMEOUT:?}; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
+impl Running {
+    pub fn start(command: &mut Command) -> Self {
+        let output_dir = tempdir().expect("create output directory");
+        let file = |name: &str| File::create(output_dir.path().join(name)).expect("output file");
+        let child = command
+            .stdout(file("stdout"))
+            .stderr(file("stderr"))
+            .spawn()
+            .expect("spawn gpubox-init");
+        Self { child, output_dir }
     }
-    child.wait_with_output().expect("collect output")
+
+    pub fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    /// Waits at most [`TIMEOUT`] for the init to exit and returns what it wrote.
+    pub fn finish(mut self) -> Output {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for gpubox-init") {
+                break status;
+            }
+            if start.elapsed() > TIMEOUT {
+                self.child.kill().expect("kill hung gpubox-init");
+                self.child.wait().expect("reap hung gpubox-init");
+                panic!(
+                    "gpubox-init did not exit within {TIMEOUT:?}; stderr: {}",
+                    self.read("stderr")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: self.read("stdout").into_bytes(),
+            stderr: self.read("stderr").into_bytes(),
+        }
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.output_dir.path().join(name)).expect("read output file")
+    }
+}
+
+/// Runs to completion; returns the output and how long the run took.
+pub fn run(command: &mut Command) -> (Output, Duration) {
+    let start = Instant::now();
+    let output = Running::start(command).finish();
+    (output, start.elapsed())
 }
 
 pub fn stderr(output: &Output) -> String {
@@ -115,14 +148,16 @@ exit 6
 pub const GRANDCHILD: &str = r#"
 trap 'touch "$1/grandchild.terminated"; exit 0' TERM
 echo $$ > "$1/grandchild.pid"
-sleep 300 &
+sleep 30 &
 echo $! > "$1/great-grandchild.pid"
-while :; do sleep 0.05; done
+# Short sleeps: the shell runs its trap only once the current command is done.
+tries=0
+while [ "$tries" -lt 600 ]; do sleep 0.05; tries=$((tries + 1)); done
 "#;
 
 /// Main command that starts a grandchild ignoring SIGTERM and exits 5 once it runs.
 pub const LEAVES_STUBBORN: &str = r#"
-sh -c 'trap "" TERM; echo $$ > "$1/stubborn.pid"; while :; do sleep 0.05; done' sh "$1" &
+sh -c 'trap "" TERM; echo $$ > "$1/stubborn.pid"; sleep 30' sh "$1" &
 while [ ! -s "$1/stubborn.pid" ]; do sleep 0.01; done
 exit 5
 "#;

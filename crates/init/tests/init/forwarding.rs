@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::tempdir;
 
-use crate::common::{init, stderr, wait_until, wait_with_timeout};
+use crate::common::{init, stderr, wait_until, Running};
 
 /// Starts a main command that exits with `code` on `signal_name` (once its trap is
 /// set), sends `signal` to the init, and returns its exit code and how long it took to
@@ -12,17 +12,18 @@ fn exit_after_signal(signal_name: &str, signal: libc::c_int, code: i32) -> (Opti
     let ready = dir.path().join("ready");
     let trap =
         format!(r#"trap "exit {code}" {signal_name}; touch "$1"; while :; do sleep 0.05; done"#);
-    let child = init(&["sh", "-c", &trap, "sh", ready.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = Running::start(&mut init(&[
+        "sh",
+        "-c",
+        &trap,
+        "sh",
+        ready.to_str().unwrap(),
+    ]));
     wait_until("the main command has set its trap", || ready.exists());
     let sent = Instant::now();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill has no memory effects; `pid` is our unreaped child.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    let output = wait_with_timeout(child);
+    // SAFETY: kill has no memory effects; the pid is our unreaped child.
+    assert_eq!(unsafe { libc::kill(running.pid(), signal) }, 0);
+    let output = running.finish();
     assert!(output.status.code().is_some(), "{}", stderr(&output));
     (output.status.code(), sent.elapsed())
 }

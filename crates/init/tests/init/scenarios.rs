@@ -56,5 +56,10 @@ pub fn sigterm_ignorers_are_killed_after_the_grace_period(mode: Mode) -> (TempDi
         "{}",
         stderr(&output)
     );
+    assert!(
+        !stderr(&output).contains("still running"),
+        "{}",
+        stderr(&output)
+    );
     (dir, output)
 }
