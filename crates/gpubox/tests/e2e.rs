@@ -5,6 +5,7 @@
 mod e2e {
     mod awkward;
     mod bad_input;
+    mod base_files;
     pub mod common;
     mod engines;
     mod layering;

@@ -165,13 +165,13 @@ fn unreadable_file_is_named() {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
+        // A copy inside the open folder, so `nobody` can run it wherever the
+        // checkout lives.
+        let binary = work.path().join("gpubox");
+        fs::copy(env!("CARGO_BIN_EXE_gpubox"), &binary).unwrap();
         let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_gpubox"),
-        ]);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary);
         cmd
     } else {
         Command::new(env!("CARGO_BIN_EXE_gpubox"))

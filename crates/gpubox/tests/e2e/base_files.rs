@@ -1,0 +1,110 @@
+//! The base files gpubox derives from the closure: a shell, `env`, CA
+//! certificates, locales, `/etc/services` and the packages' programs.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use gpubox_oci::tar::{read_entries, TarEntryKind};
+
+use super::common::*;
+
+#[test]
+fn closure_provides_shell_certificates_locales_and_services() {
+    if !have("nix") {
+        return;
+    }
+    let (base, toolbox) = (nix_fixture("base"), nix_fixture("toolbox"));
+    let work = tempdir();
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!(
+            "name = \"gpubox-e2e-base\"\nsystemPackages = [{}, {}]\nextraEnv = {{ GREETING = \"via /bin/sh\" }}\ncmd = [\"/bin/sh\"]\n",
+            toml_str(&base),
+            toml_str(&toolbox)
+        ),
+    );
+    let image = work.path().join("image.tar");
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci-archive:{}", image.display())),
+    );
+    let (reader, _) = read_oci_archive(&image);
+
+    let top = reader.layers().len() - 1;
+    let links: BTreeMap<String, String> = read_entries(reader.open_layer(top).unwrap())
+        .map(|e| e.unwrap())
+        .filter(|e| e.kind == TarEntryKind::Symlink)
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.path).into_owned(),
+                String::from_utf8_lossy(&e.link.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    let nix = |name: &str| {
+        nix_closure(&base)
+            .into_iter()
+            .find(|p| p.ends_with(name))
+            .unwrap()
+    };
+    let expect = [
+        ("bin/sh", format!("{toolbox}/bin/sh")),
+        ("usr/bin/env", format!("{toolbox}/bin/env")),
+        ("usr/local/bin/sh", format!("{toolbox}/bin/sh")),
+        (
+            "etc/services",
+            format!("{}/etc/services", nix("iana-etc-1.0")),
+        ),
+        (
+            "etc/protocols",
+            format!("{}/etc/protocols", nix("iana-etc-1.0")),
+        ),
+        (
+            "etc/ssl/certs/ca-certificates.crt",
+            format!("{}/etc/ssl/certs/ca-bundle.crt", nix("cacert-1.0")),
+        ),
+    ];
+    for (link, target) in expect {
+        assert_eq!(links.get(link), Some(&target), "{link} in {links:?}");
+    }
+
+    let env = reader.config().unwrap()["config"]["Env"].to_string();
+    assert!(
+        env.contains("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
+        "{env}"
+    );
+    let locale = format!(
+        "LOCALE_ARCHIVE={}/lib/locale/locale-archive",
+        nix("glibc-locales-1.0")
+    );
+    assert!(env.contains(&locale), "{env}");
+
+    // The /bin/sh link resolves inside a real container.
+    if have("podman") {
+        run_ok(
+            gpubox(&work.path().join("cache"))
+                .arg("build")
+                .arg(&spec)
+                .args(["-q", "-o", "podman:gpubox-e2e-base:latest"]),
+        );
+        let out = run_ok(Command::new("podman").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "gpubox-e2e-base:latest",
+        ]));
+        assert!(
+            stdout(&out).contains("GREETING=via /bin/sh"),
+            "{}",
+            stdout(&out)
+        );
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", "gpubox-e2e-base:latest"])
+            .output();
+    }
+}
