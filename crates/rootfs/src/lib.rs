@@ -25,20 +25,10 @@ use gpubox_nix::{Closure, StorePath};
 use gpubox_oci::entry::BadImagePath;
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
 use gpubox_oci::{Entry, EntryKind, FileSource, ImagePath};
+use gpubox_spec::CopyToRoot;
 
 pub use tree::Origin;
 use tree::Tree;
-
-/// A `copyToRoot` item: the file or folder `src` copied to `dst` in the image.
-#[derive(Clone, Debug)]
-pub struct CopySource {
-    pub src: PathBuf,
-    pub dst: String,
-    /// Replaces the permission bits of everything copied, like `COPY --chmod`.
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-}
 
 /// Everything the top layer is made from.
 pub struct RootfsInput<'a> {
@@ -48,7 +38,7 @@ pub struct RootfsInput<'a> {
     /// The top-level packages: their `bin` and `sbin` programs get links in
     /// `/usr/local/bin` and `/usr/local/sbin`.
     pub packages: &'a [StorePath],
-    pub copy_to_root: &'a [CopySource],
+    pub copy_to_root: &'a [CopyToRoot],
     pub host_files: &'a [HostFile],
     /// The `gpubox-init` executable, placed at `/bin/gpubox-init`.
     pub init: Arc<[u8]>,
@@ -161,7 +151,7 @@ fn image_path(raw: &str, origin: &Origin) -> Result<ImagePath, RootfsError> {
     })
 }
 
-fn add_copy(tree: &mut Tree, item: &CopySource, origin: &Origin) -> Result<(), RootfsError> {
+fn add_copy(tree: &mut Tree, item: &CopyToRoot, origin: &Origin) -> Result<(), RootfsError> {
     let dst = image_path(&item.dst, origin)?;
     let options = WalkOptions {
         mode: item.mode,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use gpubox_nix::Closure;
 use gpubox_oci::{Entry, EntryKind, FileSource};
-use gpubox_rootfs::{assemble, CopySource, Rootfs, RootfsError, RootfsInput};
+use gpubox_rootfs::{assemble, Rootfs, RootfsError, RootfsInput};
+use gpubox_spec::CopyToRoot;
 
-fn build(copies: &[CopySource], user: &str) -> Result<Rootfs, RootfsError> {
+fn build(copies: &[CopyToRoot], user: &str) -> Result<Rootfs, RootfsError> {
     let closure = Closure::from_infos(Vec::new());
     assemble(&RootfsInput {
         closure: &closure,
@@ -23,8 +24,8 @@ fn build(copies: &[CopySource], user: &str) -> Result<Rootfs, RootfsError> {
     })
 }
 
-fn copy(src: &Path, dst: &str) -> CopySource {
-    CopySource {
+fn copy(src: &Path, dst: &str) -> CopyToRoot {
+    CopyToRoot {
         src: src.to_path_buf(),
         dst: dst.to_owned(),
         mode: None,
@@ -172,7 +173,7 @@ fn copy_mode_and_owner_apply_to_everything_copied() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("app/sub")).unwrap();
     fs::write(dir.path().join("app/sub/run"), "x").unwrap();
-    let item = CopySource {
+    let item = CopyToRoot {
         mode: Some(0o750),
         uid: Some(7),
         gid: Some(8),

@@ -13,8 +13,8 @@ use gpubox_oci::blob::{BlobStore, LayerBlob};
 use gpubox_oci::image::{assemble, BuiltImage, ImageConfigInput, LayerInput};
 use gpubox_oci::layout::write_oci_dir;
 use gpubox_oci::{Compression, Entry};
-use gpubox_rootfs::{CopySource, RootfsInput};
-use gpubox_spec::{HostBinarySrc, PackageRef, Spec};
+use gpubox_rootfs::RootfsInput;
+use gpubox_spec::{CopyToRoot, HostBinarySrc, PackageRef, Spec};
 
 use crate::error::CliError;
 use crate::progress::{bytes, Progress};
@@ -59,16 +59,10 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     }
 
     let host_files = resolve_host_binaries(&spec)?;
-    let copy_to_root: Vec<CopySource> = spec
+    let copy_to_root: Vec<CopyToRoot> = spec
         .copy_to_root
         .iter()
-        .map(|item| CopySource {
-            src: item.value.src.clone(),
-            dst: item.value.dst.clone(),
-            mode: item.value.mode,
-            uid: item.value.uid,
-            gid: item.value.gid,
-        })
+        .map(|item| item.value.clone())
         .collect();
     let rootfs = gpubox_rootfs::assemble(&RootfsInput {
         closure: &closure,

@@ -7,7 +7,6 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -96,32 +95,9 @@ fn awkward_local_tree_round_trips_through_gnu_tar() {
         "gpubox.toml",
         "name = \"awkward\"\ncopyToRoot = [{ src = \"awkward\", dst = \"/data\" }]\ncompression = \"zstd\"\n",
     );
-    let image = work.path().join("image.tar");
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", image.display())),
-    );
-
-    let (reader, _) = read_oci_archive(&image);
-    let top = reader.layers().len() - 1;
+    let (reader, _) = build_and_read(work.path(), &spec);
     let unpacked = work.path().join("unpacked");
-    fs::create_dir_all(&unpacked).unwrap();
-    let mut tar = Command::new("tar")
-        .args(["-x", "--numeric-owner", "-p", "-C"])
-        .arg(&unpacked)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("GNU tar");
-    std::io::copy(
-        &mut reader.open_layer(top).unwrap(),
-        tar.stdin.as_mut().unwrap(),
-    )
-    .unwrap();
-    drop(tar.stdin.take());
-    assert!(tar.wait().unwrap().success(), "GNU tar refused the layer");
+    unpack_layer_with_gnu_tar(&reader, reader.layers().len() - 1, &unpacked);
 
     let restored = unpacked.join("data");
     assert_eq!(
@@ -156,35 +132,13 @@ fn awkward_store_path_keeps_links_as_links() {
             toml_str(&awkward)
         ),
     );
-    let image = work.path().join("image.tar");
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", image.display())),
-    );
-    let (reader, summaries) = read_oci_archive(&image);
+    let (reader, summaries) = build_and_read(work.path(), &spec);
     let index = summaries
         .iter()
         .position(|s| s.store_paths == [awkward.clone()])
         .expect("a layer with the awkward path");
     let unpacked = work.path().join("unpacked");
-    fs::create_dir_all(&unpacked).unwrap();
-    let mut tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(&unpacked)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::copy(
-        &mut reader.open_layer(index).unwrap(),
-        tar.stdin.as_mut().unwrap(),
-    )
-    .unwrap();
-    drop(tar.stdin.take());
-    assert!(tar.wait().unwrap().success());
+    unpack_layer_with_gnu_tar(&reader, index, &unpacked);
     let restored = unpacked.join(awkward.trim_start_matches('/'));
     assert_eq!(describe(Path::new(&awkward)), describe(&restored));
 }

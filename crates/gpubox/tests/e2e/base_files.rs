@@ -24,15 +24,7 @@ fn closure_provides_shell_certificates_locales_and_services() {
             toml_str(&toolbox)
         ),
     );
-    let image = work.path().join("image.tar");
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", image.display())),
-    );
-    let (reader, _) = read_oci_archive(&image);
+    let (reader, _) = build_and_read(work.path(), &spec);
 
     let top = reader.layers().len() - 1;
     let links: BTreeMap<String, String> = read_entries(reader.open_layer(top).unwrap())

@@ -125,3 +125,39 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn toml_str(p: impl AsRef<Path>) -> String {
     format!("{:?}", p.as_ref().display().to_string())
 }
+
+/// Builds `spec` into `image.tar` (an oci-archive) in `work`, with a cache there,
+/// and reads it back.
+pub fn build_and_read(work: &Path, spec: &Path) -> (ImageReader, Vec<LayerSummary>) {
+    let image = work.join("image.tar");
+    run_ok(
+        gpubox(&work.join("cache"))
+            .arg("build")
+            .arg(spec)
+            .arg("-o")
+            .arg(format!("oci-archive:{}", image.display())),
+    );
+    read_oci_archive(&image)
+}
+
+/// Unpacks layer `index` of `reader` into `dest` with GNU tar, keeping modes.
+pub fn unpack_layer_with_gnu_tar(reader: &ImageReader, index: usize, dest: &Path) {
+    std::fs::create_dir_all(dest).expect("create unpack folder");
+    let mut tar = Command::new("tar")
+        .args(["-x", "--numeric-owner", "-p", "-C"])
+        .arg(dest)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("GNU tar");
+    let mut stdin = tar.stdin.take().expect("tar stdin");
+    std::io::copy(
+        &mut reader.open_layer(index).expect("open layer"),
+        &mut stdin,
+    )
+    .expect("stream the layer to tar");
+    drop(stdin);
+    assert!(
+        tar.wait().expect("tar").success(),
+        "GNU tar refused layer {index}"
+    );
+}
