@@ -103,6 +103,26 @@ pub enum RootfsError {
     },
 }
 
+impl RootfsError {
+    /// The `copyToRoot` item the error is about (the later one of two that
+    /// disagree), so the caller can point at it in the spec.
+    pub fn copy_to_root_index(&self) -> Option<usize> {
+        let origin = match self {
+            RootfsError::Walk { origin, .. }
+            | RootfsError::BadPath { origin, .. }
+            | RootfsError::Unreadable { origin, .. } => origin,
+            RootfsError::Conflict { second, .. } | RootfsError::NotADirectory { second, .. } => {
+                second
+            }
+            RootfsError::ProgramClash { .. } => return None,
+        };
+        match origin {
+            Origin::CopyToRoot { index, .. } => Some(*index),
+            Origin::HostBinaries { .. } | Origin::Generated => None,
+        }
+    }
+}
+
 /// Assembles the top layer.
 pub fn assemble(input: &RootfsInput<'_>) -> Result<Rootfs, RootfsError> {
     let mut tree = Tree::default();

@@ -190,3 +190,24 @@ fn copy_mode_and_owner_apply_to_everything_copied() {
         Some((0o755, 0))
     );
 }
+
+#[test]
+fn errors_name_the_copy_to_root_item_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a"), "one").unwrap();
+    fs::write(dir.path().join("b"), "two").unwrap();
+    let items = [
+        copy(&dir.path().join("a"), "/x"),
+        copy(&dir.path().join("a"), "/y"),
+        copy(&dir.path().join("b"), "/x"),
+    ];
+    assert_eq!(
+        build(&items, "root").unwrap_err().copy_to_root_index(),
+        Some(2)
+    );
+    let missing = [copy(&dir.path().join("missing"), "/m")];
+    assert_eq!(
+        build(&missing, "root").unwrap_err().copy_to_root_index(),
+        Some(0)
+    );
+}

@@ -74,6 +74,17 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         working_dir: &spec.working_dir,
         image_name: &spec.name,
         image_tag: &spec.tag,
+    })
+    .map_err(|e| {
+        let item = e.copy_to_root_index();
+        let span = item
+            .and_then(|i| spec.copy_to_root.get(i))
+            .and_then(|item| item.span);
+        let what = match item {
+            Some(i) => format!("copyToRoot[{i}] cannot be placed in the image"),
+            None => "the top layer cannot be assembled".to_owned(),
+        };
+        CliError::from(e).in_spec(&spec, span, what)
     })?;
 
     let cache_root = cache_dir(request.cache_dir.as_deref())?;
