@@ -51,6 +51,8 @@ pub enum CliError {
     CommandNotFound(String),
     #[error("cannot use the cache folder: set GPUBOX_CACHE_DIR or HOME")]
     NoCacheDir,
+    #[error("cannot set up the handling of Ctrl-C: {0}")]
+    Signals(std::io::Error),
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
 }

@@ -7,6 +7,7 @@
 
 mod commands;
 mod error;
+mod interrupt;
 mod progress;
 mod target;
 

@@ -91,7 +91,10 @@ impl LayerCache {
             source,
         };
         let json = serde_json::to_vec(blob).map_err(|e| io(e.into()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.index).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&gpubox_oci::partial::prefix())
+            .tempfile_in(&self.index)
+            .map_err(io)?;
         tmp.write_all(&json).map_err(io)?;
         tmp.persist(self.index.join(format!("{key}.json")))
             .map_err(|e| io(e.error))?;

@@ -231,7 +231,7 @@ pub fn write_file_atomically(
         });
     }
     let mut temp = tempfile::Builder::new()
-        .prefix(".gpubox-")
+        .prefix(&crate::partial::prefix())
         .permissions(fs::Permissions::from_mode(0o644))
         .tempfile_in(parent)
         .map_err(io_error("create a temporary file in", parent))?;

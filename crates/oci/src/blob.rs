@@ -199,7 +199,7 @@ impl BlobStore {
 
     fn temp_file(&self) -> Result<NamedTempFile, BlobError> {
         tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&crate::partial::prefix())
             .tempfile_in(&self.tmp)
             .map_err(|source| BlobError::Io {
                 action: "create a temporary file in",

@@ -185,7 +185,7 @@ fn create_layout(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.gpubox-"))
+        .prefix(&format!("{}{name}-", crate::partial::prefix()))
         .tempdir_in(parent)
         .map_err(io_error("create a temporary folder in", parent))?;
     // tempdir makes the folder 0700; a layout is meant to be shared.

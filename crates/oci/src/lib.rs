@@ -18,6 +18,7 @@ pub mod digest;
 pub mod entry;
 pub mod image;
 pub mod layout;
+pub mod partial;
 pub mod source;
 pub mod tar;
 

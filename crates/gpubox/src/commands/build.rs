@@ -42,6 +42,9 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         gpubox_spec::Compression::None => Compression::None,
     };
     check_output_writable(&request.output)?;
+    let cache_root = cache_dir(request.cache_dir.as_deref())?;
+    crate::interrupt::remove_partials_on_signal(partial_folders(&request.output, &cache_root))
+        .map_err(CliError::Signals)?;
 
     let nix = Nix::new();
     let packages = realise_packages(&spec, &nix, progress)?;
@@ -87,7 +90,6 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         CliError::from(e).in_spec(&spec, span, what)
     })?;
 
-    let cache_root = cache_dir(request.cache_dir.as_deref())?;
     let cache = LayerCache::open(&cache_root)?;
     let planned = plan(&closure, spec.max_layers - 1);
     let mut jobs: Vec<LayerJob<'_>> = planned
@@ -408,21 +410,48 @@ fn write_output(
     Ok(())
 }
 
-/// Fails before any work when the output's folder is missing or not writable.
-fn check_output_writable(output: &Target) -> Result<(), CliError> {
-    let path = match output {
-        Target::OciDir { dir, .. } => dir,
-        Target::OciArchive { file, .. } | Target::DockerArchive { file } => file,
-        Target::Engine { .. } => return Ok(()),
-    };
-    let parent = match path.parent() {
+/// Where this build may leave unfinished files if it is interrupted: beside the
+/// output, inside an OCI layout, and in the cache.
+fn partial_folders(output: &Target, cache_root: &Path) -> Vec<PathBuf> {
+    let mut folders = vec![cache_root.join("tmp"), cache_root.join("layers")];
+    if let Target::OciDir { dir, .. } = output {
+        folders.push(dir.clone());
+        folders.push(dir.join("blobs/sha256"));
+    }
+    folders.extend(output_path(output).map(parent_folder));
+    folders
+}
+
+/// The file or folder an output is written to; engines have none.
+fn output_path(output: &Target) -> Option<&Path> {
+    match output {
+        Target::OciDir { dir, .. } => Some(dir),
+        Target::OciArchive { file, .. } | Target::DockerArchive { file } => Some(file),
+        Target::Engine { .. } => None,
+    }
+}
+
+fn parent_folder(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Fails before any work when the output's folder is missing or not writable
+/// (an OCI layout's missing folders are created, as skopeo does).
+fn check_output_writable(output: &Target) -> Result<(), CliError> {
+    let Some(path) = output_path(output) else {
+        return Ok(());
     };
+    let parent = parent_folder(path);
+    if matches!(output, Target::OciDir { .. }) && !parent.exists() {
+        return Ok(());
+    }
     tempfile::NamedTempFile::new_in(&parent)
         .map(drop)
         .map_err(|source| CliError::OutputNotWritable {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })
 }
