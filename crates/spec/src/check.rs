@@ -12,7 +12,8 @@ use miette::{NamedSource, SourceSpan};
 use crate::error::{Location, SpecError};
 use crate::tree::{Entry, Format, Node, Value};
 use crate::{
-    Compression, CopyToRoot, HostBinary, HostBinarySrc, Item, PackageRef, Spec, DEFAULT_PATH,
+    Compression, CopyToRoot, CudaSpec, HostBinary, HostBinarySrc, Item, PackageRef, Spec,
+    DEFAULT_PATH,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -33,10 +34,16 @@ const TOP_KEYS: &[&str] = &[
     "maxLayers",
     "created",
     "compression",
+    "cuda",
 ];
 const PACKAGE_KEYS: &[&str] = &["file", "attr"];
 const COPY_KEYS: &[&str] = &["src", "dst", "mode", "uid", "gid"];
 const HOST_BINARY_KEYS: &[&str] = &["src", "dst"];
+const CUDA_KEYS: &[&str] = &["enable", "version", "capabilities", "allowMixedVersions"];
+/// The driver capabilities libnvidia-container and the CDI hooks know.
+const CUDA_CAPABILITIES: &[&str] = &[
+    "all", "compute", "compat32", "graphics", "utility", "video", "display", "ngx",
+];
 
 const MAX_LAYERS: std::ops::RangeInclusive<i128> = 2..=125;
 const MAX_MODE: u32 = 0o7777;
@@ -284,6 +291,7 @@ impl Checker<'_> {
         let mut max_layers = None;
         let mut created = None;
         let mut compression = None;
+        let mut cuda = CudaSpec::default();
 
         for entry in self.table(root, "", expected)? {
             let node = &entry.node;
@@ -308,6 +316,7 @@ impl Checker<'_> {
                 "maxLayers" => max_layers = Some(self.max_layers(node, path)?),
                 "created" => created = Some(self.created(node, path)?),
                 "compression" => compression = Some(self.checked(node, path, check_compression)?),
+                "cuda" => cuda = self.cuda(node, path)?,
                 _ => return Err(self.unknown_key("", entry, TOP_KEYS)),
             }
         }
@@ -347,9 +356,39 @@ impl Checker<'_> {
             max_layers: max_layers.unwrap_or(50),
             created,
             compression: compression.unwrap_or_default(),
+            cuda,
             source_name: self.source.name().to_owned(),
             text: self.text().to_owned(),
         })
+    }
+
+    fn cuda(&self, node: &Node, path: &str) -> Result<CudaSpec, SpecError> {
+        let mut cuda = CudaSpec::default();
+        for entry in self.table(node, path, self.expect("a table", "an object"))? {
+            let key_path = child(path, &entry.key);
+            let node = &entry.node;
+            match entry.key.as_str() {
+                "enable" => cuda.enable = self.boolean(node, &key_path)?,
+                "version" => {
+                    cuda.version = Some(self.checked(node, &key_path, check_cuda_version)?);
+                }
+                "capabilities" => {
+                    cuda.capabilities = self.checked(node, &key_path, check_capabilities)?;
+                }
+                "allowMixedVersions" => {
+                    cuda.allow_mixed_versions = self.boolean(node, &key_path)?;
+                }
+                _ => return Err(self.unknown_key(path, entry, CUDA_KEYS)),
+            }
+        }
+        Ok(cuda)
+    }
+
+    fn boolean(&self, node: &Node, path: &str) -> Result<bool, SpecError> {
+        match node.value {
+            Value::Bool(value) => Ok(value),
+            _ => Err(self.wrong_type(path, node, "a boolean")),
+        }
     }
 
     fn system_packages(&self, node: &Node, path: &str) -> Result<Vec<Item<PackageRef>>, SpecError> {
@@ -925,6 +964,35 @@ fn check_working_dir(text: &str) -> Result<String, Problem> {
             format!("{text:?} is not an absolute path"),
             "write an absolute path such as \"/root\"",
         ));
+    }
+    Ok(text.to_owned())
+}
+
+fn check_cuda_version(text: &str) -> Result<String, Problem> {
+    let mut parts = text.split('.');
+    let numeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none() {
+        Ok(text.to_owned())
+    } else {
+        Err(Problem::new(
+            format!("`{text}` is not a CUDA version"),
+            "write MAJOR.MINOR, e.g. version = \"12.4\"",
+        ))
+    }
+}
+
+fn check_capabilities(text: &str) -> Result<String, Problem> {
+    for capability in text.split(',') {
+        if !CUDA_CAPABILITIES.contains(&capability) {
+            return Err(Problem::new(
+                format!("`{capability}` is not an NVIDIA driver capability"),
+                format!(
+                    "use a comma-separated list of: {}",
+                    CUDA_CAPABILITIES.join(", ")
+                ),
+            ));
+        }
     }
     Ok(text.to_owned())
 }

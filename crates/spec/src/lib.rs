@@ -62,6 +62,8 @@ pub struct Spec {
     /// Unix seconds from the spec; see [`created_epoch`] for the value to use.
     pub created: Option<i64>,
     pub compression: Compression,
+    /// The `cuda` table.
+    pub cuda: CudaSpec,
     /// The file name as given to [`parse`], for diagnostics.
     source_name: String,
     /// The spec text, so later stages can point into it.
@@ -99,6 +101,30 @@ pub enum PackageRef {
     Installable(String),
     /// `{ file, attr? }`, for `nix-build FILE [-A ATTR]`; `file` is absolute.
     NixFile { file: PathBuf, attr: Option<String> },
+}
+
+/// The `cuda` table: whether gpubox makes the image GPU-ready, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaSpec {
+    /// `enable` (default true): set the NVIDIA variables, labels and library path.
+    pub enable: bool,
+    /// `version`: MAJOR.MINOR overriding what the closure says.
+    pub version: Option<String>,
+    /// `capabilities` (default "compute,utility"): NVIDIA_DRIVER_CAPABILITIES.
+    pub capabilities: String,
+    /// `allowMixedVersions` (default false): accept two CUDA releases in one closure.
+    pub allow_mixed_versions: bool,
+}
+
+impl Default for CudaSpec {
+    fn default() -> CudaSpec {
+        CudaSpec {
+            enable: true,
+            version: None,
+            capabilities: "compute,utility".to_owned(),
+            allow_mixed_versions: false,
+        }
+    }
 }
 
 /// One entry of `copyToRoot`: a local file or folder placed at `dst` in the image.

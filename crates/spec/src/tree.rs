@@ -41,7 +41,7 @@ pub(crate) enum Value {
         radix: u32,
     },
     Float,
-    Bool,
+    Bool(bool),
     /// TOML's unquoted date-time, kept as its RFC 3339 text.
     Datetime(String),
     Array(Vec<Node>),
@@ -65,7 +65,7 @@ impl Node {
             (Value::String(_), _) => "a string",
             (Value::Integer { .. }, _) => "an integer",
             (Value::Float, _) => "a float",
-            (Value::Bool, _) => "a boolean",
+            (Value::Bool(_), _) => "a boolean",
             (Value::Datetime(_), _) => "a date-time",
             (Value::Array(_), _) => "an array",
             (Value::Table(_), Format::Toml) => "a table",
@@ -125,7 +125,7 @@ fn toml_node(node: toml::Spanned<toml::de::DeValue<'_>>) -> Result<Node, SyntaxE
             radix: integer.radix(),
         },
         DeValue::Float(_) => Value::Float,
-        DeValue::Boolean(_) => Value::Bool,
+        DeValue::Boolean(value) => Value::Bool(value),
         DeValue::Datetime(datetime) => Value::Datetime(datetime.to_string()),
         DeValue::Array(array) => {
             Value::Array(array.into_iter().map(toml_node).collect::<Result<_, _>>()?)
@@ -176,7 +176,7 @@ fn json_node(text: &str, raw: &RawValue) -> Result<Node, SyntaxError> {
             )
         }
         Some(b'"') => Value::String(serde_json::from_str(slice).map_err(fail)?),
-        Some(b't' | b'f') => Value::Bool,
+        Some(b't' | b'f') => Value::Bool(slice.starts_with('t')),
         Some(b'n') => Value::Null,
         _ => {
             let number: serde_json::Number = serde_json::from_str(slice).map_err(fail)?;

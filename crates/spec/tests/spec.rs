@@ -1042,3 +1042,43 @@ fn columns_count_characters_not_bytes() {
         Location { line: 3, column: 1 }
     );
 }
+
+#[test]
+fn cuda_table_defaults_and_values() {
+    let spec = toml("name = \"x\"\n");
+    assert!(spec.cuda.enable);
+    assert_eq!(spec.cuda.capabilities, "compute,utility");
+    assert_eq!(spec.cuda.version, None);
+    assert!(!spec.cuda.allow_mixed_versions);
+
+    let text = "name = \"x\"\n[cuda]\nenable = false\nversion = \"12.4\"\ncapabilities = \"compute,utility,video\"\nallowMixedVersions = true\n";
+    let spec = toml(text);
+    assert!(!spec.cuda.enable);
+    assert_eq!(spec.cuda.version.as_deref(), Some("12.4"));
+    assert_eq!(spec.cuda.capabilities, "compute,utility,video");
+    assert!(spec.cuda.allow_mixed_versions);
+    let same = json(
+        r#"{"name": "x", "cuda": {"enable": false, "version": "12.4", "capabilities": "compute,utility,video", "allowMixedVersions": true}}"#,
+    );
+    assert_eq!(same.cuda, spec.cuda);
+}
+
+#[test]
+fn cuda_table_errors_point_at_the_value() {
+    let text = "name = \"x\"\ncuda.version = \"twelve\"\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("cuda.version"), "{error}");
+    assert_eq!(label(&error), span_of(text, "\"twelve\""));
+
+    let text = "name = \"x\"\ncuda.capabilities = \"compute,gaming\"\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("gaming"), "{error}");
+
+    let text = "name = \"x\"\ncuda.enable = \"yes\"\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("boolean"), "{error}");
+
+    let text = "name = \"x\"\ncuda.allowMixedVersion = true\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("allowMixedVersions"), "{error}");
+}
