@@ -1,6 +1,7 @@
 //! `gpubox-registry` moves images between gpubox and the places images live
 //! outside files: the Docker engine and podman's local storage (`docker load`,
-//! `podman load`, `docker save`, `podman save`).
+//! `podman load`, `docker save`, `podman save`), and says what each engine on
+//! this host can do with GPUs ([`probe`]).
 //!
 //! Images travel as docker-archive streams through the engines' own CLIs, so
 //! whatever socket, context or storage settings the user has configured apply
@@ -146,4 +147,105 @@ fn read_all(mut r: impl Read) -> String {
     // A read error only shortens the message shown to the user.
     let _ = r.read_to_end(&mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// What an engine on this host is and can do with NVIDIA GPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub engine: Engine,
+    /// The server's version (Docker) or podman's own.
+    pub version: String,
+    /// Whether `--device nvidia.com/gpu=...` (CDI) works: podman 4.1 or newer;
+    /// Docker when its daemon reports CDI spec folders (25+ with the `cdi`
+    /// feature, on by default from 28.2).
+    pub cdi: bool,
+    /// Whether the legacy `nvidia` runtime is registered (Docker's `--gpus`).
+    pub nvidia_runtime: bool,
+}
+
+/// Asks `engine` about itself; `None` when it is not installed or its daemon
+/// does not answer.
+pub fn probe(engine: Engine) -> Option<EngineInfo> {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = Command::new(engine.program())
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    match engine {
+        Engine::Docker => {
+            let info: serde_json::Value =
+                serde_json::from_str(&run(&["info", "--format", "{{json .}}"])?).ok()?;
+            let version = info["ServerVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let cdi = info["CDISpecDirs"]
+                .as_array()
+                .is_some_and(|dirs| !dirs.is_empty());
+            let nvidia_runtime = info["Runtimes"].get("nvidia").is_some();
+            Some(EngineInfo {
+                engine,
+                version,
+                cdi,
+                nvidia_runtime,
+            })
+        }
+        Engine::Podman => {
+            let version = run(&["version", "--format", "{{.Client.Version}}"])?;
+            Some(EngineInfo {
+                engine,
+                cdi: version_at_least(&version, &[4, 1]),
+                version,
+                nvidia_runtime: false,
+            })
+        }
+    }
+}
+
+/// Whether a dotted version is at least `minimum`, number by number.
+fn version_at_least(version: &str, minimum: &[u64]) -> bool {
+    let numbers: Vec<u64> = version
+        .split(['.', '-', '+'])
+        .map_while(|part| part.parse().ok())
+        .collect();
+    numbers.as_slice() >= minimum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        assert!(version_at_least("4.3.1", &[4, 1]));
+        assert!(version_at_least("10.0", &[4, 1]));
+        assert!(!version_at_least("3.4.4", &[4, 1]));
+        assert!(!version_at_least("4.0.2", &[4, 1]));
+        assert!(version_at_least("4.1.0-dev", &[4, 1]));
+    }
+
+    #[test]
+    fn probes_the_engines_installed_here() {
+        // Real engines: whatever answers must report a version.
+        let in_ci = std::env::var("CI").as_deref() == Ok("true");
+        for engine in [Engine::Docker, Engine::Podman] {
+            let info = probe(engine);
+            assert!(
+                info.is_some() || !in_ci,
+                "{engine} does not answer, and CI=true"
+            );
+            if let Some(info) = info {
+                assert!(!info.version.is_empty(), "{info:?}");
+                if engine == Engine::Podman {
+                    assert_eq!(info.cdi, version_at_least(&info.version, &[4, 1]));
+                }
+            }
+        }
+    }
 }
