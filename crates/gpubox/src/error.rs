@@ -40,6 +40,13 @@ pub enum CliError {
     Engine(#[from] gpubox_registry::EngineError),
     #[error(transparent)]
     Target(#[from] crate::target::BadTarget),
+    #[error(transparent)]
+    Cuda(#[from] gpubox_cuda::CudaError),
+    #[error(transparent)]
+    Cdi(#[from] gpubox_cdi::CdiError),
+    #[error(transparent)]
+    #[diagnostic(help("run `gpubox doctor` for each fix"))]
+    NoGpuEngine(#[from] crate::commands::run::NoGpuEngine),
     #[error("cannot write the output {path}: {source}")]
     #[diagnostic(help("check that the folder exists and that you may write to it"))]
     OutputNotWritable {

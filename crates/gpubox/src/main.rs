@@ -21,6 +21,20 @@ use crate::error::CliError;
 use crate::progress::Progress;
 use crate::target::Target;
 
+/// An image named by a transport, or a bare `NAME[:TAG]` looked up in podman.
+fn engine_or_transport(image: &str) -> Result<Target, CliError> {
+    match image.parse::<Target>() {
+        Ok(target) => Ok(target),
+        Err(
+            crate::target::BadTarget::NoTransport(_) | crate::target::BadTarget::Unknown { .. },
+        ) => Ok(Target::Engine {
+            engine: gpubox_registry::Engine::Podman,
+            reference: image.to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "gpubox",
@@ -51,6 +65,40 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Host-side GPU support: Container Device Interface specs.
+    Cdi {
+        #[command(subcommand)]
+        command: CdiCommand,
+    },
+    /// Check that this host can run GPU containers, and say how to fix what
+    /// cannot; with IMAGE, also whether the driver can run that image's CUDA.
+    Doctor {
+        /// An image to check: NAME:TAG in podman or docker, or any source
+        /// `gpubox inspect` takes.
+        image: Option<String>,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Start an image with the host's GPUs, choosing the flags that work here.
+    Run {
+        /// NAME[:TAG] in podman or docker (`podman:NAME` or `docker-daemon:NAME`
+        /// to pick the engine).
+        image: String,
+        /// The command to run instead of the image's.
+        #[arg(last = true)]
+        command: Vec<String>,
+        /// The engine's network; with `none` no ports are published.
+        #[arg(long)]
+        network: Option<String>,
+        /// Print the engine command instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Show an image's config, environment and layers.
     Inspect {
         /// oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE,
@@ -62,10 +110,61 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CdiCommand {
+    /// Write a CDI spec (kind nvidia.com/gpu) for the installed NVIDIA driver.
+    Generate {
+        #[command(flatten)]
+        host: HostArgs,
+        /// json or yaml [default: from the output's extension, else yaml].
+        #[arg(long)]
+        format: Option<SpecFormatArg>,
+        /// Where to write it, e.g. /etc/cdi/nvidia.yaml [default: standard output].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SpecFormatArg {
+    Json,
+    Yaml,
+}
+
+/// Where the host's driver files are.
+#[derive(clap::Args)]
+struct HostArgs {
+    /// Root of the driver's files (libraries, binaries, firmware); its
+    /// proc/driver/nvidia is used when it has one, else /proc.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    driver_root: PathBuf,
+    /// Root under which dev/nvidia* are found.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    dev_root: PathBuf,
+    /// Root under which etc/cdi and var/run/cdi are read (doctor, run).
+    #[arg(long, default_value = "/", value_name = "DIR", hide = true)]
+    cdi_root: PathBuf,
+}
+
+impl HostArgs {
+    fn roots(&self) -> gpubox_cdi::HostRoots {
+        let proc_root = if self.driver_root.join("proc/driver/nvidia").is_dir() {
+            self.driver_root.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        gpubox_cdi::HostRoots {
+            driver_root: self.driver_root.clone(),
+            dev_root: self.dev_root.clone(),
+            proc_root,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
             ExitCode::FAILURE
@@ -73,7 +172,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let progress = Progress::new(cli.quiet);
     match cli.command {
         Command::Build {
@@ -90,11 +189,62 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if !cli.quiet {
                 println!("{digest}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { source, json } => {
             let source: Target = source.parse()?;
-            commands::inspect::run(&source, json, &mut std::io::stdout().lock())
+            commands::inspect::run(&source, json, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cdi {
+            command:
+                CdiCommand::Generate {
+                    host,
+                    format,
+                    output,
+                },
+        } => {
+            let request = commands::cdi::GenerateRequest {
+                roots: host.roots(),
+                format: format.map(|f| match f {
+                    SpecFormatArg::Json => gpubox_cdi::SpecFormat::Json,
+                    SpecFormatArg::Yaml => gpubox_cdi::SpecFormat::Yaml,
+                }),
+                output,
+            };
+            commands::cdi::generate(&request, &progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { image, json, host } => {
+            let request = commands::doctor::DoctorRequest {
+                roots: host.roots(),
+                cdi_root: host.cdi_root.clone(),
+                image: image.map(|i| engine_or_transport(&i)).transpose()?,
+                json,
+            };
+            let healthy = commands::doctor::run(&request, &mut std::io::stdout().lock())?;
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Run {
+            image,
+            command,
+            network,
+            dry_run,
+            host,
+        } => {
+            commands::run::run(&commands::run::RunRequest {
+                image,
+                command,
+                network,
+                roots: host.roots(),
+                cdi_root: host.cdi_root.clone(),
+                dry_run,
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -8,6 +8,7 @@ mod e2e {
     mod base_files;
     pub mod common;
     mod engines;
+    mod gpu;
     mod interrupt;
     mod layering;
     mod quickstart;

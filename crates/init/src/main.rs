@@ -6,13 +6,22 @@
 //! zombie, and when the main command exits it stops whatever is left (SIGTERM, a grace
 //! period, then SIGKILL) and exits with the main command's status.
 //!
-//! It must stay tiny and depend on `libc` only, so that it links statically and runs in
-//! any image. It must not touch anything outside its own process tree: when it is not
-//! PID 1 it never signals processes that are not its descendants.
+//! Before the main command it runs the start-up steps: the GPU step links the NVIDIA
+//! driver the runtime injected into `/run/opengl-driver/lib`, puts `nvidia-smi` on PATH,
+//! and refuses to start (exit 3, one plain message) an image whose CUDA requirement the
+//! host's driver does not meet. `gpubox-init check [--json]` prints that step's report
+//! and exits (0, or 1 when the requirement fails). `GPUBOX_INIT_ROOT` (tests only) takes
+//! every path of the GPU step under another folder, a fake host tree.
+//!
+//! It must stay tiny and depend on `libc` and `gpubox-cuda` (pure logic) only, so that
+//! it links statically and runs in any image. It must not touch anything outside its own
+//! process tree and `/run/opengl-driver`: when it is not PID 1 it never signals
+//! processes that are not its descendants.
 
 #[macro_use]
 mod log;
 mod config;
+mod gpu;
 mod processes;
 mod reap;
 mod shutdown;
@@ -36,6 +45,9 @@ fn main() {
 
 fn run() -> i32 {
     let command: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if command.first().is_some_and(|first| first == "check") {
+        return gpu::check(&command[1..]);
+    }
     if command.is_empty() {
         notice!(
             "no command to run; set `cmd` in gpubox.toml or pass one to `docker run IMAGE CMD...`"
@@ -64,8 +76,11 @@ fn run() -> i32 {
         }
     };
 
-    // Start-up steps go here, in order: after signals are taken over, so none is lost
-    // while they run, and before the main command, so what they set up reaches it.
+    // Start-up steps, in order: after signals are taken over, so none is lost while
+    // they run, and before the main command, so what they set up reaches it.
+    if let Err(status) = gpu::start_up() {
+        return status;
+    }
     let main_pid = match spawn::spawn(&command) {
         Ok(pid) => pid,
         Err(error) => {

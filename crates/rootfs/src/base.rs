@@ -1,6 +1,7 @@
 //! The files gpubox generates in every image: accounts, name-service settings,
 //! runtime folders, `gpubox-init`, and links to what the closure provides (a shell,
-//! `env`, CA certificates, `/etc/services`, locales, the packages' programs).
+//! `env`, CA certificates, `/etc/services`, locales, the packages' programs); for
+//! GPU-ready images also the loader's driver folders and `/sbin/ldconfig`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -104,6 +105,21 @@ pub(crate) fn add_generated(
     }
     if let Some(archive) = search.find("lib/locale/locale-archive") {
         env.insert("LOCALE_ARCHIVE".to_owned(), archive);
+    }
+
+    if !input.driver_library_dirs.is_empty() {
+        let conf = input.driver_library_dirs.join("\n") + "\n";
+        tree.insert_default(Entry::bytes(
+            path("etc/ld.so.conf.d/gpubox-nvidia.conf")?,
+            0o644,
+            conf.into_bytes(),
+        ));
+        let ldconfig = search
+            .find("bin/ldconfig")
+            .or_else(|| search.find("sbin/ldconfig"));
+        if let Some(ldconfig) = ldconfig {
+            tree.insert_default(Entry::symlink(path("sbin/ldconfig")?, ldconfig));
+        }
     }
 
     add_program_links(tree, input.packages)?;

@@ -46,6 +46,10 @@ pub struct RootfsInput<'a> {
     pub working_dir: &'a str,
     pub image_name: &'a str,
     pub image_tag: &'a str,
+    /// Where the NVIDIA driver's libraries appear at run time, for
+    /// `/etc/ld.so.conf.d`; empty when the image is not GPU-ready (`cuda.enable`
+    /// false), which also leaves `/sbin/ldconfig` out.
+    pub driver_library_dirs: &'a [&'a str],
 }
 
 /// The top layer's entries, sorted, and the environment they imply.

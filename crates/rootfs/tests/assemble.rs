@@ -21,6 +21,7 @@ fn build(copies: &[CopyToRoot], user: &str) -> Result<Rootfs, RootfsError> {
         working_dir: "/work",
         image_name: "demo",
         image_tag: "v1",
+        driver_library_dirs: &["/run/opengl-driver/lib", "/usr/lib64"],
     })
 }
 
@@ -76,6 +77,8 @@ fn generated_base_files_are_present_sorted_and_unique() {
         String::from_utf8(bytes_of(find(&rootfs, "/etc/os-release").unwrap())).unwrap();
     assert!(os_release.contains("IMAGE_ID=demo") && os_release.contains("IMAGE_VERSION=v1"));
     assert!(find(&rootfs, "/etc/nsswitch.conf").is_some());
+    let conf = bytes_of(find(&rootfs, "/etc/ld.so.conf.d/gpubox-nvidia.conf").unwrap());
+    assert_eq!(conf, b"/run/opengl-driver/lib\n/usr/lib64\n");
     // Nothing from the (empty) closure to link to.
     assert!(find(&rootfs, "/bin/sh").is_none());
     assert!(rootfs.env.is_empty(), "{:?}", rootfs.env);

@@ -61,6 +61,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         ));
     }
 
+    let gpu = gpu_settings(&spec, &closure)?;
     let host_files = resolve_host_binaries(&spec)?;
     let copy_to_root: Vec<CopyToRoot> = spec
         .copy_to_root
@@ -77,6 +78,11 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         working_dir: &spec.working_dir,
         image_name: &spec.name,
         image_tag: &spec.tag,
+        driver_library_dirs: if spec.cuda.enable {
+            gpubox_cuda::DRIVER_LIBRARY_DIRS
+        } else {
+            &[]
+        },
     })
     .map_err(|e| {
         let item = e.copy_to_root_index();
@@ -113,8 +119,13 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
             created_by: job.describe(),
         })
         .collect();
+    // Generated defaults first, then the GPU settings, then the spec's own
+    // `env`/`extraEnv`, which win.
     let mut env: BTreeMap<String, String> = rootfs.env.clone();
+    env.extend(gpu.env);
     env.extend(spec.env.clone());
+    let mut labels = gpu.labels;
+    labels.extend(spec.labels.clone());
     let image = assemble(
         &ImageConfigInput {
             created,
@@ -127,7 +138,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
                 .unwrap_or_else(|| vec!["/bin/gpubox-init".to_owned()]),
             cmd: spec.cmd.clone(),
             exposed_ports: spec.exposed_ports.clone(),
-            labels: spec.labels.clone(),
+            labels,
             user: spec.user.clone(),
             working_dir: spec.working_dir.clone(),
             title: spec.name.clone(),
@@ -137,6 +148,39 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     )?;
     write_output(&request.output, &spec, &image, cache.store(), progress)?;
     Ok(image.manifest_digest.to_string())
+}
+
+/// The NVIDIA variables and labels of a GPU-ready image (none when
+/// `cuda.enable` is false).
+struct GpuSettings {
+    env: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, CliError> {
+    if !spec.cuda.enable {
+        return Ok(GpuSettings {
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        });
+    }
+    let declared = spec
+        .cuda
+        .version
+        .as_deref()
+        .map(str::parse::<gpubox_cuda::CudaVersion>)
+        .transpose()?;
+    let paths: Vec<&Path> = closure
+        .paths()
+        .map(|info| Path::new(info.path.as_str()))
+        .collect();
+    let packages = gpubox_cuda::detect(&paths);
+    let version =
+        gpubox_cuda::resolve_version(&packages, spec.cuda.allow_mixed_versions, declared)?;
+    Ok(GpuSettings {
+        env: gpubox_cuda::image_env(version, &spec.cuda.capabilities),
+        labels: gpubox_cuda::image_labels(version),
+    })
 }
 
 fn realise_packages(

@@ -9,22 +9,49 @@ use crate::error::CliError;
 use crate::progress::bytes;
 use crate::target::Target;
 
-/// Prints the image at `source`, as a report or as JSON.
-pub fn run(source: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    // Engines hand images out as docker-archives; keep it until we are done.
-    let mut _saved = None;
-    let reader = match source {
-        Target::OciDir { dir, tag } => ImageReader::open_oci_dir(dir, tag.as_deref())?,
-        Target::OciArchive { file, tag } => ImageReader::open_oci_archive(file, tag.as_deref())?,
-        Target::DockerArchive { file } => ImageReader::open_docker_archive(file)?,
+/// An image opened for reading. An engine's image is first saved to a
+/// temporary docker-archive, kept as long as this value lives.
+pub struct OpenedImage {
+    pub reader: ImageReader,
+    _saved: Option<tempfile::NamedTempFile>,
+}
+
+/// Opens the image at `source`, wherever it is.
+pub fn open(source: &Target) -> Result<OpenedImage, CliError> {
+    let (reader, saved) = match source {
+        Target::OciDir { dir, tag } => (ImageReader::open_oci_dir(dir, tag.as_deref())?, None),
+        Target::OciArchive { file, tag } => {
+            (ImageReader::open_oci_archive(file, tag.as_deref())?, None)
+        }
+        Target::DockerArchive { file } => (ImageReader::open_docker_archive(file)?, None),
         Target::Engine { engine, reference } => {
             let file = tempfile::NamedTempFile::new().map_err(CliError::Temp)?;
             gpubox_registry::save(*engine, reference, file.path())?;
-            let reader = ImageReader::open_docker_archive(file.path())?;
-            _saved = Some(file);
-            reader
+            (ImageReader::open_docker_archive(file.path())?, Some(file))
         }
     };
+    Ok(OpenedImage {
+        reader,
+        _saved: saved,
+    })
+}
+
+/// The image's environment as (name, value) pairs.
+pub fn image_env(source: &Target) -> Result<Vec<(String, String)>, CliError> {
+    let config = open(source)?.reader.config()?;
+    Ok(config["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str()?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// Prints the image at `source`, as a report or as JSON.
+pub fn run(source: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let opened = open(source)?;
+    let reader = &opened.reader;
     let config = reader.config()?;
     let mut layers = Vec::new();
     for (index, layer) in reader.layers().iter().enumerate() {

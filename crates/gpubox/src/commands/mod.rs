@@ -1,2 +1,5 @@
 pub mod build;
+pub mod cdi;
+pub mod doctor;
 pub mod inspect;
+pub mod run;

@@ -10,6 +10,9 @@ use tempfile::{tempdir, TempDir};
 
 pub const INIT: &str = env!("CARGO_BIN_EXE_gpubox-init");
 
+/// A root without any driver files (it need not exist).
+const NO_GPU_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/no-gpu-root");
+
 /// Long enough for a loaded machine, short enough that a hang fails the test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,10 +36,14 @@ impl Mode {
                 unshare
             }
         };
+        // The GPU step looks at an empty root, so these tests never link a driver
+        // the test machine may have.
         command
             .args(args)
             .env_remove("GPUBOX_INIT_GRACE_SECONDS")
             .env_remove("GPUBOX_INIT_DEBUG")
+            .env_remove("NVIDIA_VISIBLE_DEVICES")
+            .env("GPUBOX_INIT_ROOT", NO_GPU_ROOT)
             .stdin(Stdio::null());
         command
     }

@@ -1,0 +1,342 @@
+//! Finds the NVIDIA driver's files on a host: version, libraries, binaries, firmware, IPC
+//! sockets, control device nodes and GPUs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::{CdiError, DriverVersion};
+
+/// Folders (relative to the driver root) that hold the driver's libraries, most specific
+/// first: with a merged `/usr`, `lib/x86_64-linux-gnu` is `usr/lib/x86_64-linux-gnu` again
+/// and is skipped as a duplicate.
+pub(crate) const LIBRARY_DIRS: &[&str] = &[
+    "usr/lib64",
+    "usr/lib/x86_64-linux-gnu",
+    "usr/lib",
+    "lib64",
+    "lib/x86_64-linux-gnu",
+    "usr/local/nvidia/lib64",
+];
+const BINARY_DIRS: &[&str] = &["usr/bin", "bin"];
+const BINARIES: &[&str] = &[
+    "nvidia-smi",
+    "nvidia-debugdump",
+    "nvidia-persistenced",
+    "nvidia-cuda-mps-control",
+    "nvidia-cuda-mps-server",
+];
+const IPC_SOCKETS: &[&str] = &[
+    "run/nvidia-persistenced/socket",
+    "run/nvidia-fabricmanager/socket",
+    "tmp/nvidia-mps",
+];
+const CONTROL_NODES: &[&str] = &[
+    "dev/nvidiactl",
+    "dev/nvidia-uvm",
+    "dev/nvidia-uvm-tools",
+    "dev/nvidia-modeset",
+];
+const VERSION_FILE: &str = "proc/driver/nvidia/version";
+const GPUS_DIR: &str = "proc/driver/nvidia/gpus";
+
+/// Where a host's NVIDIA files are. On a real host all three are `/`. For a fake tree (tests,
+/// or a driver unpacked somewhere), [`HostRoots::under`] puts all three at the tree's root:
+/// `/proc/driver/nvidia` is then looked up inside the tree too, which is what a tree made by
+/// [`crate::fake_host::build_fake_host`] needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRoots {
+    /// Where the driver's libraries, binaries, firmware and IPC sockets are.
+    pub driver_root: PathBuf,
+    /// Where `dev/nvidia*` is.
+    pub dev_root: PathBuf,
+    /// Where `proc/driver/nvidia` is.
+    pub proc_root: PathBuf,
+}
+
+impl HostRoots {
+    /// The running host: every root is `/`.
+    pub fn system() -> Self {
+        Self::under(Path::new("/"))
+    }
+
+    /// A tree rooted at `root` holding the driver, `/dev` and `/proc` alike.
+    pub fn under(root: &Path) -> Self {
+        Self {
+            driver_root: root.to_owned(),
+            dev_root: root.to_owned(),
+            proc_root: root.to_owned(),
+        }
+    }
+}
+
+/// One GPU as `/proc/driver/nvidia/gpus/<pci>/information` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gpu {
+    /// Position in PCI bus order, which is how NVML and `nvidia-smi` number GPUs.
+    pub index: u32,
+    /// The N of `/dev/nvidiaN`.
+    pub minor: u32,
+    /// `GPU-…`, when the driver reports one.
+    pub uuid: Option<String>,
+    pub pci_bus_id: String,
+    pub model: Option<String>,
+}
+
+/// The installed driver's files, as host paths (under the roots), each list sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Driver {
+    pub version: DriverVersion,
+    /// `lib*.so.<version>` files in [`LIBRARY_DIRS`]. Libraries that carry their own version
+    /// (the EGL platform libraries such as `libnvidia-egl-wayland.so.1.1.13`) are graphics
+    /// only and are left out: CUDA, NVML and the compilers all carry the driver's version.
+    pub libraries: Vec<PathBuf>,
+    pub binaries: Vec<PathBuf>,
+    /// Files in `lib/firmware/nvidia/<version>/` (the GSP firmware).
+    pub firmware: Vec<PathBuf>,
+    pub ipc_sockets: Vec<PathBuf>,
+    /// The present ones of `nvidiactl`, `nvidia-uvm`, `nvidia-uvm-tools`, `nvidia-modeset`.
+    pub device_nodes: Vec<PathBuf>,
+    pub gpus: Vec<Gpu>,
+}
+
+/// Discovers the driver under `roots`. The version comes from
+/// `<proc_root>/proc/driver/nvidia/version`, else from the `libcuda.so.<version>` suffix.
+pub fn discover(roots: &HostRoots) -> Result<Driver, CdiError> {
+    let version_file = roots.proc_root.join(VERSION_FILE);
+    let library_dirs = library_dirs(&roots.driver_root);
+    let libraries = versioned_libraries(&library_dirs)?;
+
+    let (version, version_text) = match read_optional(&version_file)? {
+        Some(text) => kernel_module_version(&text).ok_or_else(|| CdiError::DriverInfo {
+            path: version_file.clone(),
+            reason: "no \"NVRM version: ... Kernel Module <version>\" line".to_owned(),
+        })?,
+        None => libraries
+            .iter()
+            .find(|lib| lib.stem == "libcuda")
+            .map(|lib| (lib.version.clone(), lib.version_text.clone()))
+            .ok_or_else(|| CdiError::NoDriver {
+                version_file: version_file.clone(),
+                searched: library_dirs.clone(),
+            })?,
+    };
+
+    let mut libraries: Vec<PathBuf> = libraries
+        .into_iter()
+        .filter(|lib| lib.version == version)
+        .map(|lib| lib.path)
+        .collect();
+    if libraries.is_empty() {
+        return Err(CdiError::NoLibraries {
+            version,
+            version_file,
+            searched: library_dirs,
+        });
+    }
+    libraries.sort();
+
+    let firmware_dir = roots
+        .driver_root
+        .join("lib/firmware/nvidia")
+        .join(&version_text);
+    Ok(Driver {
+        version,
+        libraries,
+        binaries: binaries(&roots.driver_root),
+        firmware: files_in(&firmware_dir)?,
+        ipc_sockets: present(&roots.driver_root, IPC_SOCKETS),
+        device_nodes: present(&roots.dev_root, CONTROL_NODES),
+        gpus: gpus(&roots.proc_root.join(GPUS_DIR))?,
+    })
+}
+
+/// The host path of GPU `minor`'s device node.
+pub(crate) fn gpu_node(roots: &HostRoots, minor: u32) -> PathBuf {
+    roots.dev_root.join(format!("dev/nvidia{minor}"))
+}
+
+/// The GPUs folder, for messages about it.
+pub(crate) fn gpus_dir(roots: &HostRoots) -> PathBuf {
+    roots.proc_root.join(GPUS_DIR)
+}
+
+/// `(stem, version as spelled, version)` of a `lib*.so.<version>` file name whose suffix is
+/// a driver version: `libcuda.so.550.54.14` gives `("libcuda", "550.54.14", 550.54.14)`.
+pub(crate) fn versioned_library_name(name: &str) -> Option<(&str, &str, DriverVersion)> {
+    let (stem, suffix) = name.split_once(".so.")?;
+    if !stem.starts_with("lib") || !is_dotted_number(suffix) {
+        return None;
+    }
+    Some((stem, suffix, suffix.parse().ok()?))
+}
+
+/// The first token of "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22
+/// ..." (or the open module's "... Open Kernel Module for x86_64  550.54.14  Release Build
+/// ...") that is a version.
+fn kernel_module_version(text: &str) -> Option<(DriverVersion, String)> {
+    let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
+    line.split_whitespace()
+        .filter(|token| is_dotted_number(token))
+        .find_map(|token| Some((token.parse().ok()?, token.to_owned())))
+}
+
+fn is_dotted_number(text: &str) -> bool {
+    text.contains('.')
+        && text
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+struct VersionedLibrary {
+    path: PathBuf,
+    stem: String,
+    version: DriverVersion,
+    version_text: String,
+}
+
+/// The existing library folders under `root`, minus those that resolve to one already listed.
+fn library_dirs(root: &Path) -> Vec<PathBuf> {
+    distinct_dirs(root, LIBRARY_DIRS)
+}
+
+fn distinct_dirs(root: &Path, relative: &[&str]) -> Vec<PathBuf> {
+    let mut seen = HashSet::new();
+    relative
+        .iter()
+        .map(|dir| root.join(dir))
+        .filter(|dir| {
+            fs::canonicalize(dir)
+                .map(|real| real.is_dir() && seen.insert(real))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn versioned_libraries(dirs: &[PathBuf]) -> Result<Vec<VersionedLibrary>, CdiError> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        for path in files_in(dir)? {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some((stem, version_text, version)) = versioned_library_name(name) {
+                found.push(VersionedLibrary {
+                    stem: stem.to_owned(),
+                    version_text: version_text.to_owned(),
+                    version,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn binaries(root: &Path) -> Vec<PathBuf> {
+    let dirs = distinct_dirs(root, BINARY_DIRS);
+    let mut found: Vec<PathBuf> = BINARIES
+        .iter()
+        .filter_map(|name| {
+            dirs.iter()
+                .map(|dir| dir.join(name))
+                .find(|path| path.is_file())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn present(root: &Path, relative: &[&str]) -> Vec<PathBuf> {
+    relative
+        .iter()
+        .map(|path| root.join(path))
+        .filter(|path| fs::symlink_metadata(path).is_ok())
+        .collect()
+}
+
+/// Files and file symlinks directly in `dir`, sorted; nothing when `dir` does not exist.
+fn files_in(dir: &Path) -> Result<Vec<PathBuf>, CdiError> {
+    let read_error = |source| CdiError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read_error(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(read_error)?.path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, CdiError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CdiError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The GPUs under `dir` (`<pci bus id>/information` each), numbered in PCI bus order.
+fn gpus(dir: &Path) -> Result<Vec<Gpu>, CdiError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CdiError::Read {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut bus_ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| CdiError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        bus_ids.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    bus_ids.sort_by_key(|id| id.to_ascii_lowercase());
+
+    let mut gpus = Vec::new();
+    for (index, pci_bus_id) in (0u32..).zip(bus_ids) {
+        let path = dir.join(&pci_bus_id).join("information");
+        let text = fs::read_to_string(&path).map_err(|source| CdiError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let field = |key: &str| {
+            text.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, value)| value.trim().to_owned())
+        };
+        let minor = field("Device Minor")
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| CdiError::DriverInfo {
+                path: path.clone(),
+                reason: "no numeric \"Device Minor:\" line".to_owned(),
+            })?;
+        gpus.push(Gpu {
+            index,
+            minor,
+            uuid: field("GPU UUID").filter(|uuid| uuid.starts_with("GPU-")),
+            pci_bus_id,
+            model: field("Model").filter(|model| !model.is_empty()),
+        });
+    }
+    Ok(gpus)
+}

@@ -1,0 +1,138 @@
+//! Reads the CDI specs already installed on a host, for `gpubox doctor`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::discover::versioned_library_name;
+use crate::spec::check;
+use crate::{CdiError, Driver, DriverVersion, Spec, KIND};
+
+/// The folders container engines read CDI specs from, in their priority order.
+pub const SPEC_DIRS: &[&str] = &["/etc/cdi", "/var/run/cdi"];
+
+/// Libraries whose version suffix is the driver version a spec was made for, most telling first.
+const VERSION_LIBRARIES: &[&str] = &["libcuda", "libnvidia-ml"];
+
+/// An installed, valid CDI spec of kind `nvidia.com/gpu`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledSpec {
+    pub path: PathBuf,
+    pub kind: String,
+    /// Device names in the file's order.
+    pub devices: Vec<String>,
+    /// The version suffix of the `libcuda.so.<version>` (else `libnvidia-ml.so.<version>`)
+    /// the spec mounts; `None` when it mounts neither.
+    pub driver_version: Option<DriverVersion>,
+}
+
+/// Every `*.json` and `*.yaml` file in [`SPEC_DIRS`] under `root` (`/` for the running host)
+/// whose kind is `nvidia.com/gpu`, in folder then name order. Files of other kinds are left
+/// out; a file that is not YAML/JSON, or is an invalid CDI spec of this kind, or a folder
+/// that cannot be read, is an error naming it.
+pub fn installed_specs(root: &Path) -> Vec<Result<InstalledSpec, CdiError>> {
+    let mut found = Vec::new();
+    for dir in SPEC_DIRS {
+        let dir = root.join(dir.trim_start_matches('/'));
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                found.push(Err(CdiError::Read { path: dir, source }));
+                continue;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| {
+                matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml")
+                )
+            })
+            .collect();
+        paths.sort();
+        found.extend(paths.iter().filter_map(|path| read_installed(path)));
+    }
+    found
+}
+
+/// Whether `spec` was made for `driver`: the same driver version, and every GPU listed by
+/// index and (when it has one) by UUID, plus `all`. A GPU swapped or added also makes a
+/// spec stale.
+pub fn spec_matches_driver(spec: &InstalledSpec, driver: &Driver) -> bool {
+    let listed = |name: &str| spec.devices.iter().any(|device| device == name);
+    spec.driver_version.as_ref() == Some(&driver.version)
+        && listed("all")
+        && driver
+            .gpus
+            .iter()
+            .all(|gpu| listed(&gpu.index.to_string()) && gpu.uuid.as_deref().is_none_or(&listed))
+}
+
+/// The spec at `path`, or `None` when it is of another kind.
+fn read_installed(path: &Path) -> Option<Result<InstalledSpec, CdiError>> {
+    let parse_error = |reason: String| CdiError::SpecParse {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            return Some(Err(CdiError::Read {
+                path: path.to_owned(),
+                source,
+            }))
+        }
+    };
+    // YAML is a superset of JSON, so one parser reads both.
+    let document: serde_yaml::Value = match serde_yaml::from_slice(&bytes) {
+        Ok(document) => document,
+        Err(e) => return Some(Err(parse_error(e.to_string()))),
+    };
+    if document.get("kind").and_then(|kind| kind.as_str()) != Some(KIND) {
+        return None;
+    }
+    let spec: Spec = match serde_yaml::from_value(document) {
+        Ok(spec) => spec,
+        Err(e) => return Some(Err(parse_error(e.to_string()))),
+    };
+    if let Err(reason) = check(&spec) {
+        return Some(Err(CdiError::InstalledSpecInvalid {
+            path: path.to_owned(),
+            reason,
+        }));
+    }
+    Some(summarize(path, &spec).map_err(parse_error))
+}
+
+/// The spec's devices and driver version, read from its serialized form (the CNCF crate
+/// keeps those fields private).
+fn summarize(path: &Path, spec: &Spec) -> Result<InstalledSpec, String> {
+    let value = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+    let devices: &[Value] = value["devices"].as_array().map_or(&[], Vec::as_slice);
+    let edits = std::iter::once(&value["containerEdits"])
+        .chain(devices.iter().map(|device| &device["containerEdits"]));
+    let mounted: Vec<&str> = edits
+        .flat_map(|edits| edits["mounts"].as_array().map_or(&[][..], Vec::as_slice))
+        .filter_map(|mount| mount["hostPath"].as_str())
+        .collect();
+    let driver_version = VERSION_LIBRARIES.iter().find_map(|wanted| {
+        mounted.iter().find_map(|host_path| {
+            let name = Path::new(host_path).file_name()?.to_str()?;
+            let (stem, _, version) = versioned_library_name(name)?;
+            (stem == *wanted).then_some(version)
+        })
+    });
+    Ok(InstalledSpec {
+        path: path.to_owned(),
+        kind: value["kind"].as_str().unwrap_or(KIND).to_owned(),
+        devices: devices
+            .iter()
+            .filter_map(|device| device["name"].as_str().map(str::to_owned))
+            .collect(),
+        driver_version,
+    })
+}

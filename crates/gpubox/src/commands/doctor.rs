@@ -1,0 +1,318 @@
+//! `gpubox doctor`: can this host run GPU containers, and if not, what exactly
+//! to do. One line per check, and the fix under every failure.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use gpubox_cdi::{Driver, HostRoots};
+use gpubox_cuda::{Compatibility, CudaVersion};
+use gpubox_registry::{Engine, EngineInfo};
+use serde_json::json;
+
+use crate::error::CliError;
+use crate::target::Target;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One check's verdict.
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, message: String) -> Check {
+        Check {
+            name,
+            status: Status::Pass,
+            message,
+            fix: None,
+        }
+    }
+
+    fn problem(name: &'static str, status: Status, message: String, fix: String) -> Check {
+        Check {
+            name,
+            status,
+            message,
+            fix: Some(fix),
+        }
+    }
+}
+
+pub struct DoctorRequest {
+    pub roots: HostRoots,
+    /// Where `/etc/cdi` and `/var/run/cdi` are looked for.
+    pub cdi_root: PathBuf,
+    pub image: Option<Target>,
+    pub json: bool,
+}
+
+/// Runs every check, prints them, and says whether all passed (warnings pass).
+pub fn run(request: &DoctorRequest, out: &mut dyn Write) -> Result<bool, CliError> {
+    let mut checks = Vec::new();
+    let driver = match gpubox_cdi::discover(&request.roots) {
+        Ok(driver) => {
+            let cuda = gpubox_cuda::cuda_supported_by(&driver.version)
+                .map_or_else(|| "an unknown CUDA".to_owned(), |c| format!("CUDA {c}"));
+            checks.push(Check::pass(
+                "driver",
+                format!(
+                    "NVIDIA driver {} is installed (supports {cuda})",
+                    driver.version
+                ),
+            ));
+            Some(driver)
+        }
+        Err(e) => {
+            checks.push(Check::problem(
+                "driver",
+                Status::Fail,
+                e.to_string(),
+                "install the NVIDIA driver for your GPU (then reboot) and check that `nvidia-smi` works".to_owned(),
+            ));
+            None
+        }
+    };
+    if let Some(driver) = &driver {
+        checks.push(device_nodes(driver));
+    }
+    checks.push(cdi_specs(&request.cdi_root, driver.as_ref()));
+    for engine in [Engine::Podman, Engine::Docker] {
+        checks.push(engine_check(engine, gpubox_registry::probe(engine)));
+    }
+    if let Some(image) = &request.image {
+        checks.push(image_check(image, driver.as_ref())?);
+    }
+    report(&checks, request.json, out).map_err(|source| CliError::OutputNotWritable {
+        path: "standard output".into(),
+        source,
+    })?;
+    Ok(checks.iter().all(|c| c.status != Status::Fail))
+}
+
+fn device_nodes(driver: &Driver) -> Check {
+    let has_control = driver.device_nodes.iter().any(|n| n.ends_with("nvidiactl"));
+    if has_control && !driver.gpus.is_empty() {
+        Check::pass(
+            "devices",
+            format!(
+                "/dev/nvidiactl and {} GPU device node(s) are present",
+                driver.gpus.len()
+            ),
+        )
+    } else {
+        Check::problem(
+            "devices",
+            Status::Fail,
+            "the NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia0, ...) are missing".to_owned(),
+            "load the kernel module and create the nodes: `sudo modprobe nvidia && sudo nvidia-modprobe -u -c=0` (or run `nvidia-smi` once as root)".to_owned(),
+        )
+    }
+}
+
+fn cdi_specs(cdi_root: &Path, driver: Option<&Driver>) -> Check {
+    let generate = "sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml";
+    let specs = gpubox_cdi::installed_specs(cdi_root);
+    if specs.is_empty() {
+        return Check::problem(
+            "cdi-spec",
+            Status::Fail,
+            "no CDI spec for nvidia.com/gpu in /etc/cdi or /var/run/cdi".to_owned(),
+            format!("generate one: `{generate}`"),
+        );
+    }
+    for spec in &specs {
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(e) => {
+                return Check::problem(
+                    "cdi-spec",
+                    Status::Fail,
+                    e.to_string(),
+                    format!("remove or fix that file, or regenerate it: `{generate}`"),
+                )
+            }
+        };
+        if let Some(driver) = driver {
+            if !gpubox_cdi::spec_matches_driver(spec, driver) {
+                let made_for = spec
+                    .driver_version
+                    .as_ref()
+                    .map_or_else(|| "another driver".to_owned(), |v| format!("driver {v}"));
+                return Check::problem(
+                    "cdi-spec",
+                    Status::Fail,
+                    format!(
+                        "{} was made for {made_for}, but driver {} is installed: containers would get the old libraries or fail to start",
+                        spec.path.display(),
+                        driver.version
+                    ),
+                    format!("regenerate it: `sudo gpubox cdi generate --output {}`", spec.path.display()),
+                );
+            }
+        }
+    }
+    let names: Vec<String> = specs
+        .iter()
+        .flatten()
+        .map(|s| format!("{} ({} devices)", s.path.display(), s.devices.len()))
+        .collect();
+    Check::pass(
+        "cdi-spec",
+        format!("CDI spec up to date: {}", names.join(", ")),
+    )
+}
+
+fn engine_check(engine: Engine, info: Option<EngineInfo>) -> Check {
+    let name = match engine {
+        Engine::Docker => "docker",
+        Engine::Podman => "podman",
+    };
+    let Some(info) = info else {
+        return Check::problem(
+            name,
+            Status::Warn,
+            format!("{engine} is not installed or not running"),
+            format!("nothing to do unless you want to run images with {engine}"),
+        );
+    };
+    if info.cdi {
+        Check::pass(
+            name,
+            format!(
+                "{engine} {} can use CDI: `--device nvidia.com/gpu=all`",
+                info.version
+            ),
+        )
+    } else if info.nvidia_runtime {
+        Check::pass(
+            name,
+            format!(
+                "{engine} {} has the NVIDIA runtime but no CDI: use `--gpus all`",
+                info.version
+            ),
+        )
+    } else {
+        let fix = match engine {
+            Engine::Docker => "upgrade to Docker 25 or newer and enable CDI (`\"features\": {\"cdi\": true}` in /etc/docker/daemon.json; on by default from 28.2), or install nvidia-container-toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`, then restart dockerd",
+            Engine::Podman => "upgrade podman to 4.1 or newer, which reads CDI specs from /etc/cdi",
+        };
+        Check::problem(
+            name,
+            Status::Warn,
+            format!("{engine} {} can use neither CDI nor `--gpus`: `--gpus all` fails with `could not select device driver \"\"`", info.version),
+            fix.to_owned(),
+        )
+    }
+}
+
+/// The image's CUDA requirement against the installed driver.
+fn image_check(image: &Target, driver: Option<&Driver>) -> Result<Check, CliError> {
+    let env = crate::commands::inspect::image_env(image)?;
+    let Some(cuda) = image_cuda(&env) else {
+        return Ok(Check::pass(
+            "image",
+            format!("{image} does not ask for a CUDA version"),
+        ));
+    };
+    let Some(driver) = driver else {
+        return Ok(Check::problem(
+            "image",
+            Status::Fail,
+            format!("{image} needs CUDA {cuda}, and there is no NVIDIA driver"),
+            "install the NVIDIA driver first".to_owned(),
+        ));
+    };
+    Ok(match gpubox_cuda::compatibility(cuda, &driver.version, false) {
+        Compatibility::Native => Check::pass(
+            "image",
+            format!("{image} needs CUDA {cuda}; driver {} supports it", driver.version),
+        ),
+        Compatibility::MinorVersion | Compatibility::ForwardCompat => Check::problem(
+            "image",
+            Status::Warn,
+            format!(
+                "{image} needs CUDA {cuda}; driver {} runs it through CUDA minor version compatibility only (no PTX JIT for newer code), and its NVIDIA_REQUIRE_CUDA check will refuse to start",
+                driver.version
+            ),
+            format!("update the driver to {} or newer, or set NVIDIA_DISABLE_REQUIRE=true if the application works", minimum(cuda)),
+        ),
+        Compatibility::UnknownRelease => Check::problem(
+            "image",
+            Status::Warn,
+            format!("{image} needs CUDA {cuda}, a release gpubox's driver table does not know"),
+            "check NVIDIA's CUDA release notes for the driver it needs".to_owned(),
+        ),
+        Compatibility::TooOld { minimum } => Check::problem(
+            "image",
+            Status::Fail,
+            format!("{image} needs CUDA {cuda}, which needs driver {minimum} or newer; this host has {}", driver.version),
+            format!("update the host's NVIDIA driver to {minimum} or newer, or use an image built with CUDA {} or older", gpubox_cuda::cuda_supported_by(&driver.version).map_or_else(|| "an older".to_owned(), |c| c.to_string())),
+        ),
+    })
+}
+
+fn minimum(cuda: CudaVersion) -> String {
+    gpubox_cuda::minimum_driver(cuda).map_or_else(|| "a newer one".to_owned(), |d| d.to_string())
+}
+
+/// The CUDA release an image was built for: `CUDA_VERSION`, else the version in
+/// `NVIDIA_REQUIRE_CUDA`'s `cuda>=` constraint.
+pub fn image_cuda(env: &[(String, String)]) -> Option<CudaVersion> {
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if let Some(version) = get("CUDA_VERSION").and_then(|v| v.parse().ok()) {
+        return Some(version);
+    }
+    let require = get("NVIDIA_REQUIRE_CUDA")?;
+    require
+        .split([' ', ','])
+        .find_map(|term| term.strip_prefix("cuda>="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn report(checks: &[Check], as_json: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    if as_json {
+        let value = json!({
+            "ok": checks.iter().all(|c| c.status != Status::Fail),
+            "checks": checks.iter().map(|c| json!({
+                "name": c.name,
+                "status": c.status.word(),
+                "message": c.message,
+                "fix": c.fix,
+            })).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer_pretty(&mut *out, &value)?;
+        return writeln!(out);
+    }
+    for check in checks {
+        writeln!(
+            out,
+            "{:<4}  {:<9} {}",
+            check.status.word().to_uppercase(),
+            check.name,
+            check.message
+        )?;
+        if let Some(fix) = &check.fix {
+            writeln!(out, "      {:<9} fix: {fix}", "")?;
+        }
+    }
+    Ok(())
+}

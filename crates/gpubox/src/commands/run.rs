@@ -1,0 +1,121 @@
+//! `gpubox run`: start an image with the host's GPUs, with the flags that work
+//! on this host: CDI (`--device nvidia.com/gpu=all`) where the engine and an
+//! up-to-date spec allow it, the legacy NVIDIA runtime (`--gpus all`) where only
+//! that exists, and a plain explanation where neither does.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use gpubox_cdi::HostRoots;
+use gpubox_registry::{Engine, EngineInfo};
+
+use crate::error::CliError;
+
+pub struct RunRequest {
+    /// `NAME[:TAG]`, `podman:NAME[:TAG]` or `docker-daemon:NAME[:TAG]`.
+    pub image: String,
+    pub command: Vec<String>,
+    /// Passed to the engine's `--network`; with `none` no ports are published.
+    pub network: Option<String>,
+    pub roots: HostRoots,
+    pub cdi_root: PathBuf,
+    /// Print the command instead of running it.
+    pub dry_run: bool,
+}
+
+/// Why no engine can start a GPU container here.
+#[derive(Debug, thiserror::Error)]
+#[error("no container engine here can give a container the GPU:\n{reasons}")]
+pub struct NoGpuEngine {
+    pub reasons: String,
+}
+
+/// The engine and the GPU flags to use, or why there are none.
+pub fn choose(
+    wanted: Option<Engine>,
+    roots: &HostRoots,
+    cdi_root: &std::path::Path,
+    probe: impl Fn(Engine) -> Option<EngineInfo>,
+) -> Result<(Engine, Vec<String>), NoGpuEngine> {
+    let spec_ok = match gpubox_cdi::discover(roots) {
+        Ok(driver) => {
+            let specs = gpubox_cdi::installed_specs(cdi_root);
+            if specs.is_empty() {
+                Err("there is no CDI spec for nvidia.com/gpu: run `sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml`".to_owned())
+            } else if specs.iter().all(|s| {
+                s.as_ref()
+                    .is_ok_and(|s| gpubox_cdi::spec_matches_driver(s, &driver))
+            }) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the CDI spec does not match driver {}: run `gpubox doctor`",
+                    driver.version
+                ))
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let engines = match wanted {
+        Some(engine) => vec![engine],
+        None => vec![Engine::Podman, Engine::Docker],
+    };
+    let mut reasons = Vec::new();
+    for engine in engines {
+        let Some(info) = probe(engine) else {
+            reasons.push(format!("- {engine} is not installed or not running"));
+            continue;
+        };
+        match (&spec_ok, info.cdi, info.nvidia_runtime) {
+            (Ok(()), true, _) => {
+                return Ok((engine, vec!["--device".into(), "nvidia.com/gpu=all".into()]))
+            }
+            (_, _, true) => return Ok((engine, vec!["--gpus".into(), "all".into()])),
+            (Err(why), true, false) => reasons.push(format!("- {engine} {} can use CDI, but {why}", info.version)),
+            (_, false, false) => reasons.push(format!(
+                "- {engine} {} supports neither CDI nor the NVIDIA runtime (run `gpubox doctor` for the fix)",
+                info.version
+            )),
+        }
+    }
+    Err(NoGpuEngine {
+        reasons: reasons.join("\n"),
+    })
+}
+
+/// Starts the container (replacing this process) or prints the command.
+pub fn run(request: &RunRequest) -> Result<(), CliError> {
+    let (wanted, image) = match request.image.split_once(':') {
+        Some(("podman" | "containers-storage", name)) => (Some(Engine::Podman), name),
+        Some(("docker-daemon", name)) => (Some(Engine::Docker), name),
+        _ => (None, request.image.as_str()),
+    };
+    let (engine, gpu_flags) = choose(
+        wanted,
+        &request.roots,
+        &request.cdi_root,
+        gpubox_registry::probe,
+    )?;
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        args.push("-it".into());
+    }
+    args.extend(gpu_flags);
+    match request.network.as_deref() {
+        Some("none") => args.extend(["--network".into(), "none".into()]),
+        Some(network) => args.extend(["--network".into(), network.into(), "--publish-all".into()]),
+        None => args.push("--publish-all".into()),
+    }
+    args.push(image.to_owned());
+    args.extend(request.command.iter().cloned());
+    if request.dry_run {
+        println!("{} {}", engine.program(), args.join(" "));
+        return Ok(());
+    }
+    let err = Command::new(engine.program()).args(&args).exec();
+    Err(CliError::Engine(gpubox_registry::EngineError::Spawn {
+        command: format!("{} {}", engine.program(), args.join(" ")),
+        source: err,
+    }))
+}
