@@ -74,8 +74,12 @@ pub fn choose(
             (_, _, true) => return Ok((engine, vec!["--gpus".into(), "all".into()])),
             (Err(why), true, false) => reasons.push(format!("- {engine} {} can use CDI, but {why}", info.version)),
             (_, false, false) => reasons.push(format!(
-                "- {engine} {} supports neither CDI nor the NVIDIA runtime (run `gpubox doctor` for the fix)",
-                info.version
+                "- {engine} {} supports neither CDI nor the NVIDIA runtime: {}",
+                info.version,
+                match engine {
+                    Engine::Docker => "install Docker 25 or newer with CDI enabled, or nvidia-container-toolkit (`sudo nvidia-ctk runtime configure --runtime=docker`)",
+                    Engine::Podman => "install podman 4.1 or newer",
+                }
             )),
         }
     }

@@ -366,11 +366,27 @@ fn doctor_names_the_fix_for_each_failure() {
     let (_, text) = doctor(&host, &cdi_root);
     assert!(text.contains("PASS  cdi-spec"), "{text}");
 
-    // The Docker engine here (20.10) has neither CDI nor the NVIDIA runtime.
+    // The Docker engine here (20.10) has neither CDI nor the NVIDIA runtime, and
+    // `gpubox run` says so instead of starting a container without the GPU.
     if have("docker") {
         assert!(
             text.contains("WARN  docker") && text.contains("Docker 25"),
             "{text}"
         );
+        let err = run_fails(
+            gpubox(&work.path().join("cache"))
+                .args(["run", "--dry-run", "--driver-root"])
+                .arg(&host)
+                .arg("--dev-root")
+                .arg(&host)
+                .arg("--cdi-root")
+                .arg(&cdi_root)
+                .arg("docker-daemon:some-image:latest"),
+        );
+        assert!(
+            err.contains("docker") && err.contains("neither CDI nor the NVIDIA runtime"),
+            "{err}"
+        );
+        assert!(err.contains("Docker 25"), "{err}");
     }
 }
