@@ -65,10 +65,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Show or shrink the cache of built layers.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Host-side GPU support: Container Device Interface specs.
     Cdi {
         #[command(subcommand)]
         command: CdiCommand,
+    },
+    /// Show which layers two images share and what changed in the others:
+    /// store paths and files added, removed or changed, and config fields.
+    Diff {
+        /// The old image: any source `gpubox inspect` takes.
+        a: String,
+        /// The new image: any source `gpubox inspect` takes.
+        b: String,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
     },
     /// Check that this host can run GPU containers, and say how to fix what
     /// cannot; with IMAGE, also whether the driver can run that image's CUDA.
@@ -122,6 +138,30 @@ enum CdiCommand {
         /// Where to write it, e.g. /etc/cdi/nvidia.yaml [default: standard output].
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Show how many layers and blobs the cache holds, and their size.
+    Info {
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// The cache [default: as for `gpubox build`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Remove broken entries, unfinished files and blobs no layer entry uses;
+    /// waits for running builds, and builds started meanwhile wait for it.
+    Gc {
+        /// Then remove the least recently used layers until the cache is at
+        /// most this big: bytes, or a number with K, M, G or T (e.g. 10G).
+        #[arg(long, value_name = "SIZE", value_parser = commands::cache::parse_size)]
+        max_size: Option<u64>,
+        /// The cache [default: as for `gpubox build`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }
 
@@ -189,6 +229,31 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if !cli.quiet {
                 println!("{digest}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache {
+            command: CacheCommand::Info { json, cache_dir },
+        } => {
+            commands::cache::info(cache_dir.as_deref(), json, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache {
+            command:
+                CacheCommand::Gc {
+                    max_size,
+                    cache_dir,
+                },
+        } => {
+            commands::cache::gc(cache_dir.as_deref(), max_size, &progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { a, b, json } => {
+            commands::diff::run(
+                &a.parse()?,
+                &b.parse()?,
+                json,
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { source, json } => {

@@ -6,7 +6,9 @@ mod e2e {
     mod awkward;
     mod bad_input;
     mod base_files;
+    mod cache;
     pub mod common;
+    mod diff;
     mod engines;
     mod gpu;
     mod interrupt;

@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod blob;
 pub mod compress;
+pub mod diff;
 pub mod digest;
 pub mod entry;
 pub mod image;

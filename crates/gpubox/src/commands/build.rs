@@ -502,7 +502,7 @@ fn check_output_writable(output: &Target) -> Result<(), CliError> {
 
 /// `--cache-dir`, else `GPUBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/gpubox`, else
 /// `~/.cache/gpubox`.
-fn cache_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
+pub(crate) fn cache_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
     if let Some(dir) = flag {
         return Ok(dir.to_path_buf());
     }

@@ -1,5 +1,7 @@
 pub mod build;
+pub mod cache;
 pub mod cdi;
+pub mod diff;
 pub mod doctor;
 pub mod inspect;
 pub mod run;

@@ -79,13 +79,20 @@ pub fn have(part: &str) -> bool {
 
 /// Realises an attribute of tests/fixtures/closure.nix with real `nix-build`.
 pub fn nix_fixture(attr: &str) -> String {
-    let out = run_ok(
-        Command::new("nix-build")
-            .env("NIX_CONF_DIR", nix_conf_dir())
-            .arg(repo_root().join("tests/fixtures/closure.nix"))
-            .args(["-A", attr, "--no-out-link"]),
-    );
-    stdout(&out).trim().to_owned()
+    nix_fixture_with(attr, &[])
+}
+
+/// Realises an attribute of tests/fixtures/closure.nix with the fixture's
+/// arguments (`--argstr NAME VALUE`) set.
+pub fn nix_fixture_with(attr: &str, args: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("nix-build");
+    cmd.env("NIX_CONF_DIR", nix_conf_dir())
+        .arg(repo_root().join("tests/fixtures/closure.nix"))
+        .args(["-A", attr, "--no-out-link"]);
+    for (name, value) in args {
+        cmd.args(["--argstr", name, value]);
+    }
+    stdout(&run_ok(&mut cmd)).trim().to_owned()
 }
 
 /// The closure of `path`, from `nix-store -qR`.

@@ -3,6 +3,8 @@
 
 use std::io::{self, Read};
 
+use crate::digest::{Digest, HashingWriter};
+
 use super::header::{
     checksum, BLOCK, CHECKSUM, GID, LINKNAME, MAGIC, MODE, MTIME, NAME, PREFIX, SIZE, TYPEFLAG,
     TYPE_DIRECTORY, TYPE_FILE, TYPE_HARD_LINK, TYPE_PAX, TYPE_SYMLINK, UID, USTAR_MAGIC,
@@ -99,19 +101,38 @@ impl<R: Read> Iterator for TarEntries<R> {
     type Item = Result<TarEntryInfo, TarReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.advance(&mut io::sink())
+    }
+}
+
+impl<R: Read> TarEntries<R> {
+    /// The next entry and the sha256 of its content, hashed as the content streams
+    /// past, so nothing is held in memory. Like `next`, it ends after an error.
+    pub fn next_with_digest(&mut self) -> Option<Result<(TarEntryInfo, Digest), TarReadError>> {
+        let mut hashing = HashingWriter::new(io::sink());
+        let entry = self.advance(&mut hashing)?;
+        Some(entry.map(|info| (info, hashing.finish().1)))
+    }
+
+    /// Reads the next entry, passing its content to `content`.
+    fn advance(
+        &mut self,
+        content: &mut dyn io::Write,
+    ) -> Option<Result<TarEntryInfo, TarReadError>> {
         if self.done {
             return None;
         }
-        let result = self.read_entry().transpose();
+        let result = self.read_entry(content).transpose();
         if !matches!(result, Some(Ok(_))) {
             self.done = true;
         }
         result
     }
-}
 
-impl<R: Read> TarEntries<R> {
-    fn read_entry(&mut self) -> Result<Option<TarEntryInfo>, TarReadError> {
+    fn read_entry(
+        &mut self,
+        mut content: &mut dyn io::Write,
+    ) -> Result<Option<TarEntryInfo>, TarReadError> {
         let mut overrides = Overrides::default();
         loop {
             let offset = self.offset;
@@ -199,7 +220,8 @@ impl<R: Read> TarEntries<R> {
                 mtime: number(&block[MTIME], overrides.mtime)?,
                 link,
             };
-            self.skip(size, offset)?;
+            self.copy_exactly(size, &mut content, offset)?;
+            self.skip_padding(size, offset)?;
             return Ok(Some(info));
         }
     }
@@ -419,6 +441,27 @@ mod tests {
         assert_eq!(o.path.as_deref(), Some(&b"abc"[..]));
         assert_eq!(o.mtime, Some(12));
         assert!(apply_pax(b"99 path=abc\n", &mut Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn digests_cover_exactly_each_entrys_content() {
+        let mut w = super::super::TarWriter::new(Vec::new(), 0);
+        let content = vec![3u8; 1300];
+        for entry in [
+            crate::Entry::bytes(crate::ImagePath::new("a").unwrap(), 0o644, content.clone()),
+            crate::Entry::directory(crate::ImagePath::new("d").unwrap(), 0o755),
+        ] {
+            w.append(&entry).unwrap();
+        }
+        let tar = w.finish().unwrap();
+        let mut entries = read_entries(&tar[..]);
+        let (file, file_digest) = entries.next_with_digest().unwrap().unwrap();
+        assert_eq!((file.path.as_slice(), file.size), (&b"a"[..], 1300));
+        assert_eq!(file_digest, Digest::of(&content));
+        let (dir, dir_digest) = entries.next_with_digest().unwrap().unwrap();
+        assert_eq!(dir.path, b"d");
+        assert_eq!(dir_digest, Digest::of(b""));
+        assert!(entries.next_with_digest().is_none());
     }
 
     #[test]

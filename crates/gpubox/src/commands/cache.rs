@@ -1,0 +1,120 @@
+//! `gpubox cache info` and `gpubox cache gc`: what the layer cache holds, and
+//! making it smaller.
+
+use std::io::Write;
+use std::path::Path;
+
+use gpubox_layers::cache::{CacheInfo, LayerCache};
+
+use crate::commands::build::cache_dir;
+use crate::error::CliError;
+use crate::progress::{bytes, Progress};
+
+/// Writes what the cache holds to `out`, as a report or as JSON.
+pub fn info(flag: Option<&Path>, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let info = LayerCache::open(&cache_dir(flag)?)?.info()?;
+    let written = if as_json {
+        serde_json::to_writer_pretty(&mut *out, &info)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_report(out, &info)
+    };
+    written.map_err(|source| CliError::OutputNotWritable {
+        path: "standard output".into(),
+        source,
+    })
+}
+
+fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
+    writeln!(out, "Cache:          {}", info.root.display())?;
+    writeln!(
+        out,
+        "Layers:         {} ({} broken)",
+        info.entries, info.broken_entries
+    )?;
+    let tally = |t: gpubox_layers::cache::Tally| format!("{}, {}", t.count, bytes(t.bytes));
+    writeln!(out, "Blobs:          {}", tally(info.blobs))?;
+    writeln!(out, "  in layers:    {}", tally(info.referenced))?;
+    writeln!(out, "  unreferenced: {}", tally(info.unreferenced))?;
+    writeln!(out, "Unfinished:     {}", tally(info.temp_files))?;
+    Ok(())
+}
+
+/// Collects the cache once no build is using it, evicting least recently used
+/// layers down to `max_size` bytes when given.
+pub fn gc(flag: Option<&Path>, max_size: Option<u64>, progress: &Progress) -> Result<(), CliError> {
+    let root = cache_dir(flag)?;
+    progress.step(format!(
+        "collecting {} (waits for running builds)",
+        root.display()
+    ));
+    let report = LayerCache::open_exclusive(&root)?.gc(max_size)?;
+    progress.step(format!(
+        "removed {} broken layer entries, {} unfinished files, {} unreferenced blobs \
+         and {} least recently used layers; freed {}, {} left in {} blobs",
+        report.broken_entries,
+        report.temp_files.count,
+        report.unreferenced_blobs.count,
+        report.evicted_entries,
+        bytes(report.freed_bytes()),
+        bytes(report.remaining_blobs.bytes),
+        report.remaining_blobs.count,
+    ));
+    Ok(())
+}
+
+/// A size for `--max-size`: a number of bytes, optionally followed by K, M, G
+/// or T (powers of 1024, with an optional trailing `B` or `iB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "`{text}` is not a size; use a number of bytes optionally followed by K, M, G \
+             or T (powers of 1024), e.g. 1234, 500M or 10G"
+        )
+    };
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let without_b = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (number, shift) = match without_b.chars().last() {
+        Some('K') => (&without_b[..without_b.len() - 1], 10),
+        Some('M') => (&without_b[..without_b.len() - 1], 20),
+        Some('G') => (&without_b[..without_b.len() - 1], 30),
+        Some('T') => (&without_b[..without_b.len() - 1], 40),
+        _ => (without_b, 0),
+    };
+    let number: u64 = number.trim().parse().map_err(|_| invalid())?;
+    number.checked_mul(1 << shift).ok_or_else(|| {
+        format!("`{text}` is more bytes than this machine can count; give a smaller size")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("3KB"), Ok(3 << 10));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+    }
+
+    #[test]
+    fn bad_sizes_name_the_value_and_the_accepted_forms() {
+        for bad in ["", "G", "ten", "10X", "-1", "1.5G"] {
+            let error = parse_size(bad).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+            assert!(error.contains("500M"), "{error}");
+        }
+        let error = parse_size("99999999999T").unwrap_err();
+        assert!(error.contains("smaller"), "{error}");
+    }
+}

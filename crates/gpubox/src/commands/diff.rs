@@ -1,0 +1,166 @@
+//! `gpubox diff A B`: which layers two images share, and what changed in the
+//! others, so a user can see why a push moved bytes.
+
+use std::io::{self, Write};
+
+use gpubox_oci::diff::{
+    diff_images, Change, DiffLayer, FileChange, FileState, ImageDiff, StorePathChange,
+};
+
+use crate::commands::inspect::open;
+use crate::error::CliError;
+use crate::progress::bytes;
+use crate::target::Target;
+
+/// Compares image `a` with image `b` and prints the difference, as a report or
+/// as JSON.
+pub fn run(a: &Target, b: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let (opened_a, opened_b) = (open(a)?, open(b)?);
+    let diff = diff_images(&opened_a.reader, &opened_b.reader)?;
+    let written = if as_json {
+        serde_json::to_writer_pretty(&mut *out, &diff)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_report(out, &diff, a, b)
+    };
+    written.map_err(|source| CliError::OutputNotWritable {
+        path: "standard output".into(),
+        source,
+    })
+}
+
+fn total(layers: &[DiffLayer]) -> u64 {
+    layers.iter().map(|l| l.size).sum()
+}
+
+fn write_report(out: &mut dyn Write, diff: &ImageDiff, a: &Target, b: &Target) -> io::Result<()> {
+    writeln!(out, "A: {a}")?;
+    writeln!(out, "B: {b}")?;
+    writeln!(
+        out,
+        "shared: {} layers ({})",
+        diff.shared.len(),
+        bytes(total(&diff.shared))
+    )?;
+    writeln!(
+        out,
+        "only in B: {} layers ({}); only in A: {} layers ({})",
+        diff.only_in_b.len(),
+        bytes(total(&diff.only_in_b)),
+        diff.only_in_a.len(),
+        bytes(total(&diff.only_in_a))
+    )?;
+    for layer in &diff.only_in_b {
+        write_layer(out, '+', 'B', layer)?;
+        for change in diff
+            .store_paths
+            .iter()
+            .filter(|c| c.layer_b == Some(layer.index))
+        {
+            write_store_path(out, change)?;
+        }
+        for change in diff.files.iter().filter(|c| c.layer_b == Some(layer.index)) {
+            write_file(out, change)?;
+        }
+    }
+    // What B no longer has is listed under the layer of A that held it.
+    for layer in &diff.only_in_a {
+        write_layer(out, '-', 'A', layer)?;
+        let gone = |l: Option<usize>, b: Option<usize>| b.is_none() && l == Some(layer.index);
+        for change in diff
+            .store_paths
+            .iter()
+            .filter(|c| gone(c.layer_a, c.layer_b))
+        {
+            write_store_path(out, change)?;
+        }
+        for change in diff.files.iter().filter(|c| gone(c.layer_a, c.layer_b)) {
+            write_file(out, change)?;
+        }
+    }
+    if !diff.config.is_empty() {
+        writeln!(out, "config:")?;
+        for change in &diff.config {
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".to_owned());
+            writeln!(
+                out,
+                "  ~ {}: {} → {}",
+                change.key,
+                show(&change.a),
+                show(&change.b)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_layer(
+    out: &mut dyn Write,
+    marker: char,
+    image: char,
+    layer: &DiffLayer,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{marker} layer {} of {image}  {}  ({})",
+        layer.index + 1,
+        layer.digest,
+        bytes(layer.size)
+    )
+}
+
+fn marker(change: Change) -> char {
+    match change {
+        Change::Added => '+',
+        Change::Removed => '−',
+        Change::Changed => '~',
+    }
+}
+
+/// A size difference with its sign.
+fn delta(n: i64) -> String {
+    let sign = if n < 0 { '−' } else { '+' };
+    format!("{sign}{}", bytes(n.unsigned_abs()))
+}
+
+fn write_store_path(out: &mut dyn Write, change: &StorePathChange) -> io::Result<()> {
+    let m = marker(change.change);
+    match (&change.a, &change.b) {
+        (Some(a), Some(b)) if a != b => writeln!(
+            out,
+            "    {m} {a} → {b}  ({} → {}, {})",
+            bytes(change.size_a),
+            bytes(change.size_b),
+            delta(change.size_delta)
+        ),
+        (Some(path), Some(_)) => writeln!(
+            out,
+            "    {m} {path}  (content differs, {})",
+            delta(change.size_delta)
+        ),
+        (Some(path), None) => writeln!(out, "    {m} {path}  ({})", bytes(change.size_a)),
+        (None, Some(path)) => writeln!(out, "    {m} {path}  ({})", bytes(change.size_b)),
+        (None, None) => Ok(()),
+    }
+}
+
+fn write_file(out: &mut dyn Write, change: &FileChange) -> io::Result<()> {
+    let m = marker(change.change);
+    let size = |state: &Option<FileState>| state.as_ref().map_or(0, |s| s.size);
+    match change.change {
+        Change::Changed => {
+            let what: Vec<String> = change.differences.iter().map(|d| d.to_string()).collect();
+            writeln!(
+                out,
+                "    {m} {}  ({}; {} → {})",
+                change.path,
+                what.join(", "),
+                bytes(size(&change.a)),
+                bytes(size(&change.b))
+            )
+        }
+        Change::Added => writeln!(out, "    {m} {}  ({})", change.path, bytes(size(&change.b))),
+        Change::Removed => writeln!(out, "    {m} {}  ({})", change.path, bytes(size(&change.a))),
+    }
+}
