@@ -41,6 +41,8 @@ pub enum CliError {
     #[error(transparent)]
     Target(#[from] crate::target::BadTarget),
     #[error(transparent)]
+    Base(#[from] crate::commands::base::BaseError),
+    #[error(transparent)]
     Cuda(#[from] gpubox_cuda::CudaError),
     #[error(transparent)]
     Cdi(#[from] gpubox_cdi::CdiError),

@@ -64,6 +64,9 @@ enum Command {
         /// $GPUBOX_CACHE_DIR, $XDG_CACHE_HOME/gpubox or ~/.cache/gpubox].
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
+        /// Also write an SPDX 2.3 JSON software bill of materials to FILE.
+        #[arg(long, value_name = "FILE")]
+        sbom: Option<PathBuf>,
     },
     /// Show or shrink the cache of built layers.
     Cache {
@@ -219,11 +222,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             spec,
             output,
             cache_dir,
+            sbom,
         } => {
             let request = BuildRequest {
                 spec,
                 output: output.parse::<Target>()?,
                 cache_dir,
+                sbom,
             };
             let digest = commands::build::run(&request, &progress)?;
             if !cli.quiet {

@@ -6,6 +6,7 @@ mod e2e {
     mod awkward;
     mod bad_input;
     mod base_files;
+    mod base_image;
     mod cache;
     pub mod common;
     mod diff;
@@ -15,4 +16,5 @@ mod e2e {
     mod layering;
     mod quickstart;
     mod reproducible;
+    mod sbom;
 }

@@ -278,6 +278,7 @@ mod tests {
             infos.push(PathInfo {
                 path,
                 nar_size,
+                nar_hash: String::new(),
                 references,
             });
         }
@@ -373,6 +374,7 @@ mod tests {
             .map(|i| PathInfo {
                 path: rng.store_path(&format!("p{i}")),
                 nar_size: 1000,
+                nar_hash: String::new(),
                 references: vec![],
             })
             .collect();

@@ -11,6 +11,9 @@ pub struct PathInfo {
     pub path: StorePath,
     /// Size of the path's NAR serialisation: its bytes on disk, near enough.
     pub nar_size: u64,
+    /// Hash of the path's NAR serialisation as Nix prints it: `sha256:<nix
+    /// base32>` (Nix up to 2.18) or `sha256-<base64>` (SRI, later versions).
+    pub nar_hash: String,
     /// Sorted; may include the path itself.
     pub references: Vec<StorePath>,
 }
@@ -115,6 +118,11 @@ fn parse_fields(path: &StorePath, fields: &Map<String, Value>) -> Result<PathInf
         .get("narSize")
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("{path} has no \"narSize\" number"))?;
+    let nar_hash = fields
+        .get("narHash")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{path} has no \"narHash\" string"))?
+        .to_owned();
     let mut references = fields
         .get("references")
         .and_then(Value::as_array)
@@ -132,6 +140,7 @@ fn parse_fields(path: &StorePath, fields: &Map<String, Value>) -> Result<PathInf
     Ok(PathInfo {
         path: path.clone(),
         nar_size,
+        nar_hash,
         references,
     })
 }
@@ -151,6 +160,8 @@ mod tests {
 
     const A: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0";
     const B: &str = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0";
+    const HASH_A: &str = "sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s";
+    const HASH_B: &str = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 
     fn sp(s: &str) -> StorePath {
         StorePath::parse(s).unwrap()
@@ -163,6 +174,7 @@ mod tests {
                 Some(PathInfo {
                     path: sp(A),
                     nar_size: 560,
+                    nar_hash: HASH_A.to_owned(),
                     references: vec![sp(A), sp(B)],
                 }),
             ),
@@ -171,6 +183,7 @@ mod tests {
                 Some(PathInfo {
                     path: sp(B),
                     nar_size: 120,
+                    nar_hash: HASH_B.to_owned(),
                     references: vec![],
                 }),
             ),
@@ -180,8 +193,8 @@ mod tests {
     #[test]
     fn parses_the_array_shape_of_nix_2_8() {
         let json = format!(
-            r#"[{{"path":"{A}","narHash":"sha256-x","narSize":560,"references":["{B}","{A}"],"registrationTime":1}},
-                {{"path":"{B}","narSize":120,"references":[]}}]"#
+            r#"[{{"path":"{A}","narHash":"{HASH_A}","narSize":560,"references":["{B}","{A}"],"registrationTime":1}},
+                {{"path":"{B}","narHash":"{HASH_B}","narSize":120,"references":[]}}]"#
         );
         assert_eq!(parse_path_info_json(&json).unwrap(), expected());
     }
@@ -189,18 +202,20 @@ mod tests {
     #[test]
     fn parses_the_object_shape_of_nix_2_19_and_later() {
         let json = format!(
-            r#"{{"{A}":{{"ca":null,"deriver":null,"narSize":560,"references":["{B}","{A}"],"signatures":[]}},
-                "{B}":{{"narSize":120,"references":[]}}}}"#
+            r#"{{"{A}":{{"ca":null,"deriver":null,"narHash":"{HASH_A}","narSize":560,"references":["{B}","{A}"],"signatures":[]}},
+                "{B}":{{"narHash":"{HASH_B}","narSize":120,"references":[]}}}}"#
         );
         assert_eq!(parse_path_info_json(&json).unwrap(), expected());
     }
 
     #[test]
     fn accepts_base_name_references() {
-        let json = r#"{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0":{"narSize":560,
-            "references":["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0","aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0"]},
-            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0":{"narSize":120,"references":[]}}"#;
-        assert_eq!(parse_path_info_json(json).unwrap(), expected());
+        let json = format!(
+            r#"{{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0":{{"narHash":"{HASH_A}","narSize":560,
+            "references":["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0","aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0"]}},
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-base-2.0":{{"narHash":"{HASH_B}","narSize":120,"references":[]}}}}"#
+        );
+        assert_eq!(parse_path_info_json(&json).unwrap(), expected());
     }
 
     #[test]
@@ -219,7 +234,11 @@ mod tests {
             ("42", "expected an array or an object"),
             (r#"[{"narSize":1}]"#, "no \"path\""),
             (&format!(r#"{{"{A}":{{"references":[]}}}}"#), "narSize"),
-            (&format!(r#"{{"{A}":{{"narSize":1}}}}"#), "references"),
+            (&format!(r#"{{"{A}":{{"narSize":1}}}}"#), "narHash"),
+            (
+                &format!(r#"{{"{A}":{{"narSize":1,"narHash":"sha256:0"}}}}"#),
+                "references",
+            ),
             (r#"{"/tmp/x":null}"#, "/tmp/x"),
         ];
         for (json, needle) in cases {

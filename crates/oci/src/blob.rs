@@ -197,7 +197,7 @@ impl BlobStore {
         })
     }
 
-    fn temp_file(&self) -> Result<NamedTempFile, BlobError> {
+    pub(crate) fn temp_file(&self) -> Result<NamedTempFile, BlobError> {
         tempfile::Builder::new()
             .prefix(&crate::partial::prefix())
             .tempfile_in(&self.tmp)
@@ -210,7 +210,7 @@ impl BlobStore {
 
     /// Moves a complete temporary file to its place under `blobs/`; when the blob
     /// is already there (same digest, same bytes) the temporary file is dropped.
-    fn persist(&self, temp: NamedTempFile, digest: &Digest) -> Result<(), BlobError> {
+    pub(crate) fn persist(&self, temp: NamedTempFile, digest: &Digest) -> Result<(), BlobError> {
         let target = self.path(digest);
         if target.is_file() {
             return Ok(());

@@ -60,6 +60,15 @@ pub struct LayerInput {
     pub created_by: String,
 }
 
+/// What a base image brings to a new one: its layers, bottom first, already in
+/// the blob store, and its config's `history` entries as it wrote them (with
+/// any `empty_layer` entries), which come before ours.
+#[derive(Clone, Debug, Default)]
+pub struct BaseLayers {
+    pub layers: Vec<LayerBlob>,
+    pub history: Vec<serde_json::Value>,
+}
+
 /// An assembled image: the config and manifest bytes with their digests, and the
 /// layers the manifest names (whose blobs live in a [`crate::blob::BlobStore`]).
 #[derive(Clone, Debug)]
@@ -129,7 +138,7 @@ struct ImageConfig<'a> {
     os: &'a str,
     config: ContainerConfig<'a>,
     rootfs: RootFs<'a>,
-    history: Vec<History<'a>>,
+    history: Vec<serde_json::Value>,
 }
 
 /// Empty lists and strings are left out, as Docker and Buildah do.
@@ -179,7 +188,35 @@ pub fn rfc3339(unix_seconds: i64) -> Result<String, ImageError> {
 
 /// Builds the config and manifest for `layers` (bottom first).
 pub fn assemble(input: &ImageConfigInput, layers: &[LayerInput]) -> Result<BuiltImage, ImageError> {
+    assemble_on(input, &BaseLayers::default(), layers)
+}
+
+/// Builds the config and manifest for `base`'s layers followed by `layers`
+/// (bottom first); the base's history entries come first, unchanged.
+pub fn assemble_on(
+    input: &ImageConfigInput,
+    base: &BaseLayers,
+    layers: &[LayerInput],
+) -> Result<BuiltImage, ImageError> {
     let created = rfc3339(input.created)?;
+    let json_error = |source| ImageError::Json {
+        what: "history",
+        source,
+    };
+    let mut history = base.history.clone();
+    for layer in layers {
+        let entry = History {
+            created: &created,
+            created_by: &layer.created_by,
+            comment: "gpubox",
+        };
+        history.push(serde_json::to_value(entry).map_err(json_error)?);
+    }
+    let all_layers: Vec<&LayerBlob> = base
+        .layers
+        .iter()
+        .chain(layers.iter().map(|l| &l.blob))
+        .collect();
     let config = ImageConfig {
         created: &created,
         architecture: &input.architecture,
@@ -199,16 +236,9 @@ pub fn assemble(input: &ImageConfigInput, layers: &[LayerInput]) -> Result<Built
         },
         rootfs: RootFs {
             kind: "layers",
-            diff_ids: layers.iter().map(|l| &l.blob.diff_id).collect(),
+            diff_ids: all_layers.iter().map(|l| &l.diff_id).collect(),
         },
-        history: layers
-            .iter()
-            .map(|l| History {
-                created: &created,
-                created_by: &l.created_by,
-                comment: "gpubox",
-            })
-            .collect(),
+        history,
     };
     let config = canonical_json(&config)?;
     let config_digest = Digest::of(&config);
@@ -231,12 +261,12 @@ pub fn assemble(input: &ImageConfigInput, layers: &[LayerInput]) -> Result<Built
             size: config.len() as u64,
             annotations: BTreeMap::new(),
         },
-        layers: layers
+        layers: all_layers
             .iter()
             .map(|l| Descriptor {
-                media_type: l.blob.compression.oci_layer_media_type().to_owned(),
-                digest: l.blob.digest.clone(),
-                size: l.blob.size,
+                media_type: l.compression.oci_layer_media_type().to_owned(),
+                digest: l.digest.clone(),
+                size: l.size,
                 annotations: BTreeMap::new(),
             })
             .collect(),
@@ -248,7 +278,7 @@ pub fn assemble(input: &ImageConfigInput, layers: &[LayerInput]) -> Result<Built
         config_digest,
         manifest_digest: Digest::of(&manifest),
         manifest,
-        layers: layers.iter().map(|l| l.blob.clone()).collect(),
+        layers: all_layers.into_iter().cloned().collect(),
         annotations,
     })
 }
@@ -282,6 +312,7 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::Compression;
 
     #[test]
     fn rfc3339_formats_utc_seconds() {
@@ -291,6 +322,60 @@ mod tests {
             rfc3339(i64::MAX),
             Err(ImageError::CreatedOutOfRange(_))
         ));
+    }
+
+    #[test]
+    fn base_layers_and_history_come_first() {
+        let blob = |text: &[u8], compression| LayerBlob {
+            digest: Digest::of(text),
+            size: text.len() as u64,
+            diff_id: Digest::of(&[text, b"-tar"].concat()),
+            uncompressed_size: 10,
+            entry_count: 1,
+            compression,
+        };
+        let base = BaseLayers {
+            layers: vec![blob(b"base", Compression::None)],
+            history: vec![
+                serde_json::json!({"created_by": "ENV A=b", "empty_layer": true}),
+                serde_json::json!({"created_by": "ADD base"}),
+            ],
+        };
+        let ours = LayerInput {
+            blob: blob(b"ours", Compression::Gzip),
+            created_by: "gpubox: top".to_owned(),
+        };
+        let input = ImageConfigInput {
+            created: 1,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            env: Vec::new(),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            exposed_ports: Vec::new(),
+            labels: BTreeMap::new(),
+            user: String::new(),
+            working_dir: String::new(),
+            title: String::new(),
+            version: String::new(),
+        };
+        let image = assemble_on(&input, &base, std::slice::from_ref(&ours)).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&image.manifest).unwrap();
+        let digests: Vec<&Digest> = manifest.layers.iter().map(|l| &l.digest).collect();
+        assert_eq!(digests, [&base.layers[0].digest, &ours.blob.digest]);
+        assert_eq!(
+            manifest.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        let config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            serde_json::json!([base.layers[0].diff_id, ours.blob.diff_id])
+        );
+        let history = config["history"].as_array().unwrap();
+        assert_eq!(&history[..2], base.history.as_slice());
+        assert_eq!(history[2]["created_by"], "gpubox: top");
+        assert_eq!(image.layers.len(), 2);
     }
 
     #[test]

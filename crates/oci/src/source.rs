@@ -9,13 +9,14 @@
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::archive::DockerManifestEntry;
+use crate::blob::{BlobError, BlobStore, LayerBlob};
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::image::{Descriptor, Manifest, INDEX_MEDIA_TYPE};
@@ -85,6 +86,8 @@ pub enum ReadError {
     Layer(#[from] TarReadError),
     #[error("cannot read the layer stream: {0}")]
     LayerStream(io::Error),
+    #[error("cannot copy a layer into the blob store: {0}")]
+    Store(#[from] BlobError),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ReadError {
@@ -403,6 +406,68 @@ impl ImageReader {
     /// The uncompressed tar of layer `index`. The blob is checked against its
     /// digest as it is read; a mismatch surfaces as a read error at the end.
     pub fn open_layer(&self, index: usize) -> Result<Box<dyn Read + '_>, ReadError> {
+        let (layer, raw) = self.open_raw_layer(index)?;
+        layer
+            .compression
+            .decoder(BufReader::new(raw))
+            .map_err(io_error(
+                "start decompressing a layer of",
+                self.backing.location(),
+            ))
+    }
+
+    /// Copies layer `index` into `store` as it is stored here, byte for byte
+    /// (never recompressed), under its own digest. The tar inside is read in
+    /// the same pass for its diff_id, size and entry count; a diff_id that
+    /// differs from the config's means the image is corrupt.
+    pub fn copy_raw_layer(&self, index: usize, store: &BlobStore) -> Result<LayerBlob, ReadError> {
+        let (layer, raw) = self.open_raw_layer(index)?;
+        let location = self.backing.location();
+        let temp = store.temp_file()?;
+        let mut blob = Tee {
+            inner: raw,
+            copy: BufWriter::new(temp.as_file()),
+        };
+        let (summary, diff_id) = {
+            let mut tar = Tee {
+                inner: layer
+                    .compression
+                    .decoder(BufReader::new(&mut blob))
+                    .map_err(io_error("start decompressing a layer of", location))?,
+                copy: HashingWriter::new(io::sink()),
+            };
+            let summary = summarize_layer(&mut tar)?;
+            (summary, tar.copy.finish().1)
+        };
+        // A decoder may stop at the end of its stream; the blob is copied whole.
+        io::copy(&mut blob, &mut io::sink()).map_err(ReadError::LayerStream)?;
+        blob.copy
+            .flush()
+            .map_err(io_error("write a layer copy to", temp.path()))?;
+        drop(blob);
+        if let Some(expected) = layer.diff_id.as_ref().filter(|d| **d != diff_id) {
+            return Err(ReadError::Corrupt {
+                what: format!("layer {}", layer.digest),
+                path: location.to_owned(),
+                detail: format!(
+                    "its tar has digest {diff_id}, but the config's diff_id is {expected}"
+                ),
+            });
+        }
+        store.persist(temp, &layer.digest)?;
+        Ok(LayerBlob {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            diff_id,
+            uncompressed_size: summary.uncompressed_size,
+            entry_count: summary.entry_count,
+            compression: layer.compression,
+        })
+    }
+
+    /// Layer `index` as stored (compressed or not), checked against its
+    /// digest as it is read.
+    fn open_raw_layer(&self, index: usize) -> Result<(&LayerRef, impl Read + '_), ReadError> {
         let layer = self.layers.get(index).ok_or(ReadError::NoSuchLayer {
             index,
             count: self.layers.len(),
@@ -423,10 +488,21 @@ impl ImageReader {
             layer.digest.clone(),
             format!("layer `{name}` in {}", location.display()),
         );
-        layer
-            .compression
-            .decoder(BufReader::new(verified))
-            .map_err(io_error("start decompressing a layer of", location))
+        Ok((layer, verified))
+    }
+}
+
+/// Passes reads on and writes a copy of every byte read to `copy`.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
 

@@ -13,12 +13,13 @@ use crate::error::{Location, SpecError};
 use crate::tree::{Entry, Format, Node, Value};
 use crate::{
     Compression, CopyToRoot, CudaSpec, HostBinary, HostBinarySrc, Item, PackageRef, Spec,
-    DEFAULT_PATH,
+    DEFAULT_PATH, FROM_IMAGE_TRANSPORTS,
 };
 
 const TOP_KEYS: &[&str] = &[
     "name",
     "tag",
+    "fromImage",
     "systemPackages",
     "copyToRoot",
     "hostBinaries",
@@ -276,6 +277,7 @@ impl Checker<'_> {
         let expected = self.expect("a table", "an object");
         let mut name = None;
         let mut tag = None;
+        let mut from_image = None;
         let mut system_packages = Vec::new();
         let mut copy_to_root = Vec::new();
         let mut host_binaries = Vec::new();
@@ -299,6 +301,10 @@ impl Checker<'_> {
             match path {
                 "name" => name = Some(self.checked(node, path, check_image_name)?),
                 "tag" => tag = Some(self.checked(node, path, check_tag)?),
+                "fromImage" => {
+                    let value = self.checked(node, path, check_from_image)?;
+                    from_image = Some(self.item(node, value));
+                }
                 "systemPackages" => system_packages = self.system_packages(node, path)?,
                 "copyToRoot" => copy_to_root = self.copy_to_root(node, path)?,
                 "hostBinaries" => host_binaries = self.host_binaries(node, path)?,
@@ -333,6 +339,8 @@ impl Checker<'_> {
             )
         })?;
         // `env` replaces the default PATH when given; `extraEnv` always adds.
+        let env_sets_path = env.as_ref().is_some_and(|env| env.contains_key("PATH"))
+            || extra_env.contains_key("PATH");
         let mut env =
             env.unwrap_or_else(|| BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())]));
         env.extend(extra_env);
@@ -343,14 +351,16 @@ impl Checker<'_> {
             dir: self.dir.to_owned(),
             name,
             tag: tag.unwrap_or_else(|| "latest".to_owned()),
+            from_image,
             system_packages,
             copy_to_root,
             host_binaries,
             env,
+            env_sets_path,
             labels,
             exposed_ports,
-            user: user.unwrap_or_else(|| "root".to_owned()),
-            working_dir: working_dir.unwrap_or_else(|| "/root".to_owned()),
+            user,
+            working_dir,
             cmd,
             entrypoint,
             max_layers: max_layers.unwrap_or(50),
@@ -952,6 +962,28 @@ fn check_user(text: &str) -> Result<String, Problem> {
         return Err(Problem::new(
             format!("{text:?} is not a user"),
             "write a user name or uid, optionally with a group: \"root\", \"1000\", \"app:app\", \"1000:1000\"",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A base image named with one of [`FROM_IMAGE_TRANSPORTS`] and something after it.
+fn check_from_image(text: &str) -> Result<String, Problem> {
+    check_no_nul(text)?;
+    let help = "write oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or docker://REGISTRY/REPO:TAG";
+    let Some(transport) = FROM_IMAGE_TRANSPORTS
+        .iter()
+        .find(|transport| text.starts_with(**transport))
+    else {
+        return Err(Problem::new(
+            format!("{text:?} names no transport gpubox can read a base image from"),
+            help,
+        ));
+    };
+    if text[transport.len()..].is_empty() {
+        return Err(Problem::new(
+            format!("{text:?} names no image after `{transport}`"),
+            help,
         ));
     }
     Ok(text.to_owned())

@@ -31,6 +31,16 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// 1970-01-01T00:00:01Z (one second, as some tools treat 0 as "unset").
 pub const DEFAULT_CREATED: i64 = 1;
 
+/// The image's user when neither the spec nor a base image sets one.
+pub const DEFAULT_USER: &str = "root";
+
+/// The image's working folder when neither the spec nor a base image sets one.
+pub const DEFAULT_WORKING_DIR: &str = "/root";
+
+/// How `fromImage` may name a base image, as skopeo names these transports.
+pub const FROM_IMAGE_TRANSPORTS: &[&str] =
+    &["oci:", "oci-archive:", "docker-archive:", "docker://"];
+
 /// A checked image spec with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -41,19 +51,28 @@ pub struct Spec {
     pub name: String,
     /// Defaults to "latest".
     pub tag: String,
+    /// `fromImage`: the base image, as written (`oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE` or `docker://REF`); a
+    /// relative path in it is relative to [`Spec::dir`].
+    pub from_image: Option<Item<String>>,
     pub system_packages: Vec<Item<PackageRef>>,
     pub copy_to_root: Vec<Item<CopyToRoot>>,
     pub host_binaries: Vec<Item<HostBinary>>,
     /// `env` (or `PATH` = [`DEFAULT_PATH`] when absent) overlaid with `extraEnv`.
     pub env: BTreeMap<String, String>,
+    /// Whether `env` or `extraEnv` wrote `PATH` (false when `PATH` in
+    /// [`Spec::env`] is the [`DEFAULT_PATH`] filled in), so a base image's
+    /// `PATH` can be kept unless the spec chose its own.
+    pub env_sets_path: bool,
     /// `labels` overlaid with `extraLabels`.
     pub labels: BTreeMap<String, String>,
     /// Normalised to "PORT/PROTOCOL", in spec order, without repeats.
     pub exposed_ports: Vec<String>,
-    /// Defaults to "root".
-    pub user: String,
-    /// Defaults to "/root".
-    pub working_dir: String,
+    /// `user` as written; `None` means the base image's, else [`DEFAULT_USER`].
+    pub user: Option<String>,
+    /// `workingDir` as written; `None` means the base image's, else
+    /// [`DEFAULT_WORKING_DIR`].
+    pub working_dir: Option<String>,
     pub cmd: Vec<String>,
     /// `None` means the CLI's default, `/bin/gpubox-init`.
     pub entrypoint: Option<Vec<String>>,

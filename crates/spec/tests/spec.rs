@@ -75,8 +75,10 @@ fn minimal_spec_gets_the_defaults() {
     );
     assert!(spec.labels.is_empty());
     assert!(spec.exposed_ports.is_empty());
-    assert_eq!(spec.user, "root");
-    assert_eq!(spec.working_dir, "/root");
+    assert_eq!(spec.user, None);
+    assert_eq!(spec.working_dir, None);
+    assert_eq!(spec.from_image, None);
+    assert!(!spec.env_sets_path);
     assert!(spec.cmd.is_empty());
     assert_eq!(spec.entrypoint, None);
     assert_eq!(spec.max_layers, 50);
@@ -261,8 +263,8 @@ fn full_toml_spec_is_read_and_merged() {
         spec.exposed_ports,
         ["22/tcp", "53/udp", "8080/tcp", "9/sctp"]
     );
-    assert_eq!(spec.user, "1000:1000");
-    assert_eq!(spec.working_dir, "/srv");
+    assert_eq!(spec.user.as_deref(), Some("1000:1000"));
+    assert_eq!(spec.working_dir.as_deref(), Some("/srv"));
     assert_eq!(spec.cmd, ["serve", "--port", "8080"]);
     assert_eq!(
         spec.entrypoint,
@@ -854,8 +856,10 @@ fn exposed_ports_are_normalised_and_checked() {
 fn user_and_working_dir_are_checked() {
     for good in ["root", "1000", "app:app", "1000:100", "svc-user.x"] {
         assert_eq!(
-            toml(&format!("name = \"app\"\nuser = \"{good}\"\n")).user,
-            good
+            toml(&format!("name = \"app\"\nuser = \"{good}\"\n"))
+                .user
+                .as_deref(),
+            Some(good)
         );
     }
     for bad in ["", "a b", "1000:", ":1", "a:b:c", "-x"] {
@@ -1081,4 +1085,52 @@ fn cuda_table_errors_point_at_the_value() {
     let text = "name = \"x\"\ncuda.allowMixedVersion = true\n";
     let error = toml_error(text);
     assert!(error.to_string().contains("allowMixedVersions"), "{error}");
+}
+
+#[test]
+fn from_image_takes_local_and_registry_transports() {
+    for good in [
+        "oci:base",
+        "oci:/images/base:v1",
+        "oci-archive:base.tar",
+        "docker-archive:/tmp/base.tar",
+        "docker://registry.example/team/base:1",
+    ] {
+        let spec = toml(&format!("name = \"app\"\nfromImage = \"{good}\"\n"));
+        let item = spec.from_image.expect("fromImage is set");
+        assert_eq!(item.value, good);
+        assert!(item.span.is_some());
+    }
+    let spec = json(r#"{"name": "app", "fromImage": "oci:base:v2"}"#);
+    assert_eq!(
+        spec.from_image.map(|item| item.value).as_deref(),
+        Some("oci:base:v2")
+    );
+}
+
+#[test]
+fn from_image_without_a_known_transport_or_image_is_rejected() {
+    for (bad, says) in [
+        ("ubuntu:22.04", "names no transport"),
+        ("podman:base", "names no transport"),
+        ("oci:", "names no image after `oci:`"),
+        ("docker://", "names no image after `docker://`"),
+    ] {
+        let error = toml_error(&format!("name = \"app\"\nfromImage = \"{bad}\"\n"));
+        let text = error.to_string();
+        assert!(
+            text.contains("invalid `fromImage`") && text.contains(says),
+            "{bad}: {text}"
+        );
+    }
+    let error = toml_error("name = \"app\"\nfromImage = [\"oci:base\"]\n");
+    assert!(error.to_string().contains("fromImage"), "{error}");
+}
+
+#[test]
+fn env_sets_path_only_when_the_spec_writes_path() {
+    assert!(!toml("name = \"app\"\nenv = { HOME = \"/h\" }\n").env_sets_path);
+    assert!(!toml("name = \"app\"\nextraEnv = { A = \"b\" }\n").env_sets_path);
+    assert!(toml("name = \"app\"\nenv = { PATH = \"/bin\" }\n").env_sets_path);
+    assert!(toml("name = \"app\"\nextraEnv = { PATH = \"/opt/bin\" }\n").env_sets_path);
 }

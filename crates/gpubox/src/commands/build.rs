@@ -10,7 +10,7 @@ use gpubox_layers::plan::plan;
 use gpubox_nix::{Closure, Installable, Nix, StorePath};
 use gpubox_oci::archive::{write_docker_archive, write_file_atomically, write_oci_archive};
 use gpubox_oci::blob::{BlobStore, LayerBlob};
-use gpubox_oci::image::{assemble, BuiltImage, ImageConfigInput, LayerInput};
+use gpubox_oci::image::{assemble_on, BuiltImage, ImageConfigInput, LayerInput};
 use gpubox_oci::layout::write_oci_dir;
 use gpubox_oci::{Compression, Entry};
 use gpubox_rootfs::RootfsInput;
@@ -28,6 +28,8 @@ pub struct BuildRequest {
     pub spec: PathBuf,
     pub output: Target,
     pub cache_dir: Option<PathBuf>,
+    /// Where to write the image's SPDX SBOM, if anywhere.
+    pub sbom: Option<PathBuf>,
 }
 
 /// Builds the image and writes it; returns the manifest digest.
@@ -42,9 +44,14 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         gpubox_spec::Compression::None => Compression::None,
     };
     check_output_writable(&request.output)?;
+    if let Some(sbom) = &request.sbom {
+        check_file_writable(sbom)?;
+    }
+    let base = super::base::open(&spec, oci_architecture())?;
     let cache_root = cache_dir(request.cache_dir.as_deref())?;
-    crate::interrupt::remove_partials_on_signal(partial_folders(&request.output, &cache_root))
-        .map_err(CliError::Signals)?;
+    let mut unfinished = partial_folders(&request.output, &cache_root);
+    unfinished.extend(request.sbom.as_deref().map(parent_folder));
+    crate::interrupt::remove_partials_on_signal(unfinished).map_err(CliError::Signals)?;
 
     let nix = Nix::new();
     let packages = realise_packages(&spec, &nix, progress)?;
@@ -74,8 +81,8 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         copy_to_root: &copy_to_root,
         host_files: &host_files,
         init: Arc::from(INIT),
-        user: &spec.user,
-        working_dir: &spec.working_dir,
+        user: &base.user(&spec),
+        working_dir: &base.working_dir(&spec),
         image_name: &spec.name,
         image_tag: &spec.tag,
         driver_library_dirs: if spec.cuda.enable {
@@ -97,7 +104,8 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     })?;
 
     let cache = LayerCache::open(&cache_root)?;
-    let planned = plan(&closure, spec.max_layers - 1);
+    let planned = plan(&closure, base.store_path_budget(&spec, closure.is_empty())?);
+    let base_layers = base.copy_layers(cache.store(), progress)?;
     let mut jobs: Vec<LayerJob<'_>> = planned
         .iter()
         .map(|layer| LayerJob::Store {
@@ -123,10 +131,11 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     // `env`/`extraEnv`, which win.
     let mut env: BTreeMap<String, String> = rootfs.env.clone();
     env.extend(gpu.env);
-    env.extend(spec.env.clone());
-    let mut labels = gpu.labels;
+    let env = base.env_under(&spec, env);
+    let mut labels = base.labels();
+    labels.extend(gpu.labels);
     labels.extend(spec.labels.clone());
-    let image = assemble(
+    let image = assemble_on(
         &ImageConfigInput {
             created,
             architecture: oci_architecture().to_owned(),
@@ -136,17 +145,22 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
                 .entrypoint
                 .clone()
                 .unwrap_or_else(|| vec!["/bin/gpubox-init".to_owned()]),
-            cmd: spec.cmd.clone(),
-            exposed_ports: spec.exposed_ports.clone(),
+            cmd: base.cmd(&spec),
+            exposed_ports: base.exposed_ports(&spec),
             labels,
-            user: spec.user.clone(),
-            working_dir: spec.working_dir.clone(),
+            user: base.user(&spec),
+            working_dir: base.working_dir(&spec),
             title: spec.name.clone(),
             version: spec.tag.clone(),
         },
+        &base_layers,
         &layer_inputs,
     )?;
     write_output(&request.output, &spec, &image, cache.store(), progress)?;
+    if let Some(file) = &request.sbom {
+        write_sbom(file, &spec, &image, created, &closure, &host_files)?;
+        progress.step(format!("wrote the SBOM {}", file.display()));
+    }
     Ok(image.manifest_digest.to_string())
 }
 
@@ -488,11 +502,15 @@ fn check_output_writable(output: &Target) -> Result<(), CliError> {
     let Some(path) = output_path(output) else {
         return Ok(());
     };
-    let parent = parent_folder(path);
-    if matches!(output, Target::OciDir { .. }) && !parent.exists() {
+    if matches!(output, Target::OciDir { .. }) && !parent_folder(path).exists() {
         return Ok(());
     }
-    tempfile::NamedTempFile::new_in(&parent)
+    check_file_writable(path)
+}
+
+/// Fails when a file cannot be created beside `path`.
+fn check_file_writable(path: &Path) -> Result<(), CliError> {
+    tempfile::NamedTempFile::new_in(parent_folder(path))
         .map(drop)
         .map_err(|source| CliError::OutputNotWritable {
             path: path.to_path_buf(),
@@ -525,4 +543,57 @@ fn oci_architecture() -> &'static str {
         "powerpc64" => "ppc64le",
         other => other,
     }
+}
+
+/// Writes the image's SPDX SBOM to `file` atomically, looking up the Debian
+/// package of each host file.
+fn write_sbom(
+    file: &Path,
+    spec: &Spec,
+    image: &BuiltImage,
+    created: i64,
+    closure: &Closure,
+    host_files: &[gpubox_hostbin::HostFile],
+) -> Result<(), CliError> {
+    let input = gpubox_sbom::SbomInput {
+        image_name: spec.name.clone(),
+        image_tag: spec.tag.clone(),
+        manifest_digest: image.manifest_digest.to_string(),
+        created,
+        store_paths: closure
+            .paths()
+            .map(|info| gpubox_sbom::StorePathEntry {
+                path: info.path.as_str().to_owned(),
+                nar_hash: info.nar_hash.clone(),
+                nar_size: info.nar_size,
+                references: info
+                    .references
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect(),
+            })
+            .collect(),
+        host_files: host_files
+            .iter()
+            .map(|host| gpubox_sbom::HostFileEntry {
+                image_path: host.image_path.clone(),
+                host_path: host.source.clone(),
+                debian_package: gpubox_sbom::dpkg::package_of(&host.source),
+            })
+            .collect(),
+        base_image_digest: None,
+    };
+    let bytes = gpubox_sbom::render(&input).map_err(|e| gpubox_oci::layout::OutputError::Io {
+        action: "write the SBOM",
+        path: file.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    write_file_atomically(file, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|source| gpubox_oci::layout::OutputError::Io {
+            action: "write",
+            path: file.to_path_buf(),
+            source,
+        })
+    })?;
+    Ok(())
 }

@@ -64,6 +64,8 @@ pub fn have(part: &str) -> bool {
         "podman" => Command::new("podman").arg("info").output(),
         "nix" => Command::new("nix-build").arg("--version").output(),
         "skopeo" => Command::new("skopeo").arg("--version").output(),
+        // Its --version takes an argument (the SPDX version to write).
+        "pyspdxtools" => Command::new("pyspdxtools").arg("--help").output(),
         other => Command::new(other).arg("--version").output(),
     }
     .is_ok_and(|o| o.status.success());
