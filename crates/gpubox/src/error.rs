@@ -41,6 +41,20 @@ pub enum CliError {
     #[error(transparent)]
     Target(#[from] crate::target::BadTarget),
     #[error(transparent)]
+    Push(#[from] gpubox_registry::PushError),
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(help("check that the file exists and that you may read it"))]
+    InputNotReadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the manifest {path} does not have its digest {digest}")]
+    #[diagnostic(help("the image layout is corrupt; write the image again"))]
+    ManifestCorrupt {
+        path: std::path::PathBuf,
+        digest: gpubox_oci::Digest,
+    },
+    #[error(transparent)]
     Base(#[from] crate::commands::base::BaseError),
     #[error(transparent)]
     Cuda(#[from] gpubox_cuda::CudaError),

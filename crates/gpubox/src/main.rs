@@ -67,6 +67,17 @@ enum Command {
         /// Also write an SPDX 2.3 JSON software bill of materials to FILE.
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Push an image to a registry, sending only the blobs it lacks.
+    Push {
+        /// Any source `gpubox inspect` takes.
+        source: String,
+        /// docker://HOST[:PORT]/REPO[:TAG].
+        dest: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Show or shrink the cache of built layers.
     Cache {
@@ -174,6 +185,37 @@ enum SpecFormatArg {
     Yaml,
 }
 
+/// How to reach a registry, named as skopeo names them.
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Require HTTPS with verified certificates; `--tls-verify=false` allows
+    /// plain HTTP and any certificate (local registries).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    tls_verify: bool,
+    /// USER:PASS for the registry [default: the registry's `auths` entry in
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json].
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "GPUBOX_REGISTRY_CREDS",
+        hide_env_values = true
+    )]
+    creds: Option<String>,
+    /// Write the image's manifest digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    digestfile: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> Result<gpubox_registry::PushOptions, CliError> {
+        Ok(gpubox_registry::PushOptions {
+            tls_verify: self.tls_verify,
+            credentials: self.creds.as_deref().map(str::parse).transpose()?,
+            docker_config: gpubox_registry::default_docker_config(),
+        })
+    }
+}
+
 /// Where the host's driver files are.
 #[derive(clap::Args)]
 struct HostArgs {
@@ -223,16 +265,43 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             output,
             cache_dir,
             sbom,
+            registry,
         } => {
             let request = BuildRequest {
                 spec,
                 output: output.parse::<Target>()?,
                 cache_dir,
                 sbom,
+                registry: registry.options()?,
             };
             let digest = commands::build::run(&request, &progress)?;
+            if let Some(file) = &registry.digestfile {
+                commands::push::write_digest_file(file, &digest)?;
+            }
             if !cli.quiet {
                 println!("{digest}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Push {
+            source,
+            dest,
+            registry,
+        } => {
+            let Target::Registry { reference } = dest.parse::<Target>()? else {
+                return Err(crate::target::BadTarget::NotARegistry(dest).into());
+            };
+            let request = commands::push::PushRequest {
+                source: source.parse()?,
+                reference,
+                options: registry.options()?,
+            };
+            let summary = commands::push::run(&request, &progress)?;
+            if let Some(file) = &registry.digestfile {
+                commands::push::write_digest_file(file, &summary.manifest_digest)?;
+            }
+            if !cli.quiet {
+                println!("{}", summary.manifest_digest);
             }
             Ok(ExitCode::SUCCESS)
         }

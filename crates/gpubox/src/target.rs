@@ -1,6 +1,7 @@
 //! Where images go to and come from, named the way skopeo names transports:
 //! `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`,
-//! `docker-daemon:NAME[:TAG]` and `podman:NAME[:TAG]`.
+//! `docker-daemon:NAME[:TAG]`, `podman:NAME[:TAG]` and, as a destination only,
+//! `docker://HOST[:PORT]/REPO[:TAG]`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,6 +20,9 @@ pub enum Target {
     DockerArchive { file: PathBuf },
     /// An image in a local engine's storage, as `NAME[:TAG]`.
     Engine { engine: Engine, reference: String },
+    /// An image in a registry, as `HOST[:PORT]/REPO[:TAG]`; gpubox pushes to
+    /// registries but does not read from them yet.
+    Registry { reference: String },
 }
 
 /// A location gpubox cannot parse.
@@ -30,16 +34,23 @@ pub enum BadTarget {
     Unknown { transport: String, given: String },
     #[error("`{0}` names no path or image after the transport")]
     Empty(String),
-    #[error("pushing to or reading from a registry (`{0}`) is not supported yet; write docker-archive:FILE or oci:DIR and copy it with `skopeo copy`")]
-    Registry(String),
+    #[error("reading from a registry (`{0}`) is not supported yet; copy the image to oci:DIR with `skopeo copy` and read that")]
+    RegistrySource(String),
+    #[error("`{0}` is not a registry; push to docker://HOST[:PORT]/REPO[:TAG]")]
+    NotARegistry(String),
 }
 
 impl FromStr for Target {
     type Err = BadTarget;
 
     fn from_str(given: &str) -> Result<Target, BadTarget> {
-        if given.starts_with("docker://") {
-            return Err(BadTarget::Registry(given.to_owned()));
+        if let Some(reference) = given.strip_prefix("docker://") {
+            if reference.is_empty() {
+                return Err(BadTarget::Empty(given.to_owned()));
+            }
+            return Ok(Target::Registry {
+                reference: reference.to_owned(),
+            });
         }
         let (transport, rest) = given
             .split_once(':')
@@ -108,6 +119,7 @@ impl fmt::Display for Target {
                 engine: Engine::Podman,
                 reference,
             } => write!(f, "podman:{reference}"),
+            Target::Registry { reference } => write!(f, "docker://{reference}"),
         }
     }
 }
@@ -171,9 +183,15 @@ mod tests {
             "zip:foo".parse::<Target>(),
             Err(BadTarget::Unknown { .. })
         ));
+        assert_eq!(
+            "docker://127.0.0.1:5000/x:v1".parse::<Target>().unwrap(),
+            Target::Registry {
+                reference: "127.0.0.1:5000/x:v1".into()
+            }
+        );
         assert!(matches!(
-            "docker://r/x".parse::<Target>(),
-            Err(BadTarget::Registry(_))
+            "docker://".parse::<Target>(),
+            Err(BadTarget::Empty(_))
         ));
         assert!(matches!("oci:".parse::<Target>(), Err(BadTarget::Empty(_))));
     }

@@ -14,6 +14,7 @@ mod e2e {
     mod gpu;
     mod interrupt;
     mod layering;
+    mod push;
     mod quickstart;
     mod reproducible;
     mod sbom;

@@ -7,6 +7,16 @@
 //! whatever socket, context or storage settings the user has configured apply
 //! unchanged. It writes no image bytes itself: callers pass a function that writes
 //! the archive into the stream.
+//!
+//! It also pushes images to registries ([`push`]) over the OCI distribution
+//! API, sending the manifest bytes it is given unchanged.
+
+mod push;
+
+pub use push::{
+    default_docker_config, docker_config_credentials, push, Blob, Credentials, PushError,
+    PushOptions, PushSummary,
+};
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -129,7 +129,7 @@ fn relative_to(target: Target, dir: &Path) -> Target {
         Target::DockerArchive { file } => Target::DockerArchive {
             file: dir.join(file),
         },
-        engine @ Target::Engine { .. } => engine,
+        other @ (Target::Engine { .. } | Target::Registry { .. }) => other,
     }
 }
 

@@ -16,6 +16,7 @@ use gpubox_oci::{Compression, Entry};
 use gpubox_rootfs::RootfsInput;
 use gpubox_spec::{CopyToRoot, HostBinarySrc, PackageRef, Spec};
 
+use crate::commands::push::push_built;
 use crate::error::CliError;
 use crate::progress::{bytes, Progress};
 use crate::target::{with_default_tag, Target};
@@ -30,6 +31,8 @@ pub struct BuildRequest {
     pub cache_dir: Option<PathBuf>,
     /// Where to write the image's SPDX SBOM, if anywhere.
     pub sbom: Option<PathBuf>,
+    /// How to reach the registry when `output` is one.
+    pub registry: gpubox_registry::PushOptions,
 }
 
 /// Builds the image and writes it; returns the manifest digest.
@@ -156,7 +159,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         &base_layers,
         &layer_inputs,
     )?;
-    write_output(&request.output, &spec, &image, cache.store(), progress)?;
+    write_output(request, &spec, &image, cache.store(), progress)?;
     if let Some(file) = &request.sbom {
         write_sbom(file, &spec, &image, created, &closure, &host_files)?;
         progress.step(format!("wrote the SBOM {}", file.display()));
@@ -430,13 +433,14 @@ fn build_one(
 }
 
 fn write_output(
-    output: &Target,
+    request: &BuildRequest,
     spec: &Spec,
     image: &BuiltImage,
     store: &BlobStore,
     progress: &Progress,
 ) -> Result<(), CliError> {
     let default_reference = format!("{}:{}", spec.name, spec.tag);
+    let output = &request.output;
     match output {
         Target::OciDir { dir, tag } => {
             write_oci_dir(dir, Some(tag.as_deref().unwrap_or(&spec.tag)), image, store)?;
@@ -463,6 +467,10 @@ fn write_output(
                 progress.step(said);
             }
         }
+        Target::Registry { reference } => {
+            let reference = with_default_tag(reference, &spec.tag);
+            push_built(&reference, image, store, &request.registry, progress)?;
+        }
     }
     progress.step(format!("wrote {output} ({})", image.manifest_digest));
     Ok(())
@@ -485,7 +493,7 @@ fn output_path(output: &Target) -> Option<&Path> {
     match output {
         Target::OciDir { dir, .. } => Some(dir),
         Target::OciArchive { file, .. } | Target::DockerArchive { file } => Some(file),
-        Target::Engine { .. } => None,
+        Target::Engine { .. } | Target::Registry { .. } => None,
     }
 }
 

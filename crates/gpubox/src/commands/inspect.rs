@@ -29,6 +29,9 @@ pub fn open(source: &Target) -> Result<OpenedImage, CliError> {
             gpubox_registry::save(*engine, reference, file.path())?;
             (ImageReader::open_docker_archive(file.path())?, Some(file))
         }
+        Target::Registry { .. } => {
+            return Err(crate::target::BadTarget::RegistrySource(source.to_string()).into())
+        }
     };
     Ok(OpenedImage {
         reader,

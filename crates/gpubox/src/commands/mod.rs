@@ -5,4 +5,5 @@ pub mod cdi;
 pub mod diff;
 pub mod doctor;
 pub mod inspect;
+pub mod push;
 pub mod run;

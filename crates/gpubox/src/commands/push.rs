@@ -1,0 +1,155 @@
+//! `gpubox push` and `gpubox build -o docker://...`: an image to a registry,
+//! its blobs and manifest sent unchanged, so the registry's digest is gpubox's.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::Path;
+
+use gpubox_oci::blob::BlobStore;
+use gpubox_oci::image::{
+    canonical_json, BuiltImage, Descriptor, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
+};
+use gpubox_oci::Digest;
+use gpubox_registry::{Blob, PushOptions, PushSummary};
+
+use crate::commands::inspect::open;
+use crate::error::CliError;
+use crate::progress::Progress;
+use crate::target::{with_default_tag, Target};
+
+/// What `gpubox push` was asked to do.
+pub struct PushRequest {
+    pub source: Target,
+    /// `HOST[:PORT]/REPO[:TAG]`.
+    pub reference: String,
+    pub options: PushOptions,
+}
+
+/// Pushes the image at `request.source`. A manifest stored in an OCI layout
+/// folder goes up unchanged; other sources get an OCI manifest for their
+/// config and layers as stored.
+pub fn run(request: &PushRequest, progress: &Progress) -> Result<PushSummary, CliError> {
+    let opened = open(&request.source)?;
+    let reader = &opened.reader;
+    let config = reader.config_json();
+    let config_digest = Digest::of(config);
+    let manifest = match (&request.source, reader.manifest_digest()) {
+        (Target::OciDir { dir, .. }, Some(digest)) => {
+            let path = dir.join("blobs/sha256").join(digest.hex());
+            let bytes = std::fs::read(&path).map_err(|source| CliError::InputNotReadable {
+                path: path.clone(),
+                source,
+            })?;
+            if Digest::of(&bytes) != digest {
+                return Err(CliError::ManifestCorrupt { path, digest });
+            }
+            bytes
+        }
+        _ => canonical_json(&Manifest {
+            schema_version: 2,
+            media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
+            config: descriptor(CONFIG_MEDIA_TYPE, &config_digest, config.len() as u64),
+            layers: reader
+                .layers()
+                .iter()
+                .map(|l| descriptor(l.compression.oci_layer_media_type(), &l.digest, l.size))
+                .collect(),
+            annotations: BTreeMap::new(),
+        })?,
+    };
+    let mut blobs = vec![blob(&config_digest, config.len() as u64)];
+    blobs.extend(reader.layers().iter().map(|l| blob(&l.digest, l.size)));
+    let reference = with_default_tag(&request.reference, "latest");
+    progress.step(format!(
+        "pushing {} to docker://{reference}",
+        request.source
+    ));
+    let summary = gpubox_registry::push(
+        &reference,
+        &manifest,
+        &blobs,
+        |wanted| {
+            if wanted.digest == config_digest.to_string() {
+                return Ok(config.to_vec());
+            }
+            let index = reader
+                .layers()
+                .iter()
+                .position(|l| l.digest.to_string() == wanted.digest)
+                .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
+            reader.read_raw_layer(index).map_err(io::Error::other)
+        },
+        &request.options,
+    )?;
+    report(&summary, progress);
+    Ok(summary)
+}
+
+/// Pushes a freshly built image: its layers from `store`, its config and
+/// manifest as built.
+pub fn push_built(
+    reference: &str,
+    image: &BuiltImage,
+    store: &BlobStore,
+    options: &PushOptions,
+    progress: &Progress,
+) -> Result<PushSummary, CliError> {
+    let mut blobs = vec![blob(&image.config_digest, image.config.len() as u64)];
+    blobs.extend(image.layers.iter().map(|l| blob(&l.digest, l.size)));
+    let config_digest = image.config_digest.to_string();
+    progress.step(format!("pushing to docker://{reference}"));
+    let summary = gpubox_registry::push(
+        reference,
+        &image.manifest,
+        &blobs,
+        |wanted| {
+            if wanted.digest == config_digest {
+                return Ok(image.config.clone());
+            }
+            let digest: Digest = wanted.digest.parse().map_err(io::Error::other)?;
+            let mut bytes = Vec::new();
+            store
+                .open_blob(&digest)
+                .map_err(io::Error::other)?
+                .read_to_end(&mut bytes)?;
+            Ok::<_, io::Error>(bytes)
+        },
+        options,
+    )?;
+    report(&summary, progress);
+    Ok(summary)
+}
+
+/// Writes the pushed manifest's digest to `file`, as skopeo's `--digestfile` does.
+pub fn write_digest_file(file: &Path, digest: &str) -> Result<(), CliError> {
+    std::fs::write(file, digest).map_err(|source| CliError::OutputNotWritable {
+        path: file.to_owned(),
+        source,
+    })
+}
+
+fn report(summary: &PushSummary, progress: &Progress) {
+    progress.step(format!(
+        "uploaded {} blobs ({} bytes), skipped {} the registry had; manifest {}",
+        summary.uploaded_blobs,
+        summary.uploaded_bytes,
+        summary.skipped_blobs,
+        summary.manifest_digest
+    ));
+}
+
+fn blob(digest: &Digest, size: u64) -> Blob {
+    Blob {
+        digest: digest.to_string(),
+        size,
+    }
+}
+
+fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest: digest.clone(),
+        size,
+        annotations: BTreeMap::new(),
+    }
+}
