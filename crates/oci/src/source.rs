@@ -465,14 +465,11 @@ impl ImageReader {
         })
     }
 
-    /// Layer `index`'s blob as stored, byte for byte, checked against its
-    /// digest (for pushing it unchanged).
-    pub fn read_raw_layer(&self, index: usize) -> Result<Vec<u8>, ReadError> {
-        let (layer, mut raw) = self.open_raw_layer(index)?;
-        let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-        raw.read_to_end(&mut bytes)
-            .map_err(ReadError::LayerStream)?;
-        Ok(bytes)
+    /// Layer `index` as stored (compressed or not), byte for byte, checked
+    /// against its digest as it is read: what a push uploads.
+    pub fn raw_layer(&self, index: usize) -> Result<Box<dyn Read + '_>, ReadError> {
+        let (_, raw) = self.open_raw_layer(index)?;
+        Ok(Box::new(raw))
     }
 
     /// Layer `index` as stored (compressed or not), checked against its

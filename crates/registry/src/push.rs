@@ -3,6 +3,7 @@
 //! the caller gives it, so its digest is the one the caller computed.
 
 use std::future::Future;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -129,11 +130,11 @@ pub fn default_docker_config() -> Option<PathBuf> {
 /// `reference` (`HOST[:PORT]/REPO[:TAG]`). `blobs` are the config and layers
 /// the manifest names; `read_blob` gives the bytes of one. Blobs the registry
 /// already has are not read or sent; the manifest goes up after all blobs.
-pub fn push<E>(
+pub fn push<'r, E>(
     reference: &str,
     manifest: &[u8],
     blobs: &[Blob],
-    read_blob: impl Fn(&Blob) -> Result<Vec<u8>, E>,
+    read_blob: impl Fn(&Blob) -> Result<Box<dyn Read + 'r>, E>,
     options: &PushOptions,
 ) -> Result<PushSummary, PushError>
 where
@@ -169,22 +170,36 @@ where
                     if exists {
                         return Ok(None);
                     }
-                    let bytes = read_blob(blob).map_err(|e| PushError::ReadBlob {
-                        digest: blob.digest.clone(),
-                        source: Box::new(e),
-                    })?;
-                    if bytes.len() as u64 != blob.size {
-                        return Err(PushError::BlobSize {
+                    let read_error =
+                        |e: Box<dyn std::error::Error + Send + Sync>| PushError::ReadBlob {
                             digest: blob.digest.clone(),
-                            expected: blob.size,
-                            actual: bytes.len() as u64,
-                        });
+                            source: e,
+                        };
+                    let mut wait = FIRST_BACKOFF;
+                    let mut tries = 1;
+                    loop {
+                        let reader = read_blob(blob).map_err(|e| read_error(Box::new(e)))?;
+                        let (sent, pushed) = stream_blob(client, image, blob, reader).await;
+                        let sent = sent.map_err(|e| read_error(Box::new(e)))?;
+                        if sent != blob.size {
+                            return Err(PushError::BlobSize {
+                                digest: blob.digest.clone(),
+                                expected: blob.size,
+                                actual: sent,
+                            });
+                        }
+                        match pushed {
+                            Err(e) if tries < TRIES && is_transient(&e) => {
+                                tokio::time::sleep(wait).await;
+                                wait *= 2;
+                                tries += 1;
+                            }
+                            Err(e) => {
+                                return Err(fail(format!("uploading blob {}", blob.digest))(e))
+                            }
+                            Ok(_) => return Ok(Some(blob.size)),
+                        }
                     }
-                    let bytes = bytes::Bytes::from(bytes);
-                    retry(|| client.push_blob(image, bytes.clone(), &blob.digest))
-                        .await
-                        .map_err(fail(format!("uploading blob {}", blob.digest)))?;
-                    Ok(Some(blob.size))
                 }
             })
             .buffer_unordered(PARALLEL_UPLOADS)
@@ -203,6 +218,50 @@ where
             skipped_blobs: results.len() - uploaded.len(),
         })
     })
+}
+
+/// Bytes of a blob read and sent at a time; with [`CHUNKS_IN_FLIGHT`] this
+/// bounds what an upload holds in memory, whatever the layer's size.
+const CHUNK: usize = 1 << 20;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Streams `reader` into a blob upload: returns how many bytes were read (or
+/// the read error) and the registry's answer.
+async fn stream_blob(
+    client: &Client,
+    image: &Reference,
+    blob: &Blob,
+    mut reader: Box<dyn Read + '_>,
+) -> (std::io::Result<u64>, Result<String, OciDistributionError>) {
+    let (chunks, received) =
+        tokio::sync::mpsc::channel::<Result<bytes::Bytes, OciDistributionError>>(CHUNKS_IN_FLIGHT);
+    let producer = async move {
+        let mut sent = 0u64;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match reader.read(&mut chunk[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
+                return Ok(sent);
+            }
+            chunk.truncate(filled);
+            sent += filled as u64;
+            // The upload stopped early; its error is the one to report.
+            if chunks.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
+                return Ok(sent);
+            }
+        }
+    };
+    let stream = stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|item| (item, received))
+    });
+    let upload = client.push_blob_stream(image, stream, &blob.digest, Some(blob.size));
+    futures_util::join!(producer, upload)
 }
 
 fn parse_reference(reference: &str) -> Result<Reference, PushError> {

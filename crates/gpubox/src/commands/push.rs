@@ -70,14 +70,14 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<PushSummary, Cl
         &blobs,
         |wanted| {
             if wanted.digest == config_digest.to_string() {
-                return Ok(config.to_vec());
+                return Ok(Box::new(io::Cursor::new(config.to_vec())) as Box<dyn Read>);
             }
             let index = reader
                 .layers()
                 .iter()
                 .position(|l| l.digest.to_string() == wanted.digest)
                 .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
-            reader.read_raw_layer(index).map_err(io::Error::other)
+            reader.raw_layer(index).map_err(io::Error::other)
         },
         &request.options,
     )?;
@@ -104,15 +104,11 @@ pub fn push_built(
         &blobs,
         |wanted| {
             if wanted.digest == config_digest {
-                return Ok(image.config.clone());
+                return Ok(Box::new(io::Cursor::new(image.config.clone())) as Box<dyn Read>);
             }
             let digest: Digest = wanted.digest.parse().map_err(io::Error::other)?;
-            let mut bytes = Vec::new();
-            store
-                .open_blob(&digest)
-                .map_err(io::Error::other)?
-                .read_to_end(&mut bytes)?;
-            Ok::<_, io::Error>(bytes)
+            let file = store.open_blob(&digest).map_err(io::Error::other)?;
+            Ok::<_, io::Error>(Box::new(io::BufReader::new(file)))
         },
         options,
     )?;
