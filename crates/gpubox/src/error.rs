@@ -74,6 +74,8 @@ pub enum CliError {
     CommandNotFound(String),
     #[error("cannot use the cache folder: set GPUBOX_CACHE_DIR or HOME")]
     NoCacheDir,
+    #[error("cannot read USER:PASS from standard input (--creds-stdin): {0}")]
+    CredsStdin(std::io::Error),
     #[error("cannot set up the handling of Ctrl-C: {0}")]
     Signals(std::io::Error),
     #[error("cannot create a temporary file: {0}")]

@@ -193,6 +193,7 @@ struct RegistryArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     tls_verify: bool,
     /// USER:PASS for the registry [default: the registry's `auths` entry in
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
     /// $DOCKER_CONFIG/config.json or ~/.docker/config.json].
     #[arg(
         long,
@@ -201,6 +202,10 @@ struct RegistryArgs {
         hide_env_values = true
     )]
     creds: Option<String>,
+    /// Read USER:PASS from the first line of standard input, so the password
+    /// never appears in the process list or the shell history.
+    #[arg(long, conflicts_with = "creds")]
+    creds_stdin: bool,
     /// Write the image's manifest digest to FILE.
     #[arg(long, value_name = "FILE")]
     digestfile: Option<PathBuf>,
@@ -208,10 +213,19 @@ struct RegistryArgs {
 
 impl RegistryArgs {
     fn options(&self) -> Result<gpubox_registry::PushOptions, CliError> {
+        let creds = if self.creds_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(CliError::CredsStdin)?;
+            Some(line.trim_end_matches(['\r', '\n']).to_owned())
+        } else {
+            self.creds.clone()
+        };
         Ok(gpubox_registry::PushOptions {
             tls_verify: self.tls_verify,
-            credentials: self.creds.as_deref().map(str::parse).transpose()?,
-            docker_config: gpubox_registry::default_docker_config(),
+            credentials: creds.as_deref().map(str::parse).transpose()?,
+            auth_files: gpubox_registry::default_auth_files(),
         })
     }
 }

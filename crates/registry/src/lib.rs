@@ -14,8 +14,8 @@
 mod push;
 
 pub use push::{
-    default_docker_config, docker_config_credentials, push, Blob, Credentials, PushError,
-    PushOptions, PushSummary,
+    default_auth_files, docker_config_credentials, push, Blob, Credentials, PushError, PushOptions,
+    PushSummary,
 };
 
 use std::fmt;

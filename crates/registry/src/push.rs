@@ -66,11 +66,11 @@ pub struct PushOptions {
     /// When false, plain HTTP and unverified TLS certificates are accepted
     /// (for local and test registries).
     pub tls_verify: bool,
-    /// Explicit credentials; without them, `docker_config`'s `auths` entry
-    /// for the registry is used, if any.
+    /// Explicit credentials; without them, the first of `auth_files` with an
+    /// `auths` entry for the registry is used, if any.
     pub credentials: Option<Credentials>,
-    /// A Docker `config.json`; see [`default_docker_config`].
-    pub docker_config: Option<PathBuf>,
+    /// Files in the `auths` format, searched in order; see [`default_auth_files`].
+    pub auth_files: Vec<PathBuf>,
 }
 
 /// What a push did.
@@ -118,12 +118,24 @@ pub enum PushError {
     },
 }
 
-/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn default_docker_config() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(dir).join("config.json"));
+/// Where users keep registry logins, in the order podman and skopeo read them:
+/// `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, then
+/// Docker's `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. All share
+/// the `auths` format.
+pub fn default_auth_files() -> Vec<PathBuf> {
+    auth_files_from(|name| std::env::var_os(name))
+}
+
+fn auth_files_from(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let var = |name| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let mut files = Vec::new();
+    files.extend(var("REGISTRY_AUTH_FILE"));
+    files.extend(var("XDG_RUNTIME_DIR").map(|dir| dir.join("containers/auth.json")));
+    match var("DOCKER_CONFIG") {
+        Some(dir) => files.push(dir.join("config.json")),
+        None => files.extend(var("HOME").map(|home| home.join(".docker/config.json"))),
     }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
+    files
 }
 
 /// Pushes the image whose manifest is `manifest` (exactly these bytes) to
@@ -295,12 +307,12 @@ fn registry_auth(registry: &str, options: &PushOptions) -> Result<RegistryAuth, 
             creds.password.clone(),
         ));
     }
-    Ok(match &options.docker_config {
-        Some(path) => docker_config_credentials(path, registry)?
-            .map(|c| RegistryAuth::Basic(c.username, c.password))
-            .unwrap_or(RegistryAuth::Anonymous),
-        None => RegistryAuth::Anonymous,
-    })
+    for file in &options.auth_files {
+        if let Some(c) = docker_config_credentials(file, registry)? {
+            return Ok(RegistryAuth::Basic(c.username, c.password));
+        }
+    }
+    Ok(RegistryAuth::Anonymous)
 }
 
 /// The `auths` entry for `registry` in the Docker config at `path`; a missing
@@ -448,6 +460,33 @@ mod tests {
             "nopass".parse::<Credentials>(),
             Err(PushError::BadCredentials)
         ));
+    }
+
+    #[test]
+    fn auth_files_follow_podman_then_docker() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = auth_files_from(env(&[
+            ("REGISTRY_AUTH_FILE", "/etc/auth.json"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("DOCKER_CONFIG", "/cfg/docker"),
+            ("HOME", "/home/u"),
+        ]));
+        assert_eq!(
+            all,
+            [
+                PathBuf::from("/etc/auth.json"),
+                PathBuf::from("/run/user/1000/containers/auth.json"),
+                PathBuf::from("/cfg/docker/config.json"),
+            ]
+        );
+        let home_only = auth_files_from(env(&[("HOME", "/home/u"), ("REGISTRY_AUTH_FILE", "")]));
+        assert_eq!(home_only, [PathBuf::from("/home/u/.docker/config.json")]);
     }
 
     #[test]

@@ -74,3 +74,62 @@ fn ctrl_c_during_a_build_removes_unfinished_files() {
     );
     assert!(!work.path().join("image.tar").exists());
 }
+
+#[test]
+fn builds_killed_at_any_moment_leave_a_cache_that_gives_identical_results() {
+    if !have("nix") {
+        return;
+    }
+    let work = tempdir();
+    let app = nix_fixture("app");
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!("name = \"killed\"\nsystemPackages = [{}]\n", toml_str(&app)),
+    );
+    let shared_cache = work.path().join("shared-cache");
+    // SIGKILL gives no chance to clean up: whatever is half-written stays.
+    for (round, delay_ms) in [40u64, 90, 160, 260, 420, 700].into_iter().enumerate() {
+        let mut child = gpubox(&shared_cache)
+            .arg("build")
+            .arg(&spec)
+            .args(["-q", "-o", &format!("oci-archive:killed-{round}.tar")])
+            .current_dir(work.path())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let info = run_ok(gpubox(&shared_cache).args(["cache", "info", "--json"]));
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        info["brokenEntries"], 0,
+        "a killed build left a visible broken entry: {info}"
+    );
+
+    let after_kills = run_ok(
+        gpubox(&shared_cache)
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "oci-archive:after-kills.tar"])
+            .current_dir(work.path()),
+    );
+    let clean = run_ok(
+        gpubox(&work.path().join("clean-cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "oci-archive:clean.tar"])
+            .current_dir(work.path()),
+    );
+    assert_eq!(
+        stdout(&after_kills),
+        stdout(&clean),
+        "digests differ after killed builds"
+    );
+    let (a, b) = (
+        fs::read(work.path().join("after-kills.tar")).unwrap(),
+        fs::read(work.path().join("clean.tar")).unwrap(),
+    );
+    assert!(a == b, "the archive differs from a clean build's");
+}

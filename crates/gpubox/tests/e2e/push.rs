@@ -183,4 +183,26 @@ fn pushing_to_a_registry_that_is_not_there_fails_and_names_it() {
     );
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // The same through --creds-stdin: the password never reaches the output.
+    let mut child = gpubox(&work.path().join("cache"))
+        .arg("build")
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("docker://127.0.0.1:{port}/hello:v1"))
+        .args(["--tls-verify=false", "--creds-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"someone:hunter2\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
