@@ -136,3 +136,36 @@ fn summarize(path: &Path, spec: &Spec) -> Result<InstalledSpec, String> {
         driver_version,
     })
 }
+
+/// Where the host's CDI specs for `nvidia.com/gpu` stand against its driver.
+#[derive(Debug)]
+pub enum SpecStatus {
+    /// None in [`SPEC_DIRS`].
+    Missing,
+    /// One cannot be read or is not a valid spec.
+    Broken(CdiError),
+    /// One was made for another driver (or another set of GPUs).
+    Stale(InstalledSpec),
+    /// All are readable and, when the driver is known, made for it.
+    Current(Vec<InstalledSpec>),
+}
+
+/// The state of the specs under `root`; with no `driver` they are only checked
+/// for being readable and valid.
+pub fn spec_status(root: &Path, driver: Option<&Driver>) -> SpecStatus {
+    let mut current = Vec::new();
+    for spec in installed_specs(root) {
+        match spec {
+            Err(error) => return SpecStatus::Broken(error),
+            Ok(spec) if driver.is_some_and(|d| !spec_matches_driver(&spec, d)) => {
+                return SpecStatus::Stale(spec)
+            }
+            Ok(spec) => current.push(spec),
+        }
+    }
+    if current.is_empty() {
+        SpecStatus::Missing
+    } else {
+        SpecStatus::Current(current)
+    }
+}

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 pub use container_device_interface::specs::config::Spec;
 pub use discover::{discover, Driver, Gpu, HostRoots};
 pub use gpubox_cuda::DriverVersion;
-pub use installed::{installed_specs, spec_matches_driver, InstalledSpec, SPEC_DIRS};
+pub use installed::{
+    installed_specs, spec_matches_driver, spec_status, InstalledSpec, SpecStatus, SPEC_DIRS,
+};
 pub use spec::{generate, render, validate, write_spec, SpecFormat, KIND};
 
 /// Everything that can go wrong while discovering a driver or handling CDI specs; each

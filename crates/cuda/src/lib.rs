@@ -21,7 +21,8 @@ pub use driver_table::{
 };
 pub use env::{image_env, image_labels, DRIVER_LIBRARY_DIRS};
 pub use require::{
-    disable_require, parse, requirements_from_env, Evaluation, HostFacts, RequireError, Requirement,
+    disable_require, image_cuda, parse, requirements_from_env, Evaluation, HostFacts, RequireError,
+    Requirement,
 };
 pub use version::{CudaVersion, DriverVersion};
 

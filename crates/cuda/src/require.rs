@@ -443,6 +443,25 @@ pub fn disable_require<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -
     })
 }
 
+/// The image's CUDA: `CUDA_VERSION` when set, else the version in a `cuda>=` clause.
+pub fn image_cuda(vars: &[(String, String)]) -> Option<CudaVersion> {
+    let value = |name: &str| {
+        vars.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    if let Some(version) = value("CUDA_VERSION").and_then(|text| text.parse().ok()) {
+        return Some(version);
+    }
+    vars.iter()
+        .filter(|(key, _)| key.starts_with("NVIDIA_REQUIRE_"))
+        .find_map(|(_, value)| {
+            let (_, after) = value.split_once("cuda>=")?;
+            let version = after.split([' ', ',']).next()?;
+            version.parse().ok()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,5 +713,27 @@ mod tests {
             );
         }
         assert!(!disable_require([("NVIDIA_REQUIRE_CUDA", "true")]));
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_image_cuda_comes_from_cuda_version_first() {
+        let both = owned(&[
+            ("CUDA_VERSION", "12.4.1"),
+            (
+                "NVIDIA_REQUIRE_CUDA",
+                "cuda>=12.2 brand=tesla,driver>=470,driver<471",
+            ),
+        ]);
+        assert_eq!(image_cuda(&both), Some(CudaVersion::new(12, 4)));
+        let requirement_only = owned(&[("NVIDIA_REQUIRE_CUDA", "cuda>=12.8")]);
+        assert_eq!(image_cuda(&requirement_only), Some(CudaVersion::new(12, 8)));
+        assert_eq!(image_cuda(&owned(&[("PATH", "/bin")])), None);
     }
 }

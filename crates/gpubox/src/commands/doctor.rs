@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use gpubox_cdi::{Driver, HostRoots};
+use gpubox_cdi::{Driver, HostRoots, SpecStatus};
 use gpubox_cuda::{Compatibility, CudaVersion};
 use gpubox_registry::{Engine, EngineInfo};
 use serde_json::json;
@@ -128,57 +128,62 @@ fn device_nodes(driver: &Driver) -> Check {
     }
 }
 
+/// The command that writes a CDI spec where podman and Docker read it.
+pub(crate) const GENERATE_SPEC: &str = "sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml";
+
 fn cdi_specs(cdi_root: &Path, driver: Option<&Driver>) -> Check {
-    let generate = "sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml";
-    let specs = gpubox_cdi::installed_specs(cdi_root);
-    if specs.is_empty() {
-        return Check::problem(
+    match gpubox_cdi::spec_status(cdi_root, driver) {
+        SpecStatus::Missing => Check::problem(
             "cdi-spec",
             Status::Fail,
             "no CDI spec for nvidia.com/gpu in /etc/cdi or /var/run/cdi".to_owned(),
-            format!("generate one: `{generate}`"),
-        );
-    }
-    for spec in &specs {
-        let spec = match spec {
-            Ok(spec) => spec,
-            Err(e) => {
-                return Check::problem(
-                    "cdi-spec",
-                    Status::Fail,
-                    e.to_string(),
-                    format!("remove or fix that file, or regenerate it: `{generate}`"),
-                )
-            }
-        };
-        if let Some(driver) = driver {
-            if !gpubox_cdi::spec_matches_driver(spec, driver) {
-                let made_for = spec
-                    .driver_version
-                    .as_ref()
-                    .map_or_else(|| "another driver".to_owned(), |v| format!("driver {v}"));
-                return Check::problem(
-                    "cdi-spec",
-                    Status::Fail,
-                    format!(
-                        "{} was made for {made_for}, but driver {} is installed: containers would get the old libraries or fail to start",
-                        spec.path.display(),
-                        driver.version
-                    ),
-                    format!("regenerate it: `sudo gpubox cdi generate --output {}`", spec.path.display()),
-                );
-            }
+            format!("generate one: `{GENERATE_SPEC}`"),
+        ),
+        SpecStatus::Broken(e) => Check::problem(
+            "cdi-spec",
+            Status::Fail,
+            e.to_string(),
+            format!("remove or fix that file, or regenerate it: `{GENERATE_SPEC}`"),
+        ),
+        SpecStatus::Stale(spec) => {
+            let made_for = spec
+                .driver_version
+                .as_ref()
+                .map_or_else(|| "another driver".to_owned(), |v| format!("driver {v}"));
+            let installed = driver.map_or_else(String::new, |d| d.version.to_string());
+            Check::problem(
+                "cdi-spec",
+                Status::Fail,
+                format!(
+                    "{} was made for {made_for}, but driver {installed} is installed: containers would get the old libraries or fail to start",
+                    spec.path.display(),
+                ),
+                format!(
+                    "regenerate it: `sudo gpubox cdi generate --output {}`",
+                    spec.path.display()
+                ),
+            )
+        }
+        SpecStatus::Current(specs) => {
+            let names: Vec<String> = specs
+                .iter()
+                .map(|s| format!("{} ({} devices)", s.path.display(), s.devices.len()))
+                .collect();
+            Check::pass(
+                "cdi-spec",
+                format!("CDI spec up to date: {}", names.join(", ")),
+            )
         }
     }
-    let names: Vec<String> = specs
-        .iter()
-        .flatten()
-        .map(|s| format!("{} ({} devices)", s.path.display(), s.devices.len()))
-        .collect();
-    Check::pass(
-        "cdi-spec",
-        format!("CDI spec up to date: {}", names.join(", ")),
-    )
+}
+
+/// How to give `engine` GPU support when it has neither CDI nor the NVIDIA
+/// runtime.
+pub(crate) fn gpu_support_fix(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Docker => "upgrade to Docker 25 or newer and enable CDI (`\"features\": {\"cdi\": true}` in /etc/docker/daemon.json; on by default from 28.2), or install nvidia-container-toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`, then restart dockerd",
+        Engine::Podman => "upgrade podman to 4.1 or newer, which reads CDI specs from /etc/cdi",
+    }
 }
 
 fn engine_check(engine: Engine, info: Option<EngineInfo>) -> Check {
@@ -211,15 +216,11 @@ fn engine_check(engine: Engine, info: Option<EngineInfo>) -> Check {
             ),
         )
     } else {
-        let fix = match engine {
-            Engine::Docker => "upgrade to Docker 25 or newer and enable CDI (`\"features\": {\"cdi\": true}` in /etc/docker/daemon.json; on by default from 28.2), or install nvidia-container-toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`, then restart dockerd",
-            Engine::Podman => "upgrade podman to 4.1 or newer, which reads CDI specs from /etc/cdi",
-        };
         Check::problem(
             name,
             Status::Warn,
             format!("{engine} {} can use neither CDI nor `--gpus`: `--gpus all` fails with `could not select device driver \"\"`", info.version),
-            fix.to_owned(),
+            gpu_support_fix(engine).to_owned(),
         )
     }
 }
@@ -227,7 +228,7 @@ fn engine_check(engine: Engine, info: Option<EngineInfo>) -> Check {
 /// The image's CUDA requirement against the installed driver.
 fn image_check(image: &Target, driver: Option<&Driver>) -> Result<Check, CliError> {
     let env = crate::commands::inspect::image_env(image)?;
-    let Some(cuda) = image_cuda(&env) else {
+    let Some(cuda) = gpubox_cuda::image_cuda(&env) else {
         return Ok(Check::pass(
             "image",
             format!("{image} does not ask for a CUDA version"),
@@ -272,20 +273,6 @@ fn image_check(image: &Target, driver: Option<&Driver>) -> Result<Check, CliErro
 
 fn minimum(cuda: CudaVersion) -> String {
     gpubox_cuda::minimum_driver(cuda).map_or_else(|| "a newer one".to_owned(), |d| d.to_string())
-}
-
-/// The CUDA release an image was built for: `CUDA_VERSION`, else the version in
-/// `NVIDIA_REQUIRE_CUDA`'s `cuda>=` constraint.
-pub fn image_cuda(env: &[(String, String)]) -> Option<CudaVersion> {
-    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    if let Some(version) = get("CUDA_VERSION").and_then(|v| v.parse().ok()) {
-        return Some(version);
-    }
-    let require = get("NVIDIA_REQUIRE_CUDA")?;
-    require
-        .split([' ', ','])
-        .find_map(|term| term.strip_prefix("cuda>="))
-        .and_then(|v| v.parse().ok())
 }
 
 fn report(checks: &[Check], as_json: bool, out: &mut dyn Write) -> std::io::Result<()> {

@@ -7,8 +7,10 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use gpubox_cdi::HostRoots;
-use gpubox_registry::{Engine, EngineInfo};
+use gpubox_cdi::{HostRoots, SpecStatus};
+use gpubox_registry::Engine;
+
+use crate::commands::doctor::{gpu_support_fix, GENERATE_SPEC};
 
 use crate::error::CliError;
 
@@ -32,29 +34,22 @@ pub struct NoGpuEngine {
 }
 
 /// The engine and the GPU flags to use, or why there are none.
-pub fn choose(
+fn choose(
     wanted: Option<Engine>,
     roots: &HostRoots,
     cdi_root: &std::path::Path,
-    probe: impl Fn(Engine) -> Option<EngineInfo>,
 ) -> Result<(Engine, Vec<String>), NoGpuEngine> {
     let spec_ok = match gpubox_cdi::discover(roots) {
-        Ok(driver) => {
-            let specs = gpubox_cdi::installed_specs(cdi_root);
-            if specs.is_empty() {
-                Err("there is no CDI spec for nvidia.com/gpu: run `sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml`".to_owned())
-            } else if specs.iter().all(|s| {
-                s.as_ref()
-                    .is_ok_and(|s| gpubox_cdi::spec_matches_driver(s, &driver))
-            }) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the CDI spec does not match driver {}: run `gpubox doctor`",
-                    driver.version
-                ))
-            }
-        }
+        Ok(driver) => match gpubox_cdi::spec_status(cdi_root, Some(&driver)) {
+            SpecStatus::Current(_) => Ok(()),
+            SpecStatus::Missing => Err(format!(
+                "there is no CDI spec for nvidia.com/gpu: run `{GENERATE_SPEC}`"
+            )),
+            SpecStatus::Broken(_) | SpecStatus::Stale(_) => Err(format!(
+                "the CDI spec does not match driver {}: run `gpubox doctor`",
+                driver.version
+            )),
+        },
         Err(e) => Err(e.to_string()),
     };
     let engines = match wanted {
@@ -63,7 +58,7 @@ pub fn choose(
     };
     let mut reasons = Vec::new();
     for engine in engines {
-        let Some(info) = probe(engine) else {
+        let Some(info) = gpubox_registry::probe(engine) else {
             reasons.push(format!("- {engine} is not installed or not running"));
             continue;
         };
@@ -72,14 +67,14 @@ pub fn choose(
                 return Ok((engine, vec!["--device".into(), "nvidia.com/gpu=all".into()]))
             }
             (_, _, true) => return Ok((engine, vec!["--gpus".into(), "all".into()])),
-            (Err(why), true, false) => reasons.push(format!("- {engine} {} can use CDI, but {why}", info.version)),
+            (Err(why), true, false) => reasons.push(format!(
+                "- {engine} {} can use CDI, but {why}",
+                info.version
+            )),
             (_, false, false) => reasons.push(format!(
                 "- {engine} {} supports neither CDI nor the NVIDIA runtime: {}",
                 info.version,
-                match engine {
-                    Engine::Docker => "install Docker 25 or newer with CDI enabled, or nvidia-container-toolkit (`sudo nvidia-ctk runtime configure --runtime=docker`)",
-                    Engine::Podman => "install podman 4.1 or newer",
-                }
+                gpu_support_fix(engine)
             )),
         }
     }
@@ -95,12 +90,7 @@ pub fn run(request: &RunRequest) -> Result<(), CliError> {
         Some(("docker-daemon", name)) => (Some(Engine::Docker), name),
         _ => (None, request.image.as_str()),
     };
-    let (engine, gpu_flags) = choose(
-        wanted,
-        &request.roots,
-        &request.cdi_root,
-        gpubox_registry::probe,
-    )?;
+    let (engine, gpu_flags) = choose(wanted, &request.roots, &request.cdi_root)?;
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         args.push("-it".into());

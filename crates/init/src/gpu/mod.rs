@@ -61,7 +61,7 @@ pub fn inspect(root: &Root, vars: &[(String, String)]) -> Report {
     };
     let (driver_version, version_source) = split_version(files);
     let cuda_supported = driver_version.as_ref().and_then(cuda_supported_by);
-    let image_cuda = requirement::image_cuda(vars);
+    let image_cuda = gpubox_cuda::image_cuda(vars);
     let requirement = match (&driver_version, gpu_visible) {
         (Some(driver), true) => {
             let host = Host {

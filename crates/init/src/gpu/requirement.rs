@@ -11,8 +11,6 @@ use gpubox_cuda::{
 
 use super::Root;
 
-/// Set by `gpubox build` to the CUDA release the closure carries.
-const CUDA_VERSION_VARIABLE: &str = "CUDA_VERSION";
 /// The hint every refusal ends with.
 pub const DISABLE_HINT: &str = "(Set NVIDIA_DISABLE_REQUIRE=true to start anyway.)";
 
@@ -84,25 +82,6 @@ impl Outcome {
 pub struct Host<'a> {
     pub driver: &'a DriverVersion,
     pub cuda_supported: Option<CudaVersion>,
-}
-
-/// The image's CUDA: `CUDA_VERSION` when set, else the version in a `cuda>=` clause.
-pub fn image_cuda(vars: &[(String, String)]) -> Option<CudaVersion> {
-    let value = |name: &str| {
-        vars.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    if let Some(version) = value(CUDA_VERSION_VARIABLE).and_then(|text| text.parse().ok()) {
-        return Some(version);
-    }
-    vars.iter()
-        .filter(|(key, _)| key.starts_with("NVIDIA_REQUIRE_"))
-        .find_map(|(_, value)| {
-            let (_, after) = value.split_once("cuda>=")?;
-            let version = after.split([' ', ',']).next()?;
-            version.parse().ok()
-        })
 }
 
 /// Evaluates every `NVIDIA_REQUIRE_*` in `vars`; the first unmet one decides.
@@ -220,31 +199,4 @@ fn libcuda_in(dir: &Path) -> Option<PathBuf> {
                 .starts_with("libcuda.so")
         })
         .map(|entry| entry.path())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn the_image_cuda_comes_from_cuda_version_first() {
-        let both = vars(&[
-            ("CUDA_VERSION", "12.4.1"),
-            (
-                "NVIDIA_REQUIRE_CUDA",
-                "cuda>=12.2 brand=tesla,driver>=470,driver<471",
-            ),
-        ]);
-        assert_eq!(image_cuda(&both), Some(CudaVersion::new(12, 4)));
-        let requirement_only = vars(&[("NVIDIA_REQUIRE_CUDA", "cuda>=12.8")]);
-        assert_eq!(image_cuda(&requirement_only), Some(CudaVersion::new(12, 8)));
-        assert_eq!(image_cuda(&vars(&[("PATH", "/bin")])), None);
-    }
 }
