@@ -176,42 +176,24 @@ where
             .map(|blob| {
                 let (client, image, read_blob, fail) = (&client, &image, &read_blob, &fail);
                 async move {
-                    let exists = retry(|| client.blob_exists(image, &blob.digest))
+                    let exists = retry(|| client.blob_exists(image, &blob.digest), is_transient)
                         .await
                         .map_err(fail(format!("checking for blob {}", blob.digest)))?;
                     if exists {
                         return Ok(None);
                     }
-                    let read_error =
-                        |e: Box<dyn std::error::Error + Send + Sync>| PushError::ReadBlob {
-                            digest: blob.digest.clone(),
-                            source: e,
-                        };
-                    let mut wait = FIRST_BACKOFF;
-                    let mut tries = 1;
-                    loop {
-                        let reader = read_blob(blob).map_err(|e| read_error(Box::new(e)))?;
-                        let (sent, pushed) = stream_blob(client, image, blob, reader).await;
-                        let sent = sent.map_err(|e| read_error(Box::new(e)))?;
-                        if sent != blob.size {
-                            return Err(PushError::BlobSize {
-                                digest: blob.digest.clone(),
-                                expected: blob.size,
-                                actual: sent,
-                            });
+                    retry(
+                        || upload_once(client, image, blob, read_blob),
+                        |failure| matches!(failure, UploadFailure::Registry(e) if is_transient(e)),
+                    )
+                    .await
+                    .map_err(|failure| match failure {
+                        UploadFailure::Read(e) => e,
+                        UploadFailure::Registry(e) => {
+                            fail(format!("uploading blob {}", blob.digest))(e)
                         }
-                        match pushed {
-                            Err(e) if tries < TRIES && is_transient(&e) => {
-                                tokio::time::sleep(wait).await;
-                                wait *= 2;
-                                tries += 1;
-                            }
-                            Err(e) => {
-                                return Err(fail(format!("uploading blob {}", blob.digest))(e))
-                            }
-                            Ok(_) => return Ok(Some(blob.size)),
-                        }
-                    }
+                    })?;
+                    Ok(Some(blob.size))
                 }
             })
             .buffer_unordered(PARALLEL_UPLOADS)
@@ -219,9 +201,12 @@ where
             .await?;
         let content_type = http::HeaderValue::from_str(&media_type)
             .map_err(|_| PushError::ManifestMediaType(media_type.clone()))?;
-        retry(|| client.push_manifest_raw(&image, manifest.to_vec(), content_type.clone()))
-            .await
-            .map_err(fail(format!("uploading the manifest for {reference}")))?;
+        retry(
+            || client.push_manifest_raw(&image, manifest.to_vec(), content_type.clone()),
+            is_transient,
+        )
+        .await
+        .map_err(fail(format!("uploading the manifest for {reference}")))?;
         let uploaded: Vec<u64> = results.iter().flatten().copied().collect();
         Ok(PushSummary {
             manifest_digest: format!("sha256:{}", hex::encode(Sha256::digest(manifest))),
@@ -382,7 +367,12 @@ async fn connect(
             accept_invalid_certificates: !tls_verify,
             ..ClientConfig::default()
         });
-        match retry(|| client.auth(image, auth, RegistryOperation::Push)).await {
+        match retry(
+            || client.auth(image, auth, RegistryOperation::Push),
+            is_transient,
+        )
+        .await
+        {
             Ok(_) => {
                 client
                     .store_auth_if_needed(image.resolve_registry(), auth)
@@ -399,16 +389,16 @@ async fn connect(
 }
 
 /// Runs `attempt` up to [`TRIES`] times while it fails transiently.
-async fn retry<T, F, Fut>(attempt: F) -> Result<T, OciDistributionError>
+async fn retry<T, E, F, Fut>(attempt: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, OciDistributionError>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut wait = FIRST_BACKOFF;
     let mut tries = 1;
     loop {
         match attempt().await {
-            Err(e) if tries < TRIES && is_transient(&e) => {
+            Err(e) if tries < TRIES && transient(&e) => {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 tries += 1;
@@ -416,6 +406,42 @@ where
             result => return result,
         }
     }
+}
+
+/// Why one try at uploading a blob failed: reading it (final) or the registry
+/// (retried when transient).
+enum UploadFailure {
+    Read(PushError),
+    Registry(OciDistributionError),
+}
+
+/// Reads `blob` afresh and streams it to the registry once.
+async fn upload_once<'r, E>(
+    client: &Client,
+    image: &Reference,
+    blob: &Blob,
+    read_blob: &impl Fn(&Blob) -> Result<Box<dyn Read + 'r>, E>,
+) -> Result<(), UploadFailure>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let read_error = |source: Box<dyn std::error::Error + Send + Sync>| {
+        UploadFailure::Read(PushError::ReadBlob {
+            digest: blob.digest.clone(),
+            source,
+        })
+    };
+    let reader = read_blob(blob).map_err(|e| read_error(Box::new(e)))?;
+    let (sent, pushed) = stream_blob(client, image, blob, reader).await;
+    let sent = sent.map_err(|e| read_error(Box::new(e)))?;
+    if sent != blob.size {
+        return Err(UploadFailure::Read(PushError::BlobSize {
+            digest: blob.digest.clone(),
+            expected: blob.size,
+            actual: sent,
+        }));
+    }
+    pushed.map(drop).map_err(UploadFailure::Registry)
 }
 
 /// Server errors, timeouts and dropped connections; a connection refused
