@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use gpubox_nix::StorePath;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
-use gpubox_oci::{Compression, Entry, ImagePath};
+use gpubox_oci::{Compression, Digest, Entry, ImagePath};
 use sha2::{Digest as _, Sha256};
 
 /// Bumped whenever the bytes gpubox writes for the same inputs change, so old
@@ -127,6 +127,16 @@ impl LayerCache {
             hasher.update([0]);
             hasher.update(path);
         }
+        hex::encode(hasher.finalize())
+    }
+
+    /// The key of a base image's layer. Its blob is content-addressed, so its
+    /// digest alone decides everything gpubox records about it.
+    pub fn base_key(digest: &Digest) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update("gpubox-base-layer-v1");
+        hasher.update([0]);
+        hasher.update(digest.to_string());
         hex::encode(hasher.finalize())
     }
 

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gpubox_oci::blob::BlobStore;
+use gpubox_layers::cache::LayerCache;
 use gpubox_oci::image::BaseLayers;
 use gpubox_spec::{Spec, DEFAULT_USER, DEFAULT_WORKING_DIR};
 use miette::SourceSpan;
@@ -253,7 +253,7 @@ impl Base {
     /// the base's history.
     pub fn copy_layers(
         &self,
-        store: &BlobStore,
+        cache: &LayerCache,
         progress: &Progress,
     ) -> Result<BaseLayers, CliError> {
         let Some(image) = &self.image else {
@@ -261,13 +261,23 @@ impl Base {
         };
         let count = image.reader.layers().len();
         let mut layers = Vec::with_capacity(count);
-        for index in 0..count {
-            let blob = image.reader.copy_raw_layer(index, store)?;
+        for (index, layer) in image.reader.layers().iter().enumerate() {
+            // A layer copied before is not read again: its digest says it all.
+            let key = LayerCache::base_key(&layer.digest);
+            let (blob, cached) = match cache.get(&key) {
+                Some(blob) => (blob, true),
+                None => {
+                    let blob = image.reader.copy_raw_layer(index, cache.store())?;
+                    cache.put(&key, &blob)?;
+                    (blob, false)
+                }
+            };
             progress.step(format!(
-                "base layer {}/{count} {} {} (reused as is)",
+                "base layer {}/{count} {} {} (reused as is{})",
                 index + 1,
                 blob.digest,
-                bytes(blob.size)
+                bytes(blob.size),
+                if cached { ", cached" } else { "" }
             ));
             layers.push(blob);
         }

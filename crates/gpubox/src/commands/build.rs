@@ -108,7 +108,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
 
     let cache = LayerCache::open(&cache_root)?;
     let planned = plan(&closure, base.store_path_budget(&spec, closure.is_empty())?);
-    let base_layers = base.copy_layers(cache.store(), progress)?;
+    let base_layers = base.copy_layers(&cache, progress)?;
     let mut jobs: Vec<LayerJob<'_>> = planned
         .iter()
         .map(|layer| LayerJob::Store {

@@ -98,11 +98,18 @@ fn oci_base_layers_are_reused_and_the_image_runs_in_podman() {
     if !have("podman") {
         return;
     }
-    run_ok(
+    // A rebuild takes the base's layers from the cache instead of reading them.
+    let again = run_ok(
         gpubox(&work.path().join("cache"))
             .arg("build")
             .arg(&spec)
             .args(["-o", "podman:gpubox-e2e-derived:t1"]),
+    );
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        log.matches("(reused as is, cached)").count(),
+        base_layers.len(),
+        "{log}"
     );
     let out = run_ok(Command::new("podman").args([
         "run",
