@@ -7,56 +7,6 @@ use std::process::Command;
 
 use super::common::*;
 
-/// Builds `spec` (written into a fresh folder with `setup` run first) into an
-/// oci-archive there, expects failure, checks nothing was left behind, and
-/// returns stderr.
-fn build_fails(spec: &str, setup: impl FnOnce(&Path)) -> String {
-    let work = tempdir();
-    setup(work.path());
-    let spec_path = write_spec(work.path(), "gpubox.toml", spec);
-    let before = listing(work.path());
-    let stderr = run_fails(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec_path)
-            .args(["-o", "oci-archive:out/image.tar"])
-            .current_dir(work.path()),
-    );
-    let after: Vec<String> = listing(work.path())
-        .into_iter()
-        .filter(|p| !p.starts_with("cache"))
-        .collect();
-    let before: Vec<String> = before
-        .into_iter()
-        .filter(|p| !p.starts_with("cache"))
-        .collect();
-    assert_eq!(
-        before, after,
-        "the failed build left files behind; stderr: {stderr}"
-    );
-    stderr
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn out_dir(dir: &Path) {
-    fs::create_dir_all(dir.join("out")).unwrap();
-}
-
 #[test]
 fn syntax_error_names_file_line_and_column() {
     let err = build_fails("name = \"x\"\ncmd = [\"a\",\n", out_dir);

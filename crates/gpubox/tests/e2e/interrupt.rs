@@ -11,20 +11,14 @@ use super::common::*;
 
 /// Every path under `dir` whose name marks an unfinished file.
 fn partial_files(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".gpubox-partial-") {
-                found.push(entry.path().display().to_string());
-            }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
-    found
+    listing(dir)
+        .into_iter()
+        .filter(|path| {
+            Path::new(path)
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(".gpubox-partial-"))
+        })
+        .collect()
 }
 
 #[test]
