@@ -104,11 +104,7 @@ fn build_origin_app(new_dtags: bool) -> tempfile::TempDir {
         ],
         dir.path(),
     );
-    let dtags = if new_dtags {
-        "-Wl,--enable-new-dtags"
-    } else {
-        "-Wl,--disable-new-dtags"
-    };
+    let dtags = dtags_flag(new_dtags);
     gcc(
         &[
             "-o",
@@ -170,11 +166,7 @@ fn build_indirect_app(new_dtags: bool) -> tempfile::TempDir {
         ],
         dir.path(),
     );
-    let dtags = if new_dtags {
-        "-Wl,--enable-new-dtags"
-    } else {
-        "-Wl,--disable-new-dtags"
-    };
+    let dtags = dtags_flag(new_dtags);
     gcc(
         &[
             "-o",
@@ -502,4 +494,13 @@ fn usr_bin_programs_match_ldd() {
         compared += 1;
     }
     assert!(compared > 10, "only {compared} programs compared");
+}
+
+/// The linker flag that makes `-rpath` a DT_RUNPATH (new dtags) or a DT_RPATH.
+fn dtags_flag(new_dtags: bool) -> &'static str {
+    if new_dtags {
+        "-Wl,--enable-new-dtags"
+    } else {
+        "-Wl,--disable-new-dtags"
+    }
 }
