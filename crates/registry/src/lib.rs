@@ -60,6 +60,8 @@ pub enum EngineError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    #[error("`{command}` printed something gpubox cannot read: {detail}")]
+    BadOutput { command: String, detail: String },
     #[error("streaming the image into `{command}` failed: {source}")]
     Stream {
         command: String,
@@ -118,25 +120,53 @@ where
 
 /// Runs `ENGINE save IMAGE` into `dest` as a docker-archive.
 pub fn save(engine: Engine, image: &str, dest: &Path) -> Result<(), EngineError> {
-    let mut command = Command::new(engine.program());
-    command.arg("save");
+    let mut args = vec!["save"];
     if engine == Engine::Podman {
-        command.args(["--format", "docker-archive"]);
+        args.extend(["--format", "docker-archive"]);
     }
-    command.arg("-o").arg(dest).arg(image);
-    let shown = format!("{engine} save {image}");
-    let output = command
+    let dest = dest.to_string_lossy();
+    args.extend(["-o", &dest, image]);
+    run_engine(engine, &args, &format!("{engine} save {image}")).map(drop)
+}
+
+/// The `Env` of an image in `engine`'s storage, read from its config with
+/// `ENGINE image inspect`: no export of the image's layers.
+pub fn image_env(engine: Engine, image: &str) -> Result<Vec<String>, EngineError> {
+    let command = format!("{engine} image inspect {image}");
+    let out = run_engine(
+        engine,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}",
+            image,
+        ],
+        &command,
+    )?;
+    let env: Option<Vec<String>> =
+        serde_json::from_slice(&out).map_err(|e| EngineError::BadOutput {
+            command,
+            detail: e.to_string(),
+        })?;
+    Ok(env.unwrap_or_default())
+}
+
+/// Runs the engine's CLI and returns its standard output.
+fn run_engine(engine: Engine, args: &[&str], shown: &str) -> Result<Vec<u8>, EngineError> {
+    let output = Command::new(engine.program())
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| spawn_error(engine, &shown, source))?;
+        .map_err(|source| spawn_error(engine, shown, source))?;
     if !output.status.success() {
         return Err(EngineError::Failed {
-            command: shown,
+            command: shown.to_owned(),
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    Ok(())
+    Ok(output.stdout)
 }
 
 fn spawn_error(engine: Engine, command: &str, source: io::Error) -> EngineError {

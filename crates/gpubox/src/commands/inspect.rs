@@ -41,12 +41,19 @@ pub fn open(source: &Target) -> Result<OpenedImage, CliError> {
 
 /// The image's environment as (name, value) pairs.
 pub fn image_env(source: &Target) -> Result<Vec<(String, String)>, CliError> {
-    let config = open(source)?.reader.config()?;
-    Ok(config["config"]["Env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str()?.split_once('='))
+    let vars: Vec<String> = match source {
+        // The engine reads its own config; exporting the image is not needed.
+        Target::Engine { engine, reference } => gpubox_registry::image_env(*engine, reference)?,
+        _ => open(source)?.reader.config()?["config"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+    };
+    Ok(vars
+        .iter()
+        .filter_map(|var| var.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
 }

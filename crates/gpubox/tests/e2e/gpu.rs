@@ -259,6 +259,24 @@ fn fake_driver_reaches_the_image_through_cdi_and_init() {
         "no warning"
     );
 
+    // `gpubox doctor IMAGE` reads the image's CUDA from podman and weighs it
+    // against the driver: 12.4 fits, 12.8 only through minor version
+    // compatibility.
+    for (image, expected) in [
+        ("podman:gpubox-e2e-cuda124:latest", "PASS  image"),
+        ("podman:gpubox-e2e-cuda128:latest", "WARN  image"),
+    ] {
+        let out = gpubox(&cache)
+            .args(["doctor", image, "--driver-root"])
+            .arg(&host)
+            .arg("--dev-root")
+            .arg(&host)
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(text.contains(expected), "{image}: {text}");
+    }
+
     // `gpubox run` picks CDI for podman on this host.
     let out = run_ok(
         gpubox(&cache)
