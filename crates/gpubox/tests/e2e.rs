@@ -16,6 +16,7 @@ mod e2e {
     mod layering;
     mod push;
     mod quickstart;
+    pub mod registry;
     mod reproducible;
     mod sbom;
 }

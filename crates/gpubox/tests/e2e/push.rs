@@ -2,83 +2,12 @@
 //! local port over plain HTTP): the registry serves gpubox's manifest byte for
 //! byte, and a second push sends no blob.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use super::common::*;
-
-/// A `docker-registry serve` process, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free local port")
-            .port();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )
-        .unwrap();
-        let log = File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
-        let registry = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !registry.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on port {port}; see {}",
-                dir.join("registry.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        registry
-    }
-
-    /// Whether `GET /v2/` answers 200.
-    fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let mut response = String::new();
-        stream
-            .write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .and_then(|()| stream.read_to_string(&mut response))
-            .is_ok()
-            && response.split_whitespace().nth(1) == Some("200")
-    }
-
-    fn image(&self, name: &str) -> String {
-        format!("docker://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // The process may already have exited; nothing else to do then.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::registry::Registry;
 
 /// The manifest an OCI layout's index names for its only image.
 fn layout_manifest(dir: &Path) -> Vec<u8> {
