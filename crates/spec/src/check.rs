@@ -36,6 +36,7 @@ const TOP_KEYS: &[&str] = &[
     "created",
     "compression",
     "cuda",
+    "registries",
 ];
 const PACKAGE_KEYS: &[&str] = &["file", "attr"];
 const COPY_KEYS: &[&str] = &["src", "dst", "mode", "uid", "gid"];
@@ -294,6 +295,7 @@ impl Checker<'_> {
         let mut created = None;
         let mut compression = None;
         let mut cuda = CudaSpec::default();
+        let mut registries = Vec::new();
 
         for entry in self.table(root, "", expected)? {
             let node = &entry.node;
@@ -323,6 +325,7 @@ impl Checker<'_> {
                 "created" => created = Some(self.created(node, path)?),
                 "compression" => compression = Some(self.checked(node, path, check_compression)?),
                 "cuda" => cuda = self.cuda(node, path)?,
+                "registries" => registries = self.registries(node, path)?,
                 _ => return Err(self.unknown_key("", entry, TOP_KEYS)),
             }
         }
@@ -367,6 +370,7 @@ impl Checker<'_> {
             created,
             compression: compression.unwrap_or_default(),
             cuda,
+            registries,
             source_name: self.source.name().to_owned(),
             text: self.text().to_owned(),
         })
@@ -392,6 +396,18 @@ impl Checker<'_> {
             }
         }
         Ok(cuda)
+    }
+
+    fn registries(&self, node: &Node, path: &str) -> Result<Vec<Item<String>>, SpecError> {
+        let items = self.array(node, path, "an array of strings")?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(position, item)| {
+                let value = self.checked(item, &index(path, position), check_registry_image)?;
+                Ok(self.item(item, value))
+            })
+            .collect()
     }
 
     fn boolean(&self, node: &Node, path: &str) -> Result<bool, SpecError> {
@@ -983,6 +999,25 @@ fn check_from_image(text: &str) -> Result<String, Problem> {
     if text[transport.len()..].is_empty() {
         return Err(Problem::new(
             format!("{text:?} names no image after `{transport}`"),
+            help,
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A registry destination, `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`.
+fn check_registry_image(text: &str) -> Result<String, Problem> {
+    check_no_nul(text)?;
+    let help = "write docker://REGISTRY/REPO:TAG, e.g. \"docker://ghcr.io/me/app:latest\"";
+    let Some(reference) = text.strip_prefix("docker://") else {
+        return Err(Problem::new(
+            format!("{text:?} is not a registry image"),
+            help,
+        ));
+    };
+    if !reference.contains('/') {
+        return Err(Problem::new(
+            format!("{text:?} names no repository after the registry"),
             help,
         ));
     }

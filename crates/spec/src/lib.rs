@@ -83,6 +83,9 @@ pub struct Spec {
     pub compression: Compression,
     /// The `cuda` table.
     pub cuda: CudaSpec,
+    /// `registries`: where `gpubox push` without a destination pushes,
+    /// each `docker://HOST[:PORT]/REPO[:TAG]`.
+    pub registries: Vec<Item<String>>,
     /// The file name as given to [`parse`], for diagnostics.
     source_name: String,
     /// The spec text, so later stages can point into it.

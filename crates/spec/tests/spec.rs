@@ -1134,3 +1134,27 @@ fn env_sets_path_only_when_the_spec_writes_path() {
     assert!(toml("name = \"app\"\nenv = { PATH = \"/bin\" }\n").env_sets_path);
     assert!(toml("name = \"app\"\nextraEnv = { PATH = \"/opt/bin\" }\n").env_sets_path);
 }
+
+#[test]
+fn registries_are_registry_images_in_spec_order() {
+    let spec = toml(
+        "name = \"app\"\nregistries = [\"docker://ghcr.io/me/app:v1\", \"docker://127.0.0.1:5000/app\"]\n",
+    );
+    let registries: Vec<_> = spec.registries.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(
+        registries,
+        ["docker://ghcr.io/me/app:v1", "docker://127.0.0.1:5000/app"]
+    );
+    assert!(spec.registries.iter().all(|r| r.span.is_some()));
+    for (bad, says) in [
+        ("oci:out", "is not a registry image"),
+        ("docker://app", "names no repository"),
+    ] {
+        let error = toml_error(&format!("name = \"app\"\nregistries = [\"{bad}\"]\n"));
+        let text = error.to_string();
+        assert!(
+            text.contains("registries[0]") && text.contains(says),
+            "{bad}: {text}"
+        );
+    }
+}
