@@ -42,6 +42,8 @@ pub enum CliError {
     Target(#[from] crate::target::BadTarget),
     #[error(transparent)]
     Push(#[from] gpubox_registry::PushError),
+    #[error(transparent)]
+    Pull(#[from] gpubox_registry::PullError),
     #[error("cannot read {path}: {source}")]
     #[diagnostic(help("check that the file exists and that you may read it"))]
     InputNotReadable {

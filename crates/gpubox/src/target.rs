@@ -1,7 +1,8 @@
 //! Where images go to and come from, named the way skopeo names transports:
 //! `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`,
-//! `docker-daemon:NAME[:TAG]`, `podman:NAME[:TAG]` and, as a destination only,
-//! `docker://HOST[:PORT]/REPO[:TAG]`.
+//! `docker-daemon:NAME[:TAG]`, `podman:NAME[:TAG]` and
+//! `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`, which builds and pushes write to
+//! and `fromImage`, `gpubox inspect` and `gpubox diff` read from.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ pub enum Target {
     DockerArchive { file: PathBuf },
     /// An image in a local engine's storage, as `NAME[:TAG]`.
     Engine { engine: Engine, reference: String },
-    /// An image in a registry, as `HOST[:PORT]/REPO[:TAG]`; gpubox pushes to
-    /// registries but does not read from them yet.
+    /// An image in a registry, as `HOST[:PORT]/REPO[:TAG]` or
+    /// `HOST[:PORT]/REPO@sha256:HEX`.
     Registry { reference: String },
 }
 
@@ -34,8 +35,8 @@ pub enum BadTarget {
     Unknown { transport: String, given: String },
     #[error("`{0}` names no path or image after the transport")]
     Empty(String),
-    #[error("reading from a registry (`{0}`) is not supported yet; copy the image to oci:DIR with `skopeo copy` and read that")]
-    RegistrySource(String),
+    #[error("this command does not read images from a registry (`{0}`); copy the image to oci:DIR with `skopeo copy` and give that")]
+    NotReadFromRegistry(String),
     #[error("`{0}` is not a registry; push to docker://HOST[:PORT]/REPO[:TAG]")]
     NotARegistry(String),
 }

@@ -1,18 +1,23 @@
-//! Reading an image back from an OCI layout folder, an oci-archive or a
-//! docker-archive (ours, or what `docker save`, `podman save` and skopeo write),
-//! for `gpubox inspect` and for tests.
+//! Reading an image back from an OCI layout folder, an oci-archive, a
+//! docker-archive (ours, or what `docker save`, `podman save` and skopeo write)
+//! or a blob store that a registry pull filled ([`IncomingBlob`] writes those
+//! blobs), for `fromImage`, `gpubox inspect` and for tests.
 //!
 //! Archives are indexed once (member name to offset and size) and members are
 //! then read with seeks, so nothing is unpacked. Every blob is checked against its
 //! digest as it is read; a mismatch is an error naming the blob and the file.
+//!
+//! [`ImageReader::layer_files`] reads a few small files out of a layer with the
+//! layer's whiteouts applied, so a caller can see what a base image holds at
+//! those paths without unpacking it.
 
-use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::archive::DockerManifestEntry;
@@ -88,6 +93,18 @@ pub enum ReadError {
     LayerStream(io::Error),
     #[error("cannot copy a layer into the blob store: {0}")]
     Store(#[from] BlobError),
+    #[error("blob {digest} from {origin} is not the blob its manifest names: {detail}; try again, and if it persists the image there is damaged")]
+    BlobMismatch {
+        digest: Digest,
+        origin: String,
+        detail: String,
+    },
+    #[error("cannot write blob {digest} to {}: {source}; check the free space and permissions there", path.display())]
+    BlobWrite {
+        digest: Digest,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ReadError {
@@ -281,9 +298,40 @@ impl ImageReader {
             });
         }
         let manifest_json = backing.read_blob(chosen, "named by index.json")?;
+        let repo_tags = chosen.ref_name().map(str::to_owned).into_iter().collect();
+        ImageReader::from_manifest(backing, &manifest_json, chosen.digest.clone(), repo_tags)
+    }
+
+    /// Opens the image whose manifest is `manifest_json` (with digest
+    /// `manifest_digest`, as pulled from a registry) and whose config and layers
+    /// are in `store`. `name` is what the image goes by, the reference it was
+    /// pulled by.
+    pub fn open_pulled(
+        store: &BlobStore,
+        manifest_json: &[u8],
+        manifest_digest: Digest,
+        name: &str,
+    ) -> Result<ImageReader, ReadError> {
+        ImageReader::from_manifest(
+            Backing::Folder(store.root().to_owned()),
+            manifest_json,
+            manifest_digest,
+            vec![name.to_owned()],
+        )
+    }
+
+    /// Reads the config a manifest names and lists its layers; blobs are found
+    /// under `blobs/sha256/` of `backing`.
+    fn from_manifest(
+        backing: Backing,
+        manifest_json: &[u8],
+        manifest_digest: Digest,
+        repo_tags: Vec<String>,
+    ) -> Result<ImageReader, ReadError> {
+        let location = backing.location().to_owned();
         let manifest: Manifest = parse_json(
-            &manifest_json,
-            &format!("manifest {}", chosen.digest),
+            manifest_json,
+            &format!("manifest {manifest_digest}"),
             &location,
         )?;
         let config_json = backing.read_blob(&manifest.config, "named by the manifest")?;
@@ -313,8 +361,8 @@ impl ImageReader {
             .collect::<Result<Vec<_>, ReadError>>()?;
         Ok(ImageReader {
             layer_members: layers.iter().map(|l| blob_name(&l.digest)).collect(),
-            manifest_digest: Some(chosen.digest.clone()),
-            repo_tags: chosen.ref_name().map(str::to_owned).into_iter().collect(),
+            manifest_digest: Some(manifest_digest),
+            repo_tags,
             config_json,
             layers,
             backing,
@@ -423,11 +471,17 @@ impl ImageReader {
     pub fn copy_raw_layer(&self, index: usize, store: &BlobStore) -> Result<LayerBlob, ReadError> {
         let (layer, raw) = self.open_raw_layer(index)?;
         let location = self.backing.location();
-        let temp = store.temp_file()?;
-        let mut blob = Tee {
-            inner: raw,
-            copy: BufWriter::new(temp.as_file()),
+        // A blob the store already has (a pulled base's) is read, not copied.
+        let temp = if store.contains(&layer.digest) {
+            None
+        } else {
+            Some(store.temp_file()?)
         };
+        let copy: Box<dyn Write + '_> = match &temp {
+            Some(temp) => Box::new(BufWriter::new(temp.as_file())),
+            None => Box::new(io::sink()),
+        };
+        let mut blob = Tee { inner: raw, copy };
         let (summary, diff_id) = {
             let mut tar = Tee {
                 inner: layer
@@ -441,9 +495,10 @@ impl ImageReader {
         };
         // A decoder may stop at the end of its stream; the blob is copied whole.
         io::copy(&mut blob, &mut io::sink()).map_err(ReadError::LayerStream)?;
+        let copy_path = temp.as_ref().map_or(store.root(), |t| t.path());
         blob.copy
             .flush()
-            .map_err(io_error("write a layer copy to", temp.path()))?;
+            .map_err(io_error("write a layer copy to", copy_path))?;
         drop(blob);
         if let Some(expected) = layer.diff_id.as_ref().filter(|d| **d != diff_id) {
             return Err(ReadError::Corrupt {
@@ -454,7 +509,9 @@ impl ImageReader {
                 ),
             });
         }
-        store.persist(temp, &layer.digest)?;
+        if let Some(temp) = temp {
+            store.persist(temp, &layer.digest)?;
+        }
         Ok(LayerBlob {
             digest: layer.digest.clone(),
             size: layer.size,
@@ -463,6 +520,15 @@ impl ImageReader {
             entry_count: summary.entry_count,
             compression: layer.compression,
         })
+    }
+
+    /// What layer `index` does at each of `wanted` (paths without a leading
+    /// `/`, such as `etc/passwd`): a file's text, something else, or removal by
+    /// a whiteout, an opaque folder or a parent replaced by a non-folder.
+    /// Paths the layer leaves alone are absent from the answer. The whole
+    /// layer is read, so its digest is checked.
+    pub fn layer_files(&self, index: usize, wanted: &[&str]) -> Result<LayerFiles, ReadError> {
+        scan_files(self.open_layer(index)?, wanted)
     }
 
     /// Layer `index` as stored (compressed or not), byte for byte, checked
@@ -496,6 +562,223 @@ impl ImageReader {
             format!("layer `{name}` in {}", location.display()),
         );
         Ok((layer, verified))
+    }
+}
+
+/// [`ImageReader::layer_files`] of an uncompressed layer tar.
+fn scan_files(layer: impl Read, wanted: &[&str]) -> Result<LayerFiles, ReadError> {
+    let recording = RefCell::new(Recording::default());
+    let mut tar = Recorder {
+        inner: layer,
+        recording: &recording,
+    };
+    let mut found = LayerFiles::new();
+    let mut removed: BTreeSet<&str> = BTreeSet::new();
+    for entry in read_entries(&mut tar) {
+        let entry = entry?;
+        let path = String::from_utf8_lossy(&entry.path).into_owned();
+        let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        let under = |dir: &str, w: &str| {
+            dir.is_empty() || w.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+        };
+        if name == OPAQUE_WHITEOUT {
+            removed.extend(wanted.iter().copied().filter(|w| under(folder, w)));
+        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            let hidden = match folder {
+                "" => hidden.to_owned(),
+                folder => format!("{folder}/{hidden}"),
+            };
+            removed.extend(
+                wanted
+                    .iter()
+                    .copied()
+                    .filter(|w| *w == hidden || under(&hidden, w)),
+            );
+        } else if wanted.contains(&path.as_str()) {
+            let text = match entry.kind {
+                TarEntryKind::File => recording.borrow().content(entry.size),
+                _ => None,
+            };
+            found.insert(path, text.map_or(LayerFile::Other, LayerFile::Text));
+        } else if entry.kind != TarEntryKind::Directory {
+            // A parent that is now a link or a file: what lies below is
+            // not something gpubox can follow.
+            for w in wanted.iter().filter(|w| under(&path, w)) {
+                found.insert((*w).to_owned(), LayerFile::Other);
+            }
+        }
+        // What the next entry's read brings starts afresh.
+        recording.borrow_mut().restart();
+    }
+    // The rest of the stream, so the layer's digest is checked.
+    io::copy(&mut tar, &mut io::sink()).map_err(ReadError::LayerStream)?;
+    for path in removed {
+        found.entry(path.to_owned()).or_insert(LayerFile::Removed);
+    }
+    Ok(found)
+}
+
+/// A whiteout's name starts with this; the rest names the path it removes.
+const WHITEOUT_PREFIX: &str = ".wh.";
+/// This name in a folder hides everything lower layers have in it.
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// Files larger than this are not read by [`ImageReader::layer_files`].
+const SMALL_FILE_LIMIT: u64 = 1 << 20;
+
+/// What a layer does at one path, as [`ImageReader::layer_files`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LayerFile {
+    /// A regular file holding this UTF-8 text.
+    Text(String),
+    /// Something else there: a link, a folder, a device, or a file too large
+    /// or not UTF-8.
+    Other,
+    /// Removed from what the layers below have.
+    Removed,
+}
+
+/// The changes one layer makes, by path; paths it leaves alone are absent.
+pub type LayerFiles = BTreeMap<String, LayerFile>;
+
+/// Lays layers' changes (bottom first) over each other: what the image shows
+/// at each path. Paths that end up removed or never present are absent, so
+/// no value is [`LayerFile::Removed`].
+pub fn stack_layer_files<'a>(
+    layers: impl IntoIterator<Item = &'a LayerFiles>,
+) -> BTreeMap<String, LayerFile> {
+    let mut image = BTreeMap::new();
+    for layer in layers {
+        for (path, change) in layer {
+            match change {
+                LayerFile::Removed => image.remove(path),
+                other => image.insert(path.clone(), other.clone()),
+            };
+        }
+    }
+    image
+}
+
+/// The bytes the last entry's read brought (headers, content, padding), up to
+/// a limit past which only the fact that there was more is kept.
+#[derive(Default)]
+struct Recording {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl Recording {
+    fn restart(&mut self) {
+        self.bytes.clear();
+        self.overflowed = false;
+    }
+
+    /// The text of a file of `size` bytes whose content and padding end
+    /// the recording.
+    fn content(&self, size: u64) -> Option<String> {
+        const BLOCK: u64 = 512;
+        if self.overflowed || size > SMALL_FILE_LIMIT {
+            return None;
+        }
+        let padded = usize::try_from(size.div_ceil(BLOCK) * BLOCK).ok()?;
+        let start = self.bytes.len().checked_sub(padded)?;
+        let content = self.bytes.get(start..start + usize::try_from(size).ok()?)?;
+        String::from_utf8(content.to_vec()).ok()
+    }
+}
+
+/// Passes reads on and records them in `recording`.
+struct Recorder<'a, R> {
+    inner: R,
+    recording: &'a RefCell<Recording>,
+}
+
+impl<R: Read> Read for Recorder<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Room for a file at the limit, its padding and its headers.
+        const KEEP: usize = SMALL_FILE_LIMIT as usize + (64 << 10);
+        let n = self.inner.read(buf)?;
+        let mut recording = self.recording.borrow_mut();
+        if recording.bytes.len() + n > KEEP {
+            recording.overflowed = true;
+            recording.bytes.clear();
+        } else if !recording.overflowed {
+            recording.bytes.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// A blob arriving from elsewhere (a registry), written into a [`BlobStore`]
+/// as its bytes come: counted and hashed on the way into a temporary file,
+/// and moved under `blobs/` by [`IncomingBlob::finish`] only when its size and
+/// digest are the ones expected. Dropped unfinished, it leaves nothing.
+pub struct IncomingBlob<'s> {
+    store: &'s BlobStore,
+    temp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    written: u64,
+    expected: Digest,
+    size: u64,
+    origin: String,
+}
+
+impl<'s> IncomingBlob<'s> {
+    /// Starts a blob of `size` bytes with digest `expected`; `origin` (where
+    /// it comes from) is named in errors.
+    pub fn new(
+        store: &'s BlobStore,
+        expected: Digest,
+        size: u64,
+        origin: &str,
+    ) -> Result<IncomingBlob<'s>, ReadError> {
+        Ok(IncomingBlob {
+            temp: store.temp_file()?,
+            store,
+            hasher: Sha256::new(),
+            written: 0,
+            expected,
+            size,
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Appends the next bytes; more than the expected size is an error.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ReadError> {
+        self.written += bytes.len() as u64;
+        if self.written > self.size {
+            return Err(self.mismatch(format!("it is longer than {} bytes", self.size)));
+        }
+        self.hasher.update(bytes);
+        self.temp
+            .as_file()
+            .write_all(bytes)
+            .map_err(|source| ReadError::BlobWrite {
+                digest: self.expected.clone(),
+                path: self.temp.path().to_owned(),
+                source,
+            })
+    }
+
+    /// Checks the size and digest and moves the blob into the store.
+    pub fn finish(self) -> Result<(), ReadError> {
+        if self.written != self.size {
+            return Err(self.mismatch(format!("it is {} bytes, not {}", self.written, self.size)));
+        }
+        let actual = hex::encode(self.hasher.clone().finalize());
+        if actual != self.expected.hex() {
+            return Err(self.mismatch(format!("its content has digest sha256:{actual}")));
+        }
+        self.store.persist(self.temp, &self.expected)?;
+        Ok(())
+    }
+
+    fn mismatch(&self, detail: String) -> ReadError {
+        ReadError::BlobMismatch {
+            digest: self.expected.clone(),
+            origin: self.origin.clone(),
+            detail,
+        }
     }
 }
 
@@ -805,6 +1088,126 @@ mod tests {
         let mut bytes = Vec::new();
         reader.take(size).read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes, vec![7u8; 1500]);
+    }
+
+    /// A tar (GNU tar, sorted names) of the folder `files` describes:
+    /// (path, Some(content)) for a file, (path, None) for a folder.
+    fn gnu_tar(files: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let at = dir.path().join(path);
+            match content {
+                Some(text) => {
+                    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                    std::fs::write(at, text).unwrap();
+                }
+                None => std::fs::create_dir_all(at).unwrap(),
+            }
+        }
+        let out = std::process::Command::new("tar")
+            .args(["--sort=name", "-cf", "-", "-C"])
+            .arg(dir.path())
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    #[test]
+    fn layer_files_read_small_files_and_apply_whiteouts() {
+        let wanted = ["etc/passwd", "etc/group", "etc/nsswitch.conf", "etc/hosts"];
+        let big = "x".repeat(SMALL_FILE_LIMIT as usize + 1);
+        let lower = gnu_tar(&[
+            (
+                "etc/passwd",
+                Some("root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"),
+            ),
+            ("etc/group", Some("root:x:0:\n")),
+            ("etc/hosts", Some(&big)),
+            ("etc/nsswitch.conf", Some("passwd: files\n")),
+            ("usr/share/big", Some(&big)),
+        ]);
+        let lower = scan_files(&lower[..], &wanted).unwrap();
+        assert_eq!(
+            lower["etc/passwd"],
+            LayerFile::Text(
+                "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n".into()
+            )
+        );
+        assert_eq!(lower["etc/group"], LayerFile::Text("root:x:0:\n".into()));
+        assert_eq!(lower["etc/hosts"], LayerFile::Other);
+
+        let upper = gnu_tar(&[
+            ("etc/.wh.group", Some("")),
+            ("etc/nsswitch.conf", None),
+            ("unrelated", Some("1")),
+        ]);
+        let upper = scan_files(&upper[..], &wanted).unwrap();
+        assert_eq!(upper.get("etc/passwd"), None);
+        assert_eq!(upper["etc/group"], LayerFile::Removed);
+        assert_eq!(upper["etc/nsswitch.conf"], LayerFile::Other);
+
+        let stacked = stack_layer_files([&lower, &upper]);
+        assert!(matches!(stacked["etc/passwd"], LayerFile::Text(ref t) if t.contains("alice")));
+        assert_eq!(stacked.get("etc/group"), None);
+        assert_eq!(stacked["etc/nsswitch.conf"], LayerFile::Other);
+
+        // An opaque /etc hides the lower layers' files but not its own.
+        let opaque = gnu_tar(&[("etc/.wh..wh..opq", Some("")), ("etc/group", Some("g\n"))]);
+        let opaque = scan_files(&opaque[..], &wanted).unwrap();
+        let stacked = stack_layer_files([&lower, &opaque]);
+        assert_eq!(
+            stacked.into_iter().collect::<Vec<_>>(),
+            [("etc/group".to_owned(), LayerFile::Text("g\n".into()))]
+        );
+        // Removing /etc itself removes everything under it.
+        let gone = gnu_tar(&[(".wh.etc", Some(""))]);
+        let gone = scan_files(&gone[..], &wanted).unwrap();
+        assert!(stack_layer_files([&lower, &gone]).is_empty());
+    }
+
+    #[test]
+    fn incoming_blobs_are_stored_only_when_complete_and_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let bytes = b"a blob from far away";
+        let digest = Digest::of(bytes);
+
+        let mut short =
+            IncomingBlob::new(&store, digest.clone(), bytes.len() as u64, "here").unwrap();
+        short.write(&bytes[..5]).unwrap();
+        assert!(matches!(
+            short.finish(),
+            Err(ReadError::BlobMismatch { .. })
+        ));
+        let mut long = IncomingBlob::new(&store, digest.clone(), 3, "here").unwrap();
+        assert!(matches!(
+            long.write(bytes),
+            Err(ReadError::BlobMismatch { .. })
+        ));
+        drop(long);
+        let wrong = Digest::of(b"something else");
+        let mut other =
+            IncomingBlob::new(&store, wrong.clone(), bytes.len() as u64, "here").unwrap();
+        other.write(bytes).unwrap();
+        let error = other.finish().unwrap_err().to_string();
+        assert!(
+            error.contains("here") && error.contains(&digest.to_string()),
+            "{error}"
+        );
+        assert!(!store.contains(&digest) && !store.contains(&wrong));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+
+        let mut good =
+            IncomingBlob::new(&store, digest.clone(), bytes.len() as u64, "here").unwrap();
+        good.write(&bytes[..4]).unwrap();
+        good.write(&bytes[4..]).unwrap();
+        good.finish().unwrap();
+        assert_eq!(std::fs::read(store.path(&digest)).unwrap(), bytes);
     }
 
     #[test]

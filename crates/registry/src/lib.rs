@@ -9,14 +9,20 @@
 //! the archive into the stream.
 //!
 //! It also pushes images to registries ([`push`]) over the OCI distribution
-//! API, sending the manifest bytes it is given unchanged.
+//! API, sending the manifest bytes it is given unchanged, and attaches SBOMs
+//! to them as OCI referrers ([`push_sbom`]).
 
+mod auth;
+mod blob_record;
+mod pull;
 mod push;
+mod referrer;
+mod tls;
 
-pub use push::{
-    default_auth_files, docker_config_credentials, push, Blob, Credentials, PushError, PushOptions,
-    PushSummary,
-};
+pub use auth::{default_auth_files, docker_config_credentials, Credentials};
+pub use pull::{pull, PullError, PulledImage};
+pub use push::{push, Blob, MountedBlob, PushError, PushOptions, PushSummary};
+pub use referrer::{push_sbom, ReferrerSummary, SPDX_MEDIA_TYPE};
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -1,28 +1,40 @@
 //! Pushing an image to a registry over the OCI distribution API: blobs the
-//! registry lacks go up a few at a time, then the manifest, byte for byte as
-//! the caller gives it, so its digest is the one the caller computed.
+//! registry lacks are mounted from another repository of the same registry
+//! when an earlier push put them there, else go up a few at a time; then the
+//! manifest, byte for byte as the caller gives it, so its digest is the one the
+//! caller computed. Requests that fail transiently (5xx, dropped connections,
+//! timeouts, stalled uploads) are tried again with a growing wait.
 
 use std::future::Future;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
+use futures_util::future::Either;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest as _, Sha256};
+
+use crate::auth::{registry_login, Credentials, Login};
+use crate::blob_record::BlobRecord;
 
 /// How many blobs go up at once.
 const PARALLEL_UPLOADS: usize = 3;
 /// How many times a request is tried when the registry or network fails transiently.
-const TRIES: u32 = 3;
+const TRIES: u32 = 5;
 /// The wait before the second try; it doubles for each further one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the registry may stay silent while gpubox waits for an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an upload may go without the registry taking another chunk.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A blob the manifest names: the config or a layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,45 +44,32 @@ pub struct Blob {
     pub size: u64,
 }
 
-/// A user name and password for a registry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <hidden>)", self.username)
-    }
-}
-
-impl FromStr for Credentials {
-    type Err = PushError;
-
-    /// Parses `USER:PASS`.
-    fn from_str(given: &str) -> Result<Credentials, PushError> {
-        match given.split_once(':') {
-            Some((user, pass)) if !user.is_empty() => Ok(Credentials {
-                username: user.to_owned(),
-                password: pass.to_owned(),
-            }),
-            _ => Err(PushError::BadCredentials),
-        }
-    }
-}
-
 /// How to reach the registry.
 #[derive(Clone, Debug, Default)]
 pub struct PushOptions {
     /// When false, plain HTTP and unverified TLS certificates are accepted
     /// (for local and test registries).
     pub tls_verify: bool,
-    /// Explicit credentials; without them, the first of `auth_files` with an
-    /// `auths` entry for the registry is used, if any.
+    /// A folder of `*.crt` CA certificates to trust for this registry, as
+    /// skopeo's `--cert-dir`; without it, `/etc/containers/certs.d/HOST[:PORT]`
+    /// and `/etc/docker/certs.d/HOST[:PORT]` are read when present.
+    pub cert_dir: Option<PathBuf>,
+    /// Explicit credentials; without them, the auth files are searched.
     pub credentials: Option<Credentials>,
-    /// Files in the `auths` format, searched in order; see [`default_auth_files`].
+    /// Files in the `auths` format, searched in order; see
+    /// [`default_auth_files`](crate::default_auth_files).
     pub auth_files: Vec<PathBuf>,
+    /// Where to remember which repositories received which blobs, so later
+    /// pushes can mount them; `None` remembers nothing.
+    pub blob_record: Option<PathBuf>,
+}
+
+/// A blob the registry copied from another of its repositories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedBlob {
+    pub digest: String,
+    /// The repository it came from, on the same registry.
+    pub from: String,
 }
 
 /// What a push did.
@@ -80,8 +79,10 @@ pub struct PushSummary {
     pub manifest_digest: String,
     pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
-    /// Blobs the registry already had.
+    /// Blobs the repository already had.
     pub skipped_blobs: usize,
+    /// Blobs mounted from other repositories instead of uploaded.
+    pub mounted: Vec<MountedBlob>,
 }
 
 /// Why a push failed.
@@ -93,6 +94,29 @@ pub enum PushError {
     BadCredentials,
     #[error("cannot read the Docker config {}: {detail}; fix or remove it, or pass --creds USER:PASS", path.display())]
     DockerConfig { path: PathBuf, detail: String },
+    #[error("the credential helper `{program}` (named in {}) gave no login for {registry}: {detail}; install it or log in again with `docker login {registry}`, or pass --creds USER:PASS", config.display())]
+    CredentialHelper {
+        program: String,
+        config: PathBuf,
+        registry: String,
+        detail: String,
+    },
+    #[error("cannot use the certificates at {}: {detail}; --cert-dir takes a folder of PEM `*.crt` CA certificates", path.display())]
+    CertDir { path: PathBuf, detail: String },
+    #[error("{} is a client certificate or key, and gpubox cannot present client certificates yet; remove it from the certificate folder or push with skopeo", path.display())]
+    ClientCertificate { path: PathBuf },
+    #[error("the TLS certificate of registry {registry} is not trusted ({detail}); pass --cert-dir DIR with the CA certificate as DIR/ca.crt, or --tls-verify=false for a test registry")]
+    UntrustedCertificate { registry: String, detail: String },
+    #[error("registry {registry} requires a login; pass --creds USER:PASS or run `podman login {registry}`")]
+    LoginRequired { registry: String },
+    #[error(
+        "registry {registry} refused the login for {username}; check --creds or your auth file"
+    )]
+    LoginRefused { registry: String, username: String },
+    #[error("registry {registry} refused the identity token from the credential helper; log in again with `docker login {registry}` or pass --creds USER:PASS")]
+    TokenRefused { registry: String },
+    #[error("no destination was given, and the spec {} is missing or lists no `registries`; pass docker://HOST[:PORT]/REPO[:TAG] or add `registries = [\"docker://HOST/REPO:TAG\"]` to the spec", spec.display())]
+    NoDestination { spec: PathBuf },
     #[error("the manifest to push is not valid JSON: {0}")]
     Manifest(serde_json::Error),
     #[error("the manifest's mediaType `{0}` cannot be sent as a Content-Type header")]
@@ -110,32 +134,14 @@ pub enum PushError {
         expected: u64,
         actual: u64,
     },
+    #[error("uploading blob {digest} to registry {registry} stalled: nothing was taken for {} seconds, {TRIES} times; check the network or the registry", STALL_TIMEOUT.as_secs())]
+    Stalled { registry: String, digest: String },
     #[error("{action} on registry {registry} failed: {source}; check the address, --creds and --tls-verify")]
     Registry {
         action: String,
         registry: String,
         source: OciDistributionError,
     },
-}
-
-/// Where users keep registry logins, in the order podman and skopeo read them:
-/// `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, then
-/// Docker's `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. All share
-/// the `auths` format.
-pub fn default_auth_files() -> Vec<PathBuf> {
-    auth_files_from(|name| std::env::var_os(name))
-}
-
-fn auth_files_from(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
-    let var = |name| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let mut files = Vec::new();
-    files.extend(var("REGISTRY_AUTH_FILE"));
-    files.extend(var("XDG_RUNTIME_DIR").map(|dir| dir.join("containers/auth.json")));
-    match var("DOCKER_CONFIG") {
-        Some(dir) => files.push(dir.join("config.json")),
-        None => files.extend(var("HOME").map(|home| home.join(".docker/config.json"))),
-    }
-    files
 }
 
 /// Pushes the image whose manifest is `manifest` (exactly these bytes) to
@@ -153,85 +159,327 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let image = parse_reference(reference)?;
-    let media_type = manifest_media_type(manifest)?;
-    let auth = registry_auth(image.resolve_registry(), options)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    block_on(async {
+        let session = Session::open(&image, options).await?;
+        let sent = session.send_blobs(&image, blobs, &read_blob).await?;
+        let manifest_digest = session.put_manifest(&image, manifest).await?;
+        session.remember(&image, blobs);
+        Ok(PushSummary {
+            manifest_digest,
+            uploaded_blobs: sent.uploaded.len(),
+            uploaded_bytes: sent.uploaded.iter().sum(),
+            skipped_blobs: sent.skipped,
+            mounted: sent.mounted,
+        })
+    })
+}
+
+/// Runs `work` on a single-threaded runtime.
+pub(crate) fn block_on<T>(
+    work: impl Future<Output = Result<T, PushError>>,
+) -> Result<T, PushError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(PushError::Runtime)?;
-    runtime.block_on(async {
+        .map_err(PushError::Runtime)?
+        .block_on(work)
+}
+
+/// What happened to each blob of a push.
+pub(crate) struct SentBlobs {
+    uploaded: Vec<u64>,
+    skipped: usize,
+    mounted: Vec<MountedBlob>,
+}
+
+enum BlobOutcome {
+    Present,
+    Mounted(MountedBlob),
+    Uploaded(u64),
+}
+
+/// A logged-in client for one registry, and what errors need to name.
+pub(crate) struct Session {
+    pub client: Client,
+    pub login: Login,
+    pub registry: String,
+    record: Option<(PathBuf, BlobRecord)>,
+}
+
+impl Session {
+    /// Logs in to `image`'s registry. Without TLS verification, HTTPS (any
+    /// certificate) is tried first, then plain HTTP.
+    pub async fn open(image: &Reference, options: &PushOptions) -> Result<Session, PushError> {
         let registry = image.resolve_registry().to_owned();
-        let fail = |action: String| {
-            let registry = registry.clone();
-            move |source| PushError::Registry {
-                action,
-                registry,
-                source,
-            }
+        let login = registry_login(&registry, options)?;
+        let roots = crate::tls::extra_roots(options.cert_dir.as_deref(), &registry)?;
+        let protocols = if options.tls_verify {
+            vec![ClientProtocol::Https]
+        } else {
+            vec![ClientProtocol::Https, ClientProtocol::Http]
         };
-        let client = connect(&image, &auth, options.tls_verify)
+        let record = options
+            .blob_record
+            .as_ref()
+            .map(|path| (path.clone(), BlobRecord::load(path)));
+        let mut last_error = None;
+        for protocol in protocols {
+            let client = Client::new(ClientConfig {
+                protocol,
+                accept_invalid_certificates: !options.tls_verify,
+                extra_root_certificates: roots.clone(),
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                read_timeout: Some(READ_TIMEOUT),
+                ..ClientConfig::default()
+            });
+            match retry(
+                || client.auth(image, &login.auth, RegistryOperation::Push),
+                is_transient,
+            )
             .await
-            .map_err(fail("logging in".to_owned()))?;
-        let results: Vec<Option<u64>> = stream::iter(blobs)
-            .map(|blob| {
-                let (client, image, read_blob, fail) = (&client, &image, &read_blob, &fail);
-                async move {
-                    let exists = retry(|| client.blob_exists(image, &blob.digest), is_transient)
-                        .await
-                        .map_err(fail(format!("checking for blob {}", blob.digest)))?;
-                    if exists {
-                        return Ok(None);
-                    }
-                    retry(
-                        || upload_once(client, image, blob, read_blob),
-                        |failure| matches!(failure, UploadFailure::Registry(e) if is_transient(e)),
-                    )
-                    .await
-                    .map_err(|failure| match failure {
-                        UploadFailure::Read(e) => e,
-                        UploadFailure::Registry(e) => {
-                            fail(format!("uploading blob {}", blob.digest))(e)
-                        }
-                    })?;
-                    Ok(Some(blob.size))
+            {
+                Ok(_) => {
+                    client.store_auth_if_needed(&registry, &login.auth).await;
+                    return Ok(Session {
+                        client,
+                        login,
+                        registry,
+                        record,
+                    });
                 }
-            })
+                Err(OciDistributionError::RequestError(e))
+                    if !options.tls_verify && (e.is_connect() || e.is_request()) =>
+                {
+                    last_error = Some(OciDistributionError::RequestError(e));
+                }
+                Err(e) => return Err(failure(&registry, &login, "logging in".to_owned(), e)),
+            }
+        }
+        let source = last_error.unwrap_or(OciDistributionError::GenericError(None));
+        Err(failure(&registry, &login, "logging in".to_owned(), source))
+    }
+
+    /// The error to report when `action` failed with `source`.
+    pub fn fail(&self, action: impl Into<String>) -> impl Fn(OciDistributionError) -> PushError {
+        let (registry, login, action) = (self.registry.clone(), self.login.clone(), action.into());
+        move |source| failure(&registry, &login, action.clone(), source)
+    }
+
+    /// Makes sure the repository of `image` has every blob: present, mounted
+    /// from a repository the record names, or uploaded.
+    pub async fn send_blobs<'r, E>(
+        &self,
+        image: &Reference,
+        blobs: &[Blob],
+        read_blob: &impl Fn(&Blob) -> Result<Box<dyn Read + 'r>, E>,
+    ) -> Result<SentBlobs, PushError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let outcomes: Vec<BlobOutcome> = stream::iter(blobs)
+            .map(|blob| self.send_blob(image, blob, read_blob))
             .buffer_unordered(PARALLEL_UPLOADS)
             .try_collect()
             .await?;
-        let content_type = http::HeaderValue::from_str(&media_type)
-            .map_err(|_| PushError::ManifestMediaType(media_type.clone()))?;
-        retry(
-            || client.push_manifest_raw(&image, manifest.to_vec(), content_type.clone()),
+        let mut sent = SentBlobs {
+            uploaded: Vec::new(),
+            skipped: 0,
+            mounted: Vec::new(),
+        };
+        for outcome in outcomes {
+            match outcome {
+                BlobOutcome::Present => sent.skipped += 1,
+                BlobOutcome::Mounted(mounted) => sent.mounted.push(mounted),
+                BlobOutcome::Uploaded(size) => sent.uploaded.push(size),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn send_blob<'r, E>(
+        &self,
+        image: &Reference,
+        blob: &Blob,
+        read_blob: &impl Fn(&Blob) -> Result<Box<dyn Read + 'r>, E>,
+    ) -> Result<BlobOutcome, PushError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let exists = retry(
+            || self.client.blob_exists(image, &blob.digest),
             is_transient,
         )
         .await
-        .map_err(fail(format!("uploading the manifest for {reference}")))?;
-        let uploaded: Vec<u64> = results.iter().flatten().copied().collect();
-        Ok(PushSummary {
-            manifest_digest: format!("sha256:{}", hex::encode(Sha256::digest(manifest))),
-            uploaded_blobs: uploaded.len(),
-            uploaded_bytes: uploaded.iter().sum(),
-            skipped_blobs: results.len() - uploaded.len(),
-        })
-    })
+        .map_err(self.fail(format!("checking for blob {}", blob.digest)))?;
+        if exists {
+            return Ok(BlobOutcome::Present);
+        }
+        if let Some(from) = self.mount(image, &blob.digest).await {
+            return Ok(BlobOutcome::Mounted(MountedBlob {
+                digest: blob.digest.clone(),
+                from,
+            }));
+        }
+        retry(
+            || upload_once(&self.client, image, blob, read_blob),
+            |failure| match failure {
+                UploadFailure::Registry(e) => is_transient(e),
+                UploadFailure::Stalled => true,
+                UploadFailure::Read(_) => false,
+            },
+        )
+        .await
+        .map_err(|failure| match failure {
+            UploadFailure::Read(e) => e,
+            UploadFailure::Stalled => PushError::Stalled {
+                registry: self.registry.clone(),
+                digest: blob.digest.clone(),
+            },
+            UploadFailure::Registry(e) => self.fail(format!("uploading blob {}", blob.digest))(e),
+        })?;
+        Ok(BlobOutcome::Uploaded(blob.size))
+    }
+
+    /// Asks the registry to mount `digest` from a repository that received it
+    /// in an earlier push; the first that works names where it came from.
+    /// A refused mount is no error: the blob is uploaded instead.
+    async fn mount(&self, image: &Reference, digest: &str) -> Option<String> {
+        let (_, record) = self.record.as_ref()?;
+        for from in record.holders(&self.registry, digest, image.repository()) {
+            let source = Reference::with_tag(self.registry.clone(), from.clone(), "latest".into());
+            if retry(
+                || self.client.mount_blob(image, &source, digest),
+                is_transient,
+            )
+            .await
+            .is_ok()
+            {
+                return Some(from);
+            }
+        }
+        None
+    }
+
+    /// Sends `manifest` (its exact bytes, with its own mediaType) to `image`;
+    /// returns its digest.
+    pub async fn put_manifest(
+        &self,
+        image: &Reference,
+        manifest: &[u8],
+    ) -> Result<String, PushError> {
+        let media_type = manifest_media_type(manifest)?;
+        let content_type = http::HeaderValue::from_str(&media_type)
+            .map_err(|_| PushError::ManifestMediaType(media_type.clone()))?;
+        retry(
+            || {
+                self.client
+                    .push_manifest_raw(image, manifest.to_vec(), content_type.clone())
+            },
+            is_transient,
+        )
+        .await
+        .map_err(self.fail(format!("uploading the manifest for {image}")))?;
+        Ok(sha256_digest(manifest))
+    }
+
+    /// Notes in the blob record that `image`'s repository holds `blobs`.
+    pub fn remember(&self, image: &Reference, blobs: &[Blob]) {
+        if let Some((path, _)) = &self.record {
+            // Re-read, so pushes running beside this one keep most of theirs.
+            let mut record = BlobRecord::load(path);
+            record.add(
+                &self.registry,
+                image.repository(),
+                blobs.iter().map(|b| b.digest.as_str()),
+            );
+            record.save(path);
+        }
+    }
+}
+
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Says what went wrong in words a user can act on: a refused or missing
+/// login, an untrusted certificate, else the registry's own error.
+fn failure(
+    registry: &str,
+    login: &Login,
+    action: String,
+    source: OciDistributionError,
+) -> PushError {
+    let registry = registry.to_owned();
+    if is_unauthorized(&source) {
+        return match &login.username {
+            _ if login.anonymous() => PushError::LoginRequired { registry },
+            Some(username) => PushError::LoginRefused {
+                registry,
+                username: username.clone(),
+            },
+            None => PushError::TokenRefused { registry },
+        };
+    }
+    if let Some(detail) = certificate_problem(&source) {
+        return PushError::UntrustedCertificate { registry, detail };
+    }
+    PushError::Registry {
+        action,
+        registry,
+        source,
+    }
+}
+
+fn is_unauthorized(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+        OciDistributionError::RequestError(e) => e.status().is_some_and(|s| {
+            s == http::StatusCode::UNAUTHORIZED || s == http::StatusCode::FORBIDDEN
+        }),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        _ => false,
+    }
+}
+
+/// The TLS library's complaint about the registry's certificate, if that is
+/// why the request failed.
+fn certificate_problem(error: &OciDistributionError) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if said.contains("certificate") {
+            return Some(said);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Bytes of a blob read and sent at a time; with [`CHUNKS_IN_FLIGHT`] this
 /// bounds what an upload holds in memory, whatever the layer's size.
 const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// What the count of taken chunks becomes once the upload has taken them all.
+const ALL_TAKEN: u64 = u64::MAX;
 
 /// Streams `reader` into a blob upload: returns how many bytes were read (or
-/// the read error) and the registry's answer.
+/// the read error) and the registry's answer, or `None` when the registry
+/// stopped taking data for [`STALL_TIMEOUT`].
 async fn stream_blob(
     client: &Client,
     image: &Reference,
     blob: &Blob,
     mut reader: Box<dyn Read + '_>,
-) -> (std::io::Result<u64>, Result<String, OciDistributionError>) {
+) -> Option<(std::io::Result<u64>, Result<String, OciDistributionError>)> {
     let (chunks, received) =
         tokio::sync::mpsc::channel::<Result<bytes::Bytes, OciDistributionError>>(CHUNKS_IN_FLIGHT);
+    // Chunks the upload has taken so far, or ALL_TAKEN.
+    let taken = std::sync::Arc::new(AtomicU64::new(0));
     let producer = async move {
         let mut sent = 0u64;
         loop {
@@ -254,14 +502,42 @@ async fn stream_blob(
             }
         }
     };
-    let stream = stream::unfold(received, |mut received| async move {
-        received.recv().await.map(|item| (item, received))
+    let counter = taken.clone();
+    let stream = stream::unfold(received, move |mut received| {
+        let counter = counter.clone();
+        async move {
+            let Some(item) = received.recv().await else {
+                counter.store(ALL_TAKEN, Ordering::Relaxed);
+                return None;
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            Some((item, received))
+        }
     });
     let upload = client.push_blob_stream(image, stream, &blob.digest, Some(blob.size));
-    futures_util::join!(producer, upload)
+    let transfer = std::pin::pin!(async { futures_util::join!(producer, upload) });
+    // Once every chunk is taken, only the answer is awaited: READ_TIMEOUT bounds that.
+    let watchdog = std::pin::pin!(async {
+        let mut seen = None;
+        loop {
+            let now = taken.load(Ordering::Relaxed);
+            if now == ALL_TAKEN {
+                std::future::pending::<()>().await;
+            }
+            if seen == Some(now) {
+                return;
+            }
+            seen = Some(now);
+            tokio::time::sleep(STALL_TIMEOUT).await;
+        }
+    });
+    match futures_util::future::select(transfer, watchdog).await {
+        Either::Left((done, _)) => Some(done),
+        Either::Right(((), _)) => None,
+    }
 }
 
-fn parse_reference(reference: &str) -> Result<Reference, PushError> {
+pub(crate) fn parse_reference(reference: &str) -> Result<Reference, PushError> {
     let bad = |detail: String| PushError::BadReference {
         reference: reference.to_owned(),
         detail,
@@ -277,7 +553,7 @@ fn parse_reference(reference: &str) -> Result<Reference, PushError> {
 }
 
 /// The manifest's own `mediaType`, else OCI's.
-fn manifest_media_type(manifest: &[u8]) -> Result<String, PushError> {
+pub(crate) fn manifest_media_type(manifest: &[u8]) -> Result<String, PushError> {
     let value: serde_json::Value = serde_json::from_slice(manifest).map_err(PushError::Manifest)?;
     Ok(value["mediaType"]
         .as_str()
@@ -285,111 +561,8 @@ fn manifest_media_type(manifest: &[u8]) -> Result<String, PushError> {
         .to_owned())
 }
 
-fn registry_auth(registry: &str, options: &PushOptions) -> Result<RegistryAuth, PushError> {
-    if let Some(creds) = &options.credentials {
-        return Ok(RegistryAuth::Basic(
-            creds.username.clone(),
-            creds.password.clone(),
-        ));
-    }
-    for file in &options.auth_files {
-        if let Some(c) = docker_config_credentials(file, registry)? {
-            return Ok(RegistryAuth::Basic(c.username, c.password));
-        }
-    }
-    Ok(RegistryAuth::Anonymous)
-}
-
-/// The `auths` entry for `registry` in the Docker config at `path`; a missing
-/// file means none.
-pub fn docker_config_credentials(
-    path: &Path,
-    registry: &str,
-) -> Result<Option<Credentials>, PushError> {
-    let bad = |detail: String| PushError::DockerConfig {
-        path: path.to_owned(),
-        detail,
-    };
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let config: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-    let Some(auths) = config["auths"].as_object() else {
-        return Ok(None);
-    };
-    // Keys may carry a scheme and path, as `https://index.docker.io/v1/` does.
-    let host_of = |key: &str| {
-        let key = key.split_once("://").map_or(key, |(_, rest)| rest);
-        key.split('/').next().unwrap_or(key).to_owned()
-    };
-    let wanted = if registry == "docker.io" {
-        "index.docker.io"
-    } else {
-        registry
-    };
-    let Some(entry) = auths
-        .iter()
-        .find(|(key, _)| host_of(key) == wanted)
-        .and_then(|(_, entry)| entry["auth"].as_str())
-    else {
-        return Ok(None);
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(entry)
-        .map_err(|e| bad(format!("the `auth` of `{registry}` is not base64: {e}")))?;
-    let decoded = String::from_utf8(decoded)
-        .map_err(|_| bad(format!("the `auth` of `{registry}` is not UTF-8")))?;
-    decoded
-        .parse()
-        .map(Some)
-        .map_err(|_| bad(format!("the `auth` of `{registry}` is not USER:PASS")))
-}
-
-/// A client that has logged in to the registry. Without TLS verification,
-/// HTTPS (any certificate) is tried first, then plain HTTP.
-async fn connect(
-    image: &Reference,
-    auth: &RegistryAuth,
-    tls_verify: bool,
-) -> Result<Client, OciDistributionError> {
-    let protocols = if tls_verify {
-        vec![ClientProtocol::Https]
-    } else {
-        vec![ClientProtocol::Https, ClientProtocol::Http]
-    };
-    let mut last_error = None;
-    for protocol in protocols {
-        let client = Client::new(ClientConfig {
-            protocol,
-            accept_invalid_certificates: !tls_verify,
-            ..ClientConfig::default()
-        });
-        match retry(
-            || client.auth(image, auth, RegistryOperation::Push),
-            is_transient,
-        )
-        .await
-        {
-            Ok(_) => {
-                client
-                    .store_auth_if_needed(image.resolve_registry(), auth)
-                    .await;
-                return Ok(client);
-            }
-            Err(OciDistributionError::RequestError(e)) if e.is_connect() || e.is_request() => {
-                last_error = Some(OciDistributionError::RequestError(e));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_error.unwrap_or(OciDistributionError::GenericError(None)))
-}
-
 /// Runs `attempt` up to [`TRIES`] times while it fails transiently.
-async fn retry<T, E, F, Fut>(attempt: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
+pub(crate) async fn retry<T, E, F, Fut>(attempt: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -408,11 +581,12 @@ where
     }
 }
 
-/// Why one try at uploading a blob failed: reading it (final) or the registry
-/// (retried when transient).
+/// Why one try at uploading a blob failed: reading it (final), the registry
+/// (retried when transient) or a stall (retried).
 enum UploadFailure {
     Read(PushError),
     Registry(OciDistributionError),
+    Stalled,
 }
 
 /// Reads `blob` afresh and streams it to the registry once.
@@ -432,7 +606,9 @@ where
         })
     };
     let reader = read_blob(blob).map_err(|e| read_error(Box::new(e)))?;
-    let (sent, pushed) = stream_blob(client, image, blob, reader).await;
+    let (sent, pushed) = stream_blob(client, image, blob, reader)
+        .await
+        .ok_or(UploadFailure::Stalled)?;
     let sent = sent.map_err(|e| read_error(Box::new(e)))?;
     if sent != blob.size {
         return Err(UploadFailure::Read(PushError::BlobSize {
@@ -444,17 +620,22 @@ where
     pushed.map(drop).map_err(UploadFailure::Registry)
 }
 
-/// Server errors, timeouts and dropped connections; a connection refused
-/// outright is not worth waiting for.
-fn is_transient(error: &OciDistributionError) -> bool {
+/// Server errors, timeouts and dropped or reset connections; a connection
+/// refused outright is not worth waiting for.
+pub(crate) fn is_transient(error: &OciDistributionError) -> bool {
     match error {
-        OciDistributionError::ServerError { code, .. } => *code >= 500,
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
         OciDistributionError::RequestError(e) => {
             e.status().is_some_and(|s| s.is_server_error())
                 || e.is_timeout()
                 || (e.is_request() && !e.is_connect())
                 || e.is_body()
         }
+        OciDistributionError::IoError(_) => true,
         _ => false,
     }
 }
@@ -478,72 +659,6 @@ mod tests {
     }
 
     #[test]
-    fn credentials_hide_the_password() {
-        let creds: Credentials = "me:s3cret:x".parse().unwrap();
-        assert_eq!(creds.password, "s3cret:x");
-        assert!(!format!("{creds:?}").contains("s3cret"));
-        assert!(matches!(
-            "nopass".parse::<Credentials>(),
-            Err(PushError::BadCredentials)
-        ));
-    }
-
-    #[test]
-    fn auth_files_follow_podman_then_docker() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| std::ffi::OsString::from(v))
-            }
-        };
-        let all = auth_files_from(env(&[
-            ("REGISTRY_AUTH_FILE", "/etc/auth.json"),
-            ("XDG_RUNTIME_DIR", "/run/user/1000"),
-            ("DOCKER_CONFIG", "/cfg/docker"),
-            ("HOME", "/home/u"),
-        ]));
-        assert_eq!(
-            all,
-            [
-                PathBuf::from("/etc/auth.json"),
-                PathBuf::from("/run/user/1000/containers/auth.json"),
-                PathBuf::from("/cfg/docker/config.json"),
-            ]
-        );
-        let home_only = auth_files_from(env(&[("HOME", "/home/u"), ("REGISTRY_AUTH_FILE", "")]));
-        assert_eq!(home_only, [PathBuf::from("/home/u/.docker/config.json")]);
-    }
-
-    #[test]
-    fn docker_config_auths_are_found_by_host() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        let auth = base64::engine::general_purpose::STANDARD.encode("u:p");
-        std::fs::write(
-            &path,
-            format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.example:5000":{{"auth":"{auth}"}}}}}}"#),
-        )
-        .unwrap();
-        let found = docker_config_credentials(&path, "reg.example:5000").unwrap();
-        assert_eq!(found.map(|c| c.username), Some("u".to_owned()));
-        assert!(docker_config_credentials(&path, "docker.io")
-            .unwrap()
-            .is_some());
-        assert!(docker_config_credentials(&path, "other.example")
-            .unwrap()
-            .is_none());
-        assert!(docker_config_credentials(&dir.path().join("missing"), "x")
-            .unwrap()
-            .is_none());
-        std::fs::write(&path, "{").unwrap();
-        assert!(matches!(
-            docker_config_credentials(&path, "x"),
-            Err(PushError::DockerConfig { .. })
-        ));
-    }
-
-    #[test]
     fn manifests_keep_their_media_type() {
         assert_eq!(
             manifest_media_type(
@@ -554,5 +669,33 @@ mod tests {
         );
         assert_eq!(manifest_media_type(b"{}").unwrap(), OCI_MANIFEST_MEDIA_TYPE);
         assert!(manifest_media_type(b"nope").is_err());
+    }
+
+    #[test]
+    fn refused_logins_name_the_user_and_never_the_password() {
+        let refused = OciDistributionError::ServerError {
+            code: 401,
+            url: "https://r/v2/".to_owned(),
+            message: String::new(),
+        };
+        let login = Login {
+            auth: oci_client::secrets::RegistryAuth::Basic("me".into(), "hunter2".into()),
+            username: Some("me".into()),
+        };
+        let said = failure("r:5000", &login, "x".into(), refused).to_string();
+        assert!(said.contains("refused the login for me"), "{said}");
+        assert!(!said.contains("hunter2"), "{said}");
+        let anonymous = Login {
+            auth: oci_client::secrets::RegistryAuth::Anonymous,
+            username: None,
+        };
+        let said = failure(
+            "r:5000",
+            &anonymous,
+            "x".into(),
+            OciDistributionError::UnauthorizedError { url: String::new() },
+        )
+        .to_string();
+        assert!(said.contains("requires a login"), "{said}");
     }
 }

@@ -1,7 +1,9 @@
 //! `fromImage`: a base image read from an `oci:` folder, an `oci-archive:` or a
-//! `docker-archive:` file, whose layers go under ours byte for byte and whose
-//! config is merged under the spec's. Registries (`docker://`) are refused
-//! until gpubox has a registry client.
+//! `docker-archive:` file, or pulled from a registry (`docker://`) into the
+//! layer cache, whose layers go under ours byte for byte and whose config is
+//! merged under the spec's. A registry base named by tag is resolved to a
+//! digest on every build (and the digest printed); its blobs already in the
+//! cache are not downloaded again.
 //!
 //! The merge, exactly:
 //! - `Env`: the base's, then gpubox's generated and GPU variables, then the
@@ -19,31 +21,40 @@
 //! Base layers keep their compression; Docker layer media types are written as
 //! their OCI equivalents, which name the same bytes. Whiteouts in them are left
 //! for the runtime to apply.
+//!
+//! The base's `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` (as its
+//! layers and their whiteouts leave them) are handed to the rootfs, which keeps
+//! them and adds only the accounts gpubox needs. What each base layer holds at
+//! those paths is remembered in `<cache>/base-files/`, by layer digest, so a
+//! rebuild does not read the base's layers again.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
-use gpubox_layers::cache::LayerCache;
+use gpubox_layers::cache::{CacheError, LayerCache};
 use gpubox_oci::image::BaseLayers;
+use gpubox_oci::source::{stack_layer_files, LayerFile, LayerFiles};
+use gpubox_oci::Digest;
 use gpubox_spec::{Spec, DEFAULT_USER, DEFAULT_WORKING_DIR};
 use miette::SourceSpan;
 use serde_json::Value;
 
-use crate::commands::inspect::{open as open_image, OpenedImage};
+use crate::commands::inspect::{open_from, OpenedImage, RegistrySource};
 use crate::error::CliError;
 use crate::progress::{bytes, Progress};
 use crate::target::Target;
+
+/// Bumped when what [`ImageReader::layer_files`] records changes, so old
+/// records are not mistaken for new ones.
+///
+/// [`ImageReader::layer_files`]: gpubox_oci::source::ImageReader::layer_files
+const BASE_FILES_VERSION: &str = "gpubox-base-files-v1";
 
 /// Why a base image cannot be used. The advice is in the message, as the
 /// error is shown under the spec's `fromImage` line.
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {
-    #[error(
-        "reading a base image from a registry is not supported yet; copy it to a local \
-         folder first (`skopeo copy {0} oci:base:latest`) and write \
-         fromImage = \"oci:base:latest\""
-    )]
-    Registry(String),
     #[error(
         "the base has {base} layers, but maxLayers = {max_layers} leaves room for at most \
          {room} base layers beside gpubox's own; raise maxLayers (up to 125) or squash the \
@@ -69,6 +80,8 @@ pub struct Base {
     span: Option<SourceSpan>,
     image: Option<OpenedImage>,
     config: BaseConfig,
+    /// What the base has at [`gpubox_rootfs::BASE_ACCOUNT_FILES`].
+    files: BTreeMap<String, LayerFile>,
 }
 
 /// The parts of the base's config that are merged under ours.
@@ -84,9 +97,14 @@ struct BaseConfig {
     history: Vec<Value>,
 }
 
-/// Opens the spec's `fromImage` and reads its config; `architecture` is the
-/// image's (GOARCH spelling), which the base must match.
-pub fn open(spec: &Spec, architecture: &str) -> Result<Base, CliError> {
+/// Opens the spec's `fromImage` (pulling it through `registry` when it is a
+/// `docker://` image) and reads its config and account files;
+/// `architecture` is the image's (GOARCH spelling), which the base must match.
+pub fn open(
+    spec: &Spec,
+    architecture: &str,
+    registry: &RegistrySource<'_>,
+) -> Result<Base, CliError> {
     let Some(item) = &spec.from_image else {
         return Ok(Base::default());
     };
@@ -98,21 +116,69 @@ pub fn open(spec: &Spec, architecture: &str) -> Result<Base, CliError> {
             format!("fromImage `{name}` cannot be used as the base image"),
         )
     };
-    if name.starts_with("docker://") {
-        return Err(in_spec(BaseError::Registry(name.clone()).into()));
-    }
     let target = name
         .parse::<Target>()
         .map_err(|e| in_spec(e.into()))
         .map(|target| relative_to(target, &spec.dir))?;
-    let image = open_image(&target).map_err(in_spec)?;
+    let image = open_from(&target, Some(registry)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
+    let files = account_files(&image, registry.cache_root).map_err(in_spec)?;
     Ok(Base {
         span: item.span,
         name,
         image: Some(image),
         config,
+        files,
     })
+}
+
+/// What the base's layers, whiteouts applied, leave at
+/// [`gpubox_rootfs::BASE_ACCOUNT_FILES`]. Each layer's part is read once and
+/// then remembered under `cache_root`.
+fn account_files(
+    image: &OpenedImage,
+    cache_root: &Path,
+) -> Result<BTreeMap<String, LayerFile>, CliError> {
+    let folder = cache_root.join("base-files");
+    let cache_error = |source: std::io::Error| {
+        CliError::from(CacheError::Io {
+            path: folder.clone(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(&folder).map_err(cache_error)?;
+    let wanted = gpubox_rootfs::BASE_ACCOUNT_FILES;
+    let mut layers = Vec::new();
+    for (index, layer) in image.reader.layers().iter().enumerate() {
+        let key = Digest::of(
+            format!(
+                "{BASE_FILES_VERSION}\0{}\0{}",
+                layer.digest,
+                wanted.join("\0")
+            )
+            .as_bytes(),
+        );
+        let record = folder.join(format!("{}.json", key.hex()));
+        let remembered = std::fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<LayerFiles>(&bytes).ok());
+        let files = match remembered {
+            Some(files) => files,
+            None => {
+                let files = image.reader.layer_files(index, &wanted)?;
+                let json = serde_json::to_vec(&files).map_err(|e| cache_error(e.into()))?;
+                let mut temp = tempfile::Builder::new()
+                    .prefix(&gpubox_oci::partial::prefix())
+                    .tempfile_in(&folder)
+                    .map_err(cache_error)?;
+                temp.write_all(&json).map_err(cache_error)?;
+                temp.persist(&record).map_err(|e| cache_error(e.error))?;
+                files
+            }
+        };
+        layers.push(files);
+    }
+    Ok(stack_layer_files(&layers))
 }
 
 /// A relative path in `fromImage` is relative to the spec's folder.
@@ -217,6 +283,21 @@ fn read_config(
 }
 
 impl Base {
+    /// What the base has at [`gpubox_rootfs::BASE_ACCOUNT_FILES`], for
+    /// [`gpubox_rootfs::assemble_over`]; empty without a base.
+    pub fn account_files(&self) -> &BTreeMap<String, LayerFile> {
+        &self.files
+    }
+
+    /// The digest of the base's manifest (`sha256:HEX`), for the SBOM; `None`
+    /// without a base or for a Docker archive, which has no manifest blob.
+    pub fn manifest_digest(&self) -> Option<String> {
+        self.image
+            .as_ref()
+            .and_then(|image| image.reader.manifest_digest())
+            .map(|digest| digest.to_string())
+    }
+
     fn layer_count(&self) -> usize {
         self.image
             .as_ref()

@@ -7,15 +7,22 @@ use gpubox_oci::diff::{
     diff_images, Change, DiffLayer, FileChange, FileState, ImageDiff, StorePathChange,
 };
 
-use crate::commands::inspect::open;
+use crate::commands::inspect::{open_from, RegistrySource};
 use crate::error::CliError;
 use crate::progress::bytes;
 use crate::target::Target;
 
-/// Compares image `a` with image `b` and prints the difference, as a report or
-/// as JSON.
-pub fn run(a: &Target, b: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    let (opened_a, opened_b) = (open(a)?, open(b)?);
+/// Compares image `a` with image `b` (either may be in a registry, reached
+/// through `registry`) and prints the difference, as a report or as JSON.
+pub fn run(
+    a: &Target,
+    b: &Target,
+    registry: &RegistrySource<'_>,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let opened_a = open_from(a, Some(registry))?;
+    let opened_b = open_from(b, Some(registry))?;
     let diff = diff_images(&opened_a.reader, &opened_b.reader)?;
     let written = if as_json {
         serde_json::to_writer_pretty(&mut *out, &diff)

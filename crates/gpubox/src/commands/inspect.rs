@@ -1,42 +1,125 @@
-//! `gpubox inspect`: what an image holds, from any place gpubox can write one.
+//! `gpubox inspect`: what an image holds, from any place gpubox can write one
+//! or a registry, and opening images from all those places for the other
+//! commands.
 
 use std::io::Write;
+use std::path::Path;
 
+use gpubox_layers::cache::LayerCache;
 use gpubox_oci::source::{summarize_layer, ImageReader, LayerSummary};
+use gpubox_registry::PushOptions;
 use serde_json::{json, Value};
 
 use crate::error::CliError;
-use crate::progress::bytes;
+use crate::progress::{bytes, Progress};
 use crate::target::Target;
 
 /// An image opened for reading. An engine's image is first saved to a
-/// temporary docker-archive, kept as long as this value lives.
+/// temporary docker-archive, kept as long as this value lives; a registry's
+/// is pulled into the layer cache, held open (so no collection removes its
+/// blobs) as long as this value lives.
 pub struct OpenedImage {
     pub reader: ImageReader,
     _saved: Option<tempfile::NamedTempFile>,
+    _cache: Option<LayerCache>,
 }
 
-/// Opens the image at `source`, wherever it is.
+/// What reading a `docker://` image takes: how to reach the registry, the
+/// layer cache its blobs are pulled into, and where to say what the pull did.
+pub struct RegistrySource<'a> {
+    pub options: &'a PushOptions,
+    pub cache_root: &'a Path,
+    pub progress: &'a Progress,
+}
+
+/// Opens the image at `source`, which must not be in a registry.
 pub fn open(source: &Target) -> Result<OpenedImage, CliError> {
-    let (reader, saved) = match source {
-        Target::OciDir { dir, tag } => (ImageReader::open_oci_dir(dir, tag.as_deref())?, None),
-        Target::OciArchive { file, tag } => {
-            (ImageReader::open_oci_archive(file, tag.as_deref())?, None)
+    open_from(source, None)
+}
+
+/// Opens the image at `source`, wherever it is; a `docker://` source needs
+/// `registry`.
+pub fn open_from(
+    source: &Target,
+    registry: Option<&RegistrySource<'_>>,
+) -> Result<OpenedImage, CliError> {
+    let (reader, saved, cache) = match source {
+        Target::OciDir { dir, tag } => {
+            (ImageReader::open_oci_dir(dir, tag.as_deref())?, None, None)
         }
-        Target::DockerArchive { file } => (ImageReader::open_docker_archive(file)?, None),
+        Target::OciArchive { file, tag } => (
+            ImageReader::open_oci_archive(file, tag.as_deref())?,
+            None,
+            None,
+        ),
+        Target::DockerArchive { file } => (ImageReader::open_docker_archive(file)?, None, None),
         Target::Engine { engine, reference } => {
             let file = tempfile::NamedTempFile::new().map_err(CliError::Temp)?;
             gpubox_registry::save(*engine, reference, file.path())?;
-            (ImageReader::open_docker_archive(file.path())?, Some(file))
+            (
+                ImageReader::open_docker_archive(file.path())?,
+                Some(file),
+                None,
+            )
         }
-        Target::Registry { .. } => {
-            return Err(crate::target::BadTarget::RegistrySource(source.to_string()).into())
+        Target::Registry { reference } => {
+            let Some(registry) = registry else {
+                return Err(
+                    crate::target::BadTarget::NotReadFromRegistry(source.to_string()).into(),
+                );
+            };
+            let (reader, cache) = pull(reference, registry)?;
+            (reader, None, Some(cache))
         }
     };
     Ok(OpenedImage {
         reader,
         _saved: saved,
+        _cache: cache,
     })
+}
+
+/// Pulls `reference` into the layer cache and opens it there, saying which
+/// digest a tag resolved to and how much came down.
+fn pull(
+    reference: &str,
+    registry: &RegistrySource<'_>,
+) -> Result<(ImageReader, LayerCache), CliError> {
+    let cache = LayerCache::open(registry.cache_root)?;
+    let name = format!("docker://{reference}");
+    let pulled = gpubox_registry::pull(
+        reference,
+        crate::commands::build::oci_architecture(),
+        cache.store(),
+        registry.options,
+    )?;
+    let progress = registry.progress;
+    if pulled.tag.is_some() {
+        let platform = match &pulled.index_digest {
+            Some(index) => format!(
+                " (linux/{} in index {index})",
+                crate::commands::build::oci_architecture()
+            ),
+            None => String::new(),
+        };
+        progress.step(format!(
+            "resolved {name} to {}{platform}",
+            pulled.manifest_digest
+        ));
+    }
+    progress.step(format!(
+        "{name}: {} blobs downloaded ({}), {} already in the cache",
+        pulled.downloaded_blobs,
+        bytes(pulled.downloaded_bytes),
+        pulled.cached_blobs
+    ));
+    let reader = ImageReader::open_pulled(
+        cache.store(),
+        &pulled.manifest,
+        pulled.manifest_digest,
+        &name,
+    )?;
+    Ok((reader, cache))
 }
 
 /// The image's environment as (name, value) pairs.
@@ -59,8 +142,13 @@ pub fn image_env(source: &Target) -> Result<Vec<(String, String)>, CliError> {
 }
 
 /// Prints the image at `source`, as a report or as JSON.
-pub fn run(source: &Target, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    let opened = open(source)?;
+pub fn run(
+    source: &Target,
+    registry: &RegistrySource<'_>,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let opened = open_from(source, Some(registry))?;
     let reader = &opened.reader;
     let config = reader.config()?;
     let mut layers = Vec::new();

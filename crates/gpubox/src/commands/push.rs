@@ -1,34 +1,77 @@
 //! `gpubox push` and `gpubox build -o docker://...`: an image to a registry,
-//! its blobs and manifest sent unchanged, so the registry's digest is gpubox's.
+//! its blobs and manifest sent unchanged, so the registry's digest is gpubox's;
+//! with an SBOM, that too, as an OCI referrer of the image.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{
     canonical_json, BuiltImage, Descriptor, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
 };
 use gpubox_oci::Digest;
-use gpubox_registry::{Blob, PushOptions, PushSummary};
+use gpubox_registry::{Blob, PushError, PushOptions, PushSummary};
 
 use crate::commands::inspect::open;
 use crate::error::CliError;
 use crate::progress::Progress;
-use crate::target::{with_default_tag, Target};
+use crate::target::{with_default_tag, BadTarget, Target};
 
 /// What `gpubox push` was asked to do.
 pub struct PushRequest {
     pub source: Target,
-    /// `HOST[:PORT]/REPO[:TAG]`.
-    pub reference: String,
+    /// Each `HOST[:PORT]/REPO[:TAG]` to push to.
+    pub references: Vec<String>,
+    /// An SPDX JSON file to push as a referrer of the image.
+    pub sbom: Option<PathBuf>,
     pub options: PushOptions,
 }
 
-/// Pushes the image at `request.source`. A manifest stored in an OCI layout
-/// folder goes up unchanged; other sources get an OCI manifest for their
-/// config and layers as stored.
-pub fn run(request: &PushRequest, progress: &Progress) -> Result<PushSummary, CliError> {
+/// Where `gpubox push` sends the image: `dest`, else every entry of the
+/// spec's `registries` (tagged with the spec's `tag` when they name none).
+pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>, CliError> {
+    if let Some(dest) = dest {
+        return match dest.parse::<Target>()? {
+            Target::Registry { reference } => Ok(vec![reference]),
+            _ => Err(BadTarget::NotARegistry(dest.to_owned()).into()),
+        };
+    }
+    let none = || PushError::NoDestination {
+        spec: spec_file.to_owned(),
+    };
+    if !spec_file.exists() {
+        return Err(none().into());
+    }
+    let spec = gpubox_spec::load(spec_file)?;
+    if spec.registries.is_empty() {
+        return Err(none().into());
+    }
+    spec.registries
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            match item.value.parse::<Target>() {
+                Ok(Target::Registry { reference }) => Ok(with_default_tag(&reference, &spec.tag)),
+                Ok(_) => Err(CliError::from(BadTarget::NotARegistry(item.value.clone()))),
+                Err(e) => Err(CliError::from(e)),
+            }
+            .map_err(|e| {
+                e.in_spec(
+                    &spec,
+                    item.span,
+                    format!("registries[{index}] cannot be pushed to"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Pushes the image at `request.source` to each destination; returns its
+/// manifest digest. A manifest stored in an OCI layout folder goes up
+/// unchanged; other sources get an OCI manifest for their config and layers
+/// as stored.
+pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliError> {
     let opened = open(&request.source)?;
     let reader = &opened.reader;
     let config = reader.config_json();
@@ -57,32 +100,49 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<PushSummary, Cl
             annotations: BTreeMap::new(),
         })?,
     };
+    let sbom = request
+        .sbom
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|source| CliError::InputNotReadable {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
     let mut blobs = vec![blob(&config_digest, config.len() as u64)];
     blobs.extend(reader.layers().iter().map(|l| blob(&l.digest, l.size)));
-    let reference = with_default_tag(&request.reference, "latest");
-    progress.step(format!(
-        "pushing {} to docker://{reference}",
-        request.source
-    ));
-    let summary = gpubox_registry::push(
-        &reference,
-        &manifest,
-        &blobs,
-        |wanted| {
-            if wanted.digest == config_digest.to_string() {
-                return Ok(Box::new(io::Cursor::new(config.to_vec())) as Box<dyn Read>);
-            }
-            let index = reader
-                .layers()
-                .iter()
-                .position(|l| l.digest.to_string() == wanted.digest)
-                .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
-            reader.raw_layer(index).map_err(io::Error::other)
-        },
-        &request.options,
-    )?;
-    report(&summary, progress);
-    Ok(summary)
+    let mut digest = Digest::of(&manifest).to_string();
+    for reference in &request.references {
+        let reference = with_default_tag(reference, "latest");
+        progress.step(format!(
+            "pushing {} to docker://{reference}",
+            request.source
+        ));
+        let summary = gpubox_registry::push(
+            &reference,
+            &manifest,
+            &blobs,
+            |wanted| {
+                if wanted.digest == config_digest.to_string() {
+                    return Ok(Box::new(io::Cursor::new(config.to_vec())) as Box<dyn Read>);
+                }
+                let index = reader
+                    .layers()
+                    .iter()
+                    .position(|l| l.digest.to_string() == wanted.digest)
+                    .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
+                reader.raw_layer(index).map_err(io::Error::other)
+            },
+            &request.options,
+        )?;
+        report(&summary, progress);
+        if let Some(sbom) = &sbom {
+            attach_sbom(&reference, &manifest, sbom, &request.options, progress)?;
+        }
+        digest = summary.manifest_digest;
+    }
+    Ok(digest)
 }
 
 /// Pushes a freshly built image: its layers from `store`, its config and
@@ -116,19 +176,52 @@ pub fn push_built(
     Ok(summary)
 }
 
+/// Pushes `sbom` (SPDX JSON) as a referrer of the image whose manifest is
+/// `manifest`, already pushed to `reference`.
+pub fn attach_sbom(
+    reference: &str,
+    manifest: &[u8],
+    sbom: &[u8],
+    options: &PushOptions,
+    progress: &Progress,
+) -> Result<(), CliError> {
+    let attached = gpubox_registry::push_sbom(reference, manifest, sbom, options)?;
+    progress.step(match attached.fallback_tag {
+        Some(tag) => format!(
+            "attached the SBOM as {} (listed in the referrers tag {tag})",
+            attached.manifest_digest
+        ),
+        None => format!("attached the SBOM as {}", attached.manifest_digest),
+    });
+    Ok(())
+}
+
 /// Writes the pushed manifest's digest to `file`, as skopeo's `--digestfile` does.
 pub fn write_digest_file(file: &Path, digest: &str) -> Result<(), CliError> {
-    std::fs::write(file, digest).map_err(|source| CliError::OutputNotWritable {
-        path: file.to_owned(),
-        source,
-    })
+    gpubox_oci::archive::write_file_atomically(file, |f| {
+        io::Write::write_all(f, digest.as_bytes()).map_err(|source| {
+            gpubox_oci::layout::OutputError::Io {
+                action: "write",
+                path: file.to_owned(),
+                source,
+            }
+        })
+    })?;
+    Ok(())
 }
 
 fn report(summary: &PushSummary, progress: &Progress) {
+    for mounted in &summary.mounted {
+        progress.step(format!(
+            "mounted blob {} from repository {}",
+            mounted.digest, mounted.from
+        ));
+    }
     progress.step(format!(
-        "uploaded {} blobs ({} bytes), skipped {} the registry had; manifest {}",
+        "uploaded {} blobs ({} bytes), mounted {}, skipped {} the registry had; manifest {}",
         summary.uploaded_blobs,
         summary.uploaded_bytes,
+        summary.mounted.len(),
         summary.skipped_blobs,
         summary.manifest_digest
     ));

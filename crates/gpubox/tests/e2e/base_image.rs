@@ -1,15 +1,18 @@
-//! `fromImage`: an image built on a base from an `oci:` folder or a
-//! `docker-archive:` file keeps the base's layers byte for byte, runs in podman
-//! with the base's files and our environment, and a base that does not fit
-//! `maxLayers` or comes from a registry is refused with a clear message.
+//! `fromImage`: an image built on a base from an `oci:` folder, a
+//! `docker-archive:` file or a registry keeps the base's layers byte for byte,
+//! runs in podman with the base's files, accounts and our environment; a
+//! registry base is downloaded once; a base that does not fit `maxLayers` or
+//! a tag that is not there is refused with a clear message. `gpubox inspect`
+//! and `gpubox diff` read registry images too.
 
 use std::path::Path;
 use std::process::Command;
 
-use gpubox_oci::source::ImageReader;
+use gpubox_oci::source::{ImageReader, LayerFile};
 use gpubox_oci::Compression;
 
 use super::common::*;
+use super::registry::Registry;
 
 /// Builds the bundled example (files from this machine, no Nix) into
 /// `oci:DIR:base` and returns DIR.
@@ -207,17 +210,328 @@ fn a_base_with_more_layers_than_max_layers_allows_is_refused() {
     assert!(stderr.contains("maxLayers = 2"), "{stderr}");
 }
 
-#[test]
-fn a_registry_base_is_not_supported_yet() {
-    let work = tempdir();
-    let spec = derived_spec(work.path(), "docker://x/y", "");
-    let stderr = run_fails(
-        gpubox(&work.path().join("cache"))
+/// A registry on a free port with the bundled example pushed to it as
+/// `base:v1`; returns the registry, the local layout it came from and the
+/// pushed manifest digest.
+fn registry_with_base(work: &Path) -> (Registry, std::path::PathBuf, String) {
+    let registry_dir = work.join("registry");
+    std::fs::create_dir(&registry_dir).expect("registry folder");
+    let registry = Registry::start(&registry_dir);
+    let base_dir = build_example_base(work);
+    let pushed = run_ok(
+        gpubox(&work.join("cache"))
+            .arg("push")
+            .arg(format!("oci:{}:base", base_dir.display()))
+            .arg(registry.image("base:v1"))
+            .arg("--tls-verify=false"),
+    );
+    let digest = stdout(&pushed).trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    (registry, base_dir, digest)
+}
+
+/// How many blob downloads from the `base` repository the registry has logged.
+fn blob_gets(work: &Path) -> usize {
+    std::fs::read_to_string(work.join("registry/registry.log"))
+        .expect("registry log")
+        .lines()
+        .filter(|line| line.contains("\"GET /v2/base/blobs/"))
+        .count()
+}
+
+/// Builds `spec` into `FILE` (an oci-archive) with `cache`, returning stderr.
+fn build_to_archive(cache: &Path, spec: &Path, file: &Path) -> String {
+    let out = run_ok(
+        gpubox(cache)
             .arg("build")
-            .arg(&spec)
+            .arg(spec)
+            .arg("--tls-verify=false")
+            .arg("-o")
+            .arg(format!("oci-archive:{}", file.display())),
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_registry_base_is_pulled_once_and_its_layers_reused() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let (registry, base_dir, digest) = registry_with_base(work.path());
+    let from = registry.image("base:v1");
+    let spec = derived_spec(work.path(), &from, "");
+    // A cache of its own, so the base's blobs are not there yet.
+    let cache = work.path().join("pull-cache");
+    let derived = work.path().join("derived.tar");
+
+    let base = ImageReader::open_oci_dir(&base_dir, Some("base")).expect("read the base");
+    let blobs = base.layers().len() + 1;
+    let log = build_to_archive(&cache, &spec, &derived);
+    assert!(
+        log.contains(&format!("resolved {from} to {digest}")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
+    let fetched = blob_gets(work.path());
+    assert!(fetched >= blobs, "the registry logged {fetched} blob GETs");
+
+    let (image, _) = read_oci_archive(&derived);
+    assert_eq!(image.layers().len(), base.layers().len() + 1);
+    assert_eq!(&image.layers()[..base.layers().len()], base.layers());
+    let env = env_of(&image);
+    assert!(env.contains(&"MINE=and mine".to_owned()), "{env:?}");
+    assert!(
+        env.contains(&"PATH=/usr/local/bin:/usr/bin:/bin".to_owned()),
+        "{env:?}"
+    );
+
+    // Rebuilt: the tag is resolved again, but no blob comes down.
+    let log = build_to_archive(&cache, &spec, &derived);
+    assert!(log.contains("0 blobs downloaded"), "{log}");
+    assert_eq!(blob_gets(work.path()), fetched);
+    let (again, _) = read_oci_archive(&derived);
+    assert_eq!(again.manifest_digest(), image.manifest_digest());
+
+    // It runs in podman with the base's files and our environment.
+    if have("podman") {
+        run_ok(
+            gpubox(&cache)
+                .arg("build")
+                .arg(&spec)
+                .arg("--tls-verify=false")
+                .args(["-o", "podman:gpubox-e2e-registry-derived:t1"]),
+        );
+        let out = run_ok(Command::new("podman").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "gpubox-e2e-registry-derived:t1",
+        ]));
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", "gpubox-e2e-registry-derived:t1"])
+            .output();
+        let said = stdout(&out);
+        assert!(
+            said.contains("hello from a gpubox image and mine"),
+            "{said}"
+        );
+        assert!(said.contains("my own file"), "{said}");
+    }
+
+    // Pinned by digest: the same image, nothing to resolve; the SBOM names
+    // the base by its digest.
+    let pinned = derived_spec(work.path(), &registry.image(&format!("base@{digest}")), "");
+    let sbom = work.path().join("sbom.json");
+    let built = run_ok(
+        gpubox(&cache)
+            .arg("build")
+            .arg(&pinned)
+            .arg("--tls-verify=false")
+            .arg("--sbom")
+            .arg(&sbom)
+            .arg("-o")
+            .arg(format!(
+                "oci-archive:{}",
+                work.path().join("pinned.tar").display()
+            )),
+    );
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(!log.contains("resolved"), "{log}");
+    let (pinned_image, _) = read_oci_archive(&work.path().join("pinned.tar"));
+    assert_eq!(&pinned_image.layers()[..base.layers().len()], base.layers());
+    let sbom = std::fs::read_to_string(&sbom).expect("SBOM");
+    assert!(sbom.contains("SPDXRef-BaseImage"), "{sbom}");
+    assert!(
+        sbom.contains(digest.trim_start_matches("sha256:")),
+        "{sbom}"
+    );
+
+    // A tag that is not there is named in the error.
+    let missing = registry.image("base:nope");
+    let spec_missing = derived_spec(work.path(), &missing, "");
+    let stderr = run_fails(
+        gpubox(&cache)
+            .arg("build")
+            .arg(&spec_missing)
+            .arg("--tls-verify=false")
             .args(["-o", &format!("oci:{}", work.path().join("out").display())]),
     );
     let said = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(said.contains("fromImage `docker://x/y`"), "{stderr}");
-    assert!(said.contains("not supported yet"), "{stderr}");
+    assert!(said.contains(&format!("fromImage `{missing}`")), "{stderr}");
+    assert!(
+        said.contains(&format!("{missing} does not exist")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_and_diff_read_registry_images() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let (registry, base_dir, digest) = registry_with_base(work.path());
+    let remote = registry.image("base:v1");
+    let cache = work.path().join("pull-cache");
+
+    let inspected = run_ok(
+        gpubox(&cache)
+            .args(["inspect", "--json", "--tls-verify=false"])
+            .arg(&remote),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    let skopeo = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(&remote),
+    );
+    let skopeo: serde_json::Value = serde_json::from_slice(&skopeo.stdout).expect("JSON");
+    assert_eq!(report["manifestDigest"], skopeo["Digest"]);
+    assert_eq!(report["manifestDigest"], digest.as_str());
+    let layers: Vec<&serde_json::Value> = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .collect();
+    let skopeo_layers = skopeo["Layers"].as_array().expect("Layers");
+    assert_eq!(layers.len(), skopeo_layers.len());
+    for (ours, theirs) in layers.iter().zip(skopeo_layers) {
+        assert_eq!(ours["digest"], *theirs);
+        assert!(ours["entries"].as_u64().unwrap_or(0) > 0, "{ours}");
+    }
+
+    let diff = run_ok(
+        gpubox(&cache)
+            .args(["diff", "--tls-verify=false"])
+            .arg(format!("oci:{}:base", base_dir.display()))
+            .arg(&remote),
+    );
+    let said = stdout(&diff);
+    assert!(
+        said.contains(&format!("shared: {} layers", layers.len())),
+        "{said}"
+    );
+    assert!(said.contains("only in B: 0 layers"), "{said}");
+    assert!(said.contains("only in A: 0 layers"), "{said}");
+}
+
+/// A base image with its own accounts and name-service settings.
+fn build_base_with_accounts(work: &Path) -> std::path::PathBuf {
+    let etc = work.join("base-etc");
+    std::fs::create_dir_all(&etc).expect("etc folder");
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+         alice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        etc.join("group"),
+        "root:x:0:\nnogroup:x:65534:\nalice:x:1000:\n",
+    )
+    .expect("group");
+    std::fs::write(
+        etc.join("nsswitch.conf"),
+        "# the base's own\npasswd: files\n",
+    )
+    .expect("nsswitch.conf");
+    let spec = write_spec(
+        work,
+        "accounts-base.toml",
+        r#"name = "gpubox-e2e-accounts-base"
+hostBinaries = ["/bin/sh", "/bin/cat"]
+copyToRoot = [{ src = "base-etc", dst = "/etc" }]
+env = { PATH = "/usr/bin:/bin" }
+"#,
+    );
+    let dir = work.join("accounts-base");
+    run_ok(
+        gpubox(&work.join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}:base", dir.display())),
+    );
+    dir
+}
+
+#[test]
+fn a_base_keeps_its_own_accounts_and_gains_only_the_missing_ones() {
+    let work = tempdir();
+    let base_dir = build_base_with_accounts(work.path());
+    let wanted = ["etc/passwd", "etc/group", "etc/nsswitch.conf"];
+    let build = |name: &str, user: &str| {
+        let spec = write_spec(
+            work.path(),
+            &format!("{name}.toml"),
+            &format!(
+                r#"name = "{name}"
+tag = "t1"
+fromImage = "oci:{}:base"
+user = "{user}"
+cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
+"#,
+                base_dir.display()
+            ),
+        );
+        let file = work.path().join(format!("{name}.tar"));
+        build_to_archive(&work.path().join("cache"), &spec, &file);
+        let (image, _) = read_oci_archive(&file);
+        let top = image.layers().len() - 1;
+        (
+            spec,
+            image.layer_files(top, &wanted).expect("top layer files"),
+        )
+    };
+
+    // root exists in the base: gpubox writes no account file at all.
+    let (_, as_root) = build("gpubox-e2e-accounts-root", "root");
+    assert!(as_root.is_empty(), "{as_root:?}");
+
+    // bob does not: the base's lines stay, bob is added with a free id.
+    let (spec, as_bob) = build("gpubox-e2e-accounts-bob", "bob");
+    let text = |path: &str| match &as_bob[path] {
+        LayerFile::Text(text) => text.clone(),
+        other => panic!("{path}: {other:?}"),
+    };
+    assert_eq!(
+        text("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+         alice:x:1000:1000:Alice:/home/alice:/bin/sh\nbob:x:1001:1001:bob:/home/bob:/bin/sh\n"
+    );
+    assert_eq!(
+        text("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nbob:x:1001:\n"
+    );
+    assert!(!as_bob.contains_key("etc/nsswitch.conf"), "{as_bob:?}");
+
+    if !have("podman") {
+        return;
+    }
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "podman:gpubox-e2e-accounts-bob:t1"]),
+    );
+    let out = run_ok(Command::new("podman").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        "gpubox-e2e-accounts-bob:t1",
+        "-c",
+        "cat /proc/self/status /etc/passwd /etc/nsswitch.conf",
+    ]));
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", "gpubox-e2e-accounts-bob:t1"])
+        .output();
+    let said = stdout(&out);
+    assert!(said.contains("alice:x:1000:1000:Alice"), "{said}");
+    assert!(said.contains("Uid:\t1001"), "{said}");
+    assert!(said.contains("# the base's own"), "{said}");
 }

@@ -1,16 +1,19 @@
 //! Pushing to a real registry (`docker-registry`, started per test on a free
-//! local port over plain HTTP): the registry serves gpubox's manifest byte for
-//! byte, and a second push sends no blob.
+//! local port, over plain HTTP or TLS with htpasswd logins): the registry
+//! serves gpubox's manifest byte for byte, a second push sends no blob, logins
+//! come from --creds or credential helpers, blobs are mounted across
+//! repositories, the spec's `registries` are the default destinations, and an
+//! SBOM goes up as a referrer.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::common::*;
-use super::registry::Registry;
+use super::registry::{Registry, RegistrySetup};
 
 /// The manifest an OCI layout's index names for its only image.
-fn layout_manifest(dir: &Path) -> Vec<u8> {
+pub(super) fn layout_manifest(dir: &Path) -> Vec<u8> {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let digest = index["manifests"][0]["digest"].as_str().unwrap();
@@ -134,4 +137,440 @@ fn pushing_to_a_registry_that_is_not_there_fails_and_names_it() {
     assert!(!out.status.success());
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-pw-4711";
+
+/// A TLS registry with the one user [`USER`].
+fn secure_registry(dir: &Path) -> Registry {
+    let registry_dir = dir.join("registry");
+    std::fs::create_dir(&registry_dir).unwrap();
+    Registry::start_with(
+        &registry_dir,
+        RegistrySetup {
+            tls: true,
+            users: vec![(USER.to_owned(), PASSWORD.to_owned())],
+        },
+    )
+}
+
+/// A plain-HTTP registry anyone may push to.
+fn open_registry(dir: &Path) -> Registry {
+    let registry_dir = dir.join("registry");
+    std::fs::create_dir(&registry_dir).unwrap();
+    Registry::start(&registry_dir)
+}
+
+/// `gpubox` that sees no login but the ones the test gives: its auth files
+/// are a Docker config in `docker_config` (which may not exist).
+fn isolated(work: &Path, docker_config: &Path) -> Command {
+    let mut cmd = gpubox(&work.join("cache"));
+    cmd.env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("GPUBOX_REGISTRY_CREDS")
+        .env("DOCKER_CONFIG", docker_config);
+    cmd
+}
+
+/// Builds examples/hello into `oci:WORK/built:v1`.
+fn build_hello(work: &Path) -> PathBuf {
+    let built = work.join("built");
+    run_ok(
+        gpubox(&work.join("cache"))
+            .arg("build")
+            .arg(repo_root().join("examples/hello/gpubox.toml"))
+            .arg("-o")
+            .arg(format!("oci:{}:v1", built.display())),
+    );
+    built
+}
+
+fn oci(dir: &Path) -> String {
+    format!("oci:{}:v1", dir.display())
+}
+
+#[test]
+fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let registry = secure_registry(work.path());
+    let certs = registry.cert_dir.clone().unwrap();
+    let no_config = work.path().join("no-docker-config");
+    let built = build_hello(work.path());
+    let creds = format!("{USER}:{PASSWORD}");
+
+    let pushed = run_ok(
+        isolated(work.path(), &no_config)
+            .arg("build")
+            .arg(repo_root().join("examples/hello/gpubox.toml"))
+            .arg("-o")
+            .arg(registry.image("secure:v1"))
+            .arg("--cert-dir")
+            .arg(&certs)
+            .args(["--creds", &creds]),
+    );
+    let digest = stdout(&pushed).trim().to_owned();
+    let inspected = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg("--cert-dir")
+            .arg(&certs)
+            .args(["--creds", &creds])
+            .arg(registry.image("secure:v1")),
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"].as_str(), Some(digest.as_str()));
+    let copied = work.path().join("copied");
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg("--src-cert-dir")
+            .arg(&certs)
+            .args(["--src-creds", &creds])
+            .arg(registry.image("secure:v1"))
+            .arg(oci(&copied)),
+    );
+    assert_eq!(layout_manifest(&copied), layout_manifest(&built));
+
+    let address = registry.address();
+    let anonymous = run_fails(
+        isolated(work.path(), &no_config)
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("secure:v2"))
+            .arg("--cert-dir")
+            .arg(&certs),
+    );
+    assert!(
+        anonymous.contains(&format!("registry {address} requires a login"))
+            && anonymous.contains("--creds"),
+        "{anonymous}"
+    );
+
+    let wrong = "wrong-pw-0815";
+    let refused = run_fails(
+        isolated(work.path(), &no_config)
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("secure:v2"))
+            .arg("--cert-dir")
+            .arg(&certs)
+            .args(["--creds", &format!("{USER}:{wrong}")]),
+    );
+    assert!(
+        refused.contains(&format!("registry {address} refused the login for {USER}")),
+        "{refused}"
+    );
+    assert!(!refused.contains(wrong), "{refused}");
+
+    let untrusted = run_fails(
+        isolated(work.path(), &no_config)
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("secure:v2"))
+            .args(["--creds", &creds]),
+    );
+    assert!(
+        untrusted.contains("not trusted") && untrusted.contains("--cert-dir"),
+        "{untrusted}"
+    );
+    assert!(!untrusted.contains(PASSWORD), "{untrusted}");
+}
+
+/// Writes `bin/docker-credential-NAME`, a stand-in helper that appends
+/// `ACTION SERVER` to `asked` and runs `answer` for `get`.
+fn fake_helper(bin: &Path, name: &str, asked: &Path, answer: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let path = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$1 $(cat)\" >> '{}'\ncase \"$1\" in get) {answer} ;; *) exit 1 ;; esac\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn logins_come_from_docker_credential_helpers() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let registry = secure_registry(work.path());
+    let certs = registry.cert_dir.clone().unwrap();
+    let built = build_hello(work.path());
+    let address = registry.address();
+    let bin = work.path().join("bin");
+    let asked = work.path().join("asked");
+    fake_helper(
+        &bin,
+        "gpuboxtest",
+        &asked,
+        &format!(r#"printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' x"#),
+    );
+    fake_helper(
+        &bin,
+        "gpuboxlocked",
+        &asked,
+        "echo 'the keychain is locked' >&2; exit 1",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker_config = work.path().join("docker");
+    std::fs::create_dir(&docker_config).unwrap();
+    // credHelpers wins over the file's credsStore.
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"credsStore":"gpuboxlocked","credHelpers":{{"{address}":"gpuboxtest"}}}}"#),
+    )
+    .unwrap();
+    let pushed = run_ok(
+        isolated(work.path(), &docker_config)
+            .env("PATH", &path)
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("helped:v1"))
+            .arg("--cert-dir")
+            .arg(&certs),
+    );
+    assert!(stdout(&pushed).trim().starts_with("sha256:"));
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap(),
+        format!("get {address}\n")
+    );
+
+    // A store that cannot answer is named, with what to do.
+    std::fs::write(
+        docker_config.join("config.json"),
+        r#"{"credsStore":"gpuboxlocked"}"#,
+    )
+    .unwrap();
+    let failed = run_fails(
+        isolated(work.path(), &docker_config)
+            .env("PATH", &path)
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("helped:v2"))
+            .arg("--cert-dir")
+            .arg(&certs),
+    );
+    assert!(
+        failed.contains("docker-credential-gpuboxlocked")
+            && failed.contains("the keychain is locked")
+            && failed.contains("docker login"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn a_second_repository_mounts_the_blobs_the_first_received() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let registry = open_registry(work.path());
+    let built = build_hello(work.path());
+    let manifest: serde_json::Value = serde_json::from_slice(&layout_manifest(&built)).unwrap();
+    let blobs = 1 + manifest["layers"].as_array().unwrap().len();
+
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("a:v1"))
+            .arg("--tls-verify=false"),
+    );
+    let second = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("b:v1"))
+            .arg("--tls-verify=false"),
+    );
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains(&format!("uploaded 0 blobs (0 bytes), mounted {blobs},")),
+        "{said}"
+    );
+    assert_eq!(said.matches("from repository a").count(), blobs, "{said}");
+
+    let copied = work.path().join("copied");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(registry.image("b:v1"))
+            .arg(oci(&copied)),
+    );
+    assert_eq!(layout_manifest(&copied), layout_manifest(&built));
+}
+
+#[test]
+fn without_a_destination_the_spec_registries_are_pushed_to() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let registry = open_registry(work.path());
+    let built = build_hello(work.path());
+    let spec = work.path().join("gpubox.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"hello\"\ntag = \"v3\"\nregistries = [\"{}\", \"{}\"]\n",
+            registry.image("one:v1"),
+            registry.image("two")
+        ),
+    )
+    .unwrap();
+    let pushed = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("push")
+            .arg(oci(&built))
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--tls-verify=false"),
+    );
+    let digest = stdout(&pushed).trim().to_owned();
+    for image in ["one:v1", "two:v3"] {
+        let inspected = run_ok(
+            Command::new("skopeo")
+                .args(["inspect", "--tls-verify=false"])
+                .arg(registry.image(image)),
+        );
+        let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+        assert_eq!(
+            inspected["Digest"].as_str(),
+            Some(digest.as_str()),
+            "{image}"
+        );
+    }
+
+    std::fs::write(&spec, "name = \"hello\"\n").unwrap();
+    let none = run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("push")
+            .arg(oci(&built))
+            .arg("--spec")
+            .arg(&spec),
+    );
+    assert!(
+        none.contains("no destination was given") && none.contains("registries"),
+        "{none}"
+    );
+    // The default spec, gpubox.toml in the current folder, is missing here.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = run_fails(
+        gpubox(&work.path().join("cache"))
+            .current_dir(&empty)
+            .arg("push")
+            .arg(oci(&built)),
+    );
+    assert!(missing.contains("gpubox.toml"), "{missing}");
+}
+
+/// The referrers of `digest` in `repo`: the referrers API's answer when the
+/// registry has one, else the index at the fallback tag `sha256-HEX`.
+fn referrers(registry: &Registry, repo: &str, digest: &str) -> serde_json::Value {
+    if let Some((200, body)) = registry.get(&format!("/v2/{repo}/referrers/{digest}")) {
+        return serde_json::from_slice(&body).unwrap();
+    }
+    let tag = digest.replace(':', "-");
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(registry.image(&format!("{repo}:{tag}"))),
+    );
+    serde_json::from_slice(&raw.stdout).unwrap()
+}
+
+/// The SBOM bytes held by the artifact `entry` of a referrers index.
+fn referred_sbom(registry: &Registry, repo: &str, entry: &serde_json::Value) -> Vec<u8> {
+    assert_eq!(entry["artifactType"], "application/spdx+json", "{entry}");
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(registry.image(&format!("{repo}@{}", entry["digest"].as_str().unwrap()))),
+    );
+    let artifact: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        artifact["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let layer = &artifact["layers"][0];
+    assert_eq!(layer["mediaType"], "application/spdx+json");
+    let (status, body) = registry
+        .get(&format!(
+            "/v2/{repo}/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert_eq!(status, 200);
+    body
+}
+
+#[test]
+fn sboms_go_up_as_referrers_of_the_image() {
+    if !have("docker-registry") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let registry = open_registry(work.path());
+    let sbom = work.path().join("sbom.spdx.json");
+    let pushed = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(repo_root().join("examples/hello/gpubox.toml"))
+            .arg("-o")
+            .arg(registry.image("sbom:v1"))
+            .arg("--sbom")
+            .arg(&sbom)
+            .arg("--tls-verify=false"),
+    );
+    let digest = stdout(&pushed).trim().to_owned();
+    let index = referrers(&registry, "sbom", &digest);
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(
+        referred_sbom(&registry, "sbom", &entries[0]),
+        std::fs::read(&sbom).unwrap()
+    );
+
+    // A second SBOM the user gives joins the first in the index.
+    let other = work.path().join("other.spdx.json");
+    std::fs::write(
+        &other,
+        br#"{"spdxVersion":"SPDX-2.3","name":"given by hand"}"#,
+    )
+    .unwrap();
+    let built = build_hello(work.path());
+    let again = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("push")
+            .arg(oci(&built))
+            .arg(registry.image("sbom:v1"))
+            .arg("--sbom")
+            .arg(&other)
+            .arg("--tls-verify=false"),
+    );
+    assert_eq!(stdout(&again).trim(), digest);
+    let index = referrers(&registry, "sbom", &digest);
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let sboms: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|entry| referred_sbom(&registry, "sbom", entry))
+        .collect();
+    assert!(sboms.contains(&std::fs::read(&sbom).unwrap()));
+    assert!(sboms.contains(&std::fs::read(&other).unwrap()));
 }

@@ -1,46 +1,99 @@
 //! A real `docker-registry` on a free local port, for the tests that push to or
-//! pull from a registry.
+//! pull from a registry: plain HTTP without logins ([`Registry::start`]), or
+//! with TLS from a CA the test makes and htpasswd users
+//! ([`Registry::start_with`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How a test registry is set up beyond the plain default.
+#[derive(Default)]
+pub struct RegistrySetup {
+    /// Serve HTTPS with a certificate for 127.0.0.1 signed by a fresh CA.
+    pub tls: bool,
+    /// `(user, password)` pairs; when any, every request needs a login.
+    pub users: Vec<(String, String)>,
+}
 
 /// A `docker-registry serve` process, killed when dropped.
 pub struct Registry {
     child: Child,
     pub port: u16,
+    /// With TLS: a folder holding only the CA certificate `ca.crt`, as
+    /// `--cert-dir` wants it.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl Registry {
+    /// A registry over plain HTTP that anyone may push to.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, RegistrySetup::default())
+    }
+
+    pub fn start_with(dir: &Path, setup: RegistrySetup) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free local port")
             .port();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )
-        .unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        );
+        let cert_dir = setup.tls.then(|| {
+            let (certificate, key) = make_certificates(dir);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ));
+            dir.join("certs")
+        });
+        if !setup.users.is_empty() {
+            let htpasswd = dir.join("htpasswd");
+            let lines: String = setup
+                .users
+                .iter()
+                .map(|(user, password)| {
+                    let hash = bcrypt::hash_with_result(password, 4)
+                        .unwrap()
+                        .format_for_version(bcrypt::Version::TwoY);
+                    format!("{user}:{hash}\n")
+                })
+                .collect();
+            std::fs::write(&htpasswd, lines).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: gpubox-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_file = dir.join("config.yml");
+        std::fs::write(&config_file, config).unwrap();
         let log = File::create(dir.join("registry.log")).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&config)
+            .arg(&config_file)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("docker-registry starts");
-        let registry = Registry { child, port };
+        let plain = !setup.tls && setup.users.is_empty();
+        let registry = Registry {
+            child,
+            port,
+            cert_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !registry.answers() {
+        // TLS and logins stop a bare GET from telling; a listening port does.
+        while !(if plain {
+            registry.answers()
+        } else {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }) {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not answer on port {port}; see {}",
@@ -53,20 +106,63 @@ impl Registry {
 
     /// Whether `GET /v2/` answers 200.
     fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let mut response = String::new();
+        self.get("/v2/").is_some_and(|(status, _)| status == 200)
+    }
+
+    /// `GET path` over plain HTTP without a login: the status and body.
+    pub fn get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut response = Vec::new();
         stream
-            .write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .and_then(|()| stream.read_to_string(&mut response))
-            .is_ok()
-            && response.split_whitespace().nth(1) == Some("200")
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .and_then(|()| stream.read_to_end(&mut response))
+            .ok()?;
+        let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&response[..head_end]);
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, response[head_end + 4..].to_vec()))
+    }
+
+    /// `HOST:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     pub fn image(&self, name: &str) -> String {
         format!("docker://127.0.0.1:{}/{name}", self.port)
     }
+}
+
+/// Writes a CA (`DIR/certs/ca.crt`) and a server certificate for 127.0.0.1
+/// signed by it; returns the server certificate and key files.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gpubox test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let mut server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    server_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = server_params.signed_by(&server_key, &ca).unwrap();
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), ca.pem()).unwrap();
+    let certificate = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&certificate, server.pem()).unwrap();
+    std::fs::write(&key, server_key.serialize_pem()).unwrap();
+    (certificate, key)
 }
 
 impl Drop for Registry {

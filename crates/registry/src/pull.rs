@@ -1,0 +1,455 @@
+//! Pulling an image from a registry over the OCI distribution API into a
+//! [`BlobStore`], for `fromImage = "docker://..."`, `gpubox inspect` and
+//! `gpubox diff`.
+//!
+//! A tag is resolved to a manifest digest; a reference pinned by digest must
+//! get a manifest with that digest. When the registry answers with a
+//! multi-platform index (OCI) or manifest list (Docker), the entry for
+//! `linux/ARCH` is taken. OCI and Docker v2 schema 2 manifests are read.
+//! The config and layers are downloaded as the registry stores them (never
+//! recompressed), checked against their size and sha256 as they stream into
+//! a temporary file, and renamed into the store; blobs the store already has
+//! are not fetched, so a second pull of the same image downloads nothing but
+//! its manifest.
+
+use std::cell::Cell;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use gpubox_oci::blob::BlobStore;
+use gpubox_oci::image::{Descriptor, Manifest};
+use gpubox_oci::source::{IncomingBlob, ReadError};
+use gpubox_oci::Digest;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{
+    OciDescriptor, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::Reference;
+
+use crate::push::{
+    block_on, is_transient, parse_reference, retry, PushError, PushOptions, Session,
+};
+
+/// How many blobs come down at once.
+const PARALLEL_DOWNLOADS: usize = 3;
+/// The manifests gpubox asks for, in the order it prefers them.
+const ACCEPTED_MANIFESTS: [&str; 4] = [
+    OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+];
+
+/// What a pull fetched. The config and layers the manifest names are in the
+/// store it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The image manifest, byte for byte as the registry served it.
+    pub manifest: Vec<u8>,
+    /// Its digest: the image's identity, whatever tag named it.
+    pub manifest_digest: Digest,
+    /// The tag that was resolved to the digest; `None` when the reference
+    /// was pinned by digest.
+    pub tag: Option<String>,
+    /// The multi-platform index the reference named, when it named one.
+    pub index_digest: Option<Digest>,
+    pub downloaded_blobs: usize,
+    pub downloaded_bytes: u64,
+    /// Blobs the store already had, not fetched again.
+    pub cached_blobs: usize,
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The reference, the login, the connection or a request failed, as for
+    /// a push.
+    #[error(transparent)]
+    Registry(#[from] PushError),
+    #[error("docker://{reference} does not exist on registry {registry}: {source}; check the repository and tag (`skopeo list-tags docker://{registry}/REPO`)")]
+    NotFound {
+        reference: String,
+        registry: String,
+        source: OciDistributionError,
+    },
+    #[error("the registry sent a manifest with digest {actual} for docker://{reference}, which names {expected}; the registry or something between it and gpubox altered it")]
+    ManifestDigest {
+        reference: String,
+        expected: String,
+        actual: Digest,
+    },
+    #[error("docker://{reference} is a multi-platform image without a linux/{architecture} image (it has {available}); use a base built for linux/{architecture}")]
+    NoPlatform {
+        reference: String,
+        architecture: String,
+        available: String,
+    },
+    #[error("the manifest {digest} of docker://{reference} is {detail}; gpubox reads OCI and Docker v2 schema 2 image manifests")]
+    BadManifest {
+        reference: String,
+        digest: Digest,
+        detail: String,
+    },
+    #[error("storing blob {digest} of docker://{reference} failed: {source}")]
+    Blob {
+        reference: String,
+        digest: Digest,
+        source: Box<ReadError>,
+    },
+}
+
+/// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
+/// `HOST[:PORT]/REPO@sha256:HEX`) for `linux/architecture` (GOARCH's
+/// spelling) into `store`, reaching the registry as a push would
+/// (`options`).
+pub fn pull(
+    reference: &str,
+    architecture: &str,
+    store: &BlobStore,
+    options: &PushOptions,
+) -> Result<PulledImage, PullError> {
+    let image = parse_reference(reference)?;
+    let work = async {
+        let session = Session::open(&image, options).await?;
+        let puller = Puller {
+            session: &session,
+            image: &image,
+            reference,
+        };
+        let named = puller.manifest(&image).await?;
+        let (manifest_digest, manifest, index_digest) = match named.kind {
+            ManifestKind::Image => (named.digest, named.bytes, None),
+            ManifestKind::Index => {
+                let entry = platform_entry(&named, architecture, reference)?;
+                let child = puller
+                    .manifest(&image.clone_with_digest(entry.to_string()))
+                    .await?;
+                if child.kind != ManifestKind::Image {
+                    return Err(puller.bad_manifest(&child.digest, "another index"));
+                }
+                (child.digest, child.bytes, Some(named.digest))
+            }
+        };
+        let parsed: Manifest = serde_json::from_slice(&manifest)
+            .map_err(|e| puller.bad_manifest(&manifest_digest, &format!("not valid: {e}")))?;
+        let blobs: Vec<&Descriptor> = std::iter::once(&parsed.config)
+            .chain(&parsed.layers)
+            .collect();
+        let downloaded = Cell::new(0u64);
+        let counted = |n: u64| downloaded.set(downloaded.get() + n);
+        let fetched: Vec<bool> = stream::iter(&blobs)
+            .map(|blob| puller.blob(blob, store, &counted))
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .try_collect()
+            .await?;
+        let downloaded_blobs = fetched.iter().filter(|f| **f).count();
+        Ok(PulledImage {
+            manifest,
+            manifest_digest,
+            tag: image
+                .digest()
+                .is_none()
+                .then(|| image.tag().unwrap_or("latest").to_owned()),
+            index_digest,
+            downloaded_blobs,
+            downloaded_bytes: downloaded.get(),
+            cached_blobs: fetched.len() - downloaded_blobs,
+        })
+    };
+    // The runtime's own failure is a push error; the pull's are inside.
+    block_on(async { Ok(work.await) })?
+}
+
+/// Whether a manifest lists platforms or is one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ManifestKind {
+    Image,
+    Index,
+}
+
+/// A manifest as served, with its computed digest.
+struct FetchedManifest {
+    bytes: Vec<u8>,
+    digest: Digest,
+    kind: ManifestKind,
+}
+
+/// One pull's connection and names, for the requests it makes.
+struct Puller<'a> {
+    session: &'a Session,
+    image: &'a Reference,
+    /// As the user wrote it, for messages.
+    reference: &'a str,
+}
+
+impl Puller<'_> {
+    /// Fetches the manifest `at` names; when `at` is pinned by digest, the
+    /// bytes must have that digest.
+    async fn manifest(&self, at: &Reference) -> Result<FetchedManifest, PullError> {
+        let (bytes, _) = retry(
+            || {
+                self.session.client.pull_manifest_raw(
+                    at,
+                    &self.session.login.auth,
+                    &ACCEPTED_MANIFESTS,
+                )
+            },
+            is_transient,
+        )
+        .await
+        .map_err(|source| {
+            if is_not_found(&source) {
+                PullError::NotFound {
+                    reference: self.reference.to_owned(),
+                    registry: self.session.registry.clone(),
+                    source,
+                }
+            } else {
+                self.session.fail(format!(
+                    "fetching the manifest of docker://{}",
+                    self.reference
+                ))(source)
+                .into()
+            }
+        })?;
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = at.digest().filter(|d| *d != digest.to_string()) {
+            return Err(PullError::ManifestDigest {
+                reference: self.reference.to_owned(),
+                expected: expected.to_owned(),
+                actual: digest,
+            });
+        }
+        let kind = manifest_kind(&bytes).map_err(|detail| self.bad_manifest(&digest, &detail))?;
+        Ok(FetchedManifest {
+            bytes: bytes.to_vec(),
+            digest,
+            kind,
+        })
+    }
+
+    /// Downloads `blob` into `store` unless it is there; says whether it
+    /// downloaded it.
+    async fn blob(
+        &self,
+        blob: &Descriptor,
+        store: &BlobStore,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<bool, PullError> {
+        let stored = store.path(&blob.digest);
+        match std::fs::metadata(&stored) {
+            Ok(m) if m.len() == blob.size => return Ok(false),
+            // A damaged copy would stay in place of the download; the store
+            // keeps the first blob of a digest.
+            Ok(_) => std::fs::remove_file(&stored).map_err(|source| PullError::Blob {
+                reference: self.reference.to_owned(),
+                digest: blob.digest.clone(),
+                source: Box::new(ReadError::BlobWrite {
+                    digest: blob.digest.clone(),
+                    path: stored.clone(),
+                    source,
+                }),
+            })?,
+            Err(_) => {}
+        }
+        retry(
+            || self.download_once(blob, store, on_bytes),
+            |failure| match failure {
+                DownloadFailure::Registry(e) => is_transient(e),
+                DownloadFailure::Stream(_) => true,
+                DownloadFailure::Store(_) => false,
+            },
+        )
+        .await
+        .map_err(|failure| {
+            let fail = self.session.fail(format!(
+                "downloading blob {} of docker://{}",
+                blob.digest, self.reference
+            ));
+            match failure {
+                DownloadFailure::Registry(source) => fail(source).into(),
+                DownloadFailure::Stream(e) => fail(OciDistributionError::IoError(e)).into(),
+                DownloadFailure::Store(source) => PullError::Blob {
+                    reference: self.reference.to_owned(),
+                    digest: blob.digest.clone(),
+                    source: Box::new(source),
+                },
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// One try at streaming `blob` into the store.
+    async fn download_once(
+        &self,
+        blob: &Descriptor,
+        store: &BlobStore,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<(), DownloadFailure> {
+        let descriptor = OciDescriptor {
+            media_type: blob.media_type.clone(),
+            digest: blob.digest.to_string(),
+            size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+            ..OciDescriptor::default()
+        };
+        let mut body = self
+            .session
+            .client
+            .pull_blob_stream(self.image, &descriptor)
+            .await
+            .map_err(DownloadFailure::Registry)?;
+        let origin = format!("docker://{}", self.reference);
+        let mut incoming = IncomingBlob::new(store, blob.digest.clone(), blob.size, &origin)
+            .map_err(DownloadFailure::Store)?;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(DownloadFailure::Stream)?;
+            incoming.write(&chunk).map_err(DownloadFailure::Store)?;
+            on_bytes(chunk.len() as u64);
+        }
+        incoming.finish().map_err(DownloadFailure::Store)
+    }
+
+    fn bad_manifest(&self, digest: &Digest, detail: &str) -> PullError {
+        PullError::BadManifest {
+            reference: self.reference.to_owned(),
+            digest: digest.clone(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// Why one try at downloading a blob failed: the request (retried when
+/// transient), the stream breaking off (retried), or the bytes or the store
+/// (final).
+enum DownloadFailure {
+    Registry(OciDistributionError),
+    Stream(std::io::Error),
+    Store(ReadError),
+}
+
+/// Whether the registry said it has no such repository, manifest or blob.
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
+    }
+}
+
+/// Reads a manifest's `mediaType` (or, where it has none, its shape).
+fn manifest_kind(bytes: &[u8]) -> Result<ManifestKind, String> {
+    let document: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let media_type = document["mediaType"].as_str();
+    match media_type {
+        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => Ok(ManifestKind::Image),
+        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => {
+            Ok(ManifestKind::Index)
+        }
+        Some(other) => Err(format!("of media type `{other}`")),
+        None if document["manifests"].is_array() => Ok(ManifestKind::Index),
+        None if document["layers"].is_array() && document["schemaVersion"] == 2 => {
+            Ok(ManifestKind::Image)
+        }
+        None => Err("neither an image manifest nor an index".to_owned()),
+    }
+}
+
+/// The digest of the index entry for `linux/architecture`.
+fn platform_entry(
+    index: &FetchedManifest,
+    architecture: &str,
+    reference: &str,
+) -> Result<Digest, PullError> {
+    let bad = |detail: String| PullError::BadManifest {
+        reference: reference.to_owned(),
+        digest: index.digest.clone(),
+        detail,
+    };
+    let document: serde_json::Value =
+        serde_json::from_slice(&index.bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let entries = document["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let platform = |entry: &serde_json::Value| {
+        format!(
+            "{}/{}",
+            entry["platform"]["os"].as_str().unwrap_or("?"),
+            entry["platform"]["architecture"].as_str().unwrap_or("?")
+        )
+    };
+    let wanted = format!("linux/{architecture}");
+    match entries.iter().find(|entry| platform(entry) == wanted) {
+        Some(entry) => entry["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| bad(format!("an index whose {wanted} entry has no valid digest"))),
+        None => Err(PullError::NoPlatform {
+            reference: reference.to_owned(),
+            architecture: architecture.to_owned(),
+            available: entries.iter().map(platform).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_told_apart_by_media_type_or_shape() {
+        let kind = |json: &str| manifest_kind(json.as_bytes());
+        assert_eq!(
+            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#),
+            Ok(ManifestKind::Image)
+        );
+        assert_eq!(
+            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json"}"#),
+            Ok(ManifestKind::Index)
+        );
+        assert_eq!(
+            kind(r#"{"schemaVersion":2,"manifests":[]}"#),
+            Ok(ManifestKind::Index)
+        );
+        assert_eq!(
+            kind(r#"{"schemaVersion":2,"config":{},"layers":[]}"#),
+            Ok(ManifestKind::Image)
+        );
+        assert!(
+            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#)
+                .unwrap_err()
+                .contains("v1+json")
+        );
+        assert!(kind("nope").is_err());
+    }
+
+    #[test]
+    fn the_host_platform_is_picked_from_an_index() {
+        let (amd, arm) = ("a".repeat(64), "b".repeat(64));
+        let index = format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:{arm}","platform":{{"os":"linux","architecture":"arm64"}}}},
+              {{"digest":"sha256:{amd}","platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+        );
+        let fetched = FetchedManifest {
+            digest: Digest::of(index.as_bytes()),
+            bytes: index.into_bytes(),
+            kind: ManifestKind::Index,
+        };
+        assert_eq!(platform_entry(&fetched, "amd64", "r/x").unwrap().hex(), amd);
+        match platform_entry(&fetched, "s390x", "r/x") {
+            Err(PullError::NoPlatform { available, .. }) => {
+                assert_eq!(available, "linux/arm64, linux/amd64")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
