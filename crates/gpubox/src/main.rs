@@ -74,8 +74,16 @@ enum Command {
     Push {
         /// Any source `gpubox inspect` takes.
         source: String,
-        /// docker://HOST[:PORT]/REPO[:TAG].
-        dest: String,
+        /// docker://HOST[:PORT]/REPO[:TAG] [default: every entry of the spec's
+        /// `registries`].
+        dest: Option<String>,
+        /// The spec whose `registries` are the destinations when DEST is not
+        /// given.
+        #[arg(long, value_name = "FILE", default_value = "gpubox.toml")]
+        spec: PathBuf,
+        /// Also push FILE (SPDX JSON) as an OCI referrer of the image.
+        #[arg(long, value_name = "FILE")]
+        sbom: Option<PathBuf>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -99,6 +107,8 @@ enum Command {
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Check that this host can run GPU containers, and say how to fix what
     /// cannot; with IMAGE, also whether the driver can run that image's CUDA.
@@ -132,11 +142,14 @@ enum Command {
     /// Show an image's config, environment and layers.
     Inspect {
         /// oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE,
-        /// docker-daemon:NAME:TAG or podman:NAME:TAG.
+        /// docker-daemon:NAME:TAG, podman:NAME:TAG or
+        /// docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (pulled into the layer cache).
         source: String,
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -192,9 +205,14 @@ struct RegistryArgs {
     /// plain HTTP and any certificate (local registries).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     tls_verify: bool,
-    /// USER:PASS for the registry [default: the registry's `auths` entry in
-    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
-    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json].
+    /// Trust the CA certificates `DIR/*.crt` for the registry [default:
+    /// /etc/containers/certs.d/HOST[:PORT] and /etc/docker/certs.d/HOST[:PORT]].
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// USER:PASS for the registry [default: from $REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json: the registry's `credHelpers` entry, its `auths`
+    /// entry, then the file's `credsStore`].
     #[arg(
         long,
         value_name = "USER:PASS",
@@ -224,8 +242,13 @@ impl RegistryArgs {
         };
         Ok(gpubox_registry::PushOptions {
             tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
             credentials: creds.as_deref().map(str::parse).transpose()?,
             auth_files: gpubox_registry::default_auth_files(),
+            // Without a cache folder, pushes simply mount nothing.
+            blob_record: commands::build::cache_dir(None)
+                .ok()
+                .map(|dir| dir.join("registry-blobs.json")),
         })
     }
 }
@@ -300,22 +323,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Push {
             source,
             dest,
+            spec,
+            sbom,
             registry,
         } => {
-            let Target::Registry { reference } = dest.parse::<Target>()? else {
-                return Err(crate::target::BadTarget::NotARegistry(dest).into());
-            };
             let request = commands::push::PushRequest {
                 source: source.parse()?,
-                reference,
+                references: commands::push::destinations(dest.as_deref(), &spec)?,
+                sbom,
                 options: registry.options()?,
             };
-            let summary = commands::push::run(&request, &progress)?;
+            let digest = commands::push::run(&request, &progress)?;
             if let Some(file) = &registry.digestfile {
-                commands::push::write_digest_file(file, &summary.manifest_digest)?;
+                commands::push::write_digest_file(file, &digest)?;
             }
             if !cli.quiet {
-                println!("{}", summary.manifest_digest);
+                println!("{digest}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -335,18 +358,35 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             commands::cache::gc(cache_dir.as_deref(), max_size, &progress)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff { a, b, json } => {
-            commands::diff::run(
-                &a.parse()?,
-                &b.parse()?,
-                json,
-                &mut std::io::stdout().lock(),
-            )?;
+        Command::Diff {
+            a,
+            b,
+            json,
+            registry,
+        } => {
+            let (options, cache_root) = (registry.options()?, commands::build::cache_dir(None)?);
+            let source = commands::inspect::RegistrySource {
+                options: &options,
+                cache_root: &cache_root,
+                progress: &progress,
+            };
+            let (a, b) = (a.parse()?, b.parse()?);
+            commands::diff::run(&a, &b, &source, json, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { source, json } => {
+        Command::Inspect {
+            source,
+            json,
+            registry,
+        } => {
+            let (options, cache_root) = (registry.options()?, commands::build::cache_dir(None)?);
+            let registry = commands::inspect::RegistrySource {
+                options: &options,
+                cache_root: &cache_root,
+                progress: &progress,
+            };
             let source: Target = source.parse()?;
-            commands::inspect::run(&source, json, &mut std::io::stdout().lock())?;
+            commands::inspect::run(&source, &registry, json, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cdi {

@@ -11,9 +11,11 @@ mod e2e {
     pub mod common;
     mod diff;
     mod engines;
+    mod faults;
     mod gpu;
     mod interrupt;
     mod layering;
+    mod machine;
     mod push;
     mod quickstart;
     pub mod registry;

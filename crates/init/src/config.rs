@@ -8,9 +8,9 @@ const DEBUG_VARIABLE: &str = "GPUBOX_INIT_DEBUG";
 const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Settings {
-    /// How long leftover processes get between SIGTERM and SIGKILL once the main
-    /// command has exited.
-    pub grace: Duration,
+    /// How long processes get between SIGTERM and SIGKILL at the stop, when set in the
+    /// environment: it overrides the start-up plan's stop timeout.
+    pub grace: Option<Duration>,
     /// Whether to say on stderr what the init is doing.
     pub debug: bool,
 }
@@ -36,11 +36,19 @@ impl fmt::Display for InvalidSetting {
 impl Settings {
     pub fn from_env() -> Result<Self, InvalidSetting> {
         let grace = match std::env::var_os(GRACE_VARIABLE) {
-            None => DEFAULT_GRACE,
-            Some(value) => parse_grace(&value.to_string_lossy())?,
+            None => None,
+            Some(value) => Some(parse_grace(&value.to_string_lossy())?),
         };
         let debug = std::env::var_os(DEBUG_VARIABLE).is_some_and(|value| value == "1");
         Ok(Self { grace, debug })
+    }
+
+    /// The time the stop gets in all: the environment's grace period, else the plan's
+    /// stop timeout, else 5 seconds.
+    pub fn stop_timeout(&self, plan_timeout_ms: Option<u64>) -> Duration {
+        self.grace
+            .or(plan_timeout_ms.map(Duration::from_millis))
+            .unwrap_or(DEFAULT_GRACE)
     }
 }
 

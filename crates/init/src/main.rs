@@ -2,42 +2,78 @@
 //! Entrypoint, with the image's `cmd` as its arguments).
 //!
 //! It owns the life of the container's processes: it becomes a child subreaper, runs
-//! the main command, forwards termination and job-control signals to it, reaps every
-//! zombie, and when the main command exits it stops whatever is left (SIGTERM, a grace
-//! period, then SIGKILL) and exits with the main command's status.
+//! the start-up steps, the services and the main command, forwards signals, reaps every
+//! zombie, and at the end stops what is left (SIGTERM, a deadline, then SIGKILL) and
+//! exits with the main command's status.
 //!
-//! Before the main command it runs the start-up steps: the GPU step links the NVIDIA
-//! driver the runtime injected into `/run/opengl-driver/lib`, puts `nvidia-smi` on PATH,
-//! and refuses to start (exit 3, one plain message) an image whose CUDA requirement the
-//! host's driver does not meet. `gpubox-init check [--json]` prints that step's report
-//! and exits (0, or 1 when the requirement fails). `GPUBOX_INIT_ROOT` (tests only) takes
-//! every path of the GPU step under another folder, a fake host tree.
+//! What it does comes from the start-up plan the build wrote to
+//! `/etc/gpubox/init.json` (`gpubox-initplan`). In order: runtime folders and users'
+//! homes (`steps::prepare`), the GPU step, SSH, secrets, tailscale and home-manager
+//! (`steps::machine`), the startup script (whose exports reach everything after it),
+//! then the services in dependency order (each once the ones it comes after are
+//! ready), then the main command once every service is ready. SIGTERM/SIGINT, or the
+//! main command's end, stops the main command and then the services in reverse start
+//! order within the plan's stop timeout (`GPUBOX_INIT_GRACE_SECONDS` overrides it).
+//! An image without a plan gets the GPU step and its main command only; there
+//! SIGTERM/SIGINT are only forwarded to the main command and leftovers get the grace
+//! period (5 s by default) once it exits.
 //!
-//! It must stay tiny and depend on `libc` and `gpubox-cuda` (pure logic) only, so that
-//! it links statically and runs in any image. It must not touch anything outside its own
-//! process tree and `/run/opengl-driver`: when it is not PID 1 it never signals
-//! processes that are not its descendants.
+//! Exit status: the main command's (128 + signal when a signal ended it); without one,
+//! see `supervise`. Failures before that: 2 for a misuse (no command, a bad setting, a
+//! plan that cannot be read, services that clash or wait on each other), 3 when the
+//! host's driver does not meet the image's CUDA requirement (the GPU step), 4 when a
+//! start-up step fails (the message names it), 5 when a service cannot be started or
+//! is not ready in time, 126/127 when the main command cannot be run (or its user
+//! does not exist), 128 + signal when a stop signal arrives during the startup script.
+//!
+//! The GPU step links the NVIDIA driver the runtime injected into
+//! `/run/opengl-driver/lib` and puts `nvidia-smi` on PATH. `gpubox-init check [--json]`
+//! prints that step's report and exits (0, or 1 when the requirement fails).
+//! `GPUBOX_INIT_ROOT` (tests only) takes every path the init reads or writes (the plan,
+//! `/etc/passwd`, the startup script, log files, the GPU step's) under another folder;
+//! programs are run from their real paths.
+//!
+//! It must stay small and link statically: it depends on `libc`, `gpubox-cuda` (pure
+//! logic), `gpubox-initplan` (serde/serde_json) and what the start-up steps need, and
+//! starts threads only to pass services' output on. It must not touch anything
+//! outside its own process tree and the paths of its steps: when it is not PID 1 it
+//! never signals processes that are not its descendants.
 
 #[macro_use]
 mod log;
+mod accounts;
 mod config;
 mod gpu;
 mod processes;
 mod reap;
+mod services;
 mod shutdown;
 mod signals;
 mod spawn;
+mod startup_script;
+mod steps;
 mod supervise;
 
 use std::ffi::OsString;
 
+use gpubox_initplan::{InitPlan, PLAN_PATH};
+
 use config::Settings;
 use signals::Signals;
+use supervise::{MainCommand, Supervisor};
 
-/// Exit status for a misuse of the init itself (no command, bad setting), as shells use.
+/// Exit status for a misuse of the init itself (no command, bad setting, unreadable
+/// plan), as shells use.
 const USAGE_EXIT: i32 = 2;
 /// Exit status when the init cannot set itself up to supervise anything.
 const SETUP_FAILURE_EXIT: i32 = 1;
+/// Exit status when a start-up step (including the startup script) fails.
+const STEP_FAILURE_EXIT: i32 = 4;
+/// Exit status when a service cannot be started or is not ready in time.
+const SERVICE_FAILURE_EXIT: i32 = 5;
+
+const NO_COMMAND: &str =
+    "no command to run; set `cmd` in gpubox.toml or pass one to `docker run IMAGE CMD...`";
 
 fn main() {
     std::process::exit(run());
@@ -45,13 +81,22 @@ fn main() {
 
 fn run() -> i32 {
     let command: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if command.first().is_some_and(|first| first == "check") {
-        return gpu::check(&command[1..]);
+    match command.first().and_then(|first| first.to_str()) {
+        Some("check") => return gpu::check(&command[1..]),
+        Some(startup_script::CAPTURE_MODE) => {
+            return startup_script::write_environment(&command[1..])
+        }
+        _ => {}
     }
-    if command.is_empty() {
-        notice!(
-            "no command to run; set `cmd` in gpubox.toml or pass one to `docker run IMAGE CMD...`"
-        );
+    let plan = match read_plan() {
+        Ok(plan) => plan,
+        Err(message) => {
+            notice!("{message}");
+            return USAGE_EXIT;
+        }
+    };
+    if command.is_empty() && plan.is_none() {
+        notice!("{NO_COMMAND}");
         return USAGE_EXIT;
     }
     let settings = match Settings::from_env() {
@@ -66,8 +111,8 @@ fn run() -> i32 {
     }
 
     become_subreaper();
-    // Signals are blocked before anything else runs, so one that arrives while the main
-    // command starts waits in the queue instead of being lost or killing the init.
+    // Signals are blocked before anything else runs, so one that arrives while the start
+    // goes on waits in the queue instead of being lost or killing the init.
     let signals = match Signals::take_over() {
         Ok(signals) => signals,
         Err(error) => {
@@ -77,26 +122,88 @@ fn run() -> i32 {
     };
 
     // Start-up steps, in order: after signals are taken over, so none is lost while
-    // they run, and before the main command, so what they set up reaches it.
-    if let Err(status) = gpu::start_up() {
-        return status;
-    }
-    let main_pid = match spawn::spawn(&command) {
-        Ok(pid) => pid,
-        Err(error) => {
-            notice!("{error}");
-            return error.exit_code();
+    // they run, and before any service, so what they set up reaches all of them.
+    let services = match &plan {
+        Some(plan) => match start_up(plan, &signals) {
+            Ok(services) => services,
+            Err(status) => return status,
+        },
+        None => {
+            if let Err(status) = gpu::start_up() {
+                return status;
+            }
+            Vec::new()
         }
     };
-    debug!(
-        "started `{}` as pid {main_pid}",
-        command[0].to_string_lossy()
-    );
+    if command.is_empty() && services.is_empty() {
+        notice!("{NO_COMMAND}");
+        return USAGE_EXIT;
+    }
+    let main_command = if command.is_empty() {
+        None
+    } else {
+        let main_user = plan.as_ref().and_then(|plan| plan.main_user.as_deref());
+        let account = match main_user.map(accounts::resolve).transpose() {
+            Ok(account) => account,
+            Err(error) => {
+                notice!("cannot run the main command as its user: {error}");
+                return spawn::NOT_RUNNABLE_EXIT;
+            }
+        };
+        Some(MainCommand { command, account })
+    };
+    let stop_timeout = settings.stop_timeout(plan.as_ref().map(|plan| plan.stop_timeout_ms));
+    match Supervisor::new(
+        &signals,
+        services,
+        main_command,
+        stop_timeout,
+        plan.is_some(),
+    ) {
+        Ok(supervisor) => supervisor.run(),
+        Err(error) => {
+            notice!("{error}");
+            error.exit_code()
+        }
+    }
+}
 
-    let termination = supervise::until_exit(main_pid, &signals);
-    debug!("main command {termination}");
-    shutdown::stop_remaining(&signals, settings.grace);
-    termination.exit_code()
+/// The start-up plan, `None` when the image has none.
+fn read_plan() -> Result<Option<InitPlan>, String> {
+    let path = steps::root_path(PLAN_PATH);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(format!(
+                "cannot read the start-up plan {}: {error}; the image is damaged, rebuild it",
+                path.display()
+            ))
+        }
+    };
+    InitPlan::from_json(&bytes)
+        .map(Some)
+        .map_err(|error| format!("cannot use the start-up plan {}: {error}", path.display()))
+}
+
+/// The start-up steps of a plan, in order; returns every service to start (the ones
+/// the steps start first) or the status to exit with.
+fn start_up(plan: &InitPlan, signals: &Signals) -> Result<Vec<gpubox_initplan::ServicePlan>, i32> {
+    let step_failed = |failure: steps::StepFailure| {
+        notice!("{failure}");
+        STEP_FAILURE_EXIT
+    };
+    steps::prepare(plan).map_err(step_failed)?;
+    gpu::start_up()?;
+    let mut services = steps::machine(plan).map_err(step_failed)?;
+    if let Some(script) = &plan.startup_script {
+        startup_script::run(script, signals).map_err(|error| {
+            notice!("start-up step `{}` failed: {error}", startup_script::STEP);
+            error.exit_code(STEP_FAILURE_EXIT)
+        })?;
+    }
+    services.extend(plan.services.iter().cloned());
+    Ok(services)
 }
 
 /// Orphans of our descendants are re-parented to us even when we are not PID 1 (for

@@ -22,6 +22,11 @@ impl Termination {
         }
     }
 
+    /// Exited with status 0.
+    pub fn succeeded(self) -> bool {
+        self == Self::Exited(0)
+    }
+
     /// The status the init exits with: the code itself, or 128 + signal as shells report.
     pub fn exit_code(self) -> i32 {
         match self {

@@ -1,5 +1,6 @@
-//! Stopping what is left once the main command has exited: SIGTERM to every remaining
-//! process, a grace period, then SIGKILL, reaping everything.
+//! Stopping what is left once the main command and the services have stopped: SIGTERM
+//! to every remaining process, what is left of the grace period, then SIGKILL, reaping
+//! everything.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -15,18 +16,19 @@ use crate::signals::{self, Signals};
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long processes get to go after SIGKILL. One stuck in the kernel (uninterruptible
 /// sleep) must not keep the init, and so the container, from exiting.
-const KILL_WAIT: Duration = Duration::from_secs(2);
+pub const KILL_WAIT: Duration = Duration::from_secs(2);
 
-/// Sends SIGTERM to every remaining process, SIGKILL to those still there after
-/// `grace`, and returns once all are reaped (or cannot be stopped).
-pub fn stop_remaining(signals: &Signals, grace: Duration) {
+/// Sends SIGTERM to every remaining process, SIGKILL to those still there at
+/// `deadline` (the end of the grace period `grace`, which began when the stop did),
+/// and returns once all are reaped (or cannot be stopped).
+pub fn stop_remaining(signals: &Signals, deadline: Instant, grace: Duration) {
     let mut shutdown = Shutdown {
         signals,
         // SAFETY: getpid cannot fail.
         whole_namespace: unsafe { libc::getpid() } == 1,
         proc_error_reported: false,
     };
-    if shutdown.signal_until_gone(libc::SIGTERM, Instant::now() + grace) {
+    if shutdown.signal_until_gone(libc::SIGTERM, deadline) {
         return;
     }
     notice!(
@@ -85,7 +87,7 @@ impl Shutdown<'_> {
             match self.signals.wait(Some((deadline - now).min(POLL_INTERVAL))) {
                 None | Some(libc::SIGCHLD) => {}
                 Some(other) => debug!(
-                    "ignoring {}: the main command has exited already",
+                    "ignoring {}: the container is stopping",
                     signals::name(other)
                 ),
             }

@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -163,22 +164,74 @@ impl Nix {
         Ok(())
     }
 
+    /// Nix's registration data for `paths` (`nix-store --dump-db`): each path's
+    /// hash, size, deriver and references, the text [`Nix::load_registration`]
+    /// reads. The paths are dumped in the order given.
+    pub fn registration(&self, paths: &[StorePath]) -> Result<String, NixError> {
+        let mut text = String::new();
+        for chunk in paths.chunks(PATHS_PER_COMMAND) {
+            let mut args = vec![OsStr::new("--dump-db")];
+            args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
+            text.push_str(&self.run("nix-store", &args)?.stdout);
+        }
+        Ok(text)
+    }
+
+    /// Registers `registration` (from [`Nix::registration`]) in a new Nix
+    /// database under `root` (`root/nix/var/nix/db/db.sqlite`), as for a store
+    /// whose files are copied under `root`. The files themselves are not needed.
+    pub fn load_registration(&self, root: &Path, registration: &str) -> Result<(), NixError> {
+        let store = format!("local?root={}", root.display());
+        let args = ["--store", store.as_str(), "--load-db"].map(OsStr::new);
+        self.run_with_input("nix-store", &args, Some(registration.as_bytes()))
+            .map(drop)
+    }
+
     fn run(&self, program: &str, args: &[&OsStr]) -> Result<Output, NixError> {
+        self.run_with_input(program, args, None)
+    }
+
+    /// Runs `program`, giving it `input` on stdin (nothing when `None`).
+    fn run_with_input(
+        &self,
+        program: &str,
+        args: &[&OsStr],
+        input: Option<&[u8]>,
+    ) -> Result<Output, NixError> {
         let command = command_line(program, args);
-        let output = Command::new(program)
+        let starting = |source: std::io::Error| match source.kind() {
+            ErrorKind::NotFound => NixError::NotInstalled {
+                program: program.to_owned(),
+            },
+            _ => NixError::Io {
+                action: format!("starting `{command}`"),
+                source,
+            },
+        };
+        let mut child = Command::new(program)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| match source.kind() {
-                ErrorKind::NotFound => NixError::NotInstalled {
-                    program: program.to_owned(),
-                },
-                _ => NixError::Io {
-                    action: format!("starting `{command}`"),
-                    source,
-                },
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(starting)?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // `--load-db` prints next to nothing, so writing all of the input
+            // before reading its output cannot block.
+            stdin.write_all(input).map_err(|source| NixError::Io {
+                action: format!("giving `{command}` its input"),
+                source,
             })?;
+        }
+        let output = child.wait_with_output().map_err(|source| NixError::Io {
+            action: format!("waiting for `{command}`"),
+            source,
+        })?;
         if !output.status.success() {
             return Err(NixError::CommandFailed {
                 command,

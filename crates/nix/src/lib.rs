@@ -4,8 +4,9 @@
 //! `nix-store` programs ([`Nix`]).
 //!
 //! It only runs those programs and reads their output and the store's file
-//! system; it never writes to the store itself, never evaluates Nix code on its
-//! own, and knows nothing about specs, layers or images.
+//! system; it never writes to the store itself (its registration data can be
+//! loaded into a new database under another root, for an image), never evaluates
+//! Nix code on its own, and knows nothing about specs, layers or images.
 
 mod cli;
 mod closure;

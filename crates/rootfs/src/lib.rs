@@ -12,21 +12,45 @@
 //! - generated files are defaults: a user source that writes the same path wins
 //!   (a custom `/etc/passwd`, say), and a generated file whose folder a user source
 //!   made a symlink is left out.
+//!
+//! On a base image ([`assemble_over`]), the base's accounts are the base's:
+//! - `/etc/passwd` and `/etc/group` the base has are kept line for line; gpubox
+//!   appends only the accounts it needs (`root`, `nobody`/`nogroup`, the spec's
+//!   `user`) that the base lacks, by name, giving a new user the first id from
+//!   1000 up that the base uses for no user or group. When nothing is missing,
+//!   gpubox writes no such file and the base's shows through untouched.
+//! - a base's `/etc/nsswitch.conf` is never replaced.
+//! - where the base has something gpubox cannot extend (a link, or a file
+//!   that is not UTF-8 or over 1 MiB), it is left untouched.
+//!
+//! The machine keys (`machine.rs`): when the spec asks `gpubox-init` for anything
+//! (accounts, SSH, secrets, tailscale, services, `home`, a start-up script), the
+//! top layer gets the start-up plan at [`gpubox_initplan::PLAN_PATH`] and the files
+//! it names, and [`Rootfs::user`] is root while the plan's main user is the spec's
+//! `user`, so the init can do what needs root before dropping to it.
 
 mod base;
+mod machine;
+mod nixdb;
 mod tree;
+
+pub use base::BASE_ACCOUNT_FILES;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use gpubox_hostbin::HostFile;
+use gpubox_initplan::InitPlan;
 use gpubox_nix::{Closure, StorePath};
 use gpubox_oci::entry::BadImagePath;
+use gpubox_oci::source::LayerFile;
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
 use gpubox_oci::{Entry, EntryKind, FileSource, ImagePath};
-use gpubox_spec::CopyToRoot;
+use gpubox_spec::{CopyToRoot, MachineSpec};
 
+pub use machine::MachineError;
+pub use nixdb::{nix_db, NixDb, NixDbError};
 pub use tree::Origin;
 use tree::Tree;
 
@@ -50,6 +74,13 @@ pub struct RootfsInput<'a> {
     /// `/etc/ld.so.conf.d`; empty when the image is not GPU-ready (`cuda.enable`
     /// false), which also leaves `/sbin/ldconfig` out.
     pub driver_library_dirs: &'a [&'a str],
+    /// The spec's machine keys (accounts, SSH, secrets, services, ...); see
+    /// `machine.rs` for the files and the start-up plan they give.
+    pub machine: &'a MachineSpec,
+    /// The realised `home` package, in the closure.
+    pub home: Option<&'a StorePath>,
+    /// The Nix database for `nix.enable`, from [`nix_db`].
+    pub nix_db: Option<&'a NixDb>,
 }
 
 /// The top layer's entries, sorted, and the environment they imply.
@@ -57,6 +88,12 @@ pub struct RootfsInput<'a> {
 pub struct Rootfs {
     pub entries: Vec<Entry>,
     pub env: BTreeMap<String, String>,
+    /// The start-up plan written at [`gpubox_initplan::PLAN_PATH`], when the spec
+    /// asks `gpubox-init` for anything.
+    pub plan: Option<InitPlan>,
+    /// The image config's `User`: root when the plan needs root before dropping
+    /// to the spec's user (the plan's `mainUser`), else the `user` given.
+    pub user: String,
 }
 
 /// Why the top layer could not be assembled.
@@ -105,6 +142,10 @@ pub enum RootfsError {
         first: StorePath,
         second: StorePath,
     },
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    NixDb(#[from] NixDbError),
 }
 
 impl RootfsError {
@@ -118,7 +159,9 @@ impl RootfsError {
             RootfsError::Conflict { second, .. } | RootfsError::NotADirectory { second, .. } => {
                 second
             }
-            RootfsError::ProgramClash { .. } => return None,
+            RootfsError::ProgramClash { .. } | RootfsError::Machine(_) | RootfsError::NixDb(_) => {
+                return None
+            }
         };
         match origin {
             Origin::CopyToRoot { index, .. } => Some(*index),
@@ -127,8 +170,18 @@ impl RootfsError {
     }
 }
 
-/// Assembles the top layer.
+/// Assembles the top layer of an image without a base.
 pub fn assemble(input: &RootfsInput<'_>) -> Result<Rootfs, RootfsError> {
+    assemble_over(input, &BTreeMap::new())
+}
+
+/// Assembles the top layer of an image on a base image, whose files at
+/// [`BASE_ACCOUNT_FILES`] (as its layers leave them, by path without the
+/// leading `/`) are `base_files`; see the crate doc for what is kept.
+pub fn assemble_over(
+    input: &RootfsInput<'_>,
+    base_files: &BTreeMap<String, LayerFile>,
+) -> Result<Rootfs, RootfsError> {
     let mut tree = Tree::default();
     for (index, item) in input.copy_to_root.iter().enumerate() {
         let origin = Origin::CopyToRoot {
@@ -161,10 +214,14 @@ pub fn assemble(input: &RootfsInput<'_>) -> Result<Rootfs, RootfsError> {
         };
         tree.insert(entry, origin)?;
     }
-    let env = base::add_generated(&mut tree, input)?;
+    machine::add_accounts(&mut tree, input, base_files)?;
+    let env = base::add_generated(&mut tree, input, base_files)?;
+    let plan = machine::add_machine(&mut tree, input, base_files)?;
     Ok(Rootfs {
         entries: tree.into_entries(),
         env,
+        plan,
+        user: machine::config_user(input.machine, input.user).0,
     })
 }
 

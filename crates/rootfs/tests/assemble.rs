@@ -22,6 +22,9 @@ fn build(copies: &[CopyToRoot], user: &str) -> Result<Rootfs, RootfsError> {
         image_name: "demo",
         image_tag: "v1",
         driver_library_dirs: &["/run/opengl-driver/lib", "/usr/lib64"],
+        machine: &gpubox_spec::MachineSpec::default(),
+        home: None,
+        nix_db: None,
     })
 }
 

@@ -12,9 +12,11 @@ use miette::{NamedSource, SourceSpan};
 use crate::error::{Location, SpecError};
 use crate::tree::{Entry, Format, Node, Value};
 use crate::{
-    Compression, CopyToRoot, CudaSpec, HostBinary, HostBinarySrc, Item, PackageRef, Spec,
-    DEFAULT_PATH, FROM_IMAGE_TRANSPORTS,
+    Compression, CopyToRoot, CudaSpec, HostBinary, HostBinarySrc, Item, MachineSpec, PackageRef,
+    Spec, DEFAULT_PATH, FROM_IMAGE_TRANSPORTS,
 };
+
+mod machine;
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -37,6 +39,17 @@ const TOP_KEYS: &[&str] = &[
     "compression",
     "cuda",
     "registries",
+    "users",
+    "ssh",
+    "sshdConfig",
+    "age",
+    "tailscale",
+    "extraStartupScript",
+    "services",
+    "stopTimeout",
+    "nixConfig",
+    "nix",
+    "home",
 ];
 const PACKAGE_KEYS: &[&str] = &["file", "attr"];
 const COPY_KEYS: &[&str] = &["src", "dst", "mode", "uid", "gid"];
@@ -296,6 +309,7 @@ impl Checker<'_> {
         let mut compression = None;
         let mut cuda = CudaSpec::default();
         let mut registries = Vec::new();
+        let mut machine = MachineSpec::default();
 
         for entry in self.table(root, "", expected)? {
             let node = &entry.node;
@@ -326,6 +340,19 @@ impl Checker<'_> {
                 "compression" => compression = Some(self.checked(node, path, check_compression)?),
                 "cuda" => cuda = self.cuda(node, path)?,
                 "registries" => registries = self.registries(node, path)?,
+                "users" => machine.users = self.users(node, path)?,
+                "ssh" => machine.ssh = self.ssh(node, path)?,
+                "sshdConfig" => machine.sshd_config = Some(self.text_value(node, path)?),
+                "age" => machine.age = self.age(node, path)?,
+                "tailscale" => machine.tailscale = self.tailscale(node, path)?,
+                "extraStartupScript" => {
+                    machine.extra_startup_script = Some(self.text_value(node, path)?.value);
+                }
+                "services" => machine.services = self.services(node, path)?,
+                "stopTimeout" => machine.stop_timeout_ms = self.seconds(node, path, false)?,
+                "nixConfig" => machine.nix_config = Some(self.nix_config(node, path)?),
+                "nix" => machine.nix_enable = self.nix(node, path)?,
+                "home" => machine.home = Some(self.home(node, path)?),
                 _ => return Err(self.unknown_key("", entry, TOP_KEYS)),
             }
         }
@@ -371,6 +398,7 @@ impl Checker<'_> {
             compression: compression.unwrap_or_default(),
             cuda,
             registries,
+            machine,
             source_name: self.source.name().to_owned(),
             text: self.text().to_owned(),
         })
@@ -425,45 +453,45 @@ impl Checker<'_> {
         let items = self.array(node, path, expected)?;
         let mut packages = Vec::with_capacity(items.len());
         for (position, item) in items.iter().enumerate() {
-            let path = index(path, position);
-            let package = match &item.value {
-                Value::String(_) => self.checked(item, &path, check_package)?,
-                Value::Table(entries) => {
-                    let mut file = None;
-                    let mut attr = None;
-                    for entry in self.entries(entries, &path)? {
-                        let key_path = child(&path, &entry.key);
-                        match entry.key.as_str() {
-                            "file" => {
-                                file = Some(self.checked(&entry.node, &key_path, |text| {
-                                    check_local_path(text, self.dir)
-                                })?);
-                            }
-                            "attr" => {
-                                attr = Some(self.checked(&entry.node, &key_path, check_attr)?)
-                            }
-                            _ => return Err(self.unknown_key(&path, entry, PACKAGE_KEYS)),
-                        }
-                    }
-                    let file = file.ok_or_else(|| {
-                        self.missing(&child(&path, "file"), item, "name the Nix file to build (`file`, relative to the spec's folder) and optionally its attribute (`attr`)".to_owned())
-                    })?;
-                    PackageRef::NixFile { file, attr }
-                }
-                _ => {
-                    return Err(self.wrong_type(
-                        &path,
-                        item,
-                        self.expect(
-                            "a string (installable or store path) or a table { file, attr }",
-                            "a string (installable or store path) or an object { file, attr }",
-                        ),
-                    ))
-                }
-            };
+            let package = self.package(item, &index(path, position))?;
             packages.push(self.item(item, package));
         }
         Ok(packages)
+    }
+
+    /// One package: an installable or store path, or `{ file, attr? }`.
+    fn package(&self, item: &Node, path: &str) -> Result<PackageRef, SpecError> {
+        match &item.value {
+            Value::String(_) => self.checked(item, path, check_package),
+            Value::Table(entries) => {
+                let mut file = None;
+                let mut attr = None;
+                for entry in self.entries(entries, path)? {
+                    let key_path = child(path, &entry.key);
+                    match entry.key.as_str() {
+                        "file" => {
+                            file = Some(self.checked(&entry.node, &key_path, |text| {
+                                check_local_path(text, self.dir)
+                            })?);
+                        }
+                        "attr" => attr = Some(self.checked(&entry.node, &key_path, check_attr)?),
+                        _ => return Err(self.unknown_key(path, entry, PACKAGE_KEYS)),
+                    }
+                }
+                let file = file.ok_or_else(|| {
+                    self.missing(&child(path, "file"), item, "name the Nix file to build (`file`, relative to the spec's folder) and optionally its attribute (`attr`)".to_owned())
+                })?;
+                Ok(PackageRef::NixFile { file, attr })
+            }
+            _ => Err(self.wrong_type(
+                path,
+                item,
+                self.expect(
+                    "a string (installable or store path) or a table { file, attr }",
+                    "a string (installable or store path) or an object { file, attr }",
+                ),
+            )),
+        }
     }
 
     fn copy_to_root(&self, node: &Node, path: &str) -> Result<Vec<Item<CopyToRoot>>, SpecError> {

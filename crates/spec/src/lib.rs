@@ -11,6 +11,7 @@
 
 mod check;
 mod error;
+mod machine;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,12 @@ use std::sync::Arc;
 use miette::{NamedSource, SourceSpan};
 
 pub use error::{Location, SpecError};
+pub use machine::{
+    AgeSpec, MachineSpec, Readiness, ReadinessCheck, Restart, SecretSpec, ServiceSpec, SshSpec,
+    TailscaleSpec, UserSpec, DEFAULT_HOST_KEY_DIR, DEFAULT_READINESS_TIMEOUT_MS,
+    DEFAULT_RESTART_DELAY_MS, DEFAULT_SECRETS_DIR, DEFAULT_STOP_TIMEOUT_MS,
+    DEFAULT_TAILSCALE_STATE_DIR,
+};
 
 use check::Checker;
 use tree::Format;
@@ -86,6 +93,9 @@ pub struct Spec {
     /// `registries`: where `gpubox push` without a destination pushes,
     /// each `docker://HOST[:PORT]/REPO[:TAG]`.
     pub registries: Vec<Item<String>>,
+    /// The keys that run the container as a machine under `gpubox-init` (`users`,
+    /// `ssh`, `age`, `tailscale`, `services`, `nix`, `home`, ...).
+    pub machine: MachineSpec,
     /// The file name as given to [`parse`], for diagnostics.
     source_name: String,
     /// The spec text, so later stages can point into it.

@@ -40,7 +40,7 @@ pub(crate) enum Value {
         value: i128,
         radix: u32,
     },
-    Float,
+    Float(f64),
     Bool(bool),
     /// TOML's unquoted date-time, kept as its RFC 3339 text.
     Datetime(String),
@@ -64,7 +64,7 @@ impl Node {
         match (&self.value, format) {
             (Value::String(_), _) => "a string",
             (Value::Integer { .. }, _) => "an integer",
-            (Value::Float, _) => "a float",
+            (Value::Float(_), _) => "a float",
             (Value::Bool(_), _) => "a boolean",
             (Value::Datetime(_), _) => "a date-time",
             (Value::Array(_), _) => "an array",
@@ -124,7 +124,12 @@ fn toml_node(node: toml::Spanned<toml::de::DeValue<'_>>) -> Result<Node, SyntaxE
             })?,
             radix: integer.radix(),
         },
-        DeValue::Float(_) => Value::Float,
+        DeValue::Float(float) => Value::Float(float.as_str().replace('_', "").parse().map_err(
+            |_| SyntaxError {
+                message: "float is not a number".to_owned(),
+                span: span.clone(),
+            },
+        )?),
         DeValue::Boolean(value) => Value::Bool(value),
         DeValue::Datetime(datetime) => Value::Datetime(datetime.to_string()),
         DeValue::Array(array) => {
@@ -186,7 +191,7 @@ fn json_node(text: &str, raw: &RawValue) -> Result<Node, SyntaxError> {
                 .or(number.as_u64().map(i128::from))
             {
                 Some(value) => Value::Integer { value, radix: 10 },
-                None => Value::Float,
+                None => Value::Float(number.as_f64().unwrap_or(f64::NAN)),
             }
         }
     };

@@ -1158,3 +1158,265 @@ fn registries_are_registry_images_in_spec_order() {
         );
     }
 }
+
+const MACHINE_SPEC: &str = r#"name = "box"
+user = "dev"
+stopTimeout = 2.5
+extraStartupScript = "export MODE=prod\n"
+sshdConfig = "Port 2222\n"
+nixConfig = { experimental-features = ["nix-command", "flakes"], sandbox = false, cores = 2 }
+nix = { enable = true }
+home = { file = "home.nix", attr = "activationPackage" }
+
+[users.dev]
+uid = 1001
+groups = ["wheel"]
+
+[users.ci]
+uid = 1002
+gid = 100
+group = "users"
+home = "/srv/ci"
+shell = "/bin/bash"
+
+[ssh]
+enable = true
+port = 2022
+authorizedKeys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey me@laptop"]
+hostKeyDir = "/keys"
+rsaHostKey = true
+passwordLogin = true
+
+[age]
+identityPaths = ["/keys/id"]
+secrets.db = { file = "secrets/db.age" }
+secrets.token = { file = "/abs/token.age", path = "/etc/token", mode = "0440", owner = "dev", group = "ci", symlink = false, optional = true }
+
+[tailscale]
+enable = true
+authKeyFile = "/run/ts-key"
+hostname = "box-1"
+stateDir = "/state/ts"
+extraUpFlags = ["--ssh"]
+extraDaemonFlags = ["--verbose=1"]
+
+[services.db]
+argv = ["postgres", "-D", "/data"]
+readiness = { tcp = 5432, timeout = 60 }
+
+[services.web]
+argv = ["/bin/server"]
+env = { PORT = "8000" }
+workingDir = "/srv"
+user = "dev"
+restart = "always"
+restartDelay = 0.25
+maxRestarts = 5
+after = ["db"]
+readiness = { exec = ["/bin/check"] }
+logFile = "/var/log/web.log"
+"#;
+
+#[test]
+fn machine_keys_are_read_with_their_values() {
+    use gpubox_spec::{ReadinessCheck, Restart};
+    let spec = toml(MACHINE_SPEC);
+    let machine = &spec.machine;
+    assert!(machine.needs_init());
+    assert_eq!(machine.stop_timeout_ms, 2500);
+    assert_eq!(
+        machine.extra_startup_script.as_deref(),
+        Some("export MODE=prod\n")
+    );
+    assert_eq!(machine.sshd_config.as_ref().unwrap().value, "Port 2222\n");
+    assert_eq!(
+        machine.nix_config.as_deref(),
+        Some("experimental-features = nix-command flakes\nsandbox = false\ncores = 2\n")
+    );
+    assert!(machine.nix_enable);
+    assert_eq!(
+        machine.home.as_ref().unwrap().value,
+        PackageRef::NixFile {
+            file: PathBuf::from("/specs/app/home.nix"),
+            attr: Some("activationPackage".to_owned())
+        }
+    );
+
+    let dev = &machine.users[0].value;
+    assert_eq!((dev.name.as_str(), dev.uid, dev.gid), ("dev", 1001, 1001));
+    assert_eq!(
+        (dev.group.as_str(), dev.home.as_str(), dev.shell.as_str()),
+        ("dev", "/home/dev", "/bin/sh")
+    );
+    assert_eq!(dev.groups, ["wheel"]);
+    let ci = &machine.users[1].value;
+    assert_eq!((ci.uid, ci.gid, ci.group.as_str()), (1002, 100, "users"));
+    assert_eq!(
+        (ci.home.as_str(), ci.shell.as_str()),
+        ("/srv/ci", "/bin/bash")
+    );
+
+    let ssh = &machine.ssh;
+    assert!(ssh.enable && ssh.rsa_host_key && ssh.password_login);
+    assert_eq!((ssh.port, ssh.host_key_dir.as_str()), (2022, "/keys"));
+    assert_eq!(ssh.authorized_keys.len(), 1);
+    assert_eq!(spanned(MACHINE_SPEC, ssh.span), "true");
+
+    assert_eq!(machine.age.identity_paths, ["/keys/id"]);
+    let db = &machine.age.secrets[0].value;
+    assert_eq!(db.name, "db");
+    assert_eq!(db.file.value, PathBuf::from("/specs/app/secrets/db.age"));
+    assert_eq!(spanned(MACHINE_SPEC, db.file.span), "\"secrets/db.age\"");
+    assert_eq!(
+        (db.path.as_str(), db.mode, db.owner.value.as_str()),
+        ("/run/agenix/db", 0o400, "root")
+    );
+    assert!(db.symlink && !db.optional && db.group.is_none());
+    let token = &machine.age.secrets[1].value;
+    assert_eq!(
+        (token.path.as_str(), token.mode, token.owner.value.as_str()),
+        ("/etc/token", 0o440, "dev")
+    );
+    assert_eq!(token.group.as_ref().unwrap().value, "ci");
+    assert!(!token.symlink && token.optional);
+
+    let ts = &machine.tailscale;
+    assert!(ts.enable);
+    assert_eq!(ts.auth_key_file.as_deref(), Some("/run/ts-key"));
+    assert_eq!(ts.hostname.as_deref(), Some("box-1"));
+    assert_eq!(ts.state_dir, "/state/ts");
+    assert_eq!(
+        (
+            ts.extra_up_flags.as_slice(),
+            ts.extra_daemon_flags.as_slice()
+        ),
+        (&["--ssh".to_owned()][..], &["--verbose=1".to_owned()][..])
+    );
+
+    let db = &machine.services[0].value;
+    assert_eq!(db.argv, ["postgres", "-D", "/data"]);
+    assert_eq!(db.restart, Restart::OnFailure);
+    assert_eq!(db.restart_delay_ms, 1000);
+    let readiness = db.readiness.as_ref().unwrap();
+    assert_eq!(
+        (&readiness.check, readiness.timeout_ms),
+        (&ReadinessCheck::Tcp(5432), 60_000)
+    );
+    let web = &machine.services[1].value;
+    assert_eq!(web.env["PORT"], "8000");
+    assert_eq!(web.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(web.user.as_ref().unwrap().value, "dev");
+    assert_eq!(
+        spanned(MACHINE_SPEC, web.user.as_ref().unwrap().span),
+        "\"dev\""
+    );
+    assert_eq!(
+        (web.restart, web.restart_delay_ms, web.max_restarts),
+        (Restart::Always, 250, Some(5))
+    );
+    assert_eq!(web.after, ["db"]);
+    let readiness = web.readiness.as_ref().unwrap();
+    assert_eq!(
+        (&readiness.check, readiness.timeout_ms),
+        (&ReadinessCheck::Exec(vec!["/bin/check".to_owned()]), 30_000)
+    );
+    assert_eq!(web.log_file.as_deref(), Some("/var/log/web.log"));
+}
+
+#[test]
+fn machine_keys_default_to_nothing_and_json_reads_the_same() {
+    let spec = toml("name = \"app\"\n");
+    assert!(!spec.machine.needs_init());
+    assert_eq!(spec.machine.stop_timeout_ms, 10_000);
+    assert_eq!(spec.machine.ssh.port, 22);
+    assert_eq!(spec.machine.ssh.host_key_dir, "/etc/ssh/host-keys");
+    assert_eq!(spec.machine.tailscale.state_dir, "/var/lib/tailscale");
+
+    let spec = json(
+        r#"{"name": "app", "nixConfig": "sandbox = false\n", "stopTimeout": 3,
+            "services": {"a": {"argv": ["x"], "restartDelay": 2}},
+            "home": "nixpkgs#home"}"#,
+    );
+    assert_eq!(
+        spec.machine.nix_config.as_deref(),
+        Some("sandbox = false\n")
+    );
+    assert_eq!(spec.machine.stop_timeout_ms, 3000);
+    assert_eq!(spec.machine.services[0].value.restart_delay_ms, 2000);
+    assert_eq!(
+        spec.machine.home.unwrap().value,
+        PackageRef::Installable("nixpkgs#home".to_owned())
+    );
+}
+
+/// Every bad machine value: (spec, key path named, text the error points at, words in it).
+#[test]
+fn bad_machine_values_name_the_key_and_point_at_it() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("[services.a]\nargv = []\n", "services.a.argv", "[]", "no program"),
+        ("[services.a]\nargv = [\"\"]\n", "services.a.argv", "[\"\"]", "no program"),
+        ("[services.a]\nenv = {}\n", "services.a.argv", "", "missing"),
+        ("[services.a]\nargv = [\"x\"]\nafter = [\"b\"]\n", "services.a.after[0]", "\"b\"", "no service is named \"b\""),
+        (
+            "[services.a]\nargv = [\"x\"]\nafter = [\"b\"]\n[services.b]\nargv = [\"x\"]\nafter = [\"c\"]\n[services.c]\nargv = [\"x\"]\nafter = [\"a\"]\n",
+            "services.a.after",
+            "[\"b\"]",
+            "cycle: a -> b -> c -> a",
+        ),
+        ("[services.a]\nargv = [\"x\"]\nafter = [\"a\"]\n", "services.a.after", "[\"a\"]", "cycle: a -> a"),
+        ("[services.a]\nargv = [\"x\"]\nreadiness = { tcp = 0 }\n", "services.a.readiness.tcp", "0", "not a port"),
+        ("[services.a]\nargv = [\"x\"]\nreadiness = { tcp = 70000 }\n", "services.a.readiness.tcp", "70000", "not a port"),
+        ("[services.a]\nargv = [\"x\"]\nreadiness = { timeout = 3 }\n", "services.a.readiness.tcp", "", "missing"),
+        ("[services.a]\nargv = [\"x\"]\nreadiness = { tcp = 1, exec = [\"y\"] }\n", "services.a.readiness", "{ tcp = 1, exec = [\"y\"] }", "both"),
+        ("[services.a]\nargv = [\"x\"]\nreadiness = { tcp = 1, timeout = 0 }\n", "services.a.readiness.timeout", "0", "seconds"),
+        ("[services.a]\nargv = [\"x\"]\nrestart = \"sometimes\"\n", "services.a.restart", "\"sometimes\"", "unknown restart"),
+        ("[services.a]\nargv = [\"x\"]\nrestartDelay = -1\n", "services.a.restartDelay", "-1", "seconds"),
+        ("[services.a]\nargv = [\"x\"]\nmaxRestarts = -1\n", "services.a.maxRestarts", "-1", "restarts"),
+        ("[services.a]\nargv = [\"x\"]\nuser = \"Bad User\"\n", "services.a.user", "\"Bad User\"", "not an account"),
+        ("[services.a]\nargv = [\"x\"]\nworkingDir = \"srv\"\n", "services.a.workingDir", "\"srv\"", "absolute"),
+        ("[services.a]\nargv = [\"x\"]\nlogFile = \"../x\"\n", "services.a.logFile", "\"../x\"", "absolute"),
+        ("[services.\"a b\"]\nargv = [\"x\"]\n", "services.\"a b\"", "\"a b\"", "not a service name"),
+        ("[services.a]\nargv = [\"x\"]\nargs = []\n", "services.a.args", "args", "unknown key"),
+        ("[age.secrets.db]\nfile = \"db.age\"\nmode = \"0999\"\n", "age.secrets.db.mode", "\"0999\"", "octal"),
+        ("[age.secrets.db]\nfile = \"db.age\"\nmode = 400\n", "age.secrets.db.mode", "400", "decimal"),
+        ("[age.secrets.db]\npath = \"/x\"\n", "age.secrets.db.file", "", "missing"),
+        ("[age.secrets.db]\nfile = \"db.age\"\npath = \"x\"\n", "age.secrets.db.path", "\"x\"", "absolute"),
+        ("[age.secrets.db]\nfile = \"db.age\"\nowner = \"\"\n", "age.secrets.db.owner", "\"\"", "not an account"),
+        ("[age.secrets.\"a/b\"]\nfile = \"db.age\"\n", "age.secrets.\"a/b\"", "\"a/b\"", "cannot name a file"),
+        ("[age]\nidentityPaths = [\"id\"]\n", "age.identityPaths[0]", "\"id\"", "absolute"),
+        ("[ssh]\nport = 0\n", "ssh.port", "0", "not a port"),
+        ("[ssh]\nhostKeyDir = \"keys\"\n", "ssh.hostKeyDir", "\"keys\"", "absolute"),
+        ("[ssh]\nauthorizedKeys = [\"hello\"]\n", "ssh.authorizedKeys[0]", "\"hello\"", "not an SSH public key"),
+        ("[ssh]\nauthorizedKeys = [\"ssh-ed25519 A\\nssh-rsa B\"]\n", "ssh.authorizedKeys[0]", "\"ssh-ed25519 A\\nssh-rsa B\"", "more than one line"),
+        ("[ssh]\nenable = \"yes\"\n", "ssh.enable", "\"yes\"", "must be a boolean"),
+        ("[tailscale]\nhostname = \"my host\"\n", "tailscale.hostname", "\"my host\"", "not a host name"),
+        ("[tailscale]\nauthKeyFile = \"key\"\n", "tailscale.authKeyFile", "\"key\"", "absolute"),
+        ("[tailscale]\nstateDir = \"state\"\n", "tailscale.stateDir", "\"state\"", "absolute"),
+        ("[users.Dev]\nuid = 1000\n", "users.Dev", "Dev", "not an account name"),
+        ("[users.root]\nuid = 1000\n", "users.root", "root", "always creates"),
+        ("[users.dev]\ngid = 1000\n", "users.dev.uid", "", "missing"),
+        ("[users.dev]\nuid = 0\n", "users.dev.uid", "0", "root or nobody"),
+        ("[users.a]\nuid = 1000\n[users.b]\nuid = 1000\n", "users.b.uid", "1000", "users.a's"),
+        ("[users.dev]\nuid = 1000\nhome = \"home\"\n", "users.dev.home", "\"home\"", "absolute"),
+        ("[users.dev]\nuid = 1000\ngroups = [\"A\"]\n", "users.dev.groups[0]", "\"A\"", "not an account name"),
+        ("stopTimeout = 0\n", "stopTimeout", "0", "seconds"),
+        ("stopTimeout = \"10s\"\n", "stopTimeout", "\"10s\"", "number of seconds"),
+        ("extraStartupScript = \"  \"\n", "extraStartupScript", "\"  \"", "empty"),
+        ("nixConfig = { \"bad key\" = 1 }\n", "nixConfig.\"bad key\"", "\"bad key\"", "not a nix.conf setting"),
+        ("nixConfig = { cores = 1.5 }\n", "nixConfig.cores", "1.5", "must be a string, integer"),
+        ("nix = { enabled = true }\n", "nix.enabled", "enabled", "unknown key"),
+        ("home = \"\"\n", "home", "\"\"", "not a Nix installable"),
+        ("home = 3\n", "home", "3", "must be a string"),
+    ];
+    for (body, key, pointed, words) in cases {
+        let text = format!("name = \"app\"\n{body}");
+        let error = toml_error(&text);
+        let message = format!("{error} {}", help(&error));
+        assert!(message.contains(&format!("`{key}`")), "{body}: {message}");
+        assert!(message.contains(words), "{body}: {message}");
+        if !pointed.is_empty() {
+            let start = text.find("\n").unwrap() + 1 + body.rfind(pointed).unwrap();
+            assert_eq!(label(&error), (start, pointed.len()), "{body}: {message}");
+        }
+    }
+}

@@ -16,7 +16,7 @@ use gpubox_oci::{Compression, Entry};
 use gpubox_rootfs::RootfsInput;
 use gpubox_spec::{CopyToRoot, HostBinarySrc, PackageRef, Spec};
 
-use crate::commands::push::push_built;
+use crate::commands::push::{attach_sbom, push_built};
 use crate::error::CliError;
 use crate::progress::{bytes, Progress};
 use crate::target::{with_default_tag, Target};
@@ -50,18 +50,25 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     if let Some(sbom) = &request.sbom {
         check_file_writable(sbom)?;
     }
-    let base = super::base::open(&spec, oci_architecture())?;
     let cache_root = cache_dir(request.cache_dir.as_deref())?;
     let mut unfinished = partial_folders(&request.output, &cache_root);
     unfinished.extend(request.sbom.as_deref().map(parent_folder));
     crate::interrupt::remove_partials_on_signal(unfinished).map_err(CliError::Signals)?;
+    let registry = super::inspect::RegistrySource {
+        options: &request.registry,
+        cache_root: &cache_root,
+        progress,
+    };
+    let base = super::base::open(&spec, oci_architecture(), &registry)?;
 
     let nix = Nix::new();
     let packages = realise_packages(&spec, &nix, progress)?;
-    let closure = if packages.is_empty() {
+    let home = realise_home(&spec, &nix, progress)?;
+    let roots: Vec<StorePath> = packages.iter().chain(&home).cloned().collect();
+    let closure = if roots.is_empty() {
         Closure::from_infos(Vec::new())
     } else {
-        nix.closure(&packages)?
+        nix.closure(&roots)?
     };
     if !closure.is_empty() {
         progress.step(format!(
@@ -78,23 +85,45 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         .iter()
         .map(|item| item.value.clone())
         .collect();
-    let rootfs = gpubox_rootfs::assemble(&RootfsInput {
-        closure: &closure,
-        packages: &packages,
-        copy_to_root: &copy_to_root,
-        host_files: &host_files,
-        init: Arc::from(INIT),
-        user: &base.user(&spec),
-        working_dir: &base.working_dir(&spec),
-        image_name: &spec.name,
-        image_tag: &spec.tag,
-        driver_library_dirs: if spec.cuda.enable {
-            gpubox_cuda::DRIVER_LIBRARY_DIRS
-        } else {
-            &[]
+    let nix_db = if spec.machine.nix_enable {
+        progress.step("registering the closure in the image's Nix database");
+        Some(
+            gpubox_rootfs::nix_db(&nix, &closure, created)
+                .map_err(|e| CliError::from(gpubox_rootfs::RootfsError::from(e)))?,
+        )
+    } else {
+        None
+    };
+    let rootfs = gpubox_rootfs::assemble_over(
+        &RootfsInput {
+            closure: &closure,
+            packages: &packages,
+            copy_to_root: &copy_to_root,
+            host_files: &host_files,
+            init: Arc::from(INIT),
+            user: &base.user(&spec),
+            working_dir: &base.working_dir(&spec),
+            image_name: &spec.name,
+            image_tag: &spec.tag,
+            driver_library_dirs: if spec.cuda.enable {
+                gpubox_cuda::DRIVER_LIBRARY_DIRS
+            } else {
+                &[]
+            },
+            machine: &spec.machine,
+            home: home.as_ref(),
+            nix_db: nix_db.as_ref(),
         },
-    })
+        base.account_files(),
+    )
     .map_err(|e| {
+        if let gpubox_rootfs::RootfsError::Machine(machine) = &e {
+            let (span, what) = (
+                machine.span(),
+                format!("`{}` cannot be used", machine.key()),
+            );
+            return CliError::from(e).in_spec(&spec, span, what);
+        }
         let item = e.copy_to_root_index();
         let span = item
             .and_then(|i| spec.copy_to_root.get(i))
@@ -151,7 +180,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
             cmd: base.cmd(&spec),
             exposed_ports: base.exposed_ports(&spec),
             labels,
-            user: base.user(&spec),
+            user: rootfs.user.clone(),
             working_dir: base.working_dir(&spec),
             title: spec.name.clone(),
             version: spec.tag.clone(),
@@ -161,8 +190,26 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     )?;
     write_output(request, &spec, &image, cache.store(), progress)?;
     if let Some(file) = &request.sbom {
-        write_sbom(file, &spec, &image, created, &closure, &host_files)?;
+        let sbom = write_sbom(
+            file,
+            &spec,
+            &image,
+            created,
+            &closure,
+            &host_files,
+            base.manifest_digest(),
+        )?;
         progress.step(format!("wrote the SBOM {}", file.display()));
+        if let Target::Registry { reference } = &request.output {
+            let reference = with_default_tag(reference, &spec.tag);
+            attach_sbom(
+                &reference,
+                &image.manifest,
+                &sbom,
+                &request.registry,
+                progress,
+            )?;
+        }
     }
     Ok(image.manifest_digest.to_string())
 }
@@ -200,6 +247,37 @@ fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, CliError>
     })
 }
 
+/// The `home` package, realised so it joins the closure (without program links).
+fn realise_home(
+    spec: &Spec,
+    nix: &Nix,
+    progress: &Progress,
+) -> Result<Option<StorePath>, CliError> {
+    let Some(item) = &spec.machine.home else {
+        return Ok(None);
+    };
+    progress.step("realising home");
+    let realised = installable(&item.value).and_then(|what| nix.realise(&what));
+    match realised {
+        Ok(paths) => Ok(paths.into_iter().next()),
+        Err(e) => {
+            Err(CliError::from(e).in_spec(spec, item.span, "home could not be realised".to_owned()))
+        }
+    }
+}
+
+/// What Nix builds for a `systemPackages` entry or `home`.
+fn installable(package: &PackageRef) -> Result<Installable, gpubox_nix::NixError> {
+    match package {
+        PackageRef::StorePath(path) => StorePath::parse(path).map(Installable::StorePath),
+        PackageRef::Installable(installable) => Ok(Installable::Flake(installable.clone())),
+        PackageRef::NixFile { file, attr } => Ok(Installable::File {
+            file: file.clone(),
+            attr: attr.clone(),
+        }),
+    }
+}
+
 fn realise_packages(
     spec: &Spec,
     nix: &Nix,
@@ -207,15 +285,7 @@ fn realise_packages(
 ) -> Result<Vec<StorePath>, CliError> {
     let mut roots = Vec::new();
     for (index, item) in spec.system_packages.iter().enumerate() {
-        let what = match &item.value {
-            PackageRef::StorePath(path) => StorePath::parse(path).map(Installable::StorePath),
-            PackageRef::Installable(installable) => Ok(Installable::Flake(installable.clone())),
-            PackageRef::NixFile { file, attr } => Ok(Installable::File {
-                file: file.clone(),
-                attr: attr.clone(),
-            }),
-        };
-        let realised = what.and_then(|what| {
+        let realised = installable(&item.value).and_then(|what| {
             progress.step(format!("realising systemPackages[{index}]"));
             nix.realise(&what)
         });
@@ -544,7 +614,7 @@ pub(crate) fn cache_dir(flag: Option<&Path>) -> Result<PathBuf, CliError> {
 }
 
 /// The build machine's architecture in OCI's words.
-fn oci_architecture() -> &'static str {
+pub(crate) fn oci_architecture() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -554,7 +624,7 @@ fn oci_architecture() -> &'static str {
 }
 
 /// Writes the image's SPDX SBOM to `file` atomically, looking up the Debian
-/// package of each host file.
+/// package of each host file; returns the bytes written.
 fn write_sbom(
     file: &Path,
     spec: &Spec,
@@ -562,7 +632,8 @@ fn write_sbom(
     created: i64,
     closure: &Closure,
     host_files: &[gpubox_hostbin::HostFile],
-) -> Result<(), CliError> {
+    base_image_digest: Option<String>,
+) -> Result<Vec<u8>, CliError> {
     let input = gpubox_sbom::SbomInput {
         image_name: spec.name.clone(),
         image_tag: spec.tag.clone(),
@@ -589,7 +660,7 @@ fn write_sbom(
                 debian_package: gpubox_sbom::dpkg::package_of(&host.source),
             })
             .collect(),
-        base_image_digest: None,
+        base_image_digest,
     };
     let bytes = gpubox_sbom::render(&input).map_err(|e| gpubox_oci::layout::OutputError::Io {
         action: "write the SBOM",
@@ -603,5 +674,5 @@ fn write_sbom(
             source,
         })
     })?;
-    Ok(())
+    Ok(bytes)
 }

@@ -1,0 +1,179 @@
+//! A fake image root for the machine steps (SSH, secrets, tailscale): a temporary
+//! folder with `etc/passwd`, `etc/group`, `etc/shadow` and the start-up plan, which the
+//! real `gpubox-init` is pointed at with `GPUBOX_INIT_ROOT`, and real keys made with
+//! the real `ssh-keygen`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gpubox_initplan::{InitPlan, PLAN_PATH};
+use tempfile::TempDir;
+
+use crate::common::{self, run, script};
+
+pub const PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n";
+pub const GROUP: &str = "root:x:0:\nalice:x:1000:\nwheel:x:10:alice\n";
+pub const SHADOW: &str = "root:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\n";
+
+/// Variables the steps read; removed so the test machine's own never leak in.
+const STEP_VARIABLES: [&str; 5] = [
+    "SSH_PUBLIC_KEYS",
+    "PUBLIC_KEY",
+    "ROOT_PASSWORD",
+    "AGE_IDENTITY",
+    "TAILSCALE_AUTHKEY",
+];
+
+pub struct ImageRoot {
+    dir: TempDir,
+}
+
+impl ImageRoot {
+    pub fn new() -> Self {
+        // Not under /tmp: sshd's StrictModes refuses authorized keys below a folder
+        // others can write to, as /tmp is.
+        let root = Self {
+            dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create image root"),
+        };
+        root.write("/etc/passwd", PASSWD);
+        root.write("/etc/group", GROUP);
+        root.write("/etc/shadow", SHADOW);
+        root
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `absolute` (a path in the image) in this root.
+    pub fn at(&self, absolute: &str) -> PathBuf {
+        self.dir.path().join(absolute.trim_start_matches('/'))
+    }
+
+    /// The same as a string, for plans and scripts.
+    pub fn str(&self, absolute: &str) -> String {
+        self.at(absolute)
+            .to_str()
+            .expect("temporary paths are UTF-8")
+            .to_owned()
+    }
+
+    pub fn write(&self, absolute: &str, contents: &str) {
+        let path = self.at(absolute);
+        std::fs::create_dir_all(path.parent().expect("a path in the image has a parent"))
+            .expect("create folder in image root");
+        std::fs::write(&path, contents).expect("write file in image root");
+    }
+
+    pub fn read(&self, absolute: &str) -> String {
+        std::fs::read_to_string(self.at(absolute))
+            .unwrap_or_else(|error| panic!("read {absolute} in the image root: {error}"))
+    }
+
+    pub fn set_plan(&self, plan: &InitPlan) {
+        let path = self.at(PLAN_PATH);
+        std::fs::create_dir_all(path.parent().expect("plan folder")).expect("create plan folder");
+        std::fs::write(path, plan.to_json()).expect("write plan");
+    }
+
+    /// A shell script (outside the image's `/etc`), run as `sh PATH`.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        script(self.dir.path(), name, body)
+    }
+
+    /// An executable stand-in program written in shell, for plans that name programs.
+    pub fn program(&self, name: &str, body: &str) -> String {
+        let path = self.script(name, &format!("#!/bin/sh\n{body}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make stand-in executable");
+        path
+    }
+
+    /// `gpubox-init sh MAIN` on this root, with `vars` set and no step variable of the
+    /// test machine's own.
+    pub fn init(&self, main: &str, vars: &[(&str, &str)]) -> Command {
+        let mut command = common::init(&["sh", main]);
+        command.arg(self.path());
+        self.prepare(&mut command, vars);
+        command
+    }
+
+    /// The same in a private mount namespace, so a tmpfs the init mounts is gone with
+    /// it, whatever happens to the test; `args` follow the root for the main command.
+    pub fn init_in_mount_namespace(
+        &self,
+        main: &str,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Command {
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                common::INIT,
+                "sh",
+                main,
+            ])
+            .arg(self.path())
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        for variable in [
+            "GPUBOX_INIT_GRACE_SECONDS",
+            "GPUBOX_INIT_DEBUG",
+            "NVIDIA_VISIBLE_DEVICES",
+        ] {
+            command.env_remove(variable);
+        }
+        self.prepare(&mut command, vars);
+        command
+    }
+
+    fn prepare(&self, command: &mut Command, vars: &[(&str, &str)]) {
+        command.env("GPUBOX_INIT_ROOT", self.path());
+        for variable in STEP_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.envs(vars.iter().copied());
+    }
+
+    /// Runs `command` to completion.
+    pub fn run(&self, command: &mut Command) -> Output {
+        run(command).0
+    }
+}
+
+/// A new key pair made by the real `ssh-keygen`: (private key path, public key line).
+pub fn ssh_key(dir: &Path, name: &str, key_type: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let output = Command::new("ssh-keygen")
+        .args(["-q", "-t", key_type, "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("run ssh-keygen (install openssh-client: scripts/install-test-deps)");
+    assert!(output.status.success(), "ssh-keygen: {output:?}");
+    let public =
+        std::fs::read_to_string(format!("{}.pub", path.display())).expect("read public key");
+    (path, public.trim().to_owned())
+}
+
+/// Where `program` is on PATH. Under `CI=true` a missing one fails the test; elsewhere
+/// the test is skipped with a note (scripts/install-test-deps installs them all).
+pub fn installed(program: &str) -> Option<String> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is not installed, and CI=true: run scripts/install-test-deps"
+        );
+        eprintln!("skipping: {program} is not installed (scripts/install-test-deps)");
+    }
+    found.and_then(|path| path.to_str().map(str::to_owned))
+}

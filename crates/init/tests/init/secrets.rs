@@ -1,0 +1,216 @@
+//! The secrets step on a fake image root: files encrypted with the real `age` CLI to
+//! an SSH host key or an age identity, decrypted by the init into a tmpfs it mounts.
+//! Each init runs in a private mount namespace (`unshare --mount`), so its tmpfs goes
+//! away with it; the main command reports what it sees from inside.
+
+use gpubox_initplan::{InitPlan, SecretPlan, SecretsPlan};
+
+use crate::common::stderr;
+use crate::image_root::{installed, ssh_key, ImageRoot};
+
+const MOUNT_POINT: &str = "/run/agenix.d";
+
+/// Reports, from inside the namespace, the tmpfs's line in /proc/mounts and for each
+/// secret path given after the root: mode, owner, group, link target and contents.
+const REPORT: &str = r#"
+root=$1; shift
+grep " $root/run/agenix.d " /proc/mounts > "$root/mount.report"
+for path in "$@"; do
+    name=$(basename "$path")
+    if [ -e "$root$path" ]; then
+        stat -L -c '%a %u %g' "$root$path" > "$root/$name.stat"
+        readlink "$root$path" > "$root/$name.link"
+        cat "$root$path" > "$root/$name.contents"
+    fi
+done
+"#;
+
+fn secret(name: &str, path: &str, owner: &str, group: &str, mode: u32) -> SecretPlan {
+    SecretPlan {
+        name: name.to_owned(),
+        file: format!("/secrets/{name}.age"),
+        path: path.to_owned(),
+        mode,
+        owner: owner.to_owned(),
+        group: group.to_owned(),
+        symlink: true,
+        optional: false,
+    }
+}
+
+fn plan(identity_paths: &[&str], secrets: Vec<SecretPlan>) -> InitPlan {
+    let mut plan = InitPlan::new(2000);
+    plan.secrets = SecretsPlan {
+        identity_paths: identity_paths
+            .iter()
+            .map(|path| (*path).to_owned())
+            .collect(),
+        mount_point: MOUNT_POINT.to_owned(),
+        secrets,
+    };
+    plan
+}
+
+/// Encrypts `plaintext` with the real `age` to `recipient_args` (`-R FILE` or `-r KEY`)
+/// into the image's `/secrets/NAME.age`.
+fn encrypt(root: &ImageRoot, name: &str, plaintext: &str, recipient_args: &[&str]) {
+    use std::io::Write;
+    std::fs::create_dir_all(root.at("/secrets")).unwrap();
+    let mut child = std::process::Command::new("age")
+        .args(recipient_args)
+        .arg("-o")
+        .arg(root.at(&format!("/secrets/{name}.age")))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run age");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plaintext.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "age could not encrypt {name}"
+    );
+}
+
+/// The image's SSH host key (made by the test, as a mounted volume would bring it),
+/// and the `age -R` arguments that encrypt to it.
+fn host_key(root: &ImageRoot) -> Vec<String> {
+    std::fs::create_dir_all(root.at("/etc/ssh")).unwrap();
+    ssh_key(&root.at("/etc/ssh"), "ssh_host_ed25519_key", "ed25519");
+    vec![
+        "-R".to_owned(),
+        root.str("/etc/ssh/ssh_host_ed25519_key.pub"),
+    ]
+}
+
+fn have_tools() -> bool {
+    installed("age").is_some()
+        && installed("ssh-keygen").is_some()
+        && installed("unshare").is_some()
+}
+
+#[test]
+fn secrets_for_the_host_key_are_decrypted_into_a_tmpfs_with_their_owner_and_mode() {
+    if !have_tools() {
+        return;
+    }
+    let root = ImageRoot::new();
+    let to_host: Vec<String> = host_key(&root);
+    let to_host: Vec<&str> = to_host.iter().map(String::as_str).collect();
+    encrypt(&root, "db", "hunter2\n", &to_host);
+    encrypt(&root, "conf", "token=42\n", &to_host);
+    let mut copied = secret("conf", "/etc/app/conf", "root", "wheel", 0o440);
+    copied.symlink = false;
+    root.set_plan(&plan(
+        &["/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key"],
+        vec![
+            secret("db", "/run/agenix/db", "alice", "wheel", 0o400),
+            copied,
+        ],
+    ));
+    let main = root.script("main.sh", REPORT);
+
+    let output = root.run(&mut root.init_in_mount_namespace(
+        &main,
+        &[],
+        &["/run/agenix/db", "/etc/app/conf"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mount = root.read("/mount.report");
+    let fields: Vec<&str> = mount.split_whitespace().collect();
+    assert_eq!(
+        fields[..3],
+        ["tmpfs", &root.str(MOUNT_POINT), "tmpfs"],
+        "{mount}"
+    );
+    for option in ["nosuid", "nodev", "mode=751"] {
+        assert!(
+            fields[3].split(',').any(|o| o == option),
+            "{option}: {mount}"
+        );
+    }
+    assert_eq!(root.read("/db.contents"), "hunter2\n");
+    assert_eq!(root.read("/db.stat"), "400 1000 10\n");
+    assert_eq!(root.read("/db.link"), "../agenix.d/1/db\n");
+    assert_eq!(root.read("/conf.contents"), "token=42\n");
+    assert_eq!(root.read("/conf.stat"), "440 0 10\n");
+    assert_eq!(root.read("/conf.link"), "", "a copy is not a link");
+    // Outside the namespace the tmpfs is gone, and nothing was decrypted to disk there.
+    assert!(!root.at("/run/agenix.d/1").exists());
+}
+
+#[test]
+fn a_secret_the_identities_cannot_open_stops_the_start_naming_it() {
+    if !have_tools() {
+        return;
+    }
+    let root = ImageRoot::new();
+    host_key(&root);
+    let (_, other_key) = ssh_key(root.path(), "other", "ed25519");
+    encrypt(&root, "db", "hunter2\n", &["-r", &other_key]);
+    root.set_plan(&plan(
+        &["/etc/ssh/ssh_host_ed25519_key"],
+        vec![secret("db", "/run/agenix/db", "root", "root", 0o400)],
+    ));
+    let main = root.script("main.sh", r#"touch "$1/main.ran""#);
+
+    let output = root.run(&mut root.init_in_mount_namespace(&main, &[], &[]));
+    assert_ne!(output.status.code(), Some(0), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("start-up step `secrets` failed"),
+        "{message}"
+    );
+    assert!(message.contains("secret `db`"), "{message}");
+    assert!(message.contains(&root.str("/secrets/db.age")), "{message}");
+    assert!(!root.at("/main.ran").exists(), "the main command ran");
+}
+
+#[test]
+fn an_age_identity_from_the_environment_is_used_and_an_optional_secret_is_skipped() {
+    if !have_tools() || installed("age-keygen").is_none() {
+        return;
+    }
+    let root = ImageRoot::new();
+    let keygen = std::process::Command::new("age-keygen").output().unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    let identity = String::from_utf8(keygen.stdout).unwrap();
+    let recipient = identity
+        .lines()
+        .find_map(|line| line.strip_prefix("# public key: "))
+        .expect("age-keygen prints the public key")
+        .to_owned();
+    encrypt(&root, "token", "tskey-abc\n", &["-r", &recipient]);
+    let (_, other_key) = ssh_key(root.path(), "other", "ed25519");
+    encrypt(&root, "extra", "unreachable\n", &["-r", &other_key]);
+    let mut extra = secret("extra", "/run/agenix/extra", "root", "root", 0o400);
+    extra.optional = true;
+    root.set_plan(&plan(
+        &["/etc/ssh/ssh_host_ed25519_key"],
+        vec![
+            secret("token", "/run/agenix/token", "alice", "alice", 0o400),
+            extra,
+        ],
+    ));
+    let main = root.script("main.sh", REPORT);
+
+    let output = root.run(&mut root.init_in_mount_namespace(
+        &main,
+        &[("AGE_IDENTITY", &identity)],
+        &["/run/agenix/token", "/run/agenix/extra"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(root.read("/token.contents"), "tskey-abc\n");
+    assert_eq!(root.read("/token.stat"), "400 1000 1000\n");
+    assert!(
+        !root.at("/extra.stat").exists(),
+        "the optional secret was decrypted"
+    );
+    let message = stderr(&output);
+    assert!(message.contains("skipping optional secret"), "{message}");
+    assert!(message.contains("secret `extra`"), "{message}");
+    assert!(!message.contains("AGE-SECRET-KEY"), "{message}");
+}
