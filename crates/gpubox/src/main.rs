@@ -182,7 +182,7 @@ enum CacheCommand {
     /// Remove broken entries, unfinished files and blobs no layer entry uses;
     /// waits for running builds, and builds started meanwhile wait for it.
     Gc {
-        /// Then remove the least recently used layers until the cache is at
+        /// Then remove the least recently used layers and pulled images until the cache is at
         /// most this big: bytes, or a number with K, M, G or T (e.g. 10G).
         #[arg(long, value_name = "SIZE", value_parser = commands::cache::parse_size)]
         max_size: Option<u64>,

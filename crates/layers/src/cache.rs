@@ -1,27 +1,41 @@
-//! The layer cache: built store-path layers, found again by what they hold.
+//! The layer cache: built store-path layers found again by what they hold,
+//! images pulled from registries, and what base layers hold at the account
+//! files, all beside the [`BlobStore`] that holds their bytes.
 //!
 //! Nix store paths never change once they exist, so a layer is fully described by
 //! the store paths in it, the compression and the mtime its entries carry (plus the
 //! version of gpubox's tar format). That description, hashed, is the cache key; the
-//! value is the [`LayerBlob`] whose bytes live in the [`BlobStore`] beside it. A
-//! rebuild where one small path changed re-tars only the layer holding it.
+//! value is the [`LayerBlob`] whose bytes live in the blob store. A rebuild where
+//! one small path changed re-tars only the layer holding it.
+//!
+//! The folder holds:
+//! - `layers/KEY.json`: a layer entry, one [`LayerBlob`];
+//! - `images/HEX.json`: a pulled image's entry, named by its manifest digest and
+//!   listing the config and layers the manifest names, so a rebuild on a
+//!   registry base finds all of them and downloads nothing;
+//! - `base-files/LAYER-KEY.json`: what the base layer with digest `sha256:LAYER`
+//!   holds at some paths ([`LayerFiles`]), so a rebuild does not read the
+//!   layer again; it lives as long as that layer's blob;
+//! - `blobs/sha256/`, `tmp/`: the [`BlobStore`].
 //!
 //! Entries are written to a temporary file and renamed into place, and a hit is
-//! only trusted when its blob is still in the store with the recorded size, so an
-//! interrupted build or a pruned blob folder never yields a corrupt image.
+//! only trusted when its blobs are still in the store with the recorded sizes, so
+//! an interrupted build or a pruned blob folder never yields a corrupt image.
 //!
-//! Builds and garbage collection share the folder through an advisory lock on
-//! `<root>/lock`: every open [`LayerCache`] holds it shared, so builds run side by
-//! side, and [`LayerCache::open_exclusive`] holds it exclusively, so collection
-//! waits for running builds and builds started meanwhile wait for it. Only under
-//! the exclusive lock are leftover temporary files known to be abandoned. The
-//! lock is `flock(2)` through `libc` rather than `File::lock`, which needs Rust
-//! 1.89 while the workspace supports 1.85; being tied to the open file, it is
+//! Builds, pulls and garbage collection share the folder through an advisory
+//! lock on `<root>/lock`: every open [`LayerCache`] holds it shared, so builds
+//! and pulls run side by side, and [`LayerCache::open_exclusive`] holds it
+//! exclusively, so collection waits for them and those started meanwhile wait
+//! for it. Only under the exclusive lock are leftover temporary files known to
+//! be abandoned, and blobs no entry names known to be unwanted. The lock is
+//! `flock(2)` through `libc` rather than `File::lock`, which needs Rust 1.89
+//! while the workspace supports 1.85; being tied to the open file, it is
 //! released when the cache is dropped or the process dies, so a killed build
 //! never leaves the cache locked.
 //!
-//! A hit refreshes its index file's mtime, which makes that mtime the entry's
-//! last use: [`ExclusiveLayerCache::gc`] evicts the least recently used first.
+//! A hit on a layer, and every pull of an image, refreshes its entry's mtime,
+//! which makes that mtime the entry's last use: [`ExclusiveLayerCache::gc`]
+//! evicts the least recently used entries first, layers and images alike.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -32,6 +46,8 @@ use std::time::SystemTime;
 
 use gpubox_nix::StorePath;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
+use gpubox_oci::image::Descriptor;
+use gpubox_oci::source::LayerFiles;
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
 use gpubox_oci::{Compression, Digest, Entry, ImagePath};
 use sha2::{Digest as _, Sha256};
@@ -39,6 +55,12 @@ use sha2::{Digest as _, Sha256};
 /// Bumped whenever the bytes gpubox writes for the same inputs change, so old
 /// cache entries are never mistaken for new ones.
 const LAYER_FORMAT_VERSION: &str = "gpubox-store-layer-v1";
+
+/// Bumped when what [`ImageReader::layer_files`] records changes, so old
+/// records are not mistaken for new ones.
+///
+/// [`ImageReader::layer_files`]: gpubox_oci::source::ImageReader::layer_files
+const BASE_FILES_VERSION: &str = "gpubox-base-files-v1";
 
 /// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,30 +75,42 @@ pub enum CacheError {
     Blob(#[from] BlobError),
 }
 
-/// Built layers and the blob store that holds their bytes, held open under the
-/// cache's lock (shared, or exclusive for [`ExclusiveLayerCache`]).
+/// Built layers, pulled images and the blob store that holds their bytes,
+/// held open under the cache's lock (shared, or exclusive for
+/// [`ExclusiveLayerCache`]).
 pub struct LayerCache {
     store: BlobStore,
+    /// `layers/`: layer entries.
     index: PathBuf,
+    /// `images/`: pulled images' entries.
+    images: PathBuf,
+    /// `base-files/`: what base layers hold at some paths.
+    base_files: PathBuf,
     /// Holds the lock for as long as the cache is open.
     _lock: File,
 }
 
-/// A cache opened with [`LayerCache::open_exclusive`]: no build is using it, so
-/// it may be collected.
+/// A cache opened with [`LayerCache::open_exclusive`]: no build or pull is
+/// using it, so it may be collected.
 pub struct ExclusiveLayerCache {
     cache: LayerCache,
 }
 
+/// A pulled image's entry: the blobs its manifest names.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImageRecord {
+    blobs: Vec<Descriptor>,
+}
+
 impl LayerCache {
     /// Opens (creating if needed) the cache rooted at `root`, sharing it with
-    /// other builds; waits while a collection holds it.
+    /// other builds and pulls; waits while a collection holds it.
     pub fn open(root: &Path) -> Result<LayerCache, CacheError> {
         LayerCache::open_locked(root, libc::LOCK_SH)
     }
 
     /// Opens (creating if needed) the cache rooted at `root` for collection;
-    /// waits until no build or other collection holds it.
+    /// waits until no build, pull or other collection holds it.
     pub fn open_exclusive(root: &Path) -> Result<ExclusiveLayerCache, CacheError> {
         let cache = LayerCache::open_locked(root, libc::LOCK_EX)?;
         Ok(ExclusiveLayerCache { cache })
@@ -84,11 +118,14 @@ impl LayerCache {
 
     fn open_locked(root: &Path, operation: libc::c_int) -> Result<LayerCache, CacheError> {
         let store = BlobStore::open(root)?;
-        let index = root.join("layers");
-        fs::create_dir_all(&index).map_err(|source| CacheError::Io {
-            path: index.clone(),
-            source,
-        })?;
+        let [index, images, base_files] =
+            ["layers", "images", "base-files"].map(|name| root.join(name));
+        for dir in [&index, &images, &base_files] {
+            fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let lock_path = root.join("lock");
         let lock = File::options()
             .read(true)
@@ -104,6 +141,8 @@ impl LayerCache {
         Ok(LayerCache {
             store,
             index,
+            images,
+            base_files,
             _lock: lock,
         })
     }
@@ -147,8 +186,7 @@ impl LayerCache {
         let mut text = Vec::new();
         file.read_to_end(&mut text).ok()?;
         let blob: LayerBlob = serde_json::from_slice(&text).ok()?;
-        let on_disk = fs::metadata(self.store.path(&blob.digest)).ok()?;
-        if on_disk.len() != blob.size {
+        if !self.is_intact(&blob.digest, blob.size) {
             return None;
         }
         // Best effort: a cache another user owns still serves hits, it only
@@ -159,19 +197,63 @@ impl LayerCache {
 
     /// Records `blob` under `key`.
     pub fn put(&self, key: &str, blob: &LayerBlob) -> Result<(), CacheError> {
+        self.write_record(&self.index, &format!("{key}.json"), blob)
+    }
+
+    /// Records the pulled image whose manifest has digest `manifest` and names
+    /// `blobs` (its config and layers, already in the store), marking it as
+    /// just used: collection keeps those blobs while the entry stays.
+    pub fn put_image(&self, manifest: &Digest, blobs: &[Descriptor]) -> Result<(), CacheError> {
+        let record = ImageRecord {
+            blobs: blobs.to_vec(),
+        };
+        self.write_record(&self.images, &format!("{}.json", manifest.hex()), &record)
+    }
+
+    /// What the base layer `layer` holds at `wanted`, as recorded by
+    /// [`LayerCache::put_base_files`]; `None` when nothing (readable) is.
+    pub fn base_files(&self, layer: &Digest, wanted: &[&str]) -> Option<LayerFiles> {
+        let record = self.base_files.join(base_files_name(layer, wanted));
+        let bytes = fs::read(record).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records what the base layer `layer` holds at `wanted`. The record is
+    /// collected once the layer's blob has left the store.
+    pub fn put_base_files(
+        &self,
+        layer: &Digest,
+        wanted: &[&str],
+        files: &LayerFiles,
+    ) -> Result<(), CacheError> {
+        self.write_record(&self.base_files, &base_files_name(layer, wanted), files)
+    }
+
+    /// Writes `value` as JSON to `dir/name` through a temporary file beside it.
+    fn write_record(
+        &self,
+        dir: &Path,
+        name: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<(), CacheError> {
+        let path = dir.join(name);
         let io = |source| CacheError::Io {
-            path: self.index.clone(),
+            path: path.clone(),
             source,
         };
-        let json = serde_json::to_vec(blob).map_err(|e| io(e.into()))?;
+        let json = serde_json::to_vec(value).map_err(|e| io(e.into()))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&gpubox_oci::partial::prefix())
-            .tempfile_in(&self.index)
+            .tempfile_in(dir)
             .map_err(io)?;
         tmp.write_all(&json).map_err(io)?;
-        tmp.persist(self.index.join(format!("{key}.json")))
-            .map_err(|e| io(e.error))?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(())
+    }
+
+    /// Whether the store holds blob `digest` with `size` bytes.
+    fn is_intact(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.store.path(digest)).is_ok_and(|on_disk| on_disk.len() == size)
     }
 
     /// What the cache holds. Under the shared lock, temporary files may belong
@@ -180,30 +262,56 @@ impl LayerCache {
         Ok(self.scan()?.info(self.store.root()))
     }
 
-    /// Reads the index, the blob folder and the temporary files.
+    /// The entry at `path`, with its blobs when it parses and all of them are
+    /// intact.
+    fn read_entry(&self, path: PathBuf, metadata: &fs::Metadata, kind: EntryKind) -> IndexEntry {
+        let blobs = fs::read(&path)
+            .ok()
+            .and_then(|text| kind.blobs(&text))
+            .filter(|blobs| blobs.iter().all(|(d, size)| self.is_intact(d, *size)))
+            .map(|blobs| blobs.into_iter().map(|(d, _)| d.hex().to_owned()).collect());
+        IndexEntry {
+            path,
+            kind,
+            blobs,
+            last_used: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    /// Reads the entries, the blob folder, the base-files records and the
+    /// temporary files.
     fn scan(&self) -> Result<Scan, CacheError> {
         let mut entries = Vec::new();
-        for (path, metadata) in list(&self.index)? {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name.as_deref().is_some_and(is_partial) {
-                continue;
+        let mut temp_files = Vec::new();
+        let mut base_files = Vec::new();
+        for (dir, kind) in [
+            (&self.index, Some(EntryKind::Layer)),
+            (&self.images, Some(EntryKind::Image)),
+            (&self.base_files, None),
+        ] {
+            for (path, metadata) in list(dir)? {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if is_partial(&name) {
+                    temp_files.push(StoredFile::new(path, &metadata));
+                    continue;
+                }
+                let Some(stem) = name.strip_suffix(".json").filter(|_| metadata.is_file()) else {
+                    continue;
+                };
+                match kind {
+                    Some(kind) => entries.push(self.read_entry(path, &metadata, kind)),
+                    None => {
+                        let layer = stem
+                            .split_once('-')
+                            .map(|(layer, _)| layer.to_owned())
+                            .filter(|layer| layer.len() == 64);
+                        base_files.push((layer, StoredFile::new(path, &metadata)));
+                    }
+                }
             }
-            if !metadata.is_file() || path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let blob = fs::read(&path)
-                .ok()
-                .and_then(|text| serde_json::from_slice::<LayerBlob>(&text).ok())
-                .filter(|blob| {
-                    fs::metadata(self.store.path(&blob.digest))
-                        .is_ok_and(|on_disk| on_disk.len() == blob.size)
-                });
-            let last_used = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            entries.push(IndexEntry {
-                path,
-                blob,
-                last_used,
-            });
         }
         let blobs_dir = self.store.root().join("blobs").join("sha256");
         let blobs = list(&blobs_dir)?
@@ -216,18 +324,16 @@ impl LayerCache {
                 (hex, StoredFile::new(path, &metadata))
             })
             .collect();
-        let mut temp_files = Vec::new();
-        for dir in [self.store.root().join("tmp"), self.index.clone()] {
-            for (path, metadata) in list(&dir)? {
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                if name.as_deref().is_some_and(is_partial) {
-                    temp_files.push(StoredFile::new(path, &metadata));
-                }
+        for (path, metadata) in list(&self.store.root().join("tmp"))? {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.as_deref().is_some_and(is_partial) {
+                temp_files.push(StoredFile::new(path, &metadata));
             }
         }
         Ok(Scan {
             entries,
             blobs,
+            base_files,
             temp_files,
         })
     }
@@ -239,11 +345,13 @@ impl ExclusiveLayerCache {
         self.cache.info()
     }
 
-    /// Removes index entries whose blob is missing or damaged, abandoned
-    /// temporary files and blobs no entry refers to (such as top layers); then, with `max_size`, the least recently used entries and
-    /// their blobs until the blobs left take at most `max_size` bytes. Images
-    /// already written keep working: an OCI layout hard-links its blobs, and
-    /// archives copy them.
+    /// Removes entries whose blobs are missing or damaged, abandoned temporary
+    /// files and blobs no entry refers to (such as top layers); then, with
+    /// `max_size`, the least recently used entries, layers and pulled images
+    /// alike, and the blobs only they used, until the blobs left take at most
+    /// `max_size` bytes; last, the base-files records whose layer's blob is
+    /// gone. Images already written keep working: an OCI layout hard-links
+    /// its blobs, and archives copy them.
     pub fn gc(&self, max_size: Option<u64>) -> Result<GcReport, CacheError> {
         let scan = self.cache.scan()?;
         let mut report = GcReport::default();
@@ -253,17 +361,19 @@ impl ExclusiveLayerCache {
         }
         let mut kept = Vec::new();
         for entry in scan.entries {
-            match entry.blob {
-                Some(blob) => kept.push((entry.path, entry.last_used, blob)),
+            match entry.blobs {
+                Some(blobs) => kept.push((entry.last_used, entry.path, entry.kind, blobs)),
                 None => {
                     remove_path(&entry.path)?;
-                    report.broken_entries += 1;
+                    *report.broken(entry.kind) += 1;
                 }
             }
         }
         let mut users: HashMap<String, usize> = HashMap::new();
-        for (_, _, blob) in &kept {
-            *users.entry(blob.digest.hex().to_owned()).or_default() += 1;
+        for (_, _, _, blobs) in &kept {
+            for hex in blobs {
+                *users.entry(hex.clone()).or_default() += 1;
+            }
         }
         let mut remaining = Tally::default();
         let mut blobs = HashMap::new();
@@ -279,24 +389,32 @@ impl ExclusiveLayerCache {
         if let Some(max_size) = max_size {
             // Oldest first; the path breaks ties so the order never depends on
             // the order the folder was listed in.
-            kept.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-            for (path, _, blob) in &kept {
+            kept.sort();
+            for (_, path, kind, entry_blobs) in &kept {
                 if remaining.bytes <= max_size {
                     break;
                 }
                 remove_path(path)?;
-                report.evicted_entries += 1;
-                let hex = blob.digest.hex();
-                let last_user = users.get_mut(hex).is_some_and(|n| {
-                    *n -= 1;
-                    *n == 0
-                });
-                if let Some(stored) = last_user.then(|| blobs.remove(hex)).flatten() {
-                    stored.remove()?;
-                    report.evicted_blobs.add(stored.bytes);
-                    remaining.count -= 1;
-                    remaining.bytes -= stored.bytes;
+                *report.evicted(*kind) += 1;
+                for hex in entry_blobs {
+                    let last_user = users.get_mut(hex).is_some_and(|n| {
+                        *n -= 1;
+                        *n == 0
+                    });
+                    if let Some(stored) = last_user.then(|| blobs.remove(hex)).flatten() {
+                        stored.remove()?;
+                        report.evicted_blobs.add(stored.bytes);
+                        remaining.count -= 1;
+                        remaining.bytes -= stored.bytes;
+                    }
                 }
+            }
+        }
+        for (layer, record) in &scan.base_files {
+            // A record of an older naming has no layer, and is never read.
+            if layer.as_ref().is_none_or(|hex| !blobs.contains_key(hex)) {
+                record.remove()?;
+                report.base_files.add(record.bytes);
             }
         }
         report.remaining_blobs = remaining;
@@ -309,13 +427,19 @@ impl ExclusiveLayerCache {
 #[serde(rename_all = "camelCase")]
 pub struct CacheInfo {
     pub root: PathBuf,
-    /// Index entries, broken ones included.
+    /// Layer entries, broken ones included.
     pub entries: u64,
-    /// Entries whose blob is missing or has the wrong size.
+    /// Layer entries whose blob is missing or has the wrong size.
     pub broken_entries: u64,
+    /// Pulled images' entries, broken ones included.
+    pub images: u64,
+    /// Pulled images' entries with a blob missing or of the wrong size.
+    pub broken_images: u64,
+    /// Records of what base layers hold at the account files.
+    pub base_files: Tally,
     /// Every blob in the store.
     pub blobs: Tally,
-    /// Blobs some entry refers to.
+    /// Blobs some layer or image entry refers to.
     pub referenced: Tally,
     /// Blobs no entry refers to, such as top layers, which are never looked up
     /// again.
@@ -328,14 +452,20 @@ pub struct CacheInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GcReport {
-    /// Entries removed because their blob was missing or had the wrong size.
+    /// Layer entries removed because their blob was missing or had the wrong
+    /// size.
     pub broken_entries: u64,
+    /// Image entries removed because one of their blobs was.
+    pub broken_images: u64,
     pub temp_files: Tally,
     pub unreferenced_blobs: Tally,
-    /// Entries removed to get under the size limit, and the blobs only they
-    /// referred to.
+    /// Layer and image entries removed to get under the size limit, and the
+    /// blobs only they referred to.
     pub evicted_entries: u64,
+    pub evicted_images: u64,
     pub evicted_blobs: Tally,
+    /// Base-files records whose layer's blob is gone.
+    pub base_files: Tally,
     /// The blobs left.
     pub remaining_blobs: Tally,
 }
@@ -343,7 +473,24 @@ pub struct GcReport {
 impl GcReport {
     /// Bytes freed in all.
     pub fn freed_bytes(&self) -> u64 {
-        self.temp_files.bytes + self.unreferenced_blobs.bytes + self.evicted_blobs.bytes
+        self.temp_files.bytes
+            + self.unreferenced_blobs.bytes
+            + self.evicted_blobs.bytes
+            + self.base_files.bytes
+    }
+
+    fn broken(&mut self, kind: EntryKind) -> &mut u64 {
+        match kind {
+            EntryKind::Layer => &mut self.broken_entries,
+            EntryKind::Image => &mut self.broken_images,
+        }
+    }
+
+    fn evicted(&mut self, kind: EntryKind) -> &mut u64 {
+        match kind {
+            EntryKind::Layer => &mut self.evicted_entries,
+            EntryKind::Image => &mut self.evicted_images,
+        }
     }
 }
 
@@ -366,6 +513,9 @@ struct Scan {
     entries: Vec<IndexEntry>,
     /// Blobs by file name (the digest's hex).
     blobs: HashMap<String, StoredFile>,
+    /// Base-files records, with the hex of their layer's digest when their
+    /// name carries one.
+    base_files: Vec<(Option<String>, StoredFile)>,
     temp_files: Vec<StoredFile>,
 }
 
@@ -374,17 +524,31 @@ impl Scan {
         let referenced_hex: HashSet<&str> = self
             .entries
             .iter()
-            .filter_map(|e| e.blob.as_ref().map(|b| b.digest.hex()))
+            .filter_map(|e| e.blobs.as_ref())
+            .flatten()
+            .map(String::as_str)
             .collect();
+        let count = |kind: EntryKind, broken: bool| {
+            self.entries
+                .iter()
+                .filter(|e| e.kind == kind && (!broken || e.blobs.is_none()))
+                .count() as u64
+        };
         let mut info = CacheInfo {
             root: root.to_path_buf(),
-            entries: self.entries.len() as u64,
-            broken_entries: self.entries.iter().filter(|e| e.blob.is_none()).count() as u64,
+            entries: count(EntryKind::Layer, false),
+            broken_entries: count(EntryKind::Layer, true),
+            images: count(EntryKind::Image, false),
+            broken_images: count(EntryKind::Image, true),
+            base_files: Tally::default(),
             blobs: Tally::default(),
             referenced: Tally::default(),
             unreferenced: Tally::default(),
             temp_files: Tally::default(),
         };
+        for (_, record) in &self.base_files {
+            info.base_files.add(record.bytes);
+        }
         for (hex, blob) in &self.blobs {
             info.blobs.add(blob.bytes);
             if referenced_hex.contains(hex.as_str()) {
@@ -400,10 +564,45 @@ impl Scan {
     }
 }
 
+/// What an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum EntryKind {
+    /// One built or copied layer (`layers/`).
+    Layer,
+    /// A pulled image's config and layers (`images/`).
+    Image,
+}
+
+impl EntryKind {
+    /// The blobs (digest and size) an entry of this kind names, without
+    /// repeats; `None` when it does not parse.
+    fn blobs(self, text: &[u8]) -> Option<Vec<(Digest, u64)>> {
+        let mut named: Vec<(Digest, u64)> = match self {
+            EntryKind::Layer => {
+                let blob: LayerBlob = serde_json::from_slice(text).ok()?;
+                vec![(blob.digest, blob.size)]
+            }
+            EntryKind::Image => {
+                let record: ImageRecord = serde_json::from_slice(text).ok()?;
+                record
+                    .blobs
+                    .into_iter()
+                    .map(|blob| (blob.digest, blob.size))
+                    .collect()
+            }
+        };
+        named.sort_by(|a, b| a.0.hex().cmp(b.0.hex()));
+        named.dedup_by(|a, b| a.0 == b.0);
+        Some(named)
+    }
+}
+
 struct IndexEntry {
     path: PathBuf,
-    /// The entry's layer, when it parses and its blob is intact.
-    blob: Option<LayerBlob>,
+    kind: EntryKind,
+    /// The hex digests of the entry's blobs, when it parses and every one of
+    /// them is intact.
+    blobs: Option<Vec<String>>,
     last_used: SystemTime,
 }
 
@@ -432,6 +631,19 @@ impl StoredFile {
             remove_path(&self.path)
         }
     }
+}
+
+/// `LAYER-KEY.json`, the name of the record of what base layer `layer` holds
+/// at `wanted`: the layer's digest first, so collection can tell whose record
+/// it is; the key says which paths were read.
+fn base_files_name(layer: &Digest, wanted: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(BASE_FILES_VERSION);
+    for path in wanted {
+        hasher.update([0]);
+        hasher.update(path);
+    }
+    format!("{}-{}.json", layer.hex(), hex::encode(hasher.finalize()))
 }
 
 /// Whether `name` is an unfinished file of some gpubox process.
@@ -543,7 +755,11 @@ mod tests {
     }
 
     fn set_last_used(root: &Path, key: &str, secs: u64) {
-        let file = File::open(root.join("layers").join(format!("{key}.json"))).unwrap();
+        set_mtime(&root.join("layers").join(format!("{key}.json")), secs);
+    }
+
+    fn set_mtime(path: &Path, secs: u64) {
+        let file = File::open(path).unwrap();
         file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
             .unwrap();
     }
@@ -743,5 +959,164 @@ mod tests {
         drop(build);
         gc.join().unwrap().unwrap();
         assert!(finished.load(Ordering::SeqCst));
+    }
+
+    /// A descriptor of a blob written to `cache`'s store.
+    fn stored(cache: &LayerCache, bytes: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: "application/octet-stream".to_owned(),
+            digest: cache.store().write_bytes(bytes).unwrap(),
+            size: bytes.len() as u64,
+            annotations: Default::default(),
+        }
+    }
+
+    fn image_entry(root: &Path, manifest: &Digest) -> PathBuf {
+        root.join("images").join(format!("{}.json", manifest.hex()))
+    }
+
+    #[test]
+    fn a_pulled_image_keeps_its_blobs_until_it_is_evicted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let config = stored(&cache, b"{\"os\":\"linux\"}");
+        let base_layer = cached_layer(&cache, "base", 300);
+        let shared = Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
+            digest: base_layer.digest.clone(),
+            size: base_layer.size,
+            annotations: Default::default(),
+        };
+        let own = stored(&cache, &[7; 2000]);
+        let manifest = Digest::of(b"a manifest");
+        cache
+            .put_image(&manifest, &[config.clone(), shared, own.clone()])
+            .unwrap();
+        let info = cache.info().unwrap();
+        assert_eq!((info.entries, info.images, info.broken_images), (1, 1, 0));
+        assert_eq!(info.referenced.count, 3);
+        assert_eq!(info.unreferenced.count, 0);
+        drop(cache);
+
+        // Collection keeps everything an entry names.
+        let report = LayerCache::open_exclusive(root).unwrap().gc(None).unwrap();
+        assert_eq!(report.unreferenced_blobs, Tally::default());
+        assert_eq!(report.remaining_blobs.count, 3);
+
+        // The image was used longest ago: it goes first, with the blobs only
+        // it used; the layer entry keeps the layer they share.
+        set_mtime(&image_entry(root, &manifest), 1_000);
+        set_last_used(root, "base", 2_000);
+        let report = LayerCache::open_exclusive(root)
+            .unwrap()
+            .gc(Some(base_layer.size))
+            .unwrap();
+        assert_eq!((report.evicted_images, report.evicted_entries), (1, 0));
+        assert_eq!(
+            report.evicted_blobs,
+            Tally {
+                count: 2,
+                bytes: config.size + own.size
+            }
+        );
+        let cache = LayerCache::open(root).unwrap();
+        assert!(!cache.store().contains(&config.digest));
+        assert!(!cache.store().contains(&own.digest));
+        assert_eq!(cache.get("base"), Some(base_layer));
+        assert_eq!(cache.info().unwrap().images, 0);
+    }
+
+    #[test]
+    fn pulling_again_marks_the_image_as_just_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(dir.path()).unwrap();
+        let config = stored(&cache, b"{}");
+        let manifest = Digest::of(b"m");
+        cache
+            .put_image(&manifest, std::slice::from_ref(&config))
+            .unwrap();
+        let entry = image_entry(dir.path(), &manifest);
+        set_mtime(&entry, 1_000);
+        cache.put_image(&manifest, &[config]).unwrap();
+        let used = fs::metadata(&entry).unwrap().modified().unwrap();
+        assert!(
+            used > SystemTime::now() - Duration::from_secs(60),
+            "{used:?}"
+        );
+    }
+
+    #[test]
+    fn an_image_missing_a_blob_is_broken_and_its_other_blobs_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let config = stored(&cache, b"{}");
+        let layer = stored(&cache, &[1; 50]);
+        let manifest = Digest::of(b"m");
+        cache
+            .put_image(&manifest, &[config.clone(), layer.clone()])
+            .unwrap();
+        fs::remove_file(cache.store().path(&layer.digest)).unwrap();
+        let info = cache.info().unwrap();
+        assert_eq!((info.images, info.broken_images), (1, 1));
+        drop(cache);
+
+        let report = LayerCache::open_exclusive(root).unwrap().gc(None).unwrap();
+        assert_eq!(report.broken_images, 1);
+        assert_eq!(report.unreferenced_blobs.count, 1);
+        assert!(!image_entry(root, &manifest).exists());
+        assert!(!root.join("blobs/sha256").join(config.digest.hex()).exists());
+    }
+
+    #[test]
+    fn base_files_records_live_as_long_as_their_layer_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let wanted = ["etc/passwd", "etc/group"];
+        let kept = cached_layer(&cache, "kept", 100);
+        let evicted = cached_layer(&cache, "evicted", 5000);
+        let gone = Digest::of(b"a layer that was never stored");
+        let mut files = LayerFiles::new();
+        files.insert(
+            "etc/passwd".to_owned(),
+            gpubox_oci::source::LayerFile::Removed,
+        );
+        for layer in [&kept.digest, &evicted.digest, &gone] {
+            cache.put_base_files(layer, &wanted, &files).unwrap();
+        }
+        assert_eq!(cache.base_files(&kept.digest, &wanted), Some(files.clone()));
+        // Other paths are another record.
+        assert_eq!(cache.base_files(&kept.digest, &["etc/passwd"]), None);
+        // A record named as before records carried their layer.
+        fs::write(
+            root.join("base-files")
+                .join(format!("{}.json", "a".repeat(64))),
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(cache.info().unwrap().base_files.count, 4);
+        set_last_used(root, "evicted", 1_000);
+        set_last_used(root, "kept", 2_000);
+        drop(cache);
+
+        let report = LayerCache::open_exclusive(root).unwrap().gc(None).unwrap();
+        assert_eq!(report.base_files.count, 2);
+        let cache = LayerCache::open(root).unwrap();
+        assert_eq!(cache.base_files(&gone, &wanted), None);
+        assert!(cache.base_files(&evicted.digest, &wanted).is_some());
+        drop(cache);
+
+        // Evicting a layer takes its record with it.
+        let report = LayerCache::open_exclusive(root)
+            .unwrap()
+            .gc(Some(kept.size))
+            .unwrap();
+        assert_eq!((report.evicted_entries, report.base_files.count), (1, 1));
+        let cache = LayerCache::open(root).unwrap();
+        assert_eq!(cache.base_files(&evicted.digest, &wanted), None);
+        assert_eq!(cache.base_files(&kept.digest, &wanted), Some(files));
+        assert_eq!(cache.info().unwrap().base_files.count, 1);
     }
 }

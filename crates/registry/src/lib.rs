@@ -1,16 +1,32 @@
 //! `gpubox-registry` moves images between gpubox and the places images live
-//! outside files: the Docker engine and podman's local storage (`docker load`,
-//! `podman load`, `docker save`, `podman save`), and says what each engine on
-//! this host can do with GPUs ([`probe`]).
+//! outside files: registries, both ways, over the OCI distribution API, and
+//! the Docker engine and podman's local storage (`docker load`, `podman load`,
+//! `docker save`, `podman save`); and says what each engine on this host can
+//! do with GPUs ([`probe`]).
 //!
-//! Images travel as docker-archive streams through the engines' own CLIs, so
-//! whatever socket, context or storage settings the user has configured apply
-//! unchanged. It writes no image bytes itself: callers pass a function that writes
-//! the archive into the stream.
+//! Its parts:
+//! - [`push`] (`push.rs`): sends an image's blobs (mounting those another
+//!   repository of the registry has) and then its manifest, byte for byte;
+//!   owns the logged-in session, retries and error wording shared by all
+//!   registry traffic.
+//! - [`pull`] (`pull.rs`): fetches an image (the `linux/ARCH` entry of an
+//!   index) into the layer cache's blob store for `fromImage`, `gpubox
+//!   inspect` and `gpubox diff`, checking every digest, and records it there
+//!   as a cache entry.
+//! - [`push_sbom`] (`referrer.rs`): attaches an SBOM to a pushed image as an
+//!   OCI referrer.
+//! - `auth.rs`: credentials from `--creds`, auth files and Docker credential
+//!   helpers.
+//! - `tls.rs`: extra CA certificates for a registry (`--cert-dir`,
+//!   `certs.d`).
+//! - `blob_record.rs`: which repositories received which blobs, so later
+//!   pushes can mount them.
+//! - this file: loading into and saving from the engines, and probing them.
 //!
-//! It also pushes images to registries ([`push`]) over the OCI distribution
-//! API, sending the manifest bytes it is given unchanged, and attaches SBOMs
-//! to them as OCI referrers ([`push_sbom`]).
+//! Images travel to and from engines as docker-archive streams through the
+//! engines' own CLIs, so whatever socket, context or storage settings the user
+//! has configured apply unchanged; callers pass a function that writes the
+//! archive into the stream. It does not build images, choose layers or print.
 
 mod auth;
 mod blob_record;

@@ -11,10 +11,17 @@
 //! a temporary file, and renamed into the store; blobs the store already has
 //! are not fetched, so a second pull of the same image downloads nothing but
 //! its manifest.
+//!
+//! The store is the layer cache's: a pull holds the cache open (so no
+//! collection runs meanwhile) and, once every blob is in, records the image
+//! there as an entry naming its config and layers, marked as just used, so
+//! `gpubox cache gc` keeps them while the image is wanted. It logs in for
+//! pulling only, which registries grant where they refuse pushes.
 
 use std::cell::Cell;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use gpubox_layers::cache::{CacheError, LayerCache};
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{Descriptor, Manifest};
 use gpubox_oci::source::{IncomingBlob, ReadError};
@@ -24,7 +31,7 @@ use oci_client::manifest::{
     OciDescriptor, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
 };
-use oci_client::Reference;
+use oci_client::{Reference, RegistryOperation};
 
 use crate::push::{
     block_on, is_transient, parse_reference, retry, PushError, PushOptions, Session,
@@ -90,6 +97,11 @@ pub enum PullError {
         digest: Digest,
         detail: String,
     },
+    #[error("recording docker://{reference} in the layer cache failed: {source}")]
+    Cache {
+        reference: String,
+        source: CacheError,
+    },
     #[error("storing blob {digest} of docker://{reference} failed: {source}")]
     Blob {
         reference: String,
@@ -100,8 +112,9 @@ pub enum PullError {
 
 /// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
 /// `HOST[:PORT]/REPO@sha256:HEX`) for `linux/architecture` (GOARCH's
-/// spelling) into `store`, reaching the registry as a push would
-/// (`options`).
+/// spelling) into `store`, the blob store of the layer cache at
+/// `store.root()`, and records it there as an image entry; reaches the
+/// registry as a push would (`options`).
 pub fn pull(
     reference: &str,
     architecture: &str,
@@ -109,8 +122,13 @@ pub fn pull(
     options: &PushOptions,
 ) -> Result<PulledImage, PullError> {
     let image = parse_reference(reference)?;
+    let cache_error = |source| PullError::Cache {
+        reference: reference.to_owned(),
+        source,
+    };
+    let cache = LayerCache::open(store.root()).map_err(cache_error)?;
     let work = async {
-        let session = Session::open(&image, options).await?;
+        let session = Session::open(&image, RegistryOperation::Pull, options).await?;
         let puller = Puller {
             session: &session,
             image: &image,
@@ -132,8 +150,8 @@ pub fn pull(
         };
         let parsed: Manifest = serde_json::from_slice(&manifest)
             .map_err(|e| puller.bad_manifest(&manifest_digest, &format!("not valid: {e}")))?;
-        let blobs: Vec<&Descriptor> = std::iter::once(&parsed.config)
-            .chain(&parsed.layers)
+        let blobs: Vec<Descriptor> = std::iter::once(parsed.config)
+            .chain(parsed.layers)
             .collect();
         let downloaded = Cell::new(0u64);
         let counted = |n: u64| downloaded.set(downloaded.get() + n);
@@ -143,6 +161,9 @@ pub fn pull(
             .try_collect()
             .await?;
         let downloaded_blobs = fetched.iter().filter(|f| **f).count();
+        cache
+            .put_image(&manifest_digest, &blobs)
+            .map_err(cache_error)?;
         Ok(PulledImage {
             manifest,
             manifest_digest,

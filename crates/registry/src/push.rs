@@ -160,7 +160,7 @@ where
 {
     let image = parse_reference(reference)?;
     block_on(async {
-        let session = Session::open(&image, options).await?;
+        let session = Session::open(&image, RegistryOperation::Push, options).await?;
         let sent = session.send_blobs(&image, blobs, &read_blob).await?;
         let manifest_digest = session.put_manifest(&image, manifest).await?;
         session.remember(&image, blobs);
@@ -207,9 +207,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Logs in to `image`'s registry. Without TLS verification, HTTPS (any
+    /// Logs in to `image`'s registry for `operation`: a pull asks only for
+    /// pull access, which registries grant where they refuse pushes (a public
+    /// repository, anonymously). Without TLS verification, HTTPS (any
     /// certificate) is tried first, then plain HTTP.
-    pub async fn open(image: &Reference, options: &PushOptions) -> Result<Session, PushError> {
+    pub async fn open(
+        image: &Reference,
+        operation: RegistryOperation,
+        options: &PushOptions,
+    ) -> Result<Session, PushError> {
         let registry = image.resolve_registry().to_owned();
         let login = registry_login(&registry, options)?;
         let roots = crate::tls::extra_roots(options.cert_dir.as_deref(), &registry)?;
@@ -232,12 +238,7 @@ impl Session {
                 read_timeout: Some(READ_TIMEOUT),
                 ..ClientConfig::default()
             });
-            match retry(
-                || client.auth(image, &login.auth, RegistryOperation::Push),
-                is_transient,
-            )
-            .await
-            {
+            match retry(|| client.auth(image, &login.auth, operation), is_transient).await {
                 Ok(_) => {
                     client.store_auth_if_needed(&registry, &login.auth).await;
                     return Ok(Session {

@@ -8,7 +8,7 @@
 use std::io::{Cursor, Read};
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::Reference;
+use oci_client::{Reference, RegistryOperation};
 use serde_json::json;
 
 use crate::push::{
@@ -62,7 +62,7 @@ pub fn push_sbom(
         },
     ];
     block_on(async {
-        let session = Session::open(&image, options).await?;
+        let session = Session::open(&image, RegistryOperation::Push, options).await?;
         session
             .send_blobs(&image, &blobs, &|blob: &Blob| {
                 let bytes = if blob.digest == blobs[0].digest {

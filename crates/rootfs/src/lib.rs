@@ -13,12 +13,34 @@
 //!   (a custom `/etc/passwd`, say), and a generated file whose folder a user source
 //!   made a symlink is left out.
 //!
-//! On a base image ([`assemble_over`]), the base's accounts are the base's:
-//! - `/etc/passwd` and `/etc/group` the base has are kept line for line; gpubox
-//!   appends only the accounts it needs (`root`, `nobody`/`nogroup`, the spec's
-//!   `user`) that the base lacks, by name, giving a new user the first id from
-//!   1000 up that the base uses for no user or group. When nothing is missing,
-//!   gpubox writes no such file and the base's shows through untouched.
+//! Accounts (`accounts.rs`, the one place that makes them):
+//! - gpubox needs `root` (0), `nobody`/`nogroup` (65534), every `users.<name>`
+//!   (its uid, gid, primary group, home and shell as the spec gives them), the
+//!   spec's `user` when it is a name (not a uid, not `NAME:GROUP`, not root or
+//!   nobody) that no `users.<name>` lists, and with `ssh.enable` the `sshd`
+//!   privilege-separation account (home `/var/empty`).
+//! - The spec's `user` and `sshd` get the first id, from 1000 and from 74 up, that
+//!   no account or group of the base and no `users.<name>` uses; their primary
+//!   group is the group of their name where one exists, else a new one with the
+//!   uid as gid. A supplementary group (`users.<name>.groups`) that no group has
+//!   becomes one with the first free id from 1000, listing its members.
+//! - Without a base, gpubox writes `/etc/passwd`, `/etc/group` and `/etc/shadow`
+//!   with these. On a base image ([`assemble_over`]) the base's three files are
+//!   kept line for line: gpubox appends only the accounts and groups whose name
+//!   the file lacks, and a shadow entry for each account it appends to passwd
+//!   (creating `/etc/shadow` when the base has none). The spec's `user` or `sshd`
+//!   that the base has is the base's, and so is a group the base has (a member
+//!   `users.<name>.groups` names for it is not added). A file missing nothing is
+//!   not written, so the base's shows through untouched.
+//! - Shadow entries have `*` as password: no password logs in, SSH keys still do
+//!   (`!` would make sshd refuse the account).
+//! - Each `users.<name>`, and the spec's `user` when gpubox adds it, gets a home
+//!   folder it owns, which the start-up plan also lists.
+//! - Owners and users the spec names (`age.secrets.*.owner`/`group`,
+//!   `services.*.user`) must be in the passwd and group files the image ends up
+//!   with: the top layer's, else the base's.
+//!
+//! Otherwise on a base image:
 //! - a base's `/etc/nsswitch.conf` is never replaced.
 //! - where the base has something gpubox cannot extend (a link, or a file
 //!   that is not UTF-8 or over 1 MiB), it is left untouched.
@@ -29,6 +51,7 @@
 //! it names, and [`Rootfs::user`] is root while the plan's main user is the spec's
 //! `user`, so the init can do what needs root before dropping to it.
 
+mod accounts;
 mod base;
 mod machine;
 mod nixdb;
@@ -49,6 +72,7 @@ use gpubox_oci::tar::{walk, WalkError, WalkOptions};
 use gpubox_oci::{Entry, EntryKind, FileSource, ImagePath};
 use gpubox_spec::{CopyToRoot, MachineSpec};
 
+use accounts::Accounts;
 pub use machine::MachineError;
 pub use nixdb::{nix_db, NixDb, NixDbError};
 pub use tree::Origin;
@@ -214,9 +238,10 @@ pub fn assemble_over(
         };
         tree.insert(entry, origin)?;
     }
-    machine::add_accounts(&mut tree, input, base_files)?;
+    let accounts = Accounts::generate(input.user, input.machine, base_files);
+    accounts.add_to(&mut tree)?;
     let env = base::add_generated(&mut tree, input, base_files)?;
-    let plan = machine::add_machine(&mut tree, input, base_files)?;
+    let plan = machine::add_machine(&mut tree, input, base_files, &accounts.homes)?;
     Ok(Rootfs {
         entries: tree.into_entries(),
         env,

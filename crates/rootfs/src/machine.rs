@@ -1,17 +1,17 @@
 //! The files that let `gpubox-init` run the container as a machine, and the plan it
-//! follows ([`gpubox_initplan::InitPlan`] at [`PLAN_PATH`]): accounts
-//! (`/etc/passwd`, `/etc/group`, `/etc/shadow`), the default `sshd_config`, the
-//! encrypted secrets, the start-up script, `/etc/nix/nix.conf` and the Nix database.
+//! follows ([`gpubox_initplan::InitPlan`] at [`PLAN_PATH`]): the default
+//! `sshd_config`, the encrypted secrets, the start-up script, `/etc/nix/nix.conf` and
+//! the Nix database. The accounts the machine keys ask for are `accounts.rs`'s.
 //!
 //! Config `User`: when the spec's `user` is not root and the plan has work that needs
 //! root (accounts, SSH, secrets, tailscale, services, home), the image's config
 //! `User` stays root and the plan's `mainUser` names the spec's user; the init drops
 //! to it for the main command.
 //!
-//! Passwords are locked (`*` in `/etc/shadow`, which still allows key login); a
-//! secret file must be age ciphertext, checked here, so no plaintext reaches a layer.
+//! A secret file must be age ciphertext, checked here, so no plaintext reaches a
+//! layer; its owner and group must be accounts the image has.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -24,14 +24,11 @@ use gpubox_oci::{Entry, EntryKind, FileSource};
 use gpubox_spec::{Item, MachineSpec};
 use miette::SourceSpan;
 
-use crate::base::{merge_lines, ClosureSearch};
+use crate::accounts::{named_user, AccountTable};
+use crate::base::ClosureSearch;
 use crate::tree::{Origin, Tree};
 use crate::{image_path, RootfsError, RootfsInput};
 
-/// The first uid (and gid) handed to accounts gpubox invents.
-const FIRST_ACCOUNT_ID: u32 = 1000;
-/// The uid and gid of sshd's privilege-separation account, as Fedora and NixOS use.
-const SSHD_ID: u32 = 74;
 /// Where the init writes each login user's authorized keys (`%u`: the user).
 const AUTHORIZED_KEYS_FILE: &str = "/etc/ssh/authorized_keys.d/%u";
 const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
@@ -130,230 +127,9 @@ impl MachineError {
     }
 }
 
-/// One account gpubox writes, as a passwd line's fields.
-struct Account {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: String,
-    shell: String,
-}
-
-/// The accounts the machine keys add: root, nobody, the spec's `user` when it is a
-/// name no entry has, `users.<name>`, and `sshd` with SSH on.
-struct Accounts {
-    accounts: Vec<Account>,
-    /// Group name, gid and members, in gid order.
-    groups: Vec<(String, u32, Vec<String>)>,
-    /// Accounts whose home the init prepares.
-    homes: Vec<AccountPlan>,
-}
-
-/// `base_passwd` and `base_group`: a base image's files, whose ids new accounts avoid.
-fn accounts(input: &RootfsInput<'_>, base_passwd: &str, base_group: &str) -> Accounts {
-    let machine = input.machine;
-    let id_field = |text: &str| -> Vec<u32> {
-        text.lines()
-            .filter_map(|line| line.split(':').nth(2)?.parse().ok())
-            .collect()
-    };
-    let mut used: BTreeSet<u32> = id_field(base_passwd)
-        .into_iter()
-        .chain(id_field(base_group))
-        .collect();
-    let mut accounts = vec![
-        Account {
-            name: "root".to_owned(),
-            uid: 0,
-            gid: 0,
-            home: "/root".to_owned(),
-            shell: "/bin/sh".to_owned(),
-        },
-        Account {
-            name: "nobody".to_owned(),
-            uid: 65534,
-            gid: 65534,
-            home: "/nonexistent".to_owned(),
-            shell: "/bin/false".to_owned(),
-        },
-    ];
-    let mut groups: BTreeMap<String, (u32, BTreeSet<String>)> = BTreeMap::from([
-        ("root".to_owned(), (0, BTreeSet::new())),
-        ("nogroup".to_owned(), (65534, BTreeSet::new())),
-    ]);
-    let mut homes = Vec::new();
-    for user in &machine.users {
-        let user = &user.value;
-        used.extend([user.uid, user.gid]);
-        accounts.push(Account {
-            name: user.name.clone(),
-            uid: user.uid,
-            gid: user.gid,
-            home: user.home.clone(),
-            shell: user.shell.clone(),
-        });
-        groups
-            .entry(user.group.clone())
-            .or_insert((user.gid, BTreeSet::new()));
-        homes.push(AccountPlan {
-            name: user.name.clone(),
-            uid: user.uid,
-            gid: user.gid,
-            home: user.home.clone(),
-        });
-    }
-    let base_has = |name: &str| {
-        base_passwd
-            .lines()
-            .any(|line| line.split(':').next() == Some(name))
-    };
-    let mut add = |name: &str, start: u32, home: &str, shell: &str, used: &mut BTreeSet<u32>| {
-        let id = free_id(used, start);
-        used.insert(id);
-        accounts.push(Account {
-            name: name.to_owned(),
-            uid: id,
-            gid: id,
-            home: home.to_owned(),
-            shell: shell.to_owned(),
-        });
-        groups.insert(name.to_owned(), (id, BTreeSet::new()));
-        id
-    };
-    if let Some(name) = named_user(input.user) {
-        if !machine.users.iter().any(|user| user.value.name == name) && !base_has(name) {
-            let home = format!("/home/{name}");
-            let id = add(name, FIRST_ACCOUNT_ID, &home, "/bin/sh", &mut used);
-            homes.push(AccountPlan {
-                name: name.to_owned(),
-                uid: id,
-                gid: id,
-                home,
-            });
-        }
-    }
-    if machine.ssh.enable && !base_has("sshd") {
-        add("sshd", SSHD_ID, "/var/empty", "/bin/false", &mut used);
-    }
-    // Supplementary groups: a name no account has yet becomes a group of its own.
-    for user in &machine.users {
-        for group in &user.value.groups {
-            if !groups.contains_key(group) {
-                let gid = free_id(&used, FIRST_ACCOUNT_ID);
-                used.insert(gid);
-                groups.insert(group.clone(), (gid, BTreeSet::new()));
-            }
-            if let Some((_, members)) = groups.get_mut(group) {
-                members.insert(user.value.name.clone());
-            }
-        }
-    }
-    let mut groups: Vec<(String, u32, Vec<String>)> = groups
-        .into_iter()
-        .map(|(name, (gid, members))| (name, gid, members.into_iter().collect()))
-        .collect();
-    groups.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    Accounts {
-        accounts,
-        groups,
-        homes,
-    }
-}
-
-/// The smallest id from `start` up that `used` lacks.
-fn free_id(used: &BTreeSet<u32>, start: u32) -> u32 {
-    (start..).find(|id| !used.contains(id)).unwrap_or(start)
-}
-
-/// The spec's `user` when it is an account name other than root (not a uid, not
-/// `name:group`), which then needs an account.
-fn named_user(user: &str) -> Option<&str> {
-    let is_name = !user.is_empty()
-        && !user.contains(':')
-        && !user.bytes().all(|b| b.is_ascii_digit())
-        && user != "root"
-        && user != "nobody";
-    is_name.then_some(user)
-}
-
 /// Whether `user` (`NAME`, `UID`, `NAME:GROUP`) is root.
 fn is_root(user: &str) -> bool {
     matches!(user.split(':').next(), Some("root" | "0"))
-}
-
-fn text_of(file: Option<&LayerFile>) -> &str {
-    match file {
-        Some(LayerFile::Text(text)) => text,
-        _ => "",
-    }
-}
-
-/// With `users.<name>` or SSH on: `/etc/passwd`, `/etc/group` (a base image's kept,
-/// with the missing accounts appended), `/etc/shadow` (without a base's passwd) and
-/// the accounts' home folders, as defaults a user source can replace. Runs before
-/// the generated base files, which then leave these paths alone; without these
-/// keys it writes nothing and the base files decide.
-pub(crate) fn add_accounts(
-    tree: &mut Tree,
-    input: &RootfsInput<'_>,
-    base_files: &BTreeMap<String, LayerFile>,
-) -> Result<(), RootfsError> {
-    let machine = input.machine;
-    if machine.users.is_empty() && !machine.ssh.enable {
-        return Ok(());
-    }
-    let path = |raw: &str| image_path(raw.trim_start_matches('/'), &Origin::Generated);
-    let (base_passwd, base_group) = (base_files.get("etc/passwd"), base_files.get("etc/group"));
-    let generated = accounts(input, text_of(base_passwd), text_of(base_group));
-    let passwd_lines: Vec<(String, String)> = generated
-        .accounts
-        .iter()
-        .map(|a| {
-            let line = format!(
-                "{0}:x:{1}:{2}:{0}:{3}:{4}",
-                a.name, a.uid, a.gid, a.home, a.shell
-            );
-            (a.name.clone(), line)
-        })
-        .collect();
-    let group_lines: Vec<(String, String)> = generated
-        .groups
-        .iter()
-        .map(|(name, gid, members)| {
-            (
-                name.clone(),
-                format!("{name}:x:{gid}:{}", members.join(",")),
-            )
-        })
-        .collect();
-    for plan in &generated.homes {
-        let mut entry = Entry::directory(path(&plan.home)?, 0o755);
-        entry.uid = plan.uid;
-        entry.gid = plan.gid;
-        tree.insert_default(entry);
-    }
-    for (file, base, lines) in [
-        ("etc/passwd", base_passwd, &passwd_lines),
-        ("etc/group", base_group, &group_lines),
-    ] {
-        if let Some(text) = merge_lines(base, text_of(base), lines) {
-            tree.insert_default(Entry::bytes(path(file)?, 0o644, text.into_bytes()));
-        }
-    }
-    if base_passwd.is_none() {
-        // `*`: no password works, yet sshd still lets keys in (`!` would lock it).
-        let shadow: String = generated
-            .accounts
-            .iter()
-            .map(|account| format!("{}:*:::::::\n", account.name))
-            .collect();
-        tree.insert_default(Entry::bytes(
-            path("etc/shadow")?,
-            0o600,
-            shadow.into_bytes(),
-        ));
-    }
-    Ok(())
 }
 
 /// The config `User` and the plan's main user: root and the spec's user when the
@@ -367,11 +143,13 @@ pub(crate) fn config_user(machine: &MachineSpec, user: &str) -> (String, Option<
 }
 
 /// Writes the machine files and returns the plan (also written to [`PLAN_PATH`]),
-/// or `None` when the spec asks the init for nothing.
+/// or `None` when the spec asks the init for nothing. `homes`: the accounts whose
+/// home the init prepares.
 pub(crate) fn add_machine(
     tree: &mut Tree,
     input: &RootfsInput<'_>,
     base_files: &BTreeMap<String, LayerFile>,
+    homes: &[AccountPlan],
 ) -> Result<Option<InitPlan>, RootfsError> {
     let machine = input.machine;
     let path = |raw: &str| image_path(raw.trim_start_matches('/'), &Origin::Generated);
@@ -388,16 +166,11 @@ pub(crate) fn add_machine(
     if !machine.needs_init() {
         return Ok(None);
     }
-    let known = ImageAccounts::read(tree, base_files);
+    let known = AccountTable::read(tree, base_files);
     let (_, main_user) = config_user(machine, input.user);
     let mut plan = InitPlan::new(machine.stop_timeout_ms);
     plan.main_user = main_user;
-    plan.users = accounts(
-        input,
-        text_of(base_files.get("etc/passwd")),
-        text_of(base_files.get("etc/group")),
-    )
-    .homes;
+    plan.users = homes.to_vec();
     let search = ClosureSearch::new(input);
 
     if machine.ssh.enable {
@@ -569,7 +342,7 @@ fn default_sshd_config(
 fn add_secrets(
     tree: &mut Tree,
     input: &RootfsInput<'_>,
-    known: Option<&ImageAccounts>,
+    known: Option<&AccountTable>,
 ) -> Result<SecretsPlan, RootfsError> {
     let age = &input.machine.age;
     if age.secrets.is_empty() {
@@ -686,99 +459,32 @@ fn find_program(input: &RootfsInput<'_>, search: &ClosureSearch<'_>, name: &str)
         })
 }
 
-/// The image's accounts and groups as its `/etc/passwd` and `/etc/group` say.
-struct ImageAccounts {
-    /// Name, uid and primary gid.
-    users: Vec<(String, String, String)>,
-    /// Name and gid.
-    groups: Vec<(String, String)>,
-}
-
-impl ImageAccounts {
-    /// The top layer's files, else the base image's; `None` when neither has an
-    /// `/etc/passwd` gpubox can read, so names cannot be checked here.
-    fn read(tree: &Tree, base_files: &BTreeMap<String, LayerFile>) -> Option<ImageAccounts> {
-        let text = |file: &str| -> Option<String> {
-            let Some(entry) = tree.get(&image_path(file, &Origin::Generated).ok()?) else {
-                return match base_files.get(file) {
-                    Some(LayerFile::Text(text)) => Some(text.clone()),
-                    _ => None,
-                };
-            };
-            match &entry.kind {
-                EntryKind::File {
-                    source: FileSource::Bytes(bytes),
-                    ..
-                } => Some(String::from_utf8_lossy(bytes).into_owned()),
-                EntryKind::File {
-                    source: FileSource::Path(path),
-                    ..
-                } => std::fs::read_to_string(path).ok(),
-                _ => None,
-            }
-        };
-        let fields = |text: String, count: usize| -> Vec<Vec<String>> {
-            text.lines()
-                .map(|line| {
-                    line.split(':')
-                        .take(count)
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .filter(|fields| fields.len() == count)
-                .collect()
-        };
-        let users = fields(text("etc/passwd")?, 4)
-            .into_iter()
-            .map(|f| (f[0].clone(), f[2].clone(), f[3].clone()))
-            .collect();
-        let groups = fields(text("etc/group").unwrap_or_default(), 3)
-            .into_iter()
-            .map(|f| (f[0].clone(), f[2].clone()))
-            .collect();
-        Some(ImageAccounts { users, groups })
-    }
-
-    fn primary_group(&self, user: &str) -> Option<String> {
-        let (_, _, gid) = self
-            .users
-            .iter()
-            .find(|(name, uid, _)| name == user || uid == user)?;
-        self.groups
-            .iter()
-            .find(|(_, group_gid)| group_gid == gid)
-            .map(|(name, _)| name.clone())
-    }
-}
-
 /// Fails when `user` (a name or uid) is a name the image's `/etc/passwd` lacks; a
 /// uid needs no entry.
 fn check_user(
-    known: Option<&ImageAccounts>,
+    known: Option<&AccountTable>,
     key: &str,
     user: &Item<String>,
 ) -> Result<(), MachineError> {
     let numeric = user.value.bytes().all(|b| b.is_ascii_digit());
     match known {
-        Some(known) if !numeric && !known.users.iter().any(|(name, _, _)| *name == user.value) => {
-            Err(MachineError::UnknownUser {
-                key: key.to_owned(),
-                user: user.value.clone(),
-                span: user.span,
-            })
-        }
+        Some(known) if !numeric && !known.has_user(&user.value) => Err(MachineError::UnknownUser {
+            key: key.to_owned(),
+            user: user.value.clone(),
+            span: user.span,
+        }),
         _ => Ok(()),
     }
 }
 
 fn check_group(
-    known: Option<&ImageAccounts>,
+    known: Option<&AccountTable>,
     key: &str,
     group: &Item<String>,
 ) -> Result<(), MachineError> {
     let numeric = group.value.bytes().all(|b| b.is_ascii_digit());
     match known {
-        Some(known) if !numeric && !known.groups.iter().any(|(name, _)| *name == group.value) => {
+        Some(known) if !numeric && !known.has_group(&group.value) => {
             Err(MachineError::UnknownGroup {
                 key: key.to_owned(),
                 group: group.value.clone(),

@@ -168,6 +168,13 @@ fn a_named_user_gets_an_account_and_a_home() {
     assert!(group.contains("app:x:1000:"), "{group}");
     let home = find(&rootfs, "/home/app").expect("home");
     assert_eq!((home.uid, home.gid), (1000, 1000));
+    // A `*` password: no password logs in, SSH keys still may.
+    let shadow = find(&rootfs, "/etc/shadow").expect("shadow");
+    assert_eq!(shadow.mode, 0o600);
+    assert_eq!(
+        bytes_of(shadow),
+        b"root:*:::::::\nnobody:*:::::::\napp:*:::::::\n"
+    );
     // Numeric users need no account.
     let numeric = build(&[], "1234:1234").unwrap();
     let passwd = String::from_utf8(bytes_of(find(&numeric, "/etc/passwd").unwrap())).unwrap();

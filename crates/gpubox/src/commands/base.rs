@@ -25,17 +25,15 @@
 //! The base's `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` (as its
 //! layers and their whiteouts leave them) are handed to the rootfs, which keeps
 //! them and adds only the accounts gpubox needs. What each base layer holds at
-//! those paths is remembered in `<cache>/base-files/`, by layer digest, so a
+//! those paths is remembered in the layer cache, by layer digest, so a
 //! rebuild does not read the base's layers again.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 
-use gpubox_layers::cache::{CacheError, LayerCache};
+use gpubox_layers::cache::LayerCache;
 use gpubox_oci::image::BaseLayers;
-use gpubox_oci::source::{stack_layer_files, LayerFile, LayerFiles};
-use gpubox_oci::Digest;
+use gpubox_oci::source::{stack_layer_files, LayerFile};
 use gpubox_spec::{Spec, DEFAULT_USER, DEFAULT_WORKING_DIR};
 use miette::SourceSpan;
 use serde_json::Value;
@@ -44,12 +42,6 @@ use crate::commands::inspect::{open_from, OpenedImage, RegistrySource};
 use crate::error::CliError;
 use crate::progress::{bytes, Progress};
 use crate::target::Target;
-
-/// Bumped when what [`ImageReader::layer_files`] records changes, so old
-/// records are not mistaken for new ones.
-///
-/// [`ImageReader::layer_files`]: gpubox_oci::source::ImageReader::layer_files
-const BASE_FILES_VERSION: &str = "gpubox-base-files-v1";
 
 /// Why a base image cannot be used. The advice is in the message, as the
 /// error is shown under the spec's `fromImage` line.
@@ -134,45 +126,21 @@ pub fn open(
 
 /// What the base's layers, whiteouts applied, leave at
 /// [`gpubox_rootfs::BASE_ACCOUNT_FILES`]. Each layer's part is read once and
-/// then remembered under `cache_root`.
+/// then remembered in the layer cache at `cache_root`, for as long as the
+/// cache keeps the layer.
 fn account_files(
     image: &OpenedImage,
     cache_root: &Path,
 ) -> Result<BTreeMap<String, LayerFile>, CliError> {
-    let folder = cache_root.join("base-files");
-    let cache_error = |source: std::io::Error| {
-        CliError::from(CacheError::Io {
-            path: folder.clone(),
-            source,
-        })
-    };
-    std::fs::create_dir_all(&folder).map_err(cache_error)?;
+    let cache = LayerCache::open(cache_root)?;
     let wanted = gpubox_rootfs::BASE_ACCOUNT_FILES;
     let mut layers = Vec::new();
     for (index, layer) in image.reader.layers().iter().enumerate() {
-        let key = Digest::of(
-            format!(
-                "{BASE_FILES_VERSION}\0{}\0{}",
-                layer.digest,
-                wanted.join("\0")
-            )
-            .as_bytes(),
-        );
-        let record = folder.join(format!("{}.json", key.hex()));
-        let remembered = std::fs::read(&record)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<LayerFiles>(&bytes).ok());
-        let files = match remembered {
+        let files = match cache.base_files(&layer.digest, &wanted) {
             Some(files) => files,
             None => {
                 let files = image.reader.layer_files(index, &wanted)?;
-                let json = serde_json::to_vec(&files).map_err(|e| cache_error(e.into()))?;
-                let mut temp = tempfile::Builder::new()
-                    .prefix(&gpubox_oci::partial::prefix())
-                    .tempfile_in(&folder)
-                    .map_err(cache_error)?;
-                temp.write_all(&json).map_err(cache_error)?;
-                temp.persist(&record).map_err(|e| cache_error(e.error))?;
+                cache.put_base_files(&layer.digest, &wanted, &files)?;
                 files
             }
         };

@@ -33,16 +33,22 @@ fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
         "Layers:         {} ({} broken)",
         info.entries, info.broken_entries
     )?;
+    writeln!(
+        out,
+        "Pulled images:  {} ({} broken)",
+        info.images, info.broken_images
+    )?;
     let tally = |t: gpubox_layers::cache::Tally| format!("{}, {}", t.count, bytes(t.bytes));
     writeln!(out, "Blobs:          {}", tally(info.blobs))?;
-    writeln!(out, "  in layers:    {}", tally(info.referenced))?;
+    writeln!(out, "  in use:       {}", tally(info.referenced))?;
     writeln!(out, "  unreferenced: {}", tally(info.unreferenced))?;
+    writeln!(out, "Base files:     {}", tally(info.base_files))?;
     writeln!(out, "Unfinished:     {}", tally(info.temp_files))?;
     Ok(())
 }
 
-/// Collects the cache once no build is using it, evicting least recently used
-/// layers down to `max_size` bytes when given.
+/// Collects the cache once no build or pull is using it, evicting least
+/// recently used layers and pulled images down to `max_size` bytes when given.
 pub fn gc(flag: Option<&Path>, max_size: Option<u64>, progress: &Progress) -> Result<(), CliError> {
     let root = cache_dir(flag)?;
     progress.step(format!(
@@ -51,12 +57,16 @@ pub fn gc(flag: Option<&Path>, max_size: Option<u64>, progress: &Progress) -> Re
     ));
     let report = LayerCache::open_exclusive(&root)?.gc(max_size)?;
     progress.step(format!(
-        "removed {} broken layer entries, {} unfinished files, {} unreferenced blobs \
-         and {} least recently used layers; freed {}, {} left in {} blobs",
+        "removed {} broken layer and {} broken image entries, {} unfinished files, \
+         {} unreferenced blobs, {} least recently used layers and {} pulled images, \
+         and {} base-files records of layers no longer cached; freed {}, {} left in {} blobs",
         report.broken_entries,
+        report.broken_images,
         report.temp_files.count,
         report.unreferenced_blobs.count,
         report.evicted_entries,
+        report.evicted_images,
+        report.base_files.count,
         bytes(report.freed_bytes()),
         bytes(report.remaining_blobs.bytes),
         report.remaining_blobs.count,

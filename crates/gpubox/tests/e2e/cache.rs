@@ -1,10 +1,13 @@
 //! The layer cache is an optimisation only: `gpubox cache info` reports what a
 //! build left in it, `gpubox cache gc --max-size 0` empties it, and the next build
-//! writes the same image.
+//! writes the same image. Images pulled from a registry (a base, or one
+//! `gpubox inspect` read) are cache entries: `gc` keeps them, so a rebuild
+//! downloads nothing, until `--max-size` evicts them.
 
 use std::path::Path;
 
 use super::common::*;
+use super::registry::{Registry, RegistrySetup};
 
 /// Builds the bundled example into an oci-archive in `work`; returns the
 /// manifest digest gpubox printed.
@@ -64,4 +67,130 @@ fn a_bad_max_size_names_the_value_and_the_accepted_forms() {
         run_fails(gpubox(&work.path().join("cache")).args(["cache", "gc", "--max-size", "10X"]));
     assert!(stderr.contains("`10X`"), "{stderr}");
     assert!(stderr.contains("500M"), "{stderr}");
+}
+
+/// Builds the bundled example and pushes it to `image` with `flags` (how to
+/// reach the registry); returns how many blobs (config and layers) it has.
+fn push_example(work: &Path, image: &str, flags: &[&str]) -> usize {
+    let layout = work.join("example-layout");
+    run_ok(
+        gpubox(&work.join("build-cache"))
+            .arg("build")
+            .arg(repo_root().join("examples/hello/gpubox.toml"))
+            .arg("-o")
+            .arg(format!("oci:{}:v1", layout.display())),
+    );
+    run_ok(
+        gpubox(&work.join("build-cache"))
+            .arg("push")
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(image)
+            .args(flags),
+    );
+    let reader = gpubox_oci::source::ImageReader::open_oci_dir(&layout, Some("v1"))
+        .expect("read the example back");
+    reader.layers().len() + 1
+}
+
+/// Builds `spec` into an oci-archive in `work` with `cache`; returns what
+/// gpubox said on stderr.
+fn build_logged(work: &Path, cache: &Path, spec: &Path) -> String {
+    let out = run_ok(
+        gpubox(cache)
+            .arg("build")
+            .arg(spec)
+            .arg("--tls-verify=false")
+            .arg("-o")
+            .arg(format!(
+                "oci-archive:{}",
+                work.join("derived.tar").display()
+            )),
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn gc_keeps_a_pulled_base_until_max_size_evicts_it() {
+    if !have("docker-registry") {
+        return;
+    }
+    let work = tempdir();
+    let registry_dir = work.path().join("registry");
+    std::fs::create_dir(&registry_dir).expect("registry folder");
+    let registry = Registry::start(&registry_dir);
+    let from = registry.image("base:v1");
+    let blobs = push_example(work.path(), &from, &["--tls-verify=false"]);
+    let spec = write_spec(
+        work.path(),
+        "derived.toml",
+        &format!("name = \"gpubox-e2e-cache-derived\"\nfromImage = \"{from}\"\n"),
+    );
+    let cache = work.path().join("cache");
+
+    let log = build_logged(work.path(), &cache, &spec);
+    assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
+    let info = cache_info(&cache);
+    assert_eq!(info["images"], 1, "{info}");
+    assert_eq!(info["brokenImages"], 0, "{info}");
+    assert!(info["baseFiles"]["count"].as_u64() >= Some(1), "{info}");
+
+    // A plain collection keeps the pulled image whole: nothing comes down.
+    run_ok(gpubox(&cache).args(["cache", "gc"]));
+    let after = cache_info(&cache);
+    assert_eq!(after["images"], 1, "{after}");
+    assert_eq!(after["baseFiles"], info["baseFiles"], "{after}");
+    assert_eq!(after["unreferenced"]["count"], 0, "{after}");
+    let log = build_logged(work.path(), &cache, &spec);
+    assert!(log.contains("0 blobs downloaded"), "{log}");
+
+    // Evicted, it goes whole, with what gpubox remembered of its layers.
+    run_ok(gpubox(&cache).args(["cache", "gc", "--max-size", "0"]));
+    let emptied = cache_info(&cache);
+    assert_eq!(emptied["images"], 0, "{emptied}");
+    assert_eq!(emptied["blobs"]["count"], 0, "{emptied}");
+    assert_eq!(emptied["baseFiles"]["count"], 0, "{emptied}");
+    let log = build_logged(work.path(), &cache, &spec);
+    assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
+}
+
+#[test]
+fn an_image_inspected_with_a_login_stays_cached() {
+    if !have("docker-registry") {
+        return;
+    }
+    let work = tempdir();
+    let registry_dir = work.path().join("registry");
+    std::fs::create_dir(&registry_dir).expect("registry folder");
+    let registry = Registry::start_with(
+        &registry_dir,
+        RegistrySetup {
+            tls: true,
+            users: vec![("reader".to_owned(), "pull-pw-1234".to_owned())],
+        },
+    );
+    let certs = registry.cert_dir.clone().expect("a TLS registry has a CA");
+    let certs = certs.to_str().expect("a UTF-8 path");
+    let login = ["--cert-dir", certs, "--creds", "reader:pull-pw-1234"];
+    let image = registry.image("inspected:v1");
+    let blobs = push_example(work.path(), &image, &login);
+    let cache = work.path().join("cache");
+    let inspect = || {
+        let out = run_ok(gpubox(&cache).arg("inspect").args(login).arg(&image));
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stdout(&out).contains("sha256:"), "{}", stdout(&out));
+        assert!(!said.contains("pull-pw-1234"), "{said}");
+        said
+    };
+
+    let said = inspect();
+    assert!(
+        said.contains(&format!("{blobs} blobs downloaded")),
+        "{said}"
+    );
+    run_ok(gpubox(&cache).args(["cache", "gc"]));
+    let info = cache_info(&cache);
+    assert_eq!(info["images"], 1, "{info}");
+    assert_eq!(info["referenced"]["count"], blobs, "{info}");
+    let said = inspect();
+    assert!(said.contains("0 blobs downloaded"), "{said}");
 }
