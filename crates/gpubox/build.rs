@@ -20,8 +20,21 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let init_target_dir = out_dir.join("init-target");
 
-    println!("cargo:rerun-if-changed=../init/src");
-    println!("cargo:rerun-if-changed=../init/Cargo.toml");
+    // The init and the workspace crates it is built from: a change to any of them
+    // must rebuild the embedded init. Its crates.io dependencies change only with the
+    // workspace's Cargo.toml or Cargo.lock.
+    for watched in [
+        "../init/src",
+        "../init/Cargo.toml",
+        "../initplan/src",
+        "../initplan/Cargo.toml",
+        "../cuda/src",
+        "../cuda/Cargo.toml",
+        "../../Cargo.toml",
+        "../../Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
 
     let status = Command::new(cargo)
         .current_dir(&workspace)

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use gpubox_cuda::DriverVersion;
 
-use super::Root;
+use crate::steps::root_path;
 
 /// Where nixpkgs programs look for the driver (their RUNPATH ends with it).
 pub const DRIVER_LIB_DIR: &str = "/run/opengl-driver/lib";
@@ -140,15 +140,15 @@ impl DriverFiles {
 
 /// Reads the driver version from procfs (or, without it, from the first `libcuda.so.*`
 /// found) and keeps the driver libraries of that version, one per file name.
-pub fn find(root: &Root) -> DriverFiles {
+pub fn find() -> DriverFiles {
     let mut seen = HashSet::new();
     let candidates: Vec<DriverLibrary> = LIBRARY_DIRS
         .iter()
-        .flat_map(|dir| list_dir(&root.path(dir)))
+        .flat_map(|dir| list_dir(&root_path(dir)))
         .filter_map(DriverLibrary::from_path)
         .filter(|library| seen.insert(library.file_name().to_owned()))
         .collect();
-    let version = read_proc_version(root)
+    let version = read_proc_version()
         .map(|version| (version, VersionSource::Proc))
         .or_else(|| {
             candidates
@@ -178,8 +178,8 @@ fn list_dir(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
-fn read_proc_version(root: &Root) -> Option<DriverVersion> {
-    parse_proc_version(&fs::read_to_string(root.path(PROC_VERSION)).ok()?)
+fn read_proc_version() -> Option<DriverVersion> {
+    parse_proc_version(&fs::read_to_string(root_path(PROC_VERSION)).ok()?)
 }
 
 /// The first dotted number on the `NVRM version:` line (`x86_64` has no dot; the open
@@ -224,8 +224,8 @@ pub struct Link {
 
 /// Links every driver library into `/run/opengl-driver/lib` under the names programs ask
 /// for. Failures are returned as warnings: a missing link costs a feature, not the start.
-pub fn link_libraries(root: &Root, files: &DriverFiles, warnings: &mut Vec<String>) -> Vec<Link> {
-    let dir = root.path(DRIVER_LIB_DIR);
+pub fn link_libraries(files: &DriverFiles, warnings: &mut Vec<String>) -> Vec<Link> {
+    let dir = root_path(DRIVER_LIB_DIR);
     if let Err(error) = create_dir(&dir) {
         warnings.push(error);
         return Vec::new();
@@ -243,12 +243,12 @@ pub fn link_libraries(root: &Root, files: &DriverFiles, warnings: &mut Vec<Strin
 }
 
 /// Finds `nvidia-smi` where runtimes mount it and links it into `/run/opengl-driver/bin`.
-pub fn link_nvidia_smi(root: &Root, warnings: &mut Vec<String>) -> Option<Link> {
+pub fn link_nvidia_smi(warnings: &mut Vec<String>) -> Option<Link> {
     let found = NVIDIA_SMI_DIRS
         .iter()
-        .map(|dir| root.path(dir).join("nvidia-smi"))
+        .map(|dir| root_path(dir).join("nvidia-smi"))
         .find(|path| path.is_file())?;
-    let dir = root.path(DRIVER_BIN_DIR);
+    let dir = root_path(DRIVER_BIN_DIR);
     let placed = create_dir(&dir).and_then(|()| place_link(&dir.join("nvidia-smi"), &found));
     match placed {
         Ok(link) => Some(link),
@@ -338,10 +338,10 @@ pub enum Ldconfig {
 
 /// Runs the image's `ldconfig` (no arguments: it reads the image's own configuration,
 /// which `gpubox build` points at the driver folders).
-pub fn refresh_loader_cache(root: &Root) -> Ldconfig {
+pub fn refresh_loader_cache() -> Ldconfig {
     let Some(path) = LDCONFIG_PATHS
         .iter()
-        .map(|path| root.path(path))
+        .map(|path| root_path(path))
         .find(|path| is_executable(path))
     else {
         return Ldconfig::Absent;

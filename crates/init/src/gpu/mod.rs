@@ -14,48 +14,29 @@ use gpubox_cuda::{cuda_supported_by, disable_require, DriverVersion};
 
 pub use report::Report;
 
+use crate::steps::root_path;
 use driver::{DriverFiles, Ldconfig, VersionSource};
 use requirement::{Host, Outcome};
 
-/// The root every path the step reads or writes is taken under: `/` in a container;
-/// tests point it at a fake host tree. Not meant for anything else.
-const ROOT_VARIABLE: &str = "GPUBOX_INIT_ROOT";
 /// Asks the runtime for GPUs; `void` and `none` (and empty) ask for none.
 const VISIBLE_DEVICES_VARIABLE: &str = "NVIDIA_VISIBLE_DEVICES";
 
 /// Exit status when the image's CUDA requirement does not fit the host's driver.
 pub const REQUIREMENT_EXIT: i32 = 3;
 
-/// The folder all absolute paths of the step are taken under.
-pub struct Root(PathBuf);
-
-impl Root {
-    pub fn from_env() -> Self {
-        Self(
-            std::env::var_os(ROOT_VARIABLE)
-                .filter(|root| !root.is_empty())
-                .map_or_else(|| PathBuf::from("/"), PathBuf::from),
-        )
-    }
-
-    /// `absolute` (such as `/usr/lib64`) under the root.
-    fn path(&self, absolute: &str) -> PathBuf {
-        self.0.join(absolute.trim_start_matches('/'))
-    }
-}
-
-/// Finds and links the driver, refreshes the loader cache and checks the requirement.
-/// `vars` is the environment the image starts with.
-pub fn inspect(root: &Root, vars: &[(String, String)]) -> Report {
-    let files = driver::find(root);
+/// Finds and links the driver, refreshes the loader cache and checks the requirement;
+/// every path is taken under `GPUBOX_INIT_ROOT` ([`root_path`]), where tests put a
+/// fake host tree. `vars` is the environment the image starts with.
+pub fn inspect(vars: &[(String, String)]) -> Report {
+    let files = driver::find();
     let mut warnings = Vec::new();
     let gpu_visible = files.has_libcuda();
     let (links, nvidia_smi, ldconfig) = if gpu_visible {
-        let mut links = driver::link_libraries(root, &files, &mut warnings);
-        let nvidia_smi = driver::link_nvidia_smi(root, &mut warnings);
+        let mut links = driver::link_libraries(&files, &mut warnings);
+        let nvidia_smi = driver::link_nvidia_smi(&mut warnings);
         let found_smi = nvidia_smi.as_ref().map(|link| link.target.clone());
         links.extend(nvidia_smi);
-        (links, found_smi, Some(driver::refresh_loader_cache(root)))
+        (links, found_smi, Some(driver::refresh_loader_cache()))
     } else {
         (Vec::new(), None, None)
     };
@@ -68,7 +49,7 @@ pub fn inspect(root: &Root, vars: &[(String, String)]) -> Report {
                 driver,
                 cuda_supported,
             };
-            requirement::check(root, vars, &host, image_cuda)
+            requirement::check(vars, &host, image_cuda)
         }
         _ => Outcome::NotChecked,
     };
@@ -107,9 +88,8 @@ fn asks_for_gpu(vars: &[(String, String)]) -> bool {
 /// The start-up step: says what the user must know on stderr and returns the exit
 /// status to stop with when the image must not start.
 pub fn start_up() -> Result<(), i32> {
-    let root = Root::from_env();
     let vars = environment();
-    let report = inspect(&root, &vars);
+    let report = inspect(&vars);
     for warning in &report.warnings {
         notice!("{warning}");
     }
@@ -139,7 +119,7 @@ pub fn start_up() -> Result<(), i32> {
         Outcome::NotChecked | Outcome::NoRequirement | Outcome::Met => {}
     }
     if report.gpu_visible {
-        add_driver_bin_to_path(&root.path(driver::DRIVER_BIN_DIR));
+        add_driver_bin_to_path(&root_path(driver::DRIVER_BIN_DIR));
     }
     Ok(())
 }
@@ -187,7 +167,7 @@ pub fn check(arguments: &[OsString]) -> i32 {
             return crate::USAGE_EXIT;
         }
     };
-    let report = inspect(&Root::from_env(), &environment());
+    let report = inspect(&environment());
     let text = if json {
         report.to_json()
     } else {

@@ -9,7 +9,7 @@ use gpubox_cuda::{
     HostFacts,
 };
 
-use super::Root;
+use crate::steps::root_path;
 
 /// The hint every refusal ends with.
 pub const DISABLE_HINT: &str = "(Set NVIDIA_DISABLE_REQUIRE=true to start anyway.)";
@@ -85,12 +85,7 @@ pub struct Host<'a> {
 }
 
 /// Evaluates every `NVIDIA_REQUIRE_*` in `vars`; the first unmet one decides.
-pub fn check(
-    root: &Root,
-    vars: &[(String, String)],
-    host: &Host,
-    image_cuda: Option<CudaVersion>,
-) -> Outcome {
+pub fn check(vars: &[(String, String)], host: &Host, image_cuda: Option<CudaVersion>) -> Outcome {
     let pairs = vars
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()));
@@ -124,20 +119,14 @@ pub fn check(
                 });
             }
             Evaluation::Unmet { failed } => {
-                return unmet(root, variable, &failed, host, image_cuda);
+                return unmet(variable, &failed, host, image_cuda);
             }
         }
     }
     undecided.unwrap_or(Outcome::Met)
 }
 
-fn unmet(
-    root: &Root,
-    variable: &str,
-    failed: &str,
-    host: &Host,
-    image_cuda: Option<CudaVersion>,
-) -> Outcome {
+fn unmet(variable: &str, failed: &str, host: &Host, image_cuda: Option<CudaVersion>) -> Outcome {
     let driver = host.driver;
     let too_new = match (image_cuda, host.cuda_supported) {
         (Some(image), Some(supported)) if image > supported => Some((image, supported)),
@@ -156,7 +145,7 @@ fn unmet(
     // The compat libcuda comes first on the image's library path (nixpkgs puts its
     // folder at the front of RUNPATH), so the image runs wherever the table says it
     // runs with it, whichever kind of compatibility the table names.
-    if let Some(compat_libcuda) = find_compat_libcuda(root) {
+    if let Some(compat_libcuda) = find_compat_libcuda() {
         if compatibility(image, driver, true).runs() {
             return Outcome::ForwardCompatible { compat_libcuda };
         }
@@ -172,8 +161,8 @@ fn unmet(
 }
 
 /// A cuda-compat `libcuda.so*` in the image, if any.
-fn find_compat_libcuda(root: &Root) -> Option<PathBuf> {
-    let nix_dirs = fs::read_dir(root.path(NIX_STORE))
+fn find_compat_libcuda() -> Option<PathBuf> {
+    let nix_dirs = fs::read_dir(root_path(NIX_STORE))
         .into_iter()
         .flatten()
         .filter_map(|entry| entry.ok())
@@ -183,7 +172,7 @@ fn find_compat_libcuda(root: &Root) -> Option<PathBuf> {
             NIX_COMPAT_NAMES.iter().any(|compat| name.contains(compat))
         })
         .flat_map(|entry| NIX_COMPAT_SUBDIRS.map(|subdir| entry.path().join(subdir)));
-    std::iter::once(root.path(NVIDIA_COMPAT_DIR))
+    std::iter::once(root_path(NVIDIA_COMPAT_DIR))
         .chain(nix_dirs)
         .find_map(|dir| libcuda_in(&dir))
 }

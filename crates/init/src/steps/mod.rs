@@ -5,8 +5,15 @@
 //! supervisor to start before the plan's own.
 //!
 //! Every file path a step reads or writes is taken under `GPUBOX_INIT_ROOT` (tests
-//! point it at a temporary folder; it is `/` in a container); the programs it runs
+//! point it at a temporary folder; it is `/` in a container) by [`root_path`], which
+//! the GPU step, the plan, the accounts and the services use too; the programs it runs
 //! (`ssh-keygen`, the home-manager activation) are run from their real paths.
+//!
+//! The variables that hand a step a secret (`ROOT_PASSWORD` to SSH, `AGE_IDENTITY` to
+//! secrets, `TAILSCALE_AUTHKEY` to tailscale) are removed from the init's environment
+//! once their step has run, and their value is wiped from the init's own environment
+//! block: the startup script, the services and the main command never inherit them,
+//! and nobody reads them from `/proc/PID/environ`.
 
 mod files;
 mod home;
@@ -14,6 +21,7 @@ mod secrets;
 mod ssh;
 mod tailscale;
 
+use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,11 +29,11 @@ use std::path::{Path, PathBuf};
 
 use gpubox_initplan::{AccountPlan, InitPlan, ServicePlan};
 
-/// Takes every path of the steps under another folder (tests only).
+/// Takes every path the init reads or writes under another folder (tests only).
 const ROOT_VARIABLE: &str = "GPUBOX_INIT_ROOT";
 
 /// `absolute` (such as `/etc/passwd`) under `GPUBOX_INIT_ROOT`, or as it is when that
-/// is unset.
+/// is unset: the one place every path of the init is made.
 pub fn root_path(absolute: &str) -> PathBuf {
     let root = std::env::var_os(ROOT_VARIABLE)
         .filter(|root| !root.is_empty())
@@ -121,19 +129,43 @@ pub fn machine(plan: &InitPlan) -> Result<Vec<ServicePlan>, StepFailure> {
     let mut services = Vec::new();
     if let Some(ssh) = &plan.ssh {
         services.push(ssh::run(ssh).map_err(|error| StepFailure::new("ssh", error))?);
+        forget_secret(ssh::PASSWORD_VARIABLE);
     }
     if !plan.secrets.is_empty() {
         secrets::run(&plan.secrets).map_err(|error| StepFailure::new("secrets", error))?;
+        forget_secret(secrets::IDENTITY_VARIABLE);
     }
     if let Some(tailscale) = &plan.tailscale {
         services.extend(
             tailscale::run(tailscale).map_err(|error| StepFailure::new("tailscale", error))?,
         );
+        forget_secret(tailscale::AUTH_KEY_VARIABLE);
     }
     if let Some(home) = &plan.home {
         home::run(home).map_err(|error| StepFailure::new("home", error))?;
     }
     Ok(services)
+}
+
+/// Removes `variable`, which handed a step a secret, from the environment everything
+/// started later inherits, and overwrites its value where it was: the init's initial
+/// environment block is what `/proc/1/environ` shows, and removing the variable alone
+/// leaves the value there.
+fn forget_secret(variable: &str) {
+    let Ok(name) = CString::new(variable) else {
+        return;
+    };
+    // SAFETY: the init is single-threaded until the services start (no thread reads or
+    // writes the environment meanwhile); getenv's result, when not null, points at the
+    // NUL-terminated value inside the environment, which stays valid until unsetenv
+    // below, and is overwritten within its own length.
+    unsafe {
+        let value = libc::getenv(name.as_ptr());
+        if !value.is_null() {
+            std::ptr::write_bytes(value, 0, libc::strlen(value));
+        }
+    }
+    std::env::remove_var(variable);
 }
 
 /// A path the steps could not set up, with what to do about it.

@@ -1,13 +1,20 @@
 //! The secrets step, with agenix's meaning: a tmpfs at the plan's mount point, each
 //! start decrypting every secret into a fresh numbered generation folder there (owner,
 //! group and mode set before the file appears), each secret's `path` a link to its file
-//! (or a copy), then older generations removed. Plaintext never reaches a disk: when
-//! no tmpfs can be had the step fails instead.
+//! (or a copy), then older generations removed.
+//!
+//! Plaintext never reaches a disk. Where mounting is refused (a default Docker or
+//! podman container has no CAP_SYS_ADMIN), the mount point is used as it is when it is
+//! on a tmpfs or ramfs already; otherwise it becomes a link to a private folder on
+//! `/dev/shm` ([`SHARED_MEMORY_FOLDER`], root's, mode 0751), the tmpfs Docker, podman
+//! and Kubernetes give every container. When `/dev/shm` is not a tmpfs either, or that
+//! folder is not one the init made (`/dev/shm` is world-writable: a link or someone
+//! else's folder planted there is refused), the step fails instead.
 
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use age::armor::ArmoredReader;
@@ -19,7 +26,11 @@ use crate::accounts::{self, AccountError};
 
 /// An identity (`AGE-SECRET-KEY-1...`, an SSH private key) or the path of a file
 /// holding one, tried before the plan's identity paths.
-const IDENTITY_VARIABLE: &str = "AGE_IDENTITY";
+pub const IDENTITY_VARIABLE: &str = "AGE_IDENTITY";
+/// Where the plaintext goes when no tmpfs can be mounted: `/dev/shm`, checked to be a
+/// tmpfs, and the init's own folder on it, which the mount point then links to.
+const SHARED_MEMORY: &str = "/dev/shm";
+const SHARED_MEMORY_FOLDER: &str = "/dev/shm/gpubox-secrets";
 const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
 const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
 /// The tmpfs's own mode: anyone may reach a secret they own, nobody but root lists them.
@@ -31,11 +42,18 @@ type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
 pub enum SecretsError {
     #[error(transparent)]
     Path(#[from] PathError),
-    #[error("cannot mount a tmpfs at {} for the decrypted secrets: {error}; give the container CAP_SYS_ADMIN (`--cap-add SYS_ADMIN`) or mount one there yourself (`--tmpfs {mount_point}:mode=0751`): secrets are never decrypted to disk", path.display())]
+    #[error("cannot mount a tmpfs at {} for the decrypted secrets: {error}; {}", path.display(), memory_hint(mount_point))]
     Mount {
         path: PathBuf,
         mount_point: String,
         error: io::Error,
+    },
+    #[error("cannot mount a tmpfs at {} for the decrypted secrets ({error}) nor keep them in {SHARED_MEMORY_FOLDER} instead: {reason}; {}", path.display(), memory_hint(mount_point))]
+    NoMemory {
+        path: PathBuf,
+        mount_point: String,
+        error: io::Error,
+        reason: SharedMemoryError,
     },
     #[error("{IDENTITY_VARIABLE} is neither an age identity (AGE-SECRET-KEY-1...), an SSH private key, nor a file holding one: {reason}")]
     IdentityVariable { reason: String },
@@ -51,10 +69,26 @@ pub enum SecretsError {
     Owner { name: String, source: AccountError },
 }
 
+/// What to do when no tmpfs can be had for the image's `mount_point`.
+fn memory_hint(mount_point: &str) -> String {
+    format!("give the container CAP_SYS_ADMIN (`--cap-add SYS_ADMIN`) or a tmpfs at the mount point (`--tmpfs {mount_point}:mode=0751`): secrets are never decrypted to disk")
+}
+
+/// Why the folder on `/dev/shm` cannot stand in for a tmpfs.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedMemoryError {
+    #[error("{} is not a tmpfs", path.display())]
+    NotMemory { path: PathBuf },
+    #[error("{} is a link or a file, or a folder the init's user does not own; something else put it in the world-writable /dev/shm: remove it", path.display())]
+    Planted { path: PathBuf },
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
 /// Runs the step.
 pub fn run(plan: &SecretsPlan) -> Result<(), SecretsError> {
     let mount_point = root_path(&plan.mount_point);
-    mount_tmpfs(&mount_point, &plan.mount_point)?;
+    provide_memory(&mount_point, &plan.mount_point)?;
     let identities = identities(plan)?;
     let (generation, older) = next_generation(&mount_point)?;
     files::create_dir(&generation, MOUNT_MODE).map_err(PathError::new(
@@ -79,21 +113,63 @@ pub fn run(plan: &SecretsPlan) -> Result<(), SecretsError> {
     Ok(())
 }
 
-/// Mounts a tmpfs at `path` unless one is already mounted there (an earlier start, or
-/// `--tmpfs`); where mounting is not permitted, a folder on a tmpfs is as good.
-fn mount_tmpfs(path: &Path, mount_point: &str) -> Result<(), SecretsError> {
+/// Makes the mount point `path` (`mount_point` in the image) a folder in memory: a
+/// tmpfs mounted there unless one already is (an earlier start, or `--tmpfs`); where
+/// mounting is refused, the folder as it is when it is on a tmpfs already, else a link
+/// to [`SHARED_MEMORY_FOLDER`].
+fn provide_memory(path: &Path, mount_point: &str) -> Result<(), SecretsError> {
+    // A link is what an earlier start that fell back to /dev/shm left; the choice is
+    // made afresh, as the folder it names went with that start's /dev/shm.
+    if std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_symlink()) {
+        std::fs::remove_file(path).map_err(PathError::new(
+            "remove the earlier link at the secrets mount point",
+            path,
+        ))?;
+    }
     files::create_dir_all(path, MOUNT_MODE)
         .map_err(PathError::new("create the secrets mount point", path))?;
     if is_memory_filesystem(path) && is_mount_point(path) {
         return Ok(());
     }
-    let fail = |error: io::Error| SecretsError::Mount {
-        path: path.to_owned(),
-        mount_point: mount_point.to_owned(),
-        error,
+    let error = match mount_tmpfs(path) {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
     };
+    if !matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+        return Err(SecretsError::Mount {
+            path: path.to_owned(),
+            mount_point: mount_point.to_owned(),
+            error,
+        });
+    }
+    if is_memory_filesystem(path) {
+        debug!(
+            "not permitted to mount a tmpfs at {}; it is on one already",
+            path.display()
+        );
+        return Ok(());
+    }
+    match link_to_shared_memory(path, mount_point) {
+        Ok(()) => {
+            debug!(
+                "not permitted to mount a tmpfs at {} ({error}); it links to {SHARED_MEMORY_FOLDER}",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(reason) => Err(SecretsError::NoMemory {
+            path: path.to_owned(),
+            mount_point: mount_point.to_owned(),
+            error,
+            reason,
+        }),
+    }
+}
+
+/// Mounts a tmpfs with [`MOUNT_MODE`] at `path`.
+fn mount_tmpfs(path: &Path) -> io::Result<()> {
     let target = CString::new(path.as_os_str().as_bytes())
-        .map_err(|error| fail(io::Error::new(io::ErrorKind::InvalidInput, error)))?;
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
     let options = format!("mode={MOUNT_MODE:o}\0");
     // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let mounted = unsafe {
@@ -106,17 +182,50 @@ fn mount_tmpfs(path: &Path, mount_point: &str) -> Result<(), SecretsError> {
         )
     };
     if mounted == 0 {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EPERM) && is_memory_filesystem(path) {
-        debug!(
-            "not permitted to mount a tmpfs at {}; it is on one already",
-            path.display()
-        );
-        return Ok(());
+}
+
+/// Replaces the (empty) mount point `path` with a link to [`SHARED_MEMORY_FOLDER`],
+/// made when missing, once `/dev/shm` is known to be a tmpfs and the folder the
+/// init's own. The link is relative, like the secrets' links, so it resolves whatever
+/// root the image is seen under.
+fn link_to_shared_memory(path: &Path, mount_point: &str) -> Result<(), SharedMemoryError> {
+    let shared_memory = root_path(SHARED_MEMORY);
+    if !is_memory_filesystem(&shared_memory) {
+        return Err(SharedMemoryError::NotMemory {
+            path: shared_memory,
+        });
     }
-    Err(fail(error))
+    let folder = root_path(SHARED_MEMORY_FOLDER);
+    // Made with its mode or not at all: an existing entry is checked instead, without
+    // following a link. /dev/shm is sticky, so once checked nobody else can replace it.
+    match files::create_dir(&folder, MOUNT_MODE) {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        result => result.map_err(PathError::new("create the secrets folder", &folder))?,
+    }
+    let metadata = std::fs::symlink_metadata(&folder)
+        .map_err(PathError::new("read the secrets folder", &folder))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own_user = unsafe { libc::geteuid() };
+    if !metadata.is_dir() || metadata.uid() != own_user {
+        return Err(SharedMemoryError::Planted { path: folder });
+    }
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(MOUNT_MODE))
+        .map_err(PathError::new("make the secrets folder private", &folder))?;
+    std::fs::remove_dir(path).map_err(PathError::new(
+        "replace the secrets mount point (it must be empty) by a link to the secrets folder",
+        path,
+    ))?;
+    let target = relative_to(
+        Path::new(SHARED_MEMORY_FOLDER),
+        Path::new(mount_point).parent().unwrap_or(Path::new("/")),
+    );
+    files::symlink_atomic(&target, path)
+        .map_err(PathError::new("link the secrets mount point", path))?;
+    Ok(())
 }
 
 /// Whether `path` is on a tmpfs or ramfs, whose files live in memory only.

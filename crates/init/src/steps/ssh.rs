@@ -16,7 +16,7 @@ use super::root_path;
 
 /// Variables rented GPU hosts (RunPod, vast.ai, ...) put public keys in, one a line.
 const KEY_VARIABLES: [&str; 2] = ["SSH_PUBLIC_KEYS", "PUBLIC_KEY"];
-const PASSWORD_VARIABLE: &str = "ROOT_PASSWORD";
+pub const PASSWORD_VARIABLE: &str = "ROOT_PASSWORD";
 const SHADOW: &str = "/etc/shadow";
 /// How long sshd waits before it is started again after it exits.
 const RESTART_DELAY_MS: u64 = 1000;

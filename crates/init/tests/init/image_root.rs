@@ -108,16 +108,39 @@ impl ImageRoot {
         vars: &[(&str, &str)],
         args: &[&str],
     ) -> Command {
+        self.init_wrapped(&[], main, vars, args)
+    }
+
+    /// The same without CAP_SYS_ADMIN, as in a default Docker or podman container, so
+    /// the init is not permitted to mount anything. `setup` runs first in the namespace
+    /// with the rights still there and the root as `$0`, as a runtime sets up the
+    /// container's mounts (a tmpfs at `/dev/shm`) before it drops them.
+    pub fn init_without_mount_rights(
+        &self,
+        setup: &str,
+        main: &str,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Command {
+        let drop_rights =
+            format!("{setup}\nexec setpriv --bounding-set -sys_admin --inh-caps -sys_admin \"$@\"");
+        let root = self.path().to_str().expect("temporary paths are UTF-8");
+        self.init_wrapped(&["sh", "-c", &drop_rights, root], main, vars, args)
+    }
+
+    /// `gpubox-init sh MAIN ROOT ARGS...` run by `wrapper` in a private mount namespace.
+    fn init_wrapped(
+        &self,
+        wrapper: &[&str],
+        main: &str,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Command {
         let mut command = Command::new("unshare");
         command
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                common::INIT,
-                "sh",
-                main,
-            ])
+            .args(["--mount", "--propagation", "private"])
+            .args(wrapper)
+            .args([common::INIT, "sh", main])
             .arg(self.path())
             .args(args)
             .stdin(std::process::Stdio::null());

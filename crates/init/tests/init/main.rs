@@ -11,6 +11,7 @@ mod image_root;
 mod pid1;
 mod reaping;
 mod scenarios;
+mod secret_variables;
 mod secrets;
 mod services;
 mod ssh;

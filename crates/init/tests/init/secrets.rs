@@ -1,7 +1,9 @@
 //! The secrets step on a fake image root: files encrypted with the real `age` CLI to
-//! an SSH host key or an age identity, decrypted by the init into a tmpfs it mounts.
-//! Each init runs in a private mount namespace (`unshare --mount`), so its tmpfs goes
-//! away with it; the main command reports what it sees from inside.
+//! an SSH host key or an age identity, decrypted by the init into a tmpfs it mounts,
+//! or, where it may not mount one (no CAP_SYS_ADMIN, dropped with `setpriv`), into a
+//! folder on the tmpfs at the image's `/dev/shm`. Each init runs in a private mount
+//! namespace (`unshare --mount`), so its tmpfs goes away with it; the main command
+//! reports what it sees from inside.
 
 use gpubox_initplan::{InitPlan, SecretPlan, SecretsPlan};
 
@@ -86,10 +88,22 @@ fn host_key(root: &ImageRoot) -> Vec<String> {
     ]
 }
 
+/// Reports, from inside the namespace, what the mount point links to and the folder
+/// on `/dev/shm` the secrets went to (mode, owner, type); then [`REPORT`].
+const SHARED_MEMORY_REPORT: &str = r#"
+readlink "$1/run/agenix.d" > "$1/mount-point.link"
+stat -c '%a %u %F' "$1/dev/shm/gpubox-secrets" > "$1/shared.stat"
+"#;
+
+/// Mounts a tmpfs at the image's `/dev/shm` (the root is `$0`), as runtimes do.
+const SHARED_MEMORY: &str =
+    r#"mkdir -p "$0/dev/shm" && mount -t tmpfs -o mode=1777 tmpfs "$0/dev/shm""#;
+
 fn have_tools() -> bool {
     installed("age").is_some()
         && installed("ssh-keygen").is_some()
         && installed("unshare").is_some()
+        && installed("setpriv").is_some()
 }
 
 #[test]
@@ -213,4 +227,100 @@ fn an_age_identity_from_the_environment_is_used_and_an_optional_secret_is_skippe
     assert!(message.contains("skipping optional secret"), "{message}");
     assert!(message.contains("secret `extra`"), "{message}");
     assert!(!message.contains("AGE-SECRET-KEY"), "{message}");
+}
+
+#[test]
+fn without_the_right_to_mount_secrets_go_to_a_private_folder_on_dev_shm() {
+    if !have_tools() {
+        return;
+    }
+    let root = ImageRoot::new();
+    let to_host: Vec<String> = host_key(&root);
+    let to_host: Vec<&str> = to_host.iter().map(String::as_str).collect();
+    encrypt(&root, "db", "hunter2\n", &to_host);
+    root.set_plan(&plan(
+        &["/etc/ssh/ssh_host_ed25519_key"],
+        vec![secret("db", "/run/agenix/db", "alice", "wheel", 0o400)],
+    ));
+    let main = root.script("main.sh", &format!("{SHARED_MEMORY_REPORT}{REPORT}"));
+
+    // The second start finds the first one's link and a fresh, empty /dev/shm, as a
+    // restarted container does.
+    for start in ["first", "second"] {
+        let output = root.run(&mut root.init_without_mount_rights(
+            SHARED_MEMORY,
+            &main,
+            &[],
+            &["/run/agenix/db"],
+        ));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{start}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            root.read("/mount.report"),
+            "",
+            "{start}: a tmpfs was mounted"
+        );
+        assert_eq!(
+            root.read("/mount-point.link"),
+            "../dev/shm/gpubox-secrets\n"
+        );
+        assert_eq!(root.read("/shared.stat"), "751 0 directory\n");
+        assert_eq!(root.read("/db.contents"), "hunter2\n", "{start}");
+        assert_eq!(root.read("/db.stat"), "400 1000 10\n");
+        assert_eq!(root.read("/db.link"), "../agenix.d/1/db\n");
+        // The plaintext was in the tmpfs only: it went with the namespace.
+        assert_eq!(std::fs::read_dir(root.at("/dev/shm")).unwrap().count(), 0);
+        let mount_point = std::fs::symlink_metadata(root.at(MOUNT_POINT)).unwrap();
+        assert!(mount_point.is_symlink(), "{start}: {mount_point:?}");
+    }
+}
+
+#[test]
+fn without_the_right_to_mount_a_dev_shm_that_is_no_tmpfs_or_holds_a_planted_folder_is_refused() {
+    if !have_tools() {
+        return;
+    }
+    let root = ImageRoot::new();
+    root.set_plan(&plan(
+        &["/etc/ssh/ssh_host_ed25519_key"],
+        vec![secret("db", "/run/agenix/db", "root", "root", 0o400)],
+    ));
+    let main = root.script("main.sh", r#"touch "$1/main.ran""#);
+    std::fs::create_dir_all(root.at("/elsewhere")).unwrap();
+    let planted = r#"ln -s "$0/elsewhere" "$0/dev/shm/gpubox-secrets""#;
+    let foreign = r#"mkdir "$0/dev/shm/gpubox-secrets" && chown 1000 "$0/dev/shm/gpubox-secrets""#;
+    for (setup, reason) in [
+        ("true", format!("{} is not a tmpfs", root.str("/dev/shm"))),
+        (
+            &format!("{SHARED_MEMORY} && {planted}"),
+            format!("{} is a link", root.str("/dev/shm/gpubox-secrets")),
+        ),
+        (
+            &format!("{SHARED_MEMORY} && {foreign}"),
+            format!("{} is a link", root.str("/dev/shm/gpubox-secrets")),
+        ),
+    ] {
+        let output = root.run(&mut root.init_without_mount_rights(setup, &main, &[], &[]));
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(4), "{setup}: {message}");
+        assert!(
+            message.contains("start-up step `secrets` failed"),
+            "{message}"
+        );
+        assert!(message.contains(&reason), "{setup}: {message}");
+        assert!(message.contains("--cap-add SYS_ADMIN"), "{message}");
+        assert!(
+            !root.at("/main.ran").exists(),
+            "{setup}: the main command ran"
+        );
+        assert_eq!(std::fs::read_dir(root.at("/elsewhere")).unwrap().count(), 0);
+        assert!(
+            root.at(MOUNT_POINT).is_dir(),
+            "{setup}: the mount point is gone"
+        );
+    }
 }
