@@ -67,6 +67,8 @@ pub fn have(part: &str) -> bool {
         "skopeo" => Command::new("skopeo").arg("--version").output(),
         // Its --version takes an argument (the SPDX version to write).
         "pyspdxtools" => Command::new("pyspdxtools").arg("--help").output(),
+        // OpenSSH's programs and sshpass know only -V.
+        "ssh" | "sshd" | "sshpass" => Command::new(part).arg("-V").output(),
         other => Command::new(other).arg("--version").output(),
     }
     .is_ok_and(|o| o.status.success());
