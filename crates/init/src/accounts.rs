@@ -139,10 +139,7 @@ struct PasswdEntry<'a> {
 impl<'a> PasswdEntry<'a> {
     /// `None` for comments and lines that are not entries, which the C library skips too.
     fn parse(line: &'a str) -> Option<Self> {
-        let fields: Vec<&str> = line.split(':').collect();
-        if line.starts_with('#') || fields.len() < 7 {
-            return None;
-        }
+        let fields = entry_fields(line, 7)?;
         Some(Self {
             name: fields[0],
             uid: fields[2].parse().ok()?,
@@ -162,16 +159,20 @@ struct GroupEntry<'a> {
 
 impl<'a> GroupEntry<'a> {
     fn parse(line: &'a str) -> Option<Self> {
-        let fields: Vec<&str> = line.split(':').collect();
-        if line.starts_with('#') || fields.len() < 4 {
-            return None;
-        }
+        let fields = entry_fields(line, 4)?;
         Some(Self {
             name: fields[0],
             gid: fields[2].parse().ok()?,
             members: fields[3].split(',').filter(|m| !m.is_empty()).collect(),
         })
     }
+}
+
+/// The colon-separated fields of an `/etc/passwd` or `/etc/group` line with at least
+/// `count` of them; `None` for comments and shorter lines, which the C library skips.
+fn entry_fields(line: &str, count: usize) -> Option<Vec<&str>> {
+    let fields: Vec<&str> = line.split(':').collect();
+    (!line.starts_with('#') && fields.len() >= count).then_some(fields)
 }
 
 #[cfg(test)]

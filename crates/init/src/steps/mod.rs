@@ -27,7 +27,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use gpubox_initplan::{AccountPlan, InitPlan, ServicePlan};
+use gpubox_initplan::{AccountPlan, InitPlan, Restart, ServicePlan};
 
 /// Takes every path the init reads or writes under another folder (tests only).
 const ROOT_VARIABLE: &str = "GPUBOX_INIT_ROOT";
@@ -145,6 +145,34 @@ pub fn machine(plan: &InitPlan) -> Result<Vec<ServicePlan>, StepFailure> {
         home::run(home).map_err(|error| StepFailure::new("home", error))?;
     }
     Ok(services)
+}
+
+/// How long a system service that must stay up (sshd, tailscaled) waits before it is
+/// started again after it exits.
+const SYSTEM_RESTART_DELAY_MS: u64 = 1000;
+
+/// A system service a step starts: run as root from `/` with the init's environment,
+/// its output prefixed, restarted as `restart` says after `restart_delay_ms` with no
+/// limit; callers set `after` and `readiness` where it has them.
+fn system_service(
+    name: &str,
+    argv: Vec<String>,
+    restart: Restart,
+    restart_delay_ms: u64,
+) -> ServicePlan {
+    ServicePlan {
+        name: name.to_owned(),
+        argv,
+        env: Default::default(),
+        working_dir: None,
+        user: None,
+        restart,
+        restart_delay_ms,
+        max_restarts: None,
+        after: Vec::new(),
+        readiness: None,
+        log_file: None,
+    }
 }
 
 /// Removes `variable`, which handed a step a secret, from the environment everything

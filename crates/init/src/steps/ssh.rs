@@ -18,8 +18,6 @@ use super::root_path;
 const KEY_VARIABLES: [&str; 2] = ["SSH_PUBLIC_KEYS", "PUBLIC_KEY"];
 pub const PASSWORD_VARIABLE: &str = "ROOT_PASSWORD";
 const SHADOW: &str = "/etc/shadow";
-/// How long sshd waits before it is started again after it exits.
-const RESTART_DELAY_MS: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -76,25 +74,18 @@ pub fn run(plan: &SshPlan) -> Result<ServicePlan, SshError> {
             .map_err(super::PathError::new("write authorized keys", &path))?;
     }
     root_password(plan.password_login)?;
-    Ok(ServicePlan {
-        name: "sshd".to_owned(),
-        argv: vec![
+    Ok(super::system_service(
+        "sshd",
+        vec![
             plan.sshd.clone(),
             "-D".to_owned(),
             "-e".to_owned(),
             "-f".to_owned(),
             plan.config.clone(),
         ],
-        env: Default::default(),
-        working_dir: None,
-        user: None,
-        restart: Restart::Always,
-        restart_delay_ms: RESTART_DELAY_MS,
-        max_restarts: None,
-        after: Vec::new(),
-        readiness: None,
-        log_file: None,
-    })
+        Restart::Always,
+        super::SYSTEM_RESTART_DELAY_MS,
+    ))
 }
 
 /// Generates the host key of `key_type` when missing (into a temporary name, renamed

@@ -8,21 +8,19 @@
 //! kept on the state volume) and passed as `--auth-key=file:PATH`, which `tailscale up`
 //! reads since tailscale 1.50.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
 use gpubox_initplan::{Readiness, ReadinessCheck, Restart, ServicePlan, TailscalePlan};
 
 use super::files;
-use super::{root_path, PathError};
+use super::{root_path, system_service, PathError, SYSTEM_RESTART_DELAY_MS};
 
 pub const AUTH_KEY_VARIABLE: &str = "TAILSCALE_AUTHKEY";
 /// Where the key is handed to `tailscale up`, in the image.
 const AUTH_KEY_HANDOFF: &str = "/run/gpubox/tailscale-auth-key";
 /// How long tailscaled gets to answer on its socket before the start fails.
 const DAEMON_READY_TIMEOUT_MS: u64 = 30_000;
-const RESTART_DELAY_MS: u64 = 1000;
 /// `tailscale up` is tried again this long after a failure (the control server may be
 /// unreachable for a while).
 const UP_RETRY_DELAY_MS: u64 = 5000;
@@ -100,15 +98,6 @@ pub fn run(plan: &TailscalePlan) -> Result<Vec<ServicePlan>, TailscaleError> {
     up_argv.extend(plan.extra_up_flags.iter().cloned());
 
     let daemon = ServicePlan {
-        name: DAEMON_SERVICE.to_owned(),
-        argv: daemon_argv,
-        env: BTreeMap::new(),
-        working_dir: None,
-        user: None,
-        restart: Restart::Always,
-        restart_delay_ms: RESTART_DELAY_MS,
-        max_restarts: None,
-        after: Vec::new(),
         readiness: Some(Readiness {
             check: ReadinessCheck::Exec(vec![
                 plan.tailscale.clone(),
@@ -118,20 +107,16 @@ pub fn run(plan: &TailscalePlan) -> Result<Vec<ServicePlan>, TailscaleError> {
             ]),
             timeout_ms: DAEMON_READY_TIMEOUT_MS,
         }),
-        log_file: None,
+        ..system_service(
+            DAEMON_SERVICE,
+            daemon_argv,
+            Restart::Always,
+            SYSTEM_RESTART_DELAY_MS,
+        )
     };
     let up = ServicePlan {
-        name: UP_SERVICE.to_owned(),
-        argv: up_argv,
-        env: BTreeMap::new(),
-        working_dir: None,
-        user: None,
-        restart: Restart::OnFailure,
-        restart_delay_ms: UP_RETRY_DELAY_MS,
-        max_restarts: None,
         after: vec![DAEMON_SERVICE.to_owned()],
-        readiness: None,
-        log_file: None,
+        ..system_service(UP_SERVICE, up_argv, Restart::OnFailure, UP_RETRY_DELAY_MS)
     };
     Ok(vec![daemon, up])
 }

@@ -13,6 +13,14 @@ pub const INIT: &str = env!("CARGO_BIN_EXE_gpubox-init");
 /// A root without any driver files (it need not exist).
 const NO_GPU_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/no-gpu-root");
 
+/// Variables that change how the init runs; removed so the test machine's own never
+/// leak in.
+pub const INIT_VARIABLES: [&str; 3] = [
+    "GPUBOX_INIT_GRACE_SECONDS",
+    "GPUBOX_INIT_DEBUG",
+    "NVIDIA_VISIBLE_DEVICES",
+];
+
 /// Long enough for a loaded machine, short enough that a hang fails the test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -40,11 +48,11 @@ impl Mode {
         // the test machine may have.
         command
             .args(args)
-            .env_remove("GPUBOX_INIT_GRACE_SECONDS")
-            .env_remove("GPUBOX_INIT_DEBUG")
-            .env_remove("NVIDIA_VISIBLE_DEVICES")
             .env("GPUBOX_INIT_ROOT", NO_GPU_ROOT)
             .stdin(Stdio::null());
+        for variable in INIT_VARIABLES {
+            command.env_remove(variable);
+        }
         command
     }
 }

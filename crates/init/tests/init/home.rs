@@ -1,17 +1,23 @@
 //! The first steps (runtime folders, users' homes) and the home-manager activation on
 //! a fake image root.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 
 use gpubox_initplan::{AccountPlan, HomePlan, InitPlan};
 
 use crate::common::stderr;
 use crate::image_root::ImageRoot;
 
-fn owner_and_mode(root: &ImageRoot, absolute: &str) -> (u32, u32, u32) {
-    let metadata =
-        std::fs::metadata(root.at(absolute)).unwrap_or_else(|error| panic!("{absolute}: {error}"));
-    (metadata.uid(), metadata.gid(), metadata.mode() & 0o7777)
+/// A plan with alice (uid and gid 1000, home `/home/alice`) as its one user.
+fn plan_with_alice() -> InitPlan {
+    let mut plan = InitPlan::new(2000);
+    plan.users = vec![AccountPlan {
+        name: "alice".to_owned(),
+        uid: 1000,
+        gid: 1000,
+        home: "/home/alice".to_owned(),
+    }];
+    plan
 }
 
 #[test]
@@ -20,24 +26,17 @@ fn runtime_folders_and_missing_homes_are_made_before_anything_runs() {
     // A /tmp that lost its sticky bit is given its mode back.
     std::fs::create_dir(root.at("/tmp")).unwrap();
     std::fs::set_permissions(root.at("/tmp"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut plan = InitPlan::new(2000);
-    plan.users = vec![AccountPlan {
-        name: "alice".to_owned(),
-        uid: 1000,
-        gid: 1000,
-        home: "/home/alice".to_owned(),
-    }];
-    root.set_plan(&plan);
+    root.set_plan(&plan_with_alice());
     let main = root.script("main.sh", "exit 0");
 
     let output = root.run(&mut root.init(&main, &[]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(owner_and_mode(&root, "/tmp"), (0, 0, 0o1777));
-    assert_eq!(owner_and_mode(&root, "/var/tmp"), (0, 0, 0o1777));
-    assert_eq!(owner_and_mode(&root, "/var/empty"), (0, 0, 0o755));
-    assert_eq!(owner_and_mode(&root, "/run/sshd"), (0, 0, 0o755));
-    assert_eq!(owner_and_mode(&root, "/home"), (0, 0, 0o755));
-    assert_eq!(owner_and_mode(&root, "/home/alice"), (1000, 1000, 0o700));
+    assert_eq!(root.owner_and_mode("/tmp"), (0, 0, 0o1777));
+    assert_eq!(root.owner_and_mode("/var/tmp"), (0, 0, 0o1777));
+    assert_eq!(root.owner_and_mode("/var/empty"), (0, 0, 0o755));
+    assert_eq!(root.owner_and_mode("/run/sshd"), (0, 0, 0o755));
+    assert_eq!(root.owner_and_mode("/home"), (0, 0, 0o755));
+    assert_eq!(root.owner_and_mode("/home/alice"), (1000, 1000, 0o700));
 }
 
 /// Records who it runs as, where, and with which variables, in a folder anyone may
@@ -52,13 +51,7 @@ fn home_plan(root: &ImageRoot) -> InitPlan {
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir(root.at("/out")).unwrap();
     std::fs::set_permissions(root.at("/out"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let mut plan = InitPlan::new(2000);
-    plan.users = vec![AccountPlan {
-        name: "alice".to_owned(),
-        uid: 1000,
-        gid: 1000,
-        home: "/home/alice".to_owned(),
-    }];
+    let mut plan = plan_with_alice();
     plan.home = Some(HomePlan {
         activate: root.program("activate", ACTIVATE),
         user: "alice".to_owned(),

@@ -3,11 +3,13 @@
 //! real `gpubox-init` is pointed at with `GPUBOX_INIT_ROOT`, and real keys made with
 //! the real `ssh-keygen`.
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
-use gpubox_initplan::{InitPlan, PLAN_PATH};
+use gpubox_initplan::{InitPlan, Restart, ServicePlan, PLAN_PATH};
 use tempfile::TempDir;
 
 use crate::common::{self, run, script};
@@ -70,6 +72,41 @@ impl ImageRoot {
     pub fn read(&self, absolute: &str) -> String {
         std::fs::read_to_string(self.at(absolute))
             .unwrap_or_else(|error| panic!("read {absolute} in the image root: {error}"))
+    }
+
+    /// Owner, group and permission bits of `absolute`.
+    pub fn owner_and_mode(&self, absolute: &str) -> (u32, u32, u32) {
+        let metadata = std::fs::metadata(self.at(absolute))
+            .unwrap_or_else(|error| panic!("{absolute}: {error}"));
+        (metadata.uid(), metadata.gid(), metadata.mode() & 0o7777)
+    }
+
+    /// Permission bits of `absolute`.
+    pub fn mode(&self, absolute: &str) -> u32 {
+        self.owner_and_mode(absolute).2
+    }
+
+    /// Encrypts `plaintext` with the real `age` to `recipient_args` (`-R FILE` or
+    /// `-r KEY`) into the image's `/secrets/NAME.age`.
+    pub fn encrypt(&self, name: &str, plaintext: &str, recipient_args: &[&str]) {
+        std::fs::create_dir_all(self.at("/secrets")).unwrap();
+        let mut child = Command::new("age")
+            .args(recipient_args)
+            .arg("-o")
+            .arg(self.at(&format!("/secrets/{name}.age")))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run age");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(plaintext.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "age could not encrypt {name}"
+        );
     }
 
     pub fn set_plan(&self, plan: &InitPlan) {
@@ -143,12 +180,8 @@ impl ImageRoot {
             .args([common::INIT, "sh", main])
             .arg(self.path())
             .args(args)
-            .stdin(std::process::Stdio::null());
-        for variable in [
-            "GPUBOX_INIT_GRACE_SECONDS",
-            "GPUBOX_INIT_DEBUG",
-            "NVIDIA_VISIBLE_DEVICES",
-        ] {
+            .stdin(Stdio::null());
+        for variable in common::INIT_VARIABLES {
             command.env_remove(variable);
         }
         self.prepare(&mut command, vars);
@@ -167,6 +200,49 @@ impl ImageRoot {
     pub fn run(&self, command: &mut Command) -> Output {
         run(command).0
     }
+}
+
+/// A service running `script` with `sh -c`, never restarted.
+pub fn service(name: &str, script: &str) -> ServicePlan {
+    ServicePlan {
+        name: name.to_owned(),
+        argv: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+        env: BTreeMap::new(),
+        working_dir: None,
+        user: None,
+        restart: Restart::Never,
+        restart_delay_ms: 0,
+        max_restarts: None,
+        after: Vec::new(),
+        readiness: None,
+        log_file: None,
+    }
+}
+
+/// A main command that waits (at most 10 s) until a stand-in has written `name` in the
+/// root (its first argument), then exits 0.
+pub fn wait_for_record(name: &str) -> String {
+    format!(
+        r#"
+tries=0
+until [ -s "$1/{name}" ]; do
+    tries=$((tries + 1)); [ "$tries" -lt 200 ] || exit 9; sleep 0.05
+done
+"#
+    )
+}
+
+/// A new identity from the real `age-keygen`: (identity file text, its public key).
+pub fn age_identity() -> (String, String) {
+    let keygen = Command::new("age-keygen").output().unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    let identity = String::from_utf8(keygen.stdout).unwrap();
+    let recipient = identity
+        .lines()
+        .find_map(|line| line.strip_prefix("# public key: "))
+        .expect("age-keygen prints the public key")
+        .to_owned();
+    (identity, recipient)
 }
 
 /// A new key pair made by the real `ssh-keygen`: (private key path, public key line).

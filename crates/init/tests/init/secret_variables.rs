@@ -4,14 +4,10 @@
 //! services are stand-ins, the plan's service and the main command shell scripts; each
 //! records its `/proc/PID/environ`.
 
-use std::collections::BTreeMap;
-
-use gpubox_initplan::{
-    InitPlan, Restart, SecretPlan, SecretsPlan, ServicePlan, SshPlan, TailscalePlan,
-};
+use gpubox_initplan::{InitPlan, SecretPlan, SecretsPlan, SshPlan, TailscalePlan};
 
 use crate::common::stderr;
-use crate::image_root::{installed, ImageRoot};
+use crate::image_root::{age_identity, installed, service, ImageRoot};
 
 const PASSWORD: &str = "pw-7f3a9c";
 const AUTH_KEY: &str = "tskey-auth-5b2e81";
@@ -82,51 +78,11 @@ fn plan(root: &ImageRoot, keygen: String) -> InitPlan {
     });
     root.write("/startup.sh", &format!("{RECORD}record startup"));
     plan.startup_script = Some("/startup.sh".to_owned());
-    plan.services = vec![ServicePlan {
-        name: "service".to_owned(),
-        argv: vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            format!("{RECORD}record service; exec sleep 30"),
-        ],
-        env: BTreeMap::new(),
-        working_dir: None,
-        user: None,
-        restart: Restart::Never,
-        restart_delay_ms: 0,
-        max_restarts: None,
-        after: Vec::new(),
-        readiness: None,
-        log_file: None,
-    }];
+    plan.services = vec![service(
+        "service",
+        &format!("{RECORD}record service; exec sleep 30"),
+    )];
     plan
-}
-
-/// A new age identity from the real `age-keygen`, encrypted to by the real `age` into
-/// the image's `/secrets/token.age`; returns the identity.
-fn age_identity(root: &ImageRoot) -> String {
-    use std::io::Write;
-    let keygen = std::process::Command::new("age-keygen").output().unwrap();
-    assert!(keygen.status.success(), "{keygen:?}");
-    let identity = String::from_utf8(keygen.stdout).unwrap();
-    let recipient = identity
-        .lines()
-        .find_map(|line| line.strip_prefix("# public key: "))
-        .expect("age-keygen prints the public key");
-    std::fs::create_dir_all(root.at("/secrets")).unwrap();
-    let mut age = std::process::Command::new("age")
-        .args(["-r", recipient, "-o"])
-        .arg(root.at("/secrets/token.age"))
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run age");
-    age.stdin
-        .take()
-        .unwrap()
-        .write_all(b"token-plaintext")
-        .unwrap();
-    assert!(age.wait().unwrap().success(), "age could not encrypt");
-    identity
 }
 
 #[test]
@@ -136,7 +92,8 @@ fn the_steps_use_secret_variables_and_nothing_started_later_inherits_them() {
         return;
     };
     let root = ImageRoot::new();
-    let identity = age_identity(&root);
+    let (identity, recipient) = age_identity();
+    root.encrypt("token", "token-plaintext", &["-r", &recipient]);
     root.set_plan(&plan(&root, keygen));
     let main = root.script("main.sh", &format!("{RECORD}{MAIN}"));
 

@@ -5,10 +5,12 @@
 //! namespace (`unshare --mount`), so its tmpfs goes away with it; the main command
 //! reports what it sees from inside.
 
+use std::process::Output;
+
 use gpubox_initplan::{InitPlan, SecretPlan, SecretsPlan};
 
 use crate::common::stderr;
-use crate::image_root::{installed, ssh_key, ImageRoot};
+use crate::image_root::{age_identity, installed, ssh_key, ImageRoot};
 
 const MOUNT_POINT: &str = "/run/agenix.d";
 
@@ -26,6 +28,15 @@ for path in "$@"; do
     fi
 done
 "#;
+
+/// Runs the init in a private mount namespace with `vars` and [`REPORT`] on the secret
+/// `paths` as its main command; checks that it succeeded and returns its output.
+fn report(root: &ImageRoot, vars: &[(&str, &str)], paths: &[&str]) -> Output {
+    let main = root.script("main.sh", REPORT);
+    let output = root.run(&mut root.init_in_mount_namespace(&main, vars, paths));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    output
+}
 
 fn secret(name: &str, path: &str, owner: &str, group: &str, mode: u32) -> SecretPlan {
     SecretPlan {
@@ -53,39 +64,12 @@ fn plan(identity_paths: &[&str], secrets: Vec<SecretPlan>) -> InitPlan {
     plan
 }
 
-/// Encrypts `plaintext` with the real `age` to `recipient_args` (`-R FILE` or `-r KEY`)
-/// into the image's `/secrets/NAME.age`.
-fn encrypt(root: &ImageRoot, name: &str, plaintext: &str, recipient_args: &[&str]) {
-    use std::io::Write;
-    std::fs::create_dir_all(root.at("/secrets")).unwrap();
-    let mut child = std::process::Command::new("age")
-        .args(recipient_args)
-        .arg("-o")
-        .arg(root.at(&format!("/secrets/{name}.age")))
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run age");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(plaintext.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "age could not encrypt {name}"
-    );
-}
-
-/// The image's SSH host key (made by the test, as a mounted volume would bring it),
-/// and the `age -R` arguments that encrypt to it.
-fn host_key(root: &ImageRoot) -> Vec<String> {
+/// The image's SSH host key (made by the test, as a mounted volume would bring it);
+/// returns its public key file, for `age -R`.
+fn host_key(root: &ImageRoot) -> String {
     std::fs::create_dir_all(root.at("/etc/ssh")).unwrap();
     ssh_key(&root.at("/etc/ssh"), "ssh_host_ed25519_key", "ed25519");
-    vec![
-        "-R".to_owned(),
-        root.str("/etc/ssh/ssh_host_ed25519_key.pub"),
-    ]
+    root.str("/etc/ssh/ssh_host_ed25519_key.pub")
 }
 
 /// Reports, from inside the namespace, what the mount point links to and the folder
@@ -112,10 +96,9 @@ fn secrets_for_the_host_key_are_decrypted_into_a_tmpfs_with_their_owner_and_mode
         return;
     }
     let root = ImageRoot::new();
-    let to_host: Vec<String> = host_key(&root);
-    let to_host: Vec<&str> = to_host.iter().map(String::as_str).collect();
-    encrypt(&root, "db", "hunter2\n", &to_host);
-    encrypt(&root, "conf", "token=42\n", &to_host);
+    let host_public_key = host_key(&root);
+    root.encrypt("db", "hunter2\n", &["-R", &host_public_key]);
+    root.encrypt("conf", "token=42\n", &["-R", &host_public_key]);
     let mut copied = secret("conf", "/etc/app/conf", "root", "wheel", 0o440);
     copied.symlink = false;
     root.set_plan(&plan(
@@ -125,14 +108,8 @@ fn secrets_for_the_host_key_are_decrypted_into_a_tmpfs_with_their_owner_and_mode
             copied,
         ],
     ));
-    let main = root.script("main.sh", REPORT);
 
-    let output = root.run(&mut root.init_in_mount_namespace(
-        &main,
-        &[],
-        &["/run/agenix/db", "/etc/app/conf"],
-    ));
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    report(&root, &[], &["/run/agenix/db", "/etc/app/conf"]);
     let mount = root.read("/mount.report");
     let fields: Vec<&str> = mount.split_whitespace().collect();
     assert_eq!(
@@ -164,7 +141,7 @@ fn a_secret_the_identities_cannot_open_stops_the_start_naming_it() {
     let root = ImageRoot::new();
     host_key(&root);
     let (_, other_key) = ssh_key(root.path(), "other", "ed25519");
-    encrypt(&root, "db", "hunter2\n", &["-r", &other_key]);
+    root.encrypt("db", "hunter2\n", &["-r", &other_key]);
     root.set_plan(&plan(
         &["/etc/ssh/ssh_host_ed25519_key"],
         vec![secret("db", "/run/agenix/db", "root", "root", 0o400)],
@@ -189,17 +166,10 @@ fn an_age_identity_from_the_environment_is_used_and_an_optional_secret_is_skippe
         return;
     }
     let root = ImageRoot::new();
-    let keygen = std::process::Command::new("age-keygen").output().unwrap();
-    assert!(keygen.status.success(), "{keygen:?}");
-    let identity = String::from_utf8(keygen.stdout).unwrap();
-    let recipient = identity
-        .lines()
-        .find_map(|line| line.strip_prefix("# public key: "))
-        .expect("age-keygen prints the public key")
-        .to_owned();
-    encrypt(&root, "token", "tskey-abc\n", &["-r", &recipient]);
+    let (identity, recipient) = age_identity();
+    root.encrypt("token", "tskey-abc\n", &["-r", &recipient]);
     let (_, other_key) = ssh_key(root.path(), "other", "ed25519");
-    encrypt(&root, "extra", "unreachable\n", &["-r", &other_key]);
+    root.encrypt("extra", "unreachable\n", &["-r", &other_key]);
     let mut extra = secret("extra", "/run/agenix/extra", "root", "root", 0o400);
     extra.optional = true;
     root.set_plan(&plan(
@@ -209,14 +179,12 @@ fn an_age_identity_from_the_environment_is_used_and_an_optional_secret_is_skippe
             extra,
         ],
     ));
-    let main = root.script("main.sh", REPORT);
 
-    let output = root.run(&mut root.init_in_mount_namespace(
-        &main,
+    let output = report(
+        &root,
         &[("AGE_IDENTITY", &identity)],
         &["/run/agenix/token", "/run/agenix/extra"],
-    ));
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    );
     assert_eq!(root.read("/token.contents"), "tskey-abc\n");
     assert_eq!(root.read("/token.stat"), "400 1000 1000\n");
     assert!(
@@ -235,9 +203,7 @@ fn without_the_right_to_mount_secrets_go_to_a_private_folder_on_dev_shm() {
         return;
     }
     let root = ImageRoot::new();
-    let to_host: Vec<String> = host_key(&root);
-    let to_host: Vec<&str> = to_host.iter().map(String::as_str).collect();
-    encrypt(&root, "db", "hunter2\n", &to_host);
+    root.encrypt("db", "hunter2\n", &["-R", &host_key(&root)]);
     root.set_plan(&plan(
         &["/etc/ssh/ssh_host_ed25519_key"],
         vec![secret("db", "/run/agenix/db", "alice", "wheel", 0o400)],

@@ -3,7 +3,6 @@
 //! variables, reaping, the stop in reverse order with its deadline, prefixed output
 //! and log files, users.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -12,24 +11,7 @@ use std::time::Duration;
 use gpubox_initplan::{InitPlan, Readiness, ReadinessCheck, Restart, ServicePlan};
 
 use crate::common::{self, read_pid_file, run, state_and_parent, stderr, wait_until, Running};
-use crate::image_root::{installed, ImageRoot};
-
-/// A service running `script` with `sh -c`, never restarted.
-fn service(name: &str, script: &str) -> ServicePlan {
-    ServicePlan {
-        name: name.to_owned(),
-        argv: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
-        env: BTreeMap::new(),
-        working_dir: None,
-        user: None,
-        restart: Restart::Never,
-        restart_delay_ms: 0,
-        max_restarts: None,
-        after: Vec::new(),
-        readiness: None,
-        log_file: None,
-    }
-}
+use crate::image_root::{installed, service, ImageRoot};
 
 fn plan(services: Vec<ServicePlan>, stop_timeout_ms: u64) -> InitPlan {
     let mut plan = InitPlan::new(stop_timeout_ms);

@@ -7,18 +7,10 @@ use std::process::Command;
 use gpubox_initplan::{InitPlan, SshPlan};
 
 use crate::common::stderr;
-use crate::image_root::{installed, ssh_key, ImageRoot};
+use crate::image_root::{installed, ssh_key, wait_for_record, ImageRoot};
 
 /// Records its arguments and stays up, as sshd would.
 const SSHD_STAND_IN: &str = r#"echo "$@" > "$GPUBOX_INIT_ROOT/sshd.args"; exec sleep 30"#;
-
-/// Waits (at most 10 s) until the sshd stand-in has run, then exits 0.
-const WAIT_FOR_SSHD: &str = r#"
-tries=0
-until [ -s "$1/sshd.args" ]; do
-    tries=$((tries + 1)); [ "$tries" -lt 200 ] || exit 9; sleep 0.05
-done
-"#;
 
 fn ssh_plan(root: &ImageRoot, sshd: String, ssh_keygen: String) -> InitPlan {
     let mut plan = InitPlan::new(2000);
@@ -36,14 +28,6 @@ fn ssh_plan(root: &ImageRoot, sshd: String, ssh_keygen: String) -> InitPlan {
     plan
 }
 
-fn mode(root: &ImageRoot, absolute: &str) -> u32 {
-    std::fs::metadata(root.at(absolute))
-        .unwrap_or_else(|error| panic!("{absolute}: {error}"))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
 #[test]
 fn host_keys_are_generated_once_and_kept_on_the_next_start() {
     let Some(keygen) = installed("ssh-keygen") else {
@@ -52,7 +36,7 @@ fn host_keys_are_generated_once_and_kept_on_the_next_start() {
     let root = ImageRoot::new();
     let sshd = root.program("sshd", SSHD_STAND_IN);
     root.set_plan(&ssh_plan(&root, sshd, keygen.clone()));
-    let main = root.script("main.sh", WAIT_FOR_SSHD);
+    let main = root.script("main.sh", &wait_for_record("sshd.args"));
 
     let output = root.run(&mut root.init(&main, &[]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -63,7 +47,7 @@ fn host_keys_are_generated_once_and_kept_on_the_next_start() {
     let mut first = Vec::new();
     for key_type in ["ed25519", "rsa"] {
         let private = format!("/etc/ssh/ssh_host_{key_type}_key");
-        assert_eq!(mode(&root, &private), 0o600, "{private}");
+        assert_eq!(root.mode(&private), 0o600, "{private}");
         let fingerprint = Command::new(&keygen)
             .arg("-lf")
             .arg(root.at(&private))
@@ -88,7 +72,7 @@ fn host_keys_are_generated_once_and_kept_on_the_next_start() {
         .map(|key_type| root.read(&format!("/etc/ssh/ssh_host_{key_type}_key")))
         .collect();
     assert_eq!(first, second, "the host keys changed on the second start");
-    assert_eq!(mode(&root, "/etc/ssh/ssh_host_ed25519_key"), 0o600);
+    assert_eq!(root.mode("/etc/ssh/ssh_host_ed25519_key"), 0o600);
 }
 
 #[test]
@@ -106,7 +90,7 @@ fn authorized_keys_come_from_the_plan_and_the_environment() {
         ssh.authorized_keys = vec![plan_key.clone()];
     }
     root.set_plan(&plan);
-    let main = root.script("main.sh", WAIT_FOR_SSHD);
+    let main = root.script("main.sh", &wait_for_record("sshd.args"));
 
     let keys_variable = format!("{first_env_key}\nnot a key at all\r\n{second_env_key}\n");
     let output = root.run(&mut root.init(
@@ -121,7 +105,7 @@ fn authorized_keys_come_from_the_plan_and_the_environment() {
     for user in ["root", "alice"] {
         let path = format!("/etc/ssh/authorized_keys.d/{user}");
         assert_eq!(root.read(&path), expected, "{path}");
-        assert_eq!(mode(&root, &path), 0o644, "{path}");
+        assert_eq!(root.mode(&path), 0o644, "{path}");
     }
     assert!(
         stderr(&output).contains("skipping line 2 of SSH_PUBLIC_KEYS"),
@@ -141,7 +125,7 @@ fn root_password_is_ignored_while_password_login_is_off() {
         root.program("sshd", SSHD_STAND_IN),
         keygen,
     ));
-    let main = root.script("main.sh", WAIT_FOR_SSHD);
+    let main = root.script("main.sh", &wait_for_record("sshd.args"));
 
     let password = "correct horse battery staple";
     let output = root.run(&mut root.init(&main, &[("ROOT_PASSWORD", password)]));
@@ -166,7 +150,7 @@ fn root_password_is_set_when_password_login_is_on() {
         ssh.password_login = true;
     }
     root.set_plan(&plan);
-    let main = root.script("main.sh", WAIT_FOR_SSHD);
+    let main = root.script("main.sh", &wait_for_record("sshd.args"));
 
     let password = "correct horse battery staple";
     let output = root.run(&mut root.init(&main, &[("ROOT_PASSWORD", password)]));
