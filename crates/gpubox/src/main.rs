@@ -251,6 +251,21 @@ impl RegistryArgs {
                 .map(|dir| dir.join("registry-blobs.json")),
         })
     }
+
+    /// Runs `read` with what reading images from registries needs: these
+    /// options and the layer cache, which keeps what is pulled.
+    fn read_with(
+        &self,
+        progress: &Progress,
+        read: impl FnOnce(&commands::inspect::RegistrySource) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let (options, cache_root) = (self.options()?, commands::build::cache_dir(None)?);
+        read(&commands::inspect::RegistrySource {
+            options: &options,
+            cache_root: &cache_root,
+            progress,
+        })
+    }
 }
 
 /// Where the host's driver files are.
@@ -364,14 +379,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
             registry,
         } => {
-            let (options, cache_root) = (registry.options()?, commands::build::cache_dir(None)?);
-            let source = commands::inspect::RegistrySource {
-                options: &options,
-                cache_root: &cache_root,
-                progress: &progress,
-            };
-            let (a, b) = (a.parse()?, b.parse()?);
-            commands::diff::run(&a, &b, &source, json, &mut std::io::stdout().lock())?;
+            registry.read_with(&progress, |source| {
+                let (a, b) = (a.parse()?, b.parse()?);
+                commands::diff::run(&a, &b, source, json, &mut std::io::stdout().lock())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {
@@ -379,14 +390,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
             registry,
         } => {
-            let (options, cache_root) = (registry.options()?, commands::build::cache_dir(None)?);
-            let registry = commands::inspect::RegistrySource {
-                options: &options,
-                cache_root: &cache_root,
-                progress: &progress,
-            };
-            let source: Target = source.parse()?;
-            commands::inspect::run(&source, &registry, json, &mut std::io::stdout().lock())?;
+            registry.read_with(&progress, |registry| {
+                let source: Target = source.parse()?;
+                commands::inspect::run(&source, registry, json, &mut std::io::stdout().lock())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cdi {

@@ -1,31 +1,22 @@
 //! The top layer: what gpubox generates, what the user adds, and who wins.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
-use gpubox_nix::Closure;
 use gpubox_oci::{Entry, EntryKind, FileSource};
-use gpubox_rootfs::{assemble, Rootfs, RootfsError, RootfsInput};
-use gpubox_spec::CopyToRoot;
+use gpubox_rootfs::{Rootfs, RootfsError};
+use gpubox_spec::{CopyToRoot, MachineSpec};
 
 fn build(copies: &[CopyToRoot], user: &str) -> Result<Rootfs, RootfsError> {
-    let closure = Closure::from_infos(Vec::new());
-    assemble(&RootfsInput {
-        closure: &closure,
-        packages: &[],
-        copy_to_root: copies,
-        host_files: &[],
-        init: Arc::from(&b"\x7fELF-init"[..]),
+    common::assemble_without_nix(
+        copies,
         user,
-        working_dir: "/work",
-        image_name: "demo",
-        image_tag: "v1",
-        driver_library_dirs: &["/run/opengl-driver/lib", "/usr/lib64"],
-        machine: &gpubox_spec::MachineSpec::default(),
-        home: None,
-        nix_db: None,
-    })
+        &["/run/opengl-driver/lib", "/usr/lib64"],
+        &MachineSpec::default(),
+        None,
+    )
 }
 
 fn copy(src: &Path, dst: &str) -> CopyToRoot {

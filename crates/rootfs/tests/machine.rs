@@ -1,13 +1,14 @@
 //! The machine files and the start-up plan, from specs read with the real parser.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
 use gpubox_initplan::InitPlan;
-use gpubox_nix::{Closure, StorePath};
+use gpubox_nix::StorePath;
 use gpubox_oci::{Entry, EntryKind, FileSource};
-use gpubox_rootfs::{assemble, MachineError, Rootfs, RootfsError, RootfsInput};
+use gpubox_rootfs::{MachineError, Rootfs, RootfsError};
 use gpubox_spec::Spec;
 
 /// A spec in `dir` with fake programs (`sshd`, `ssh-keygen`, `sftp-server`,
@@ -27,23 +28,8 @@ fn spec(dir: &Path, body: &str) -> Spec {
 }
 
 fn build(spec: &Spec, user: &str, home: Option<&StorePath>) -> Result<Rootfs, RootfsError> {
-    let closure = Closure::from_infos(Vec::new());
     let copies: Vec<_> = spec.copy_to_root.iter().map(|i| i.value.clone()).collect();
-    assemble(&RootfsInput {
-        closure: &closure,
-        packages: &[],
-        copy_to_root: &copies,
-        host_files: &[],
-        init: Arc::from(&b"\x7fELF-init"[..]),
-        user,
-        working_dir: "/work",
-        image_name: "demo",
-        image_tag: "v1",
-        driver_library_dirs: &[],
-        machine: &spec.machine,
-        home,
-        nix_db: None,
-    })
+    common::assemble_without_nix(&copies, user, &[], &spec.machine, home)
 }
 
 fn text(rootfs: &Rootfs, path: &str) -> String {

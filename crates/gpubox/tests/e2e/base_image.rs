@@ -5,31 +5,18 @@
 //! a tag that is not there is refused with a clear message. `gpubox inspect`
 //! and `gpubox diff` read registry images too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gpubox_oci::source::{ImageReader, LayerFile};
 use gpubox_oci::Compression;
+use tempfile::TempDir;
 
 use super::common::*;
-use super::registry::Registry;
-
-/// Builds the bundled example (files from this machine, no Nix) into
-/// `oci:DIR:base` and returns DIR.
-fn build_example_base(work: &Path) -> std::path::PathBuf {
-    let dir = work.join("base-layout");
-    run_ok(
-        gpubox(&work.join("cache"))
-            .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
-            .arg("-o")
-            .arg(format!("oci:{}:base", dir.display())),
-    );
-    dir
-}
+use super::registry::{registry_and_hello, Registry};
 
 /// A spec on `from` with its own file, variable and command.
-fn derived_spec(work: &Path, from: &str, extra: &str) -> std::path::PathBuf {
+fn derived_spec(work: &Path, from: &str, extra: &str) -> PathBuf {
     std::fs::write(work.join("mine.txt"), "my own file\n").expect("write mine.txt");
     write_spec(
         work,
@@ -55,22 +42,55 @@ fn env_of(reader: &ImageReader) -> Vec<String> {
         .collect()
 }
 
+/// Builds `spec` into podman as `image` with `cache`, runs it there without
+/// a network (`podman run OPTIONS IMAGE ARGS`) and removes it; returns what
+/// the build said on stderr and what the container printed.
+fn build_and_run_in_podman(
+    cache: &Path,
+    spec: &Path,
+    image: &str,
+    options: &[&str],
+    args: &[&str],
+) -> (String, String) {
+    let built = run_ok(
+        gpubox(cache)
+            .arg("build")
+            .arg(spec)
+            .arg("--tls-verify=false")
+            .args(["-o", &format!("podman:{image}")]),
+    );
+    let out = run_ok(
+        Command::new("podman")
+            .args(["run", "--rm", "--network", "none"])
+            .args(options)
+            .arg(image)
+            .args(args),
+    );
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    (
+        String::from_utf8_lossy(&built.stderr).into_owned(),
+        stdout(&out),
+    )
+}
+
+/// Checks what an image of [`derived_spec`] printed: the base's file and
+/// variable, then ours.
+fn assert_derived_output(said: &str) {
+    assert!(
+        said.contains("hello from a gpubox image and mine"),
+        "{said}"
+    );
+    assert!(said.contains("my own file"), "{said}");
+}
+
 #[test]
 fn oci_base_layers_are_reused_and_the_image_runs_in_podman() {
     let work = tempdir();
-    let base_dir = build_example_base(work.path());
-    let spec = derived_spec(work.path(), &format!("oci:{}:base", base_dir.display()), "");
-    let derived = work.path().join("derived.tar");
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", derived.display())),
-    );
+    let base_dir = build_hello(work.path());
+    let spec = derived_spec(work.path(), &hello_ref(&base_dir), "");
+    let (image, _) = build_and_read(work.path(), &spec);
 
-    let base = ImageReader::open_oci_dir(&base_dir, Some("base")).expect("read the base");
-    let (image, _) = read_oci_archive(&derived);
+    let base = ImageReader::open_oci_dir(&base_dir, Some("v1")).expect("read the base");
     let base_layers = base.layers();
     assert_eq!(image.layers().len(), base_layers.len() + 1);
     assert_eq!(&image.layers()[..base_layers.len()], base_layers);
@@ -102,34 +122,19 @@ fn oci_base_layers_are_reused_and_the_image_runs_in_podman() {
         return;
     }
     // A rebuild takes the base's layers from the cache instead of reading them.
-    let again = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .args(["-o", "podman:gpubox-e2e-derived:t1"]),
+    let (log, said) = build_and_run_in_podman(
+        &work.path().join("cache"),
+        &spec,
+        "gpubox-e2e-derived:t1",
+        &[],
+        &[],
     );
-    let log = String::from_utf8_lossy(&again.stderr);
     assert_eq!(
         log.matches("(reused as is, cached)").count(),
         base_layers.len(),
         "{log}"
     );
-    let out = run_ok(Command::new("podman").args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "gpubox-e2e-derived:t1",
-    ]));
-    let _ = Command::new("podman")
-        .args(["rmi", "-f", "gpubox-e2e-derived:t1"])
-        .output();
-    let said = stdout(&out);
-    assert!(
-        said.contains("hello from a gpubox image and mine"),
-        "{said}"
-    );
-    assert!(said.contains("my own file"), "{said}");
+    assert_derived_output(&said);
 }
 
 #[test]
@@ -138,12 +143,12 @@ fn docker_archive_base_layers_are_reused_uncompressed() {
         return;
     }
     let work = tempdir();
-    let base_dir = build_example_base(work.path());
+    let base_dir = build_hello(work.path());
     // skopeo writes docker-archive layers as plain tars.
     let archive = work.path().join("base-docker.tar");
     run_ok(Command::new("skopeo").args([
         "copy",
-        &format!("oci:{}:base", base_dir.display()),
+        &hello_ref(&base_dir),
         &format!("docker-archive:{}:base:v1", archive.display()),
     ]));
     let spec = derived_spec(
@@ -152,13 +157,7 @@ fn docker_archive_base_layers_are_reused_uncompressed() {
         "",
     );
     let derived = work.path().join("derived.tar");
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", derived.display())),
-    );
+    build_logged(&work.path().join("cache"), &spec, &derived);
 
     let base = ImageReader::open_docker_archive(&archive).expect("read the base");
     let (image, summaries) = read_oci_archive(&derived);
@@ -183,9 +182,9 @@ fn docker_archive_base_layers_are_reused_uncompressed() {
 #[test]
 fn a_base_with_more_layers_than_max_layers_allows_is_refused() {
     let work = tempdir();
-    let base_dir = build_example_base(work.path());
+    let base_dir = build_hello(work.path());
     // One base layer plus our top layer: a two-layer base for the next spec.
-    let spec = derived_spec(work.path(), &format!("oci:{}:base", base_dir.display()), "");
+    let spec = derived_spec(work.path(), &hello_ref(&base_dir), "");
     let two_layers = work.path().join("two-layers");
     run_ok(
         gpubox(&work.path().join("cache"))
@@ -210,70 +209,48 @@ fn a_base_with_more_layers_than_max_layers_allows_is_refused() {
     assert!(stderr.contains("maxLayers = 2"), "{stderr}");
 }
 
-/// A registry on a free port with the bundled example pushed to it as
-/// `base:v1`; returns the registry, the local layout it came from and the
-/// pushed manifest digest.
-fn registry_with_base(work: &Path) -> (Registry, std::path::PathBuf, String) {
-    let registry_dir = work.join("registry");
-    std::fs::create_dir(&registry_dir).expect("registry folder");
-    let registry = Registry::start(&registry_dir);
-    let base_dir = build_example_base(work);
+/// [`registry_and_hello`] with the example layout pushed to the registry as
+/// `base:v1`; the pushed manifest digest comes last. `None` where the test is
+/// skipped.
+fn registry_with_base() -> Option<(TempDir, Registry, PathBuf, String)> {
+    let (work, registry, base_dir) = registry_and_hello()?;
     let pushed = run_ok(
-        gpubox(&work.join("cache"))
-            .arg("push")
-            .arg(format!("oci:{}:base", base_dir.display()))
-            .arg(registry.image("base:v1"))
-            .arg("--tls-verify=false"),
+        push_built(work.path(), &base_dir, &registry.image("base:v1")).arg("--tls-verify=false"),
     );
     let digest = stdout(&pushed).trim().to_owned();
     assert!(digest.starts_with("sha256:"), "{digest}");
-    (registry, base_dir, digest)
+    Some((work, registry, base_dir, digest))
 }
 
 /// How many blob downloads from the `base` repository the registry has logged.
-fn blob_gets(work: &Path) -> usize {
-    std::fs::read_to_string(work.join("registry/registry.log"))
-        .expect("registry log")
+fn blob_gets(registry: &Registry) -> usize {
+    registry
+        .log()
         .lines()
         .filter(|line| line.contains("\"GET /v2/base/blobs/"))
         .count()
 }
 
-/// Builds `spec` into `FILE` (an oci-archive) with `cache`, returning stderr.
-fn build_to_archive(cache: &Path, spec: &Path, file: &Path) -> String {
-    let out = run_ok(
-        gpubox(cache)
-            .arg("build")
-            .arg(spec)
-            .arg("--tls-verify=false")
-            .arg("-o")
-            .arg(format!("oci-archive:{}", file.display())),
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_registry_base_is_pulled_once_and_its_layers_reused() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, base_dir, digest)) = registry_with_base() else {
         return;
-    }
-    let work = tempdir();
-    let (registry, base_dir, digest) = registry_with_base(work.path());
+    };
     let from = registry.image("base:v1");
     let spec = derived_spec(work.path(), &from, "");
     // A cache of its own, so the base's blobs are not there yet.
     let cache = work.path().join("pull-cache");
     let derived = work.path().join("derived.tar");
 
-    let base = ImageReader::open_oci_dir(&base_dir, Some("base")).expect("read the base");
+    let base = ImageReader::open_oci_dir(&base_dir, Some("v1")).expect("read the base");
     let blobs = base.layers().len() + 1;
-    let log = build_to_archive(&cache, &spec, &derived);
+    let log = build_logged(&cache, &spec, &derived);
     assert!(
         log.contains(&format!("resolved {from} to {digest}")),
         "{log}"
     );
     assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
-    let fetched = blob_gets(work.path());
+    let fetched = blob_gets(&registry);
     assert!(fetched >= blobs, "the registry logged {fetched} blob GETs");
 
     let (image, _) = read_oci_archive(&derived);
@@ -287,37 +264,17 @@ fn a_registry_base_is_pulled_once_and_its_layers_reused() {
     );
 
     // Rebuilt: the tag is resolved again, but no blob comes down.
-    let log = build_to_archive(&cache, &spec, &derived);
+    let log = build_logged(&cache, &spec, &derived);
     assert!(log.contains("0 blobs downloaded"), "{log}");
-    assert_eq!(blob_gets(work.path()), fetched);
+    assert_eq!(blob_gets(&registry), fetched);
     let (again, _) = read_oci_archive(&derived);
     assert_eq!(again.manifest_digest(), image.manifest_digest());
 
     // It runs in podman with the base's files and our environment.
     if have("podman") {
-        run_ok(
-            gpubox(&cache)
-                .arg("build")
-                .arg(&spec)
-                .arg("--tls-verify=false")
-                .args(["-o", "podman:gpubox-e2e-registry-derived:t1"]),
-        );
-        let out = run_ok(Command::new("podman").args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "gpubox-e2e-registry-derived:t1",
-        ]));
-        let _ = Command::new("podman")
-            .args(["rmi", "-f", "gpubox-e2e-registry-derived:t1"])
-            .output();
-        let said = stdout(&out);
-        assert!(
-            said.contains("hello from a gpubox image and mine"),
-            "{said}"
-        );
-        assert!(said.contains("my own file"), "{said}");
+        let (_, said) =
+            build_and_run_in_podman(&cache, &spec, "gpubox-e2e-registry-derived:t1", &[], &[]);
+        assert_derived_output(&said);
     }
 
     // Pinned by digest: the same image, nothing to resolve; the SBOM names
@@ -368,11 +325,9 @@ fn a_registry_base_is_pulled_once_and_its_layers_reused() {
 
 #[test]
 fn inspect_and_diff_read_registry_images() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, base_dir, digest)) = registry_with_base() else {
         return;
-    }
-    let work = tempdir();
-    let (registry, base_dir, digest) = registry_with_base(work.path());
+    };
     let remote = registry.image("base:v1");
     let cache = work.path().join("pull-cache");
 
@@ -382,12 +337,7 @@ fn inspect_and_diff_read_registry_images() {
             .arg(&remote),
     );
     let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
-    let skopeo = run_ok(
-        Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(&remote),
-    );
-    let skopeo: serde_json::Value = serde_json::from_slice(&skopeo.stdout).expect("JSON");
+    let skopeo = registry.skopeo_inspect("base:v1");
     assert_eq!(report["manifestDigest"], skopeo["Digest"]);
     assert_eq!(report["manifestDigest"], digest.as_str());
     let layers: Vec<&serde_json::Value> = report["layers"]
@@ -405,7 +355,7 @@ fn inspect_and_diff_read_registry_images() {
     let diff = run_ok(
         gpubox(&cache)
             .args(["diff", "--tls-verify=false"])
-            .arg(format!("oci:{}:base", base_dir.display()))
+            .arg(hello_ref(&base_dir))
             .arg(&remote),
     );
     let said = stdout(&diff);
@@ -418,7 +368,7 @@ fn inspect_and_diff_read_registry_images() {
 }
 
 /// A base image with its own accounts and name-service settings.
-fn build_base_with_accounts(work: &Path) -> std::path::PathBuf {
+fn build_base_with_accounts(work: &Path) -> PathBuf {
     let etc = work.join("base-etc");
     std::fs::create_dir_all(&etc).expect("etc folder");
     std::fs::write(
@@ -477,7 +427,7 @@ cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
             ),
         );
         let file = work.path().join(format!("{name}.tar"));
-        build_to_archive(&work.path().join("cache"), &spec, &file);
+        build_logged(&work.path().join("cache"), &spec, &file);
         let (image, _) = read_oci_archive(&file);
         let top = image.layers().len() - 1;
         (
@@ -510,27 +460,13 @@ cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
     if !have("podman") {
         return;
     }
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .args(["-o", "podman:gpubox-e2e-accounts-bob:t1"]),
-    );
-    let out = run_ok(Command::new("podman").args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "/bin/sh",
+    let (_, said) = build_and_run_in_podman(
+        &work.path().join("cache"),
+        &spec,
         "gpubox-e2e-accounts-bob:t1",
-        "-c",
-        "cat /proc/self/status /etc/passwd /etc/nsswitch.conf",
-    ]));
-    let _ = Command::new("podman")
-        .args(["rmi", "-f", "gpubox-e2e-accounts-bob:t1"])
-        .output();
-    let said = stdout(&out);
+        &["--entrypoint", "/bin/sh"],
+        &["-c", "cat /proc/self/status /etc/passwd /etc/nsswitch.conf"],
+    );
     assert!(said.contains("alice:x:1000:1000:Alice"), "{said}");
     assert!(said.contains("Uid:\t1001"), "{said}");
     assert!(said.contains("# the base's own"), "{said}");

@@ -12,15 +12,11 @@ use super::registry::{Registry, RegistrySetup};
 /// Builds the bundled example into an oci-archive in `work`; returns the
 /// manifest digest gpubox printed.
 fn build_example(work: &Path, cache: &Path) -> String {
-    let spec = repo_root().join("examples/hello/gpubox.toml");
     let archive = work.join("hello.tar");
-    let out = run_ok(
-        gpubox(cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci-archive:{}", archive.display())),
-    );
+    let out = run_ok(&mut build_example_to(
+        cache,
+        format!("oci-archive:{}", archive.display()),
+    ));
     stdout(&out).trim().to_owned()
 }
 
@@ -69,44 +65,16 @@ fn a_bad_max_size_names_the_value_and_the_accepted_forms() {
     assert!(stderr.contains("500M"), "{stderr}");
 }
 
-/// Builds the bundled example and pushes it to `image` with `flags` (how to
-/// reach the registry); returns how many blobs (config and layers) it has.
+/// Builds the bundled example with the cache `WORK/cache` and pushes it to
+/// `image` with `flags` (how to reach the registry); returns how many blobs
+/// (config and layers) it has. The tests below pull with a cache of their
+/// own, `WORK/pull-cache`.
 fn push_example(work: &Path, image: &str, flags: &[&str]) -> usize {
-    let layout = work.join("example-layout");
-    run_ok(
-        gpubox(&work.join("build-cache"))
-            .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
-            .arg("-o")
-            .arg(format!("oci:{}:v1", layout.display())),
-    );
-    run_ok(
-        gpubox(&work.join("build-cache"))
-            .arg("push")
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(image)
-            .args(flags),
-    );
-    let reader = gpubox_oci::source::ImageReader::open_oci_dir(&layout, Some("v1"))
+    let built = build_hello(work);
+    run_ok(push_built(work, &built, image).args(flags));
+    let reader = gpubox_oci::source::ImageReader::open_oci_dir(&built, Some("v1"))
         .expect("read the example back");
     reader.layers().len() + 1
-}
-
-/// Builds `spec` into an oci-archive in `work` with `cache`; returns what
-/// gpubox said on stderr.
-fn build_logged(work: &Path, cache: &Path, spec: &Path) -> String {
-    let out = run_ok(
-        gpubox(cache)
-            .arg("build")
-            .arg(spec)
-            .arg("--tls-verify=false")
-            .arg("-o")
-            .arg(format!(
-                "oci-archive:{}",
-                work.join("derived.tar").display()
-            )),
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -115,9 +83,7 @@ fn gc_keeps_a_pulled_base_until_max_size_evicts_it() {
         return;
     }
     let work = tempdir();
-    let registry_dir = work.path().join("registry");
-    std::fs::create_dir(&registry_dir).expect("registry folder");
-    let registry = Registry::start(&registry_dir);
+    let registry = Registry::start(&work.path().join("registry"));
     let from = registry.image("base:v1");
     let blobs = push_example(work.path(), &from, &["--tls-verify=false"]);
     let spec = write_spec(
@@ -125,9 +91,10 @@ fn gc_keeps_a_pulled_base_until_max_size_evicts_it() {
         "derived.toml",
         &format!("name = \"gpubox-e2e-cache-derived\"\nfromImage = \"{from}\"\n"),
     );
-    let cache = work.path().join("cache");
+    let cache = work.path().join("pull-cache");
+    let derived = work.path().join("derived.tar");
 
-    let log = build_logged(work.path(), &cache, &spec);
+    let log = build_logged(&cache, &spec, &derived);
     assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
     let info = cache_info(&cache);
     assert_eq!(info["images"], 1, "{info}");
@@ -140,7 +107,7 @@ fn gc_keeps_a_pulled_base_until_max_size_evicts_it() {
     assert_eq!(after["images"], 1, "{after}");
     assert_eq!(after["baseFiles"], info["baseFiles"], "{after}");
     assert_eq!(after["unreferenced"]["count"], 0, "{after}");
-    let log = build_logged(work.path(), &cache, &spec);
+    let log = build_logged(&cache, &spec, &derived);
     assert!(log.contains("0 blobs downloaded"), "{log}");
 
     // Evicted, it goes whole, with what gpubox remembered of its layers.
@@ -149,7 +116,7 @@ fn gc_keeps_a_pulled_base_until_max_size_evicts_it() {
     assert_eq!(emptied["images"], 0, "{emptied}");
     assert_eq!(emptied["blobs"]["count"], 0, "{emptied}");
     assert_eq!(emptied["baseFiles"]["count"], 0, "{emptied}");
-    let log = build_logged(work.path(), &cache, &spec);
+    let log = build_logged(&cache, &spec, &derived);
     assert!(log.contains(&format!("{blobs} blobs downloaded")), "{log}");
 }
 
@@ -159,10 +126,8 @@ fn an_image_inspected_with_a_login_stays_cached() {
         return;
     }
     let work = tempdir();
-    let registry_dir = work.path().join("registry");
-    std::fs::create_dir(&registry_dir).expect("registry folder");
     let registry = Registry::start_with(
-        &registry_dir,
+        &work.path().join("registry"),
         RegistrySetup {
             tls: true,
             users: vec![("reader".to_owned(), "pull-pw-1234".to_owned())],
@@ -173,7 +138,7 @@ fn an_image_inspected_with_a_login_stays_cached() {
     let login = ["--cert-dir", certs, "--creds", "reader:pull-pw-1234"];
     let image = registry.image("inspected:v1");
     let blobs = push_example(work.path(), &image, &login);
-    let cache = work.path().join("cache");
+    let cache = work.path().join("pull-cache");
     let inspect = || {
         let out = run_ok(gpubox(&cache).arg("inspect").args(login).arg(&image));
         let said = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -225,3 +225,64 @@ pub fn listing(dir: &Path) -> Vec<String> {
 pub fn out_dir(dir: &Path) {
     fs::create_dir_all(dir.join("out")).unwrap();
 }
+
+/// The bundled example's spec (examples/hello: files from this machine, no Nix).
+pub fn example_spec() -> PathBuf {
+    repo_root().join("examples/hello/gpubox.toml")
+}
+
+/// `gpubox build` of the bundled example to `dest`, with the layer cache
+/// `cache`; add flags and run it.
+pub fn build_example_to(cache: &Path, dest: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = gpubox(cache);
+    cmd.arg("build").arg(example_spec()).arg("-o").arg(dest);
+    cmd
+}
+
+/// Builds the bundled example into the OCI layout `WORK/built` (see
+/// [`hello_ref`]) with the cache `WORK/cache`; returns the layout folder.
+pub fn build_hello(work: &Path) -> PathBuf {
+    let built = work.join("built");
+    run_ok(&mut build_example_to(
+        &work.join("cache"),
+        hello_ref(&built),
+    ));
+    built
+}
+
+/// `oci:DIR:v1`, the image in an OCI layout that [`build_hello`] wrote.
+pub fn hello_ref(dir: &Path) -> String {
+    format!("oci:{}:v1", dir.display())
+}
+
+/// `gpubox push` of the layout `built` ([`hello_ref`]) to `dest`, with the
+/// cache `WORK/cache`; add flags and run it.
+pub fn push_built(work: &Path, built: &Path, dest: &str) -> Command {
+    let mut cmd = gpubox(&work.join("cache"));
+    cmd.arg("push").arg(hello_ref(built)).arg(dest);
+    cmd
+}
+
+/// The manifest an OCI layout's index names for its only image.
+pub fn layout_manifest(dir: &Path) -> Vec<u8> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    let digest = index["manifests"][0]["digest"].as_str().expect("a digest");
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    fs::read(dir.join("blobs/sha256").join(hex)).expect("the manifest blob")
+}
+
+/// Builds `spec` into the oci-archive `file` with `cache`, letting a base
+/// come from a plain-HTTP registry; returns what gpubox said on stderr.
+pub fn build_logged(cache: &Path, spec: &Path, file: &Path) -> String {
+    let out = run_ok(
+        gpubox(cache)
+            .arg("build")
+            .arg(spec)
+            .arg("--tls-verify=false")
+            .arg("-o")
+            .arg(format!("oci-archive:{}", file.display())),
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -5,15 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::common::*;
-use super::push::layout_manifest;
-use super::registry::Registry;
+use super::registry::registry_and_hello;
 
 /// What the proxy does wrong.
 #[derive(Clone, Copy)]
@@ -179,37 +177,15 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, stall: Option<(u64, Arc<State>)>
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// Builds examples/hello into `oci:WORK/built:v1`; returns the layout folder.
-fn build_hello(work: &Path) -> std::path::PathBuf {
-    let built = work.join("built");
-    run_ok(
-        gpubox(&work.join("cache"))
-            .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
-            .arg("-o")
-            .arg(format!("oci:{}:v1", built.display())),
-    );
-    built
-}
-
 #[test]
 fn pushes_through_server_errors_and_dropped_connections() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, built)) = registry_and_hello() else {
         return;
-    }
-    let work = tempdir();
-    let registry_dir = work.path().join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    let registry = Registry::start(&registry_dir);
-    let built = build_hello(work.path());
+    };
     let proxy = FaultProxy::start(registry.port, Mode::Faults { every: 3, max: 6 });
 
     let pushed = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("push")
-            .arg(format!("oci:{}:v1", built.display()))
-            .arg(proxy.image("faulty:v1"))
-            .arg("--tls-verify=false"),
+        push_built(work.path(), &built, &proxy.image("faulty:v1")).arg("--tls-verify=false"),
     );
     assert_eq!(
         proxy.state.faults.load(Ordering::SeqCst),
@@ -218,12 +194,7 @@ fn pushes_through_server_errors_and_dropped_connections() {
     );
 
     let copied = work.path().join("copied");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(registry.image("faulty:v1"))
-            .arg(format!("oci:{}:v1", copied.display())),
-    );
+    registry.skopeo_copy_to_layout("faulty:v1", &copied);
     let manifest = layout_manifest(&built);
     assert_eq!(layout_manifest(&copied), manifest);
     assert_eq!(
@@ -247,14 +218,9 @@ fn pushes_through_server_errors_and_dropped_connections() {
 
 #[test]
 fn a_push_cut_off_half_way_leaves_no_tag_and_the_next_push_succeeds() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, built)) = registry_and_hello() else {
         return;
-    }
-    let work = tempdir();
-    let registry_dir = work.path().join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    let registry = Registry::start(&registry_dir);
-    let built = build_hello(work.path());
+    };
     let manifest: serde_json::Value = serde_json::from_slice(&layout_manifest(&built)).unwrap();
     let layer_bytes: u64 = manifest["layers"]
         .as_array()
@@ -264,10 +230,7 @@ fn a_push_cut_off_half_way_leaves_no_tag_and_the_next_push_succeeds() {
         .sum();
     let proxy = FaultProxy::start(registry.port, Mode::StallUploadsAfter(layer_bytes / 2));
 
-    let mut push = gpubox(&work.path().join("cache"))
-        .arg("push")
-        .arg(format!("oci:{}:v1", built.display()))
-        .arg(proxy.image("cut:v1"))
+    let mut push = push_built(work.path(), &built, &proxy.image("cut:v1"))
         .arg("--tls-verify=false")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -303,17 +266,8 @@ fn a_push_cut_off_half_way_leaves_no_tag_and_the_next_push_succeeds() {
     assert!(said.contains("manifest unknown"), "{said}");
 
     let pushed = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("push")
-            .arg(format!("oci:{}:v1", built.display()))
-            .arg(registry.image("cut:v1"))
-            .arg("--tls-verify=false"),
+        push_built(work.path(), &built, &registry.image("cut:v1")).arg("--tls-verify=false"),
     );
-    let inspected = run_ok(
-        Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(registry.image("cut:v1")),
-    );
-    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let inspected = registry.skopeo_inspect("cut:v1");
     assert_eq!(inspected["Digest"].as_str(), Some(stdout(&pushed).trim()));
 }

@@ -9,37 +9,23 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::common::*;
-use super::registry::{Registry, RegistrySetup};
+use tempfile::TempDir;
 
-/// The manifest an OCI layout's index names for its only image.
-pub(super) fn layout_manifest(dir: &Path) -> Vec<u8> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
-}
+use super::common::*;
+use super::registry::{have_registry_and_skopeo, registry_and_hello, Registry, RegistrySetup};
 
 #[test]
 fn builds_push_to_a_registry_and_pushing_again_sends_nothing() {
-    if !have("docker-registry") || !have("skopeo") {
+    if !have_registry_and_skopeo() {
         return;
     }
     let work = tempdir();
-    let registry_dir = work.path().join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    let registry = Registry::start(&registry_dir);
+    let registry = Registry::start(&work.path().join("registry"));
     let cache = work.path().join("cache");
-    let spec = repo_root().join("examples/hello/gpubox.toml");
     let digest_file = work.path().join("digest");
 
     let pushed = run_ok(
-        gpubox(&cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(registry.image("hello:v1"))
+        build_example_to(&cache, registry.image("hello:v1"))
             .arg("--tls-verify=false")
             .arg("--digestfile")
             .arg(&digest_file),
@@ -47,51 +33,25 @@ fn builds_push_to_a_registry_and_pushing_again_sends_nothing() {
     let digest = stdout(&pushed).trim().to_owned();
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
-
-    let inspected = run_ok(
-        Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(registry.image("hello:v1")),
-    );
-    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let inspected = registry.skopeo_inspect("hello:v1");
     assert_eq!(inspected["Digest"].as_str(), Some(digest.as_str()));
 
     // The registry's manifest is the one an `oci:` build of the same spec writes.
     let built = work.path().join("built");
-    let local = run_ok(
-        gpubox(&cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}:v1", built.display())),
-    );
+    let local = run_ok(&mut build_example_to(&cache, hello_ref(&built)));
     assert_eq!(stdout(&local).trim(), digest);
     let copied = work.path().join("copied");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(registry.image("hello:v1"))
-            .arg(format!("oci:{}:v1", copied.display())),
-    );
+    registry.skopeo_copy_to_layout("hello:v1", &copied);
     assert_eq!(layout_manifest(&copied), layout_manifest(&built));
 
     // Every blob is there already: only the manifest goes up, unchanged.
     let again = run_ok(
-        gpubox(&cache)
-            .arg("push")
-            .arg(format!("oci:{}:v1", built.display()))
-            .arg(registry.image("hello:v2"))
-            .arg("--tls-verify=false"),
+        push_built(work.path(), &built, &registry.image("hello:v2")).arg("--tls-verify=false"),
     );
     assert_eq!(stdout(&again).trim(), digest);
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("uploaded 0 blobs (0 bytes)"), "{said}");
-    let retagged = run_ok(
-        Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false"])
-            .arg(registry.image("hello:v2")),
-    );
-    let retagged: serde_json::Value = serde_json::from_slice(&retagged.stdout).unwrap();
+    let retagged = registry.skopeo_inspect("hello:v2");
     assert_eq!(retagged["Digest"].as_str(), Some(digest.as_str()));
 }
 
@@ -102,7 +62,7 @@ fn pushing_to_a_registry_that_is_not_there_fails_and_names_it() {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let spec = repo_root().join("examples/hello/gpubox.toml");
+    let spec = example_spec();
     let stderr = run_fails(
         gpubox(&work.path().join("cache"))
             .arg("build")
@@ -142,24 +102,23 @@ fn pushing_to_a_registry_that_is_not_there_fails_and_names_it() {
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-pw-4711";
 
-/// A TLS registry with the one user [`USER`].
-fn secure_registry(dir: &Path) -> Registry {
-    let registry_dir = dir.join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    Registry::start_with(
-        &registry_dir,
+/// A fresh folder WORK with a TLS registry in `WORK/registry` that has the
+/// one user [`USER`], and the folder holding its CA (for `--cert-dir`).
+/// `None` where the test is skipped ([`have_registry_and_skopeo`] is false).
+fn secure_registry() -> Option<(TempDir, Registry, PathBuf)> {
+    if !have_registry_and_skopeo() {
+        return None;
+    }
+    let work = tempdir();
+    let registry = Registry::start_with(
+        &work.path().join("registry"),
         RegistrySetup {
             tls: true,
             users: vec![(USER.to_owned(), PASSWORD.to_owned())],
         },
-    )
-}
-
-/// A plain-HTTP registry anyone may push to.
-fn open_registry(dir: &Path) -> Registry {
-    let registry_dir = dir.join("registry");
-    std::fs::create_dir(&registry_dir).unwrap();
-    Registry::start(&registry_dir)
+    );
+    let certs = registry.cert_dir.clone().expect("a TLS registry has a CA");
+    Some((work, registry, certs))
 }
 
 /// `gpubox` that sees no login but the ones the test gives: its auth files
@@ -173,31 +132,19 @@ fn isolated(work: &Path, docker_config: &Path) -> Command {
     cmd
 }
 
-/// Builds examples/hello into `oci:WORK/built:v1`.
-fn build_hello(work: &Path) -> PathBuf {
-    let built = work.join("built");
-    run_ok(
-        gpubox(&work.join("cache"))
-            .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
-            .arg("-o")
-            .arg(format!("oci:{}:v1", built.display())),
-    );
-    built
-}
-
-fn oci(dir: &Path) -> String {
-    format!("oci:{}:v1", dir.display())
+/// [`isolated`] `gpubox push` of the layout `built` to `dest`; add flags and
+/// run it.
+fn isolated_push(work: &Path, docker_config: &Path, built: &Path, dest: &str) -> Command {
+    let mut cmd = isolated(work, docker_config);
+    cmd.arg("push").arg(hello_ref(built)).arg(dest);
+    cmd
 }
 
 #[test]
 fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, certs)) = secure_registry() else {
         return;
-    }
-    let work = tempdir();
-    let registry = secure_registry(work.path());
-    let certs = registry.cert_dir.clone().unwrap();
+    };
     let no_config = work.path().join("no-docker-config");
     let built = build_hello(work.path());
     let creds = format!("{USER}:{PASSWORD}");
@@ -205,7 +152,7 @@ fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
     let pushed = run_ok(
         isolated(work.path(), &no_config)
             .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
+            .arg(example_spec())
             .arg("-o")
             .arg(registry.image("secure:v1"))
             .arg("--cert-dir")
@@ -231,19 +178,20 @@ fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
             .arg(&certs)
             .args(["--src-creds", &creds])
             .arg(registry.image("secure:v1"))
-            .arg(oci(&copied)),
+            .arg(hello_ref(&copied)),
     );
     assert_eq!(layout_manifest(&copied), layout_manifest(&built));
 
     let address = registry.address();
-    let anonymous = run_fails(
-        isolated(work.path(), &no_config)
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("secure:v2"))
-            .arg("--cert-dir")
-            .arg(&certs),
-    );
+    let push_v2 = || {
+        isolated_push(
+            work.path(),
+            &no_config,
+            &built,
+            &registry.image("secure:v2"),
+        )
+    };
+    let anonymous = run_fails(push_v2().arg("--cert-dir").arg(&certs));
     assert!(
         anonymous.contains(&format!("registry {address} requires a login"))
             && anonymous.contains("--creds"),
@@ -252,10 +200,7 @@ fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
 
     let wrong = "wrong-pw-0815";
     let refused = run_fails(
-        isolated(work.path(), &no_config)
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("secure:v2"))
+        push_v2()
             .arg("--cert-dir")
             .arg(&certs)
             .args(["--creds", &format!("{USER}:{wrong}")]),
@@ -266,13 +211,7 @@ fn pushes_over_tls_with_a_login_and_says_what_is_wrong_with_bad_ones() {
     );
     assert!(!refused.contains(wrong), "{refused}");
 
-    let untrusted = run_fails(
-        isolated(work.path(), &no_config)
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("secure:v2"))
-            .args(["--creds", &creds]),
-    );
+    let untrusted = run_fails(push_v2().args(["--creds", &creds]));
     assert!(
         untrusted.contains("not trusted") && untrusted.contains("--cert-dir"),
         "{untrusted}"
@@ -299,12 +238,9 @@ fn fake_helper(bin: &Path, name: &str, asked: &Path, answer: &str) {
 
 #[test]
 fn logins_come_from_docker_credential_helpers() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, certs)) = secure_registry() else {
         return;
-    }
-    let work = tempdir();
-    let registry = secure_registry(work.path());
-    let certs = registry.cert_dir.clone().unwrap();
+    };
     let built = build_hello(work.path());
     let address = registry.address();
     let bin = work.path().join("bin");
@@ -334,15 +270,12 @@ fn logins_come_from_docker_credential_helpers() {
         format!(r#"{{"credsStore":"gpuboxlocked","credHelpers":{{"{address}":"gpuboxtest"}}}}"#),
     )
     .unwrap();
-    let pushed = run_ok(
-        isolated(work.path(), &docker_config)
-            .env("PATH", &path)
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("helped:v1"))
-            .arg("--cert-dir")
-            .arg(&certs),
-    );
+    let push_helped = |tag: &str| {
+        let mut cmd = isolated_push(work.path(), &docker_config, &built, &registry.image(tag));
+        cmd.env("PATH", &path).arg("--cert-dir").arg(&certs);
+        cmd
+    };
+    let pushed = run_ok(&mut push_helped("helped:v1"));
     assert!(stdout(&pushed).trim().starts_with("sha256:"));
     assert_eq!(
         std::fs::read_to_string(&asked).unwrap(),
@@ -355,15 +288,7 @@ fn logins_come_from_docker_credential_helpers() {
         r#"{"credsStore":"gpuboxlocked"}"#,
     )
     .unwrap();
-    let failed = run_fails(
-        isolated(work.path(), &docker_config)
-            .env("PATH", &path)
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("helped:v2"))
-            .arg("--cert-dir")
-            .arg(&certs),
-    );
+    let failed = run_fails(&mut push_helped("helped:v2"));
     assert!(
         failed.contains("docker-credential-gpuboxlocked")
             && failed.contains("the keychain is locked")
@@ -374,29 +299,15 @@ fn logins_come_from_docker_credential_helpers() {
 
 #[test]
 fn a_second_repository_mounts_the_blobs_the_first_received() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, built)) = registry_and_hello() else {
         return;
-    }
-    let work = tempdir();
-    let registry = open_registry(work.path());
-    let built = build_hello(work.path());
+    };
     let manifest: serde_json::Value = serde_json::from_slice(&layout_manifest(&built)).unwrap();
     let blobs = 1 + manifest["layers"].as_array().unwrap().len();
 
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("a:v1"))
-            .arg("--tls-verify=false"),
-    );
-    let second = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("b:v1"))
-            .arg("--tls-verify=false"),
-    );
+    run_ok(push_built(work.path(), &built, &registry.image("a:v1")).arg("--tls-verify=false"));
+    let second =
+        run_ok(push_built(work.path(), &built, &registry.image("b:v1")).arg("--tls-verify=false"));
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(
         said.contains(&format!("uploaded 0 blobs (0 bytes), mounted {blobs},")),
@@ -405,23 +316,15 @@ fn a_second_repository_mounts_the_blobs_the_first_received() {
     assert_eq!(said.matches("from repository a").count(), blobs, "{said}");
 
     let copied = work.path().join("copied");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(registry.image("b:v1"))
-            .arg(oci(&copied)),
-    );
+    registry.skopeo_copy_to_layout("b:v1", &copied);
     assert_eq!(layout_manifest(&copied), layout_manifest(&built));
 }
 
 #[test]
 fn without_a_destination_the_spec_registries_are_pushed_to() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, built)) = registry_and_hello() else {
         return;
-    }
-    let work = tempdir();
-    let registry = open_registry(work.path());
-    let built = build_hello(work.path());
+    };
     let spec = work.path().join("gpubox.toml");
     std::fs::write(
         &spec,
@@ -435,19 +338,14 @@ fn without_a_destination_the_spec_registries_are_pushed_to() {
     let pushed = run_ok(
         gpubox(&work.path().join("cache"))
             .arg("push")
-            .arg(oci(&built))
+            .arg(hello_ref(&built))
             .arg("--spec")
             .arg(&spec)
             .arg("--tls-verify=false"),
     );
     let digest = stdout(&pushed).trim().to_owned();
     for image in ["one:v1", "two:v3"] {
-        let inspected = run_ok(
-            Command::new("skopeo")
-                .args(["inspect", "--tls-verify=false"])
-                .arg(registry.image(image)),
-        );
-        let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+        let inspected = registry.skopeo_inspect(image);
         assert_eq!(
             inspected["Digest"].as_str(),
             Some(digest.as_str()),
@@ -459,7 +357,7 @@ fn without_a_destination_the_spec_registries_are_pushed_to() {
     let none = run_fails(
         gpubox(&work.path().join("cache"))
             .arg("push")
-            .arg(oci(&built))
+            .arg(hello_ref(&built))
             .arg("--spec")
             .arg(&spec),
     );
@@ -474,7 +372,7 @@ fn without_a_destination_the_spec_registries_are_pushed_to() {
         gpubox(&work.path().join("cache"))
             .current_dir(&empty)
             .arg("push")
-            .arg(oci(&built)),
+            .arg(hello_ref(&built)),
     );
     assert!(missing.contains("gpubox.toml"), "{missing}");
 }
@@ -521,18 +419,12 @@ fn referred_sbom(registry: &Registry, repo: &str, entry: &serde_json::Value) -> 
 
 #[test]
 fn sboms_go_up_as_referrers_of_the_image() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some((work, registry, built)) = registry_and_hello() else {
         return;
-    }
-    let work = tempdir();
-    let registry = open_registry(work.path());
+    };
     let sbom = work.path().join("sbom.spdx.json");
     let pushed = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(repo_root().join("examples/hello/gpubox.toml"))
-            .arg("-o")
-            .arg(registry.image("sbom:v1"))
+        build_example_to(&work.path().join("cache"), registry.image("sbom:v1"))
             .arg("--sbom")
             .arg(&sbom)
             .arg("--tls-verify=false"),
@@ -553,12 +445,8 @@ fn sboms_go_up_as_referrers_of_the_image() {
         br#"{"spdxVersion":"SPDX-2.3","name":"given by hand"}"#,
     )
     .unwrap();
-    let built = build_hello(work.path());
     let again = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("push")
-            .arg(oci(&built))
-            .arg(registry.image("sbom:v1"))
+        push_built(work.path(), &built, &registry.image("sbom:v1"))
             .arg("--sbom")
             .arg(&other)
             .arg("--tls-verify=false"),

@@ -1,7 +1,7 @@
 //! A real `docker-registry` on a free local port, for the tests that push to or
 //! pull from a registry: plain HTTP without logins ([`Registry::start`]), or
 //! with TLS from a CA the test makes and htpasswd users
-//! ([`Registry::start_with`]).
+//! ([`Registry::start_with`]); and skopeo, reading images back from it.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -9,6 +9,29 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::common::{build_hello, have, hello_ref, run_ok, tempdir};
+
+/// Whether the registry tests' real parts, `docker-registry` and `skopeo`,
+/// are usable (see [`have`]).
+pub fn have_registry_and_skopeo() -> bool {
+    have("docker-registry") && have("skopeo")
+}
+
+/// Where most push tests start: a fresh folder WORK, a plain-HTTP
+/// [`Registry`] in `WORK/registry` and the bundled example built into a
+/// layout ([`build_hello`]), in that order; bound so, the registry stops
+/// before its folder goes. `None` where the test is skipped
+/// ([`have_registry_and_skopeo`] is false).
+pub fn registry_and_hello() -> Option<(tempfile::TempDir, Registry, PathBuf)> {
+    if !have_registry_and_skopeo() {
+        return None;
+    }
+    let work = tempdir();
+    let registry = Registry::start(&work.path().join("registry"));
+    let built = build_hello(work.path());
+    Some((work, registry, built))
+}
 
 /// How a test registry is set up beyond the plain default.
 #[derive(Default)]
@@ -22,6 +45,8 @@ pub struct RegistrySetup {
 /// A `docker-registry serve` process, killed when dropped.
 pub struct Registry {
     child: Child,
+    /// Its own folder: storage, configuration and `registry.log`.
+    dir: PathBuf,
     pub port: u16,
     /// With TLS: a folder holding only the CA certificate `ca.crt`, as
     /// `--cert-dir` wants it.
@@ -29,12 +54,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry over plain HTTP that anyone may push to.
+    /// A registry over plain HTTP that anyone may push to, kept in `dir`
+    /// (made if missing).
     pub fn start(dir: &Path) -> Registry {
         Registry::start_with(dir, RegistrySetup::default())
     }
 
     pub fn start_with(dir: &Path, setup: RegistrySetup) -> Registry {
+        std::fs::create_dir_all(dir).expect("the registry's folder");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free local port")
@@ -84,6 +111,7 @@ impl Registry {
         let plain = !setup.tls && setup.users.is_empty();
         let registry = Registry {
             child,
+            dir: dir.to_path_buf(),
             port,
             cert_dir,
         };
@@ -130,6 +158,32 @@ impl Registry {
 
     pub fn image(&self, name: &str) -> String {
         format!("docker://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// What the registry has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).expect("the registry's log")
+    }
+
+    /// `skopeo inspect` of `name` (`REPO:TAG` or `REPO@DIGEST`) over plain HTTP.
+    pub fn skopeo_inspect(&self, name: &str) -> serde_json::Value {
+        let out = run_ok(
+            Command::new("skopeo")
+                .args(["inspect", "--tls-verify=false"])
+                .arg(self.image(name)),
+        );
+        serde_json::from_slice(&out.stdout).expect("skopeo inspect prints JSON")
+    }
+
+    /// Copies `name` over plain HTTP with skopeo into the OCI layout `dir`, as
+    /// [`hello_ref`] names it.
+    pub fn skopeo_copy_to_layout(&self, name: &str, dir: &Path) {
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(self.image(name))
+                .arg(hello_ref(dir)),
+        );
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use miette::SourceSpan;
+
 use super::{check_env_name, check_local_path, check_no_nul, child, index, Checker, Problem};
 use crate::error::SpecError;
 use crate::machine::{
@@ -150,16 +152,19 @@ impl Checker<'_> {
         Ok(users)
     }
 
+    /// A section's `enable` switch and where it was written, for the errors
+    /// about what the section then needs.
+    fn switch(&self, node: &Node, path: &str) -> Result<(bool, Option<SourceSpan>), SpecError> {
+        Ok((self.boolean(node, path)?, self.item(node, ()).span))
+    }
+
     pub(super) fn ssh(&self, node: &Node, path: &str) -> Result<SshSpec, SpecError> {
         let mut ssh = SshSpec::default();
         for entry in self.table_of(node, path)? {
             let key_path = child(path, &entry.key);
             let node = &entry.node;
             match entry.key.as_str() {
-                "enable" => {
-                    ssh.enable = self.boolean(node, &key_path)?;
-                    ssh.span = self.item(node, ()).span;
-                }
+                "enable" => (ssh.enable, ssh.span) = self.switch(node, &key_path)?,
                 "port" => ssh.port = self.port_number(node, &key_path)?,
                 "authorizedKeys" => {
                     let items = self.array(node, &key_path, "an array of strings")?;
@@ -298,10 +303,7 @@ impl Checker<'_> {
             let key_path = child(path, &entry.key);
             let node = &entry.node;
             match entry.key.as_str() {
-                "enable" => {
-                    tailscale.enable = self.boolean(node, &key_path)?;
-                    tailscale.span = self.item(node, ()).span;
-                }
+                "enable" => (tailscale.enable, tailscale.span) = self.switch(node, &key_path)?,
                 "authKeyFile" => tailscale.auth_key_file = Some(self.image_dir(node, &key_path)?),
                 "hostname" => {
                     tailscale.hostname = Some(self.checked(node, &key_path, check_hostname)?);
