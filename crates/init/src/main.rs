@@ -10,7 +10,7 @@
 //! `/etc/gpubox/init.json` (`gpubox-initplan`). In order: runtime folders and users'
 //! homes (`steps::prepare`), the GPU step, SSH, secrets, tailscale and home-manager
 //! (`steps::machine`), the startup script (whose exports reach everything after it),
-//! then the services in dependency order (each once the ones it comes after are
+//! the sshd config (`steps::write_session_config`), then the services in dependency order (each once the ones it comes after are
 //! ready), then the main command once every service is ready. SIGTERM/SIGINT, or the
 //! main command's end, stops the main command and then the services in reverse start
 //! order within the plan's stop timeout (`GPUBOX_INIT_GRACE_SECONDS` overrides it).
@@ -32,6 +32,17 @@
 //! `GPUBOX_INIT_ROOT` (tests only) takes every path the init reads or writes (the plan,
 //! `/etc/passwd`, the startup script, log files, the GPU step's) under another folder;
 //! programs are run from their real paths.
+//!
+//! SSH sessions get the container's environment: sshd gives each session a fresh one,
+//! so the init starts sshd with `/run/gpubox/sshd_config` (private to root), a `SetEnv`
+//! line holding its own environment once the startup script has run (PATH,
+//! LD_LIBRARY_PATH, CUDA and NVIDIA variables, the script's exports), then the build's
+//! `sshd_config` as it is. Left out: what sshd sets per session (HOME, USER, LOGNAME,
+//! SHELL, TERM, MAIL), the init's shell state (PWD, OLDPWD, SHLVL, `_`), the init's
+//! own `GPUBOX_INIT_*` settings, and values sshd_config cannot hold (a `"`, `\` or
+//! line break; `GPUBOX_INIT_DEBUG=1` names them). sshd keeps the first `SetEnv`, so
+//! one in the build's config is not used. `SetEnv` needs OpenSSH 7.8 or later; an
+//! older sshd refuses the config and its start fails with sshd's message.
 //!
 //! Secrets handed over in the environment (`ROOT_PASSWORD`, `AGE_IDENTITY`,
 //! `TAILSCALE_AUTHKEY`) are removed from it, and their values wiped from the init's own
@@ -231,6 +242,7 @@ fn start_up(plan: &InitPlan, signals: &Signals) -> Result<Vec<gpubox_initplan::S
             error.exit_code(STEP_FAILURE_EXIT)
         })?;
     }
+    steps::write_session_config(plan).map_err(step_failed)?;
     services.extend(plan.services.iter().cloned());
     Ok(services)
 }

@@ -514,7 +514,7 @@ impl SshTarget {
                 "-o",
                 "ConnectTimeout=5",
                 "root@127.0.0.1",
-                "echo logged-in",
+                "echo logged-in \"$GPUBOX_E2E_VAR\"",
             ])
             .output()
             .unwrap()
@@ -593,6 +593,7 @@ fn podman_image_with_ssh_lets_a_key_in_and_no_password() {
         &format!(
             r#"name = "gpubox-e2e-ssh-run"
 hostBinaries = ["/bin/sh", "/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
+extraEnv = {{ GPUBOX_E2E_VAR = "from-the-image" }}
 
 [ssh]
 enable = true
@@ -624,8 +625,9 @@ authorizedKeys = [{spec_public:?}]
     let host_key = target.host_key(&first);
     for key in [&env_key, &spec_key] {
         let login = target.key_login(key, false);
+        // The session gets the image's environment, not only sshd's defaults.
         assert!(
-            stdout(&login).contains("logged-in"),
+            stdout(&login).contains("logged-in from-the-image"),
             "{}: {}\ncontainer said:\n{}",
             key.display(),
             String::from_utf8_lossy(&login.stderr),

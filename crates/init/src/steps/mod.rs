@@ -2,7 +2,9 @@
 //! plan: [`prepare`] (runtime folders, users' homes) runs first; [`machine`] (SSH,
 //! secrets, tailscale, home-manager activation, in that order) runs after the GPU step
 //! and returns the system services (sshd, tailscaled, `tailscale up`) for the
-//! supervisor to start before the plan's own.
+//! supervisor to start before the plan's own; [`write_session_config`] runs after the
+//! startup script and writes the sshd config that hands SSH sessions the container's
+//! environment.
 //!
 //! Every file path a step reads or writes is taken under `GPUBOX_INIT_ROOT` (tests
 //! point it at a temporary folder; it is `/` in a container) by [`root_path`], which
@@ -20,6 +22,8 @@ mod home;
 mod secrets;
 mod ssh;
 mod tailscale;
+
+pub use ssh::write_session_config;
 
 use std::ffi::CString;
 use std::fmt;

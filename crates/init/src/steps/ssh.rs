@@ -1,23 +1,35 @@
 //! The SSH step: host keys (generated once, kept when present), authorized keys from
 //! the plan and the environment rented GPU hosts set, root's password only when the
-//! plan allows password login, and sshd as a service.
+//! plan allows password login, and sshd as a service; then, once the startup script has
+//! run, the sshd config sshd is started with ([`write_session_config`]): the build's,
+//! after a `SetEnv` line that hands SSH sessions the container's environment.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use gpubox_initplan::{Restart, ServicePlan, SshPlan};
+use gpubox_initplan::{InitPlan, Restart, ServicePlan, SshPlan};
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use super::files::{self, temporary_name};
-use super::root_path;
+use super::{root_path, StepFailure};
 
 /// Variables rented GPU hosts (RunPod, vast.ai, ...) put public keys in, one a line.
 const KEY_VARIABLES: [&str; 2] = ["SSH_PUBLIC_KEYS", "PUBLIC_KEY"];
 pub const PASSWORD_VARIABLE: &str = "ROOT_PASSWORD";
 const SHADOW: &str = "/etc/shadow";
+/// The config sshd is started with, written at every start by [`write_session_config`].
+const SESSION_CONFIG: &str = "/run/gpubox/sshd_config";
+/// Variables sshd sets for each session itself (from the account and the client), or
+/// that describe the init's own shell, which sessions must not get.
+const SESSION_OWN_VARIABLES: [&str; 10] = [
+    "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "MAIL",
+];
+/// The init's own settings (`GPUBOX_INIT_ROOT`, `GPUBOX_INIT_DEBUG`, ...).
+const INIT_VARIABLE_PREFIX: &str = "GPUBOX_INIT_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -40,6 +52,8 @@ pub enum SshError {
     },
     #[error("cannot hash {PASSWORD_VARIABLE}: {0}")]
     Hash(String),
+    #[error("cannot read the image's sshd config {}: {error}; the image is damaged, rebuild it", path.display())]
+    ConfigUnreadable { path: PathBuf, error: io::Error },
 }
 
 /// Runs the step; returns the sshd service.
@@ -81,11 +95,93 @@ pub fn run(plan: &SshPlan) -> Result<ServicePlan, SshError> {
             "-D".to_owned(),
             "-e".to_owned(),
             "-f".to_owned(),
-            plan.config.clone(),
+            root_path(SESSION_CONFIG).to_string_lossy().into_owned(),
         ],
         Restart::Always,
         super::SYSTEM_RESTART_DELAY_MS,
     ))
+}
+
+/// Writes the config sshd is started with when the plan has SSH: a `SetEnv` line with
+/// the init's environment as it is now (after the startup script, so its exports are
+/// in), then the build's config as it is. sshd builds each session's environment
+/// afresh, and without this, SSH sessions would lack the image's PATH, the CUDA and
+/// NVIDIA variables and what the startup script exported. sshd keeps the first value
+/// it reads for a keyword, so the line comes first (and a `SetEnv` of the build's
+/// config is not used); `SetEnv` needs OpenSSH 7.8 or later.
+pub fn write_session_config(plan: &InitPlan) -> Result<(), StepFailure> {
+    let Some(ssh) = &plan.ssh else {
+        return Ok(());
+    };
+    let failed = |error: SshError| StepFailure::new("ssh", error);
+    let build_config = root_path(&ssh.config);
+    let build_text = std::fs::read_to_string(&build_config).map_err(|error| {
+        failed(SshError::ConfigUnreadable {
+            path: build_config.clone(),
+            error,
+        })
+    })?;
+    let mut contents = set_env_line(std::env::vars_os());
+    contents.push_str(&build_text);
+    let path = root_path(SESSION_CONFIG);
+    if let Some(parent) = path.parent() {
+        files::create_dir_all(parent, 0o755)
+            .map_err(super::PathError::new(
+                "create the sshd config folder",
+                parent,
+            ))
+            .map_err(|error| failed(error.into()))?;
+    }
+    // Private to root (sshd reads it as root): the environment may hold tokens that
+    // other users of the container must not read.
+    files::write_atomic(&path, contents.as_bytes(), 0o600, None)
+        .map_err(super::PathError::new("write the sshd config", &path))
+        .map_err(|error| failed(error.into()))
+}
+
+/// `SetEnv "NAME=VALUE" ...` and a line break for the variables sessions should get, in
+/// name order; empty when there are none (sshd refuses a `SetEnv` without values).
+/// Variables sshd_config cannot hold (quotes and backslashes are its escapes, a line
+/// break ends the line, and a name must not be blank or hold `=`) are left out.
+fn set_env_line(
+    variables: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) -> String {
+    let mut words: Vec<(String, String)> = Vec::new();
+    for (name, value) in variables {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            debug!(
+                "not passing {} to SSH sessions: it is not UTF-8",
+                name.to_string_lossy()
+            );
+            continue;
+        };
+        if SESSION_OWN_VARIABLES.contains(&name) || name.starts_with(INIT_VARIABLE_PREFIX) {
+            continue;
+        }
+        let unsafe_char = |c: char| matches!(c, '"' | '\\' | '\n' | '\r' | '\0');
+        if name.is_empty()
+            || name.contains(|c: char| c == '=' || c.is_whitespace() || unsafe_char(c))
+            || value.contains(unsafe_char)
+        {
+            debug!(
+                "not passing {} to SSH sessions: sshd_config cannot hold a `\"`, `\\` or line break in it",
+                name.escape_debug()
+            );
+            continue;
+        }
+        words.push((name.to_owned(), value.to_owned()));
+    }
+    if words.is_empty() {
+        return String::new();
+    }
+    words.sort();
+    let mut line = "SetEnv".to_owned();
+    for (name, value) in words {
+        line.push_str(&format!(" \"{name}={value}\""));
+    }
+    line.push('\n');
+    line
 }
 
 /// Generates the host key of `key_type` when missing (into a temporary name, renamed
@@ -339,6 +435,30 @@ mod tests {
             _ => None,
         });
         assert_eq!(keys, [ED25519, &second]);
+    }
+
+    #[test]
+    fn set_env_line_holds_the_variables_sessions_get_and_only_those() {
+        let line = set_env_line([
+            ("PATH", "/nix/store/abc-python/bin:/usr/bin"),
+            ("CUDA_VERSION", "12.4"),
+            ("GREETING", "hello world=1"),
+            ("HOME", "/root"),
+            ("SHLVL", "1"),
+            ("_", "/bin/gpubox-init"),
+            ("GPUBOX_INIT_ROOT", "/tmp/root"),
+            ("QUOTED", "say \"hi\""),
+            ("BACKSLASH", "a\\b"),
+            ("MULTI", "one\ntwo"),
+            ("BAD NAME", "x"),
+        ]);
+        assert_eq!(
+            line,
+            "SetEnv \"CUDA_VERSION=12.4\" \"GREETING=hello world=1\" \
+             \"PATH=/nix/store/abc-python/bin:/usr/bin\"\n"
+        );
+        let no_variables: [(&str, &str); 1] = [("HOME", "/root")];
+        assert_eq!(set_env_line(no_variables), "");
     }
 
     #[test]

@@ -35,11 +35,12 @@ tr '\0' '\n' < /proc/$PPID/environ > "$GPUBOX_INIT_ROOT/init.env"
 "#;
 
 fn plan(root: &ImageRoot, keygen: String) -> InitPlan {
+    root.write("/etc/ssh/sshd_config", "PasswordAuthentication yes\n");
     let mut plan = InitPlan::new(2000);
     plan.ssh = Some(SshPlan {
         sshd: root.program("sshd", &format!("{RECORD}record sshd; exec sleep 30")),
         ssh_keygen: keygen,
-        config: root.str("/etc/ssh/sshd_config"),
+        config: "/etc/ssh/sshd_config".to_owned(),
         host_key_dir: "/etc/ssh".to_owned(),
         host_key_types: vec!["ed25519".to_owned()],
         authorized_keys: Vec::new(),
@@ -133,6 +134,18 @@ fn the_steps_use_secret_variables_and_nothing_started_later_inherits_them() {
                 "{started} inherited {variable}"
             );
         }
+    }
+    // SSH sessions get the environment through sshd's config: the same holds there.
+    let session_config = root.read("/run/gpubox/sshd_config");
+    assert!(
+        session_config.contains("\"KEPT=an ordinary variable\""),
+        "{session_config}"
+    );
+    for variable in ["ROOT_PASSWORD=", "AGE_IDENTITY=", "TAILSCALE_AUTHKEY="] {
+        assert!(
+            !session_config.contains(variable),
+            "the sshd config holds {variable}"
+        );
     }
     let init_environment = root.read("/init.env");
     assert!(

@@ -12,12 +12,19 @@ use crate::image_root::{installed, ssh_key, wait_for_record, ImageRoot};
 /// Records its arguments and stays up, as sshd would.
 const SSHD_STAND_IN: &str = r#"echo "$@" > "$GPUBOX_INIT_ROOT/sshd.args"; exec sleep 30"#;
 
+/// The build's sshd config the stand-in tests give the image.
+const BUILD_CONFIG: &str = "PasswordAuthentication no\n";
+
+/// An SSH plan; the image gets [`BUILD_CONFIG`] unless the test wrote its own config.
 fn ssh_plan(root: &ImageRoot, sshd: String, ssh_keygen: String) -> InitPlan {
+    if !root.at("/etc/ssh/sshd_config").exists() {
+        root.write("/etc/ssh/sshd_config", BUILD_CONFIG);
+    }
     let mut plan = InitPlan::new(2000);
     plan.ssh = Some(SshPlan {
         sshd,
         ssh_keygen,
-        config: root.str("/etc/ssh/sshd_config"),
+        config: "/etc/ssh/sshd_config".to_owned(),
         host_key_dir: "/etc/ssh".to_owned(),
         host_key_types: vec!["ed25519".to_owned(), "rsa".to_owned()],
         authorized_keys: Vec::new(),
@@ -42,8 +49,15 @@ fn host_keys_are_generated_once_and_kept_on_the_next_start() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         root.read("/sshd.args").trim(),
-        format!("-D -e -f {}", root.str("/etc/ssh/sshd_config"))
+        format!("-D -e -f {}", root.str("/run/gpubox/sshd_config"))
     );
+    // The environment first, then the build's config as it is; private to root.
+    let session_config = root.read("/run/gpubox/sshd_config");
+    assert!(
+        session_config.starts_with("SetEnv \"") && session_config.ends_with(BUILD_CONFIG),
+        "{session_config}"
+    );
+    assert_eq!(root.mode("/run/gpubox/sshd_config"), 0o600);
     let mut first = Vec::new();
     for key_type in ["ed25519", "rsa"] {
         let private = format!("/etc/ssh/ssh_host_{key_type}_key");
@@ -217,6 +231,11 @@ fn a_key_from_the_environment_logs_in_through_the_sshd_the_init_starts() {
         ssh.host_key_types = vec!["ed25519".to_owned()];
         ssh.login_users = vec!["root".to_owned()];
     }
+    root.write(
+        "/etc/gpubox/startup.sh",
+        "export GPUBOX_TEST_SCRIPT_VAR='from the script'\n",
+    );
+    plan.startup_script = Some("/etc/gpubox/startup.sh".to_owned());
     root.set_plan(&plan);
     let (client_key, public_key) = ssh_key(root.path(), "client", "ed25519");
     let main = root.script(
@@ -226,14 +245,21 @@ fn a_key_from_the_environment_logs_in_through_the_sshd_the_init_starts() {
 tries=0
 until {ssh} -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
         -o UserKnownHostsFile=/dev/null -o ConnectTimeout=2 -i {key} -p {port} \
-        root@127.0.0.1 'echo "logged in as $(id -un)"' > "$1/login.out" 2> "$1/login.err"; do
+        root@127.0.0.1 'echo "logged in as $(id -un)|$GPUBOX_TEST_IMAGE_VAR|$GPUBOX_TEST_SCRIPT_VAR"' \
+        > "$1/login.out" 2> "$1/login.err"; do
     tries=$((tries + 1)); [ "$tries" -lt 50 ] || exit 9; sleep 0.2
 done
 "#,
             key = client_key.display(),
         ),
     );
-    let output = root.run(&mut root.init(&main, &[("SSH_PUBLIC_KEYS", &public_key)]));
+    let output = root.run(&mut root.init(
+        &main,
+        &[
+            ("SSH_PUBLIC_KEYS", &public_key),
+            ("GPUBOX_TEST_IMAGE_VAR", "v1"),
+        ],
+    ));
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -241,5 +267,9 @@ done
         stderr(&output),
         std::fs::read_to_string(root.at("/login.err")).unwrap_or_default()
     );
-    assert_eq!(root.read("/login.out"), "logged in as root\n");
+    // The session has the container's environment: the image's and the script's.
+    assert_eq!(
+        root.read("/login.out"),
+        "logged in as root|v1|from the script\n"
+    );
 }
