@@ -26,6 +26,7 @@ networks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n"
 pub(crate) fn add_generated(
     tree: &mut Tree,
     input: &RootfsInput<'_>,
+    search: &ClosureSearch<'_>,
     base_files: &BTreeMap<String, LayerFile>,
 ) -> Result<BTreeMap<String, String>, RootfsError> {
     let path = |raw: &str| image_path(raw, &Origin::Generated);
@@ -69,7 +70,6 @@ pub(crate) fn add_generated(
         os_release.into_bytes(),
     ));
 
-    let search = ClosureSearch::new(input);
     for (inside, link) in [
         ("bin/sh", "bin/sh"),
         ("bin/env", "usr/bin/env"),
@@ -130,11 +130,13 @@ impl<'a> ClosureSearch<'a> {
     pub(crate) fn new(input: &'a RootfsInput<'a>) -> ClosureSearch<'a> {
         let mut packages: Vec<&StorePath> = input.packages.iter().collect();
         packages.sort();
-        let rest = input
+        packages.dedup();
+        let rest: Vec<&StorePath> = input
             .closure
             .paths()
             .map(|info| &info.path)
-            .filter(|p| !input.packages.contains(p));
+            .filter(|p| packages.binary_search(p).is_err())
+            .collect();
         ClosureSearch {
             order: packages.into_iter().chain(rest).collect(),
         }

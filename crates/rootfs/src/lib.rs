@@ -73,6 +73,7 @@ use gpubox_oci::{Entry, EntryKind, FileSource, ImagePath};
 use gpubox_spec::{CopyToRoot, MachineSpec};
 
 use accounts::Accounts;
+use base::ClosureSearch;
 pub use machine::MachineError;
 pub use nixdb::{nix_db, NixDb, NixDbError};
 pub use tree::Origin;
@@ -240,8 +241,10 @@ pub fn assemble_over(
     }
     let accounts = Accounts::generate(input.user, input.machine, base_files);
     accounts.add_to(&mut tree)?;
-    let env = base::add_generated(&mut tree, input, base_files)?;
-    let plan = machine::add_machine(&mut tree, input, base_files, &accounts.homes)?;
+    // One search order serves the generated links and the machine's programs.
+    let search = ClosureSearch::new(input);
+    let env = base::add_generated(&mut tree, input, &search, base_files)?;
+    let plan = machine::add_machine(&mut tree, input, &search, base_files, &accounts.homes)?;
     Ok(Rootfs {
         entries: tree.into_entries(),
         env,

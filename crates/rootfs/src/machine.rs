@@ -148,6 +148,7 @@ pub(crate) fn config_user(machine: &MachineSpec, user: &str) -> (String, Option<
 pub(crate) fn add_machine(
     tree: &mut Tree,
     input: &RootfsInput<'_>,
+    search: &ClosureSearch<'_>,
     base_files: &BTreeMap<String, LayerFile>,
     homes: &[AccountPlan],
 ) -> Result<Option<InitPlan>, RootfsError> {
@@ -171,15 +172,14 @@ pub(crate) fn add_machine(
     let mut plan = InitPlan::new(machine.stop_timeout_ms);
     plan.main_user = main_user;
     plan.users = homes.to_vec();
-    let search = ClosureSearch::new(input);
 
     if machine.ssh.enable {
-        plan.ssh = Some(add_ssh(tree, input, &search)?);
+        plan.ssh = Some(add_ssh(tree, input, search)?);
     }
     plan.secrets = add_secrets(tree, input, known.as_ref())?;
     if machine.tailscale.enable {
         let find = |program| {
-            find_program(input, &search, program).ok_or(MachineError::ProgramMissing {
+            find_program(input, search, program).ok_or(MachineError::ProgramMissing {
                 key: "tailscale.enable",
                 program,
                 package: "tailscale",

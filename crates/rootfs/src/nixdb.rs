@@ -51,8 +51,8 @@ pub fn nix_db(nix: &Nix, closure: &Closure, created: i64) -> Result<NixDb, NixDb
         path: std::env::temp_dir(),
         source,
     })?;
-    let mut paths: Vec<StorePath> = closure.paths().map(|info| info.path.clone()).collect();
-    paths.sort();
+    // Sorted already: a closure iterates by store path.
+    let paths: Vec<StorePath> = closure.paths().map(|info| info.path.clone()).collect();
     let registration = nix.registration(&paths)?;
     let root = work.path().join("root");
     nix.load_registration(&root, &registration)?;

@@ -264,7 +264,7 @@ impl Checker<'_> {
                     owner = Some(self.item(node, value));
                 }
                 "group" => {
-                    let value = self.checked(node, &key_path, check_group_or_id)?;
+                    let value = self.checked(node, &key_path, check_account_or_id)?;
                     group = Some(self.item(node, value));
                 }
                 "symlink" => symlink = self.boolean(node, &key_path)?,
@@ -681,16 +681,12 @@ fn check_group_name(name: &str) -> Result<String, Problem> {
     check_account_name(name).map(|()| name.to_owned())
 }
 
-/// An account name or a numeric uid.
+/// An account or group name, or a numeric uid or gid.
 fn check_account_or_id(text: &str) -> Result<String, Problem> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u32>().is_ok() {
         return Ok(text.to_owned());
     }
     check_account_name(text).map(|()| text.to_owned())
-}
-
-fn check_group_or_id(text: &str) -> Result<String, Problem> {
-    check_account_or_id(text)
 }
 
 /// A name that becomes a file name: no `/`, not `.` or `..`.
