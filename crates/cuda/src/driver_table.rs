@@ -220,46 +220,30 @@ mod tests {
     #[test]
     fn compatibility_of_images_with_the_driver_550_54_14() {
         let host = driver("550.54.14");
-        assert_eq!(
-            compatibility(cuda("12.4"), &host, false),
-            Compatibility::Native
-        );
-        assert_eq!(
-            compatibility(cuda("11.8"), &host, false),
-            Compatibility::Native
-        );
-        assert_eq!(
-            compatibility(cuda("10.2"), &host, false),
-            Compatibility::Native
-        );
-        assert_eq!(
-            compatibility(cuda("12.8"), &host, false),
-            Compatibility::MinorVersion
-        );
-        // A 12.x release newer than the table still runs through minor compatibility.
-        // Minor compatibility works on every GPU, so it wins over cuda-compat.
-        assert_eq!(
-            compatibility(cuda("12.8"), &host, true),
-            Compatibility::MinorVersion
-        );
-        assert_eq!(
-            compatibility(cuda("12.10"), &host, false),
-            Compatibility::MinorVersion
-        );
-        assert_eq!(
-            compatibility(cuda("13.0"), &host, false),
-            Compatibility::TooOld {
-                minimum: driver("580.65.06")
-            }
-        );
-        assert_eq!(
-            compatibility(cuda("13.0"), &host, true),
-            Compatibility::ForwardCompat
-        );
-        assert_eq!(
-            compatibility(cuda("14.0"), &host, false),
-            Compatibility::UnknownRelease
-        );
+        let too_old_for_13 = Compatibility::TooOld {
+            minimum: driver("580.65.06"),
+        };
+        // (image CUDA, image carries cuda-compat, expected)
+        let cases = [
+            ("12.4", false, Compatibility::Native),
+            ("11.8", false, Compatibility::Native),
+            ("10.2", false, Compatibility::Native),
+            ("12.8", false, Compatibility::MinorVersion),
+            // Minor compatibility works on every GPU, so it wins over cuda-compat.
+            ("12.8", true, Compatibility::MinorVersion),
+            // A 12.x release newer than the table still runs through minor compatibility.
+            ("12.10", false, Compatibility::MinorVersion),
+            ("13.0", false, too_old_for_13),
+            ("13.0", true, Compatibility::ForwardCompat),
+            ("14.0", false, Compatibility::UnknownRelease),
+        ];
+        for (image, has_compat, expected) in cases {
+            assert_eq!(
+                compatibility(cuda(image), &host, has_compat),
+                expected,
+                "CUDA {image}, cuda-compat {has_compat}"
+            );
+        }
         assert!(!Compatibility::UnknownRelease.runs());
         assert!(Compatibility::MinorVersion.runs());
     }

@@ -27,7 +27,7 @@
 //! `$ORIGIN` is expanded twice: against the object's folder on the build machine (to find the
 //! file) and against its folder in the image (to know where the image's loader will look), so
 //! an executable placed at another `image_path` brings its `$ORIGIN`-relative libraries along.
-//! Image paths are normalised lexically (`bin/../lib` becomes `lib`).
+//! Image paths are normalised lexically ([`normalize`]: `bin/../lib` becomes `lib`).
 //!
 //! When a library is found through `/etc/ld.so.cache` in a folder the loader does not search
 //! by default (such as `/usr/local/lib`), the cache file itself is part of the result: without
@@ -652,8 +652,9 @@ impl Session<'_> {
     }
 }
 
-/// Resolves `.` and `..` without touching the file system: the image's folders are new.
-fn normalize(path: &Path) -> PathBuf {
+/// Resolves `.` and `..` without touching the file system, as every image path this crate
+/// returns is resolved: the image's folders are new, so no symlink in them can be followed.
+pub fn normalize(path: &Path) -> PathBuf {
     let mut normalized = PathBuf::from("/");
     for component in path.components() {
         match component {

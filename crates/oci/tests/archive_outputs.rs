@@ -1,13 +1,14 @@
 //! oci-archive and docker-archive streams, checked with skopeo and GNU tar.
 
+mod gnu_tar;
 mod image_fixture;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
+use gnu_tar::gnu_tar;
 use gpubox_oci::archive::{
     write_docker_archive, write_file_atomically, write_oci_archive, OutputError,
 };
@@ -35,18 +36,7 @@ fn docker_archive(f: &Fixture, path: &Path) -> Result<(), OutputError> {
 
 /// `tar -tf` of an archive: the member names in order.
 fn members(archive: &Path) -> Vec<String> {
-    let out = Command::new("tar")
-        .arg("-tf")
-        .arg(archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    gnu_tar(&["-tf".as_ref(), archive.as_os_str()])
         .lines()
         .map(str::to_owned)
         .collect()
@@ -54,14 +44,12 @@ fn members(archive: &Path) -> Vec<String> {
 
 fn extract(archive: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
-    let status = Command::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gnu_tar(&[
+        "-xf".as_ref(),
+        archive.as_os_str(),
+        "-C".as_ref(),
+        into.as_os_str(),
+    ]);
 }
 
 #[test]

@@ -5,10 +5,12 @@ use std::fs;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod gnu_tar;
+
+use gnu_tar::gnu_tar;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
 use gpubox_oci::tar::{read_entries, walk, WalkError, WalkOptions};
 use gpubox_oci::{Compression, Digest, Entry, ImagePath};
@@ -125,18 +127,8 @@ fn gnu_tar_reads_the_gzip_and_zstd_blobs() {
                 &no_progress,
             )
             .unwrap();
-        let out = Command::new("tar")
-            .arg(flag)
-            .arg("-tf")
-            .arg(store.path(&layer.digest))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let listing = String::from_utf8(out.stdout).unwrap();
+        let blob = store.path(&layer.digest);
+        let listing = gnu_tar(&[flag.as_ref(), "-tf".as_ref(), blob.as_os_str()]);
         assert!(listing.contains("opt/app/lib/libfoo.so.1\n"), "{listing}");
         assert!(listing.ends_with("opt/z.conf\n"), "{listing}");
     }

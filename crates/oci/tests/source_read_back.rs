@@ -1,14 +1,15 @@
 //! Reading images back from every form gpubox writes, and from what skopeo and
 //! GNU tar write.
 
+mod gnu_tar;
 mod image_fixture;
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
+use gnu_tar::gnu_tar;
 use gpubox_oci::archive::{write_docker_archive, write_file_atomically, write_oci_archive};
 use gpubox_oci::layout::write_oci_dir;
 use gpubox_oci::source::{summarize_layer, ImageReader, ReadError};
@@ -229,11 +230,7 @@ fn reads_a_docker_archive_repacked_by_gnu_tar() {
     let w = write_all_forms(&f);
     let unpacked = f.temp.path().join("unpacked");
     fs::create_dir(&unpacked).unwrap();
-    let run = |args: &[&str]| {
-        let status = Command::new("tar").args(args).status().unwrap();
-        assert!(status.success(), "tar {args:?}");
-    };
-    run(&[
+    gnu_tar(&[
         "-xf",
         w.docker_archive.to_str().unwrap(),
         "-C",
@@ -243,7 +240,7 @@ fn reads_a_docker_archive_repacked_by_gnu_tar() {
     for format in ["gnu", "pax", "ustar"] {
         // Members named `./<name>`, in directory order, as `docker save` users repack them.
         let repacked = f.temp.path().join(format!("{format}.tar"));
-        run(&[
+        gnu_tar(&[
             &format!("--format={format}"),
             "-cf",
             repacked.to_str().unwrap(),

@@ -8,8 +8,10 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod gnu_tar;
+
+use gnu_tar::gnu_tar;
 use gpubox_oci::tar::{read_entries, walk, TarEntryInfo, TarEntryKind, TarWriter, WalkOptions};
 use gpubox_oci::{Entry, ImagePath};
 
@@ -194,25 +196,6 @@ fn same_contents(a: &Path, b: &Path) -> bool {
             return fb.read(&mut bb).unwrap() == 0;
         }
     }
-}
-
-fn gnu_tar(args: &[&OsStr]) -> String {
-    let out = Command::new("tar")
-        .env("TZ", "UTC")
-        .args(args)
-        .output()
-        .expect("GNU tar runs");
-    assert!(
-        out.status.success(),
-        "tar {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "tar {args:?} warned: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
