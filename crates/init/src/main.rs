@@ -59,6 +59,7 @@
 //!   same code the build uses (pure logic);
 //! - `gpubox-initplan` (and through it `serde`, `serde_json`): reading the start-up
 //!   plan, in the format the build writes it in;
+//! - `serde_json` (already there for the plan): the GPU step's `check --json` report;
 //! - `age` (its `ssh` and `armor` features only): decrypting agenix secrets with the
 //!   SSH host keys or an age identity;
 //! - `sha-crypt`: hashing `ROOT_PASSWORD` as glibc's `crypt(3)` SHA-512 for

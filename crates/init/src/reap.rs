@@ -87,6 +87,22 @@ pub fn reap_zombies() -> Reaped {
     }
 }
 
+/// Waits for the child `pid` to end, for a start-up step that runs one command
+/// before the signal loop (signals wait in the queue meanwhile).
+pub fn wait_for(pid: pid_t) -> std::io::Result<Termination> {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: waitpid only writes to `status`.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(Termination::from_wait_status(status));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EINTR) {
+            return Err(error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,13 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gpubox_cuda::DriverVersion;
 
-use crate::steps::root_path;
+use crate::steps::{files, root_path};
 
 /// Where nixpkgs programs look for the driver (their RUNPATH ends with it).
 pub const DRIVER_LIB_DIR: &str = "/run/opengl-driver/lib";
@@ -264,16 +264,12 @@ pub fn link_nvidia_smi(warnings: &mut Vec<String>) -> Option<Link> {
 }
 
 fn create_dir(dir: &Path) -> Result<(), String> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|error| {
-            format!(
-                "cannot create {}: {error}; programs built with Nix will not find the NVIDIA driver there",
-                dir.display()
-            )
-        })
+    files::create_dir_all(dir, 0o755).map_err(|error| {
+        format!(
+            "cannot create {}: {error}; programs built with Nix will not find the NVIDIA driver there",
+            dir.display()
+        )
+    })
 }
 
 /// Makes `link` lead to `target`, leaving a file that is already there alone (a CDI
@@ -295,18 +291,13 @@ fn place_link(link: &Path, target: &Path) -> Result<Link, String> {
                 if fs::read_link(link).map_err(describe)? == target {
                     LinkState::Present
                 } else {
-                    let mut fresh = link.as_os_str().to_owned();
-                    fresh.push(".gpubox-init-new");
-                    let fresh = PathBuf::from(fresh);
-                    let _ = fs::remove_file(&fresh);
-                    std::os::unix::fs::symlink(target, &fresh).map_err(describe)?;
-                    fs::rename(&fresh, link).map_err(describe)?;
+                    files::symlink_atomic(target, link).map_err(describe)?;
                     LinkState::Made
                 }
             }
             Ok(_) => LinkState::Mounted,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                std::os::unix::fs::symlink(target, link).map_err(describe)?;
+                files::symlink_atomic(target, link).map_err(describe)?;
                 LinkState::Made
             }
             Err(error) => return Err(describe(error)),

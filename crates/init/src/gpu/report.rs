@@ -1,9 +1,10 @@
 //! The report of the GPU step, as text for people and as JSON for `gpubox doctor` and
-//! scripts. The JSON is written by hand: the report is small and flat, and the init
-//! stays free of a serialisation library.
+//! scripts.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
 
 use gpubox_cuda::{CudaVersion, DriverVersion};
 
@@ -140,77 +141,40 @@ impl Report {
     }
 
     pub fn to_json(&self) -> String {
-        let links: Vec<String> = self
+        let links: Vec<Value> = self
             .links
             .iter()
             .map(|link| {
-                format!(
-                    r#"{{"link":{},"target":{},"state":{}}}"#,
-                    json_string(&link.link.display().to_string()),
-                    json_string(&link.target.display().to_string()),
-                    json_string(link.state.name())
-                )
+                json!({
+                    "link": link.link.display().to_string(),
+                    "target": link.target.display().to_string(),
+                    "state": link.state.name(),
+                })
             })
             .collect();
-        let warnings: Vec<String> = self.warnings.iter().map(|w| json_string(w)).collect();
         let (ldconfig_status, ldconfig_path, ldconfig_error) = self.ldconfig_fields();
-        let met = self
-            .requirement
-            .met()
-            .map_or("null", |met| if met { "true" } else { "false" });
-        format!(
-            concat!(
-                r#"{{"gpuVisible":{},"driverVersion":{},"driverVersionSource":{},"#,
-                r#""cudaSupported":{},"imageCuda":{},"#,
-                r#""requirement":{{"met":{},"message":{},"disabled":{}}},"#,
-                r#""links":[{}],"nvidiaSmi":{},"#,
-                r#""ldconfig":{{"status":{},"path":{},"error":{}}},"warnings":[{}]}}"#
-            ),
-            self.gpu_visible,
-            json_option(self.driver_version.as_ref()),
-            json_option(self.version_source_text()),
-            json_option(self.cuda_supported),
-            json_option(self.image_cuda),
-            met,
-            json_string(&self.requirement_message()),
-            self.require_disabled,
-            links.join(","),
-            json_option(self.nvidia_smi.as_ref().map(|path| path.display())),
-            json_string(ldconfig_status),
-            json_option(ldconfig_path.map(Path::display)),
-            json_option(ldconfig_error),
-            warnings.join(","),
-        )
+        json!({
+            "gpuVisible": self.gpu_visible,
+            "driverVersion": self.driver_version.as_ref().map(ToString::to_string),
+            "driverVersionSource": self.version_source_text(),
+            "cudaSupported": self.cuda_supported.as_ref().map(ToString::to_string),
+            "imageCuda": self.image_cuda.as_ref().map(ToString::to_string),
+            "requirement": {
+                "met": self.requirement.met(),
+                "message": self.requirement_message(),
+                "disabled": self.require_disabled,
+            },
+            "links": links,
+            "nvidiaSmi": self.nvidia_smi.as_ref().map(|path| path.display().to_string()),
+            "ldconfig": {
+                "status": ldconfig_status,
+                "path": ldconfig_path.map(|path| path.display().to_string()),
+                "error": ldconfig_error,
+            },
+            "warnings": self.warnings,
+        })
+        .to_string()
     }
-}
-
-fn json_option(value: Option<impl ToString>) -> String {
-    value.map_or_else(
-        || "null".to_owned(),
-        |value| json_string(&value.to_string()),
-    )
-}
-
-/// A JSON string literal (RFC 8259 section 7: quote, backslash and control characters
-/// escaped).
-fn json_string(text: &str) -> String {
-    let mut literal = String::with_capacity(text.len() + 2);
-    literal.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => literal.push_str("\\\""),
-            '\\' => literal.push_str("\\\\"),
-            '\n' => literal.push_str("\\n"),
-            '\r' => literal.push_str("\\r"),
-            '\t' => literal.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(literal, "\\u{:04x}", u32::from(c));
-            }
-            c => literal.push(c),
-        }
-    }
-    literal.push('"');
-    literal
 }
 
 #[cfg(test)]
@@ -218,12 +182,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_escape_what_json_requires() {
-        assert_eq!(json_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(json_string("line\nnext\u{1}"), r#""line\nnext\u0001""#);
+    fn json_report_reads_back_with_its_strings_intact() {
+        let warning = "a \"quoted\" path\\ and\na line break\u{1}";
+        let report = Report {
+            driver_version: None,
+            version_source: None,
+            cuda_supported: None,
+            image_cuda: None,
+            requirement: Outcome::NotChecked,
+            require_disabled: false,
+            links: vec![Link {
+                link: PathBuf::from("/run/opengl-driver/lib/libcuda.so.1"),
+                target: PathBuf::from("/usr/lib64/libcuda.so.550.54.14"),
+                state: LinkState::Made,
+            }],
+            nvidia_smi: None,
+            ldconfig: Some(Ldconfig::Failed {
+                path: PathBuf::from("/sbin/ldconfig"),
+                error: "exit status 1".to_owned(),
+            }),
+            gpu_visible: false,
+            asks_for_gpu: false,
+            warnings: vec![warning.to_owned()],
+        };
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["warnings"], json!([warning]));
+        assert_eq!(json["driverVersion"], Value::Null);
+        assert_eq!(json["requirement"]["met"], Value::Null);
         assert_eq!(
-            json_string("/run/opengl-driver/lib"),
-            r#""/run/opengl-driver/lib""#
+            json["links"][0],
+            json!({
+                "link": "/run/opengl-driver/lib/libcuda.so.1",
+                "target": "/usr/lib64/libcuda.so.550.54.14",
+                "state": "made",
+            })
+        );
+        assert_eq!(
+            json["ldconfig"],
+            json!({"status": "failed", "path": "/sbin/ldconfig", "error": "exit status 1"})
         );
     }
 }

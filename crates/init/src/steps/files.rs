@@ -1,5 +1,6 @@
-//! File operations the steps share: folders with a mode, and files written to a
-//! temporary name and renamed, so an interrupted start never leaves half a file.
+//! File operations the start-up steps (the GPU step's links too) share: folders with
+//! a mode, and files and links written to a temporary name and renamed, so an
+//! interrupted start never leaves half a file.
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::{self, Write};

@@ -1,29 +1,32 @@
 //! The home step: a home-manager activation run as its user, waited for, before any
 //! service starts, so the services see the user's files in place.
 
+use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus};
 
 use gpubox_initplan::HomePlan;
 
 use crate::accounts::{self, AccountError};
+use crate::reap::{self, Termination};
+use crate::spawn::{self, ChildSetup, SpawnError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
     #[error(transparent)]
     Account(#[from] AccountError),
-    #[error("cannot run the home-manager activation `{program}` as `{user}`: {error}")]
-    NotRun {
+    #[error("the home-manager activation as `{user}`: {error}")]
+    NotRun { user: String, error: SpawnError },
+    #[error("cannot wait for the home-manager activation `{program}` as `{user}`: {error}")]
+    NotWaited {
         program: String,
         user: String,
         error: io::Error,
     },
-    #[error("the home-manager activation `{program}` as `{user}` failed ({status}); its output is above")]
+    #[error("the home-manager activation `{program}` as `{user}` failed ({termination}); its output is above")]
     Failed {
         program: String,
         user: String,
-        status: ExitStatus,
+        termination: Termination,
     },
 }
 
@@ -31,38 +34,32 @@ pub enum HomeError {
 /// user's home, and waits for it.
 pub fn run(plan: &HomePlan) -> Result<(), HomeError> {
     let account = accounts::resolve(&plan.user)?;
-    let groups: Vec<libc::gid_t> = account.groups.clone();
-    let (uid, gid) = (account.uid, account.gid);
-    let mut command = Command::new(&plan.activate);
-    command
-        .env("HOME", &account.home)
-        .env("USER", &account.name)
-        .env("LOGNAME", &account.name)
-        .current_dir(super::root_path(&account.home));
-    // SAFETY: only system calls between fork and exec, on memory prepared before.
-    // The supplementary groups must be set while still root, so all three ids are
-    // dropped here rather than through `Command::uid`, which runs before this hook.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let status = command.status().map_err(|error| HomeError::NotRun {
+    let setup = ChildSetup {
+        env: Some(spawn::environment_with(Some(&account), &Default::default())),
+        working_dir: Some(
+            super::root_path(&account.home)
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        account: Some(account),
+        ..ChildSetup::default()
+    };
+    let pid = spawn::spawn(&[OsString::from(&plan.activate)], setup).map_err(|error| {
+        HomeError::NotRun {
+            user: plan.user.clone(),
+            error,
+        }
+    })?;
+    let termination = reap::wait_for(pid).map_err(|error| HomeError::NotWaited {
         program: plan.activate.clone(),
         user: plan.user.clone(),
         error,
     })?;
-    if !status.success() {
+    if !termination.succeeded() {
         return Err(HomeError::Failed {
             program: plan.activate.clone(),
             user: plan.user.clone(),
-            status,
+            termination,
         });
     }
     Ok(())

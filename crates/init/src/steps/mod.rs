@@ -17,7 +17,7 @@
 //! block: the startup script, the services and the main command never inherit them,
 //! and nobody reads them from `/proc/PID/environ`.
 
-mod files;
+pub mod files;
 mod home;
 mod secrets;
 mod ssh;
