@@ -157,18 +157,6 @@ fn key_host(registry: &str) -> &str {
     }
 }
 
-/// The `auths` entry for `registry` in the Docker config at `path`; a missing
-/// file means none.
-pub fn docker_config_credentials(
-    path: &Path,
-    registry: &str,
-) -> Result<Option<Credentials>, PushError> {
-    match read_config(path)? {
-        Some(config) => auths_entry(&config, path, registry),
-        None => Ok(None),
-    }
-}
-
 fn auths_entry(
     config: &serde_json::Value,
     path: &Path,
@@ -311,20 +299,19 @@ mod tests {
             format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.example:5000":{{"auth":"{auth}"}}}}}}"#),
         )
         .unwrap();
-        let found = docker_config_credentials(&path, "reg.example:5000").unwrap();
-        assert_eq!(found.map(|c| c.username), Some("u".to_owned()));
-        assert!(docker_config_credentials(&path, "docker.io")
-            .unwrap()
-            .is_some());
-        assert!(docker_config_credentials(&path, "other.example")
-            .unwrap()
-            .is_none());
-        assert!(docker_config_credentials(&dir.path().join("missing"), "x")
+        let found = file_login(&path, "reg.example:5000").unwrap().unwrap();
+        assert_eq!(found.username.as_deref(), Some("u"));
+        assert!(
+            matches!(&found.auth, RegistryAuth::Basic(user, pass) if user == "u" && pass == "p")
+        );
+        assert!(file_login(&path, "docker.io").unwrap().is_some());
+        assert!(file_login(&path, "other.example").unwrap().is_none());
+        assert!(file_login(&dir.path().join("missing"), "x")
             .unwrap()
             .is_none());
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(
-            docker_config_credentials(&path, "x"),
+            file_login(&path, "x"),
             Err(PushError::DockerConfig { .. })
         ));
     }

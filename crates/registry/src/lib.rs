@@ -35,7 +35,7 @@ mod push;
 mod referrer;
 mod tls;
 
-pub use auth::{default_auth_files, docker_config_credentials, Credentials};
+pub use auth::{default_auth_files, Credentials};
 pub use pull::{pull, PullError, PulledImage};
 pub use push::{push, Blob, MountedBlob, PushError, PushOptions, PushSummary};
 pub use referrer::{push_sbom, ReferrerSummary, SPDX_MEDIA_TYPE};

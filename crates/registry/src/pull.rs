@@ -12,8 +12,8 @@
 //! are not fetched, so a second pull of the same image downloads nothing but
 //! its manifest.
 //!
-//! The store is the layer cache's: a pull holds the cache open (so no
-//! collection runs meanwhile) and, once every blob is in, records the image
+//! The store is the layer cache's, which the caller holds open (so no
+//! collection runs meanwhile); once every blob is in, the pull records the image
 //! there as an entry naming its config and layers, marked as just used, so
 //! `gpubox cache gc` keeps them while the image is wanted. It logs in for
 //! pulling only, which registries grant where they refuse pushes.
@@ -26,7 +26,7 @@ use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{Descriptor, Manifest};
 use gpubox_oci::source::{IncomingBlob, ReadError};
 use gpubox_oci::Digest;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
     OciDescriptor, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
@@ -34,7 +34,7 @@ use oci_client::manifest::{
 use oci_client::{Reference, RegistryOperation};
 
 use crate::push::{
-    block_on, is_transient, parse_reference, retry, PushError, PushOptions, Session,
+    block_on, is_not_found, is_transient, parse_reference, retry, PushError, PushOptions, Session,
 };
 
 /// How many blobs come down at once.
@@ -112,21 +112,17 @@ pub enum PullError {
 
 /// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
 /// `HOST[:PORT]/REPO@sha256:HEX`) for `linux/architecture` (GOARCH's
-/// spelling) into `store`, the blob store of the layer cache at
-/// `store.root()`, and records it there as an image entry; reaches the
-/// registry as a push would (`options`).
+/// spelling) into the blob store of `cache`, which the caller holds open,
+/// and records it there as an image entry; reaches the registry as a push
+/// would (`options`).
 pub fn pull(
     reference: &str,
     architecture: &str,
-    store: &BlobStore,
+    cache: &LayerCache,
     options: &PushOptions,
 ) -> Result<PulledImage, PullError> {
     let image = parse_reference(reference)?;
-    let cache_error = |source| PullError::Cache {
-        reference: reference.to_owned(),
-        source,
-    };
-    let cache = LayerCache::open(store.root()).map_err(cache_error)?;
+    let store = cache.store();
     let work = async {
         let session = Session::open(&image, RegistryOperation::Pull, options).await?;
         let puller = Puller {
@@ -163,7 +159,10 @@ pub fn pull(
         let downloaded_blobs = fetched.iter().filter(|f| **f).count();
         cache
             .put_image(&manifest_digest, &blobs)
-            .map_err(cache_error)?;
+            .map_err(|source| PullError::Cache {
+                reference: reference.to_owned(),
+                source,
+            })?;
         Ok(PulledImage {
             manifest,
             manifest_digest,
@@ -346,21 +345,6 @@ enum DownloadFailure {
     Registry(OciDistributionError),
     Stream(std::io::Error),
     Store(ReadError),
-}
-
-/// Whether the registry said it has no such repository, manifest or blob.
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        _ => false,
-    }
 }
 
 /// Reads a manifest's `mediaType` (or, where it has none, its shape).

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use futures_util::future::Either;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use gpubox_oci::Digest;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Client, Reference, RegistryOperation};
-use sha2::{Digest as _, Sha256};
 
 use crate::auth::{registry_login, Credentials, Login};
 use crate::blob_record::BlobRecord;
@@ -224,9 +224,11 @@ impl Session {
         } else {
             vec![ClientProtocol::Https, ClientProtocol::Http]
         };
+        // Only pushes mount blobs; a pull has no use for the record.
         let record = options
             .blob_record
             .as_ref()
+            .filter(|_| matches!(operation, RegistryOperation::Push))
             .map(|path| (path.clone(), BlobRecord::load(path)));
         let mut last_error = None;
         for protocol in protocols {
@@ -380,7 +382,7 @@ impl Session {
         )
         .await
         .map_err(self.fail(format!("uploading the manifest for {image}")))?;
-        Ok(sha256_digest(manifest))
+        Ok(Digest::of(manifest).to_string())
     }
 
     /// Notes in the blob record that `image`'s repository holds `blobs`.
@@ -396,10 +398,6 @@ impl Session {
             record.save(path);
         }
     }
-}
-
-pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Says what went wrong in words a user can act on: a refused or missing
@@ -619,6 +617,21 @@ where
         }));
     }
     pushed.map(drop).map_err(UploadFailure::Registry)
+}
+
+/// Whether the registry said it has no such repository, manifest or blob.
+pub(crate) fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
+    }
 }
 
 /// Server errors, timeouts and dropped or reset connections; a connection

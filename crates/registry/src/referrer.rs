@@ -7,12 +7,12 @@
 
 use std::io::{Cursor, Read};
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use gpubox_oci::Digest;
 use oci_client::{Reference, RegistryOperation};
 use serde_json::json;
 
 use crate::push::{
-    block_on, is_transient, manifest_media_type, parse_reference, retry, sha256_digest, Blob,
+    block_on, is_not_found, is_transient, manifest_media_type, parse_reference, retry, Blob,
     PushError, PushOptions, Session, OCI_MANIFEST_MEDIA_TYPE,
 };
 
@@ -40,24 +40,25 @@ pub fn push_sbom(
     options: &PushOptions,
 ) -> Result<ReferrerSummary, PushError> {
     let image = parse_reference(reference)?;
+    let subject_digest = Digest::of(subject_manifest).to_string();
     let subject = json!({
         "mediaType": manifest_media_type(subject_manifest)?,
-        "digest": sha256_digest(subject_manifest),
+        "digest": subject_digest,
         "size": subject_manifest.len(),
     });
-    let manifest = artifact_manifest(subject.clone(), sbom);
-    let digest = sha256_digest(&manifest);
+    let manifest = artifact_manifest(subject, sbom);
+    let digest = Digest::of(&manifest).to_string();
     let (registry, repository) = (image.resolve_registry(), image.repository());
     let tagged = |tag: String| Reference::with_tag(registry.to_owned(), repository.to_owned(), tag);
     let by_digest =
         |digest: String| Reference::with_digest(registry.to_owned(), repository.to_owned(), digest);
     let blobs = [
         Blob {
-            digest: sha256_digest(EMPTY_CONFIG),
+            digest: Digest::of(EMPTY_CONFIG).to_string(),
             size: EMPTY_CONFIG.len() as u64,
         },
         Blob {
-            digest: sha256_digest(sbom),
+            digest: Digest::of(sbom).to_string(),
             size: sbom.len() as u64,
         },
     ];
@@ -78,7 +79,6 @@ pub fn push_sbom(
             .await?;
         session.remember(&image, &blobs);
 
-        let subject_digest = sha256_digest(subject_manifest);
         let listed = session
             .client
             .pull_referrers(&by_digest(subject_digest.clone()), Some(SPDX_MEDIA_TYPE))
@@ -129,13 +129,13 @@ fn artifact_manifest(subject: serde_json::Value, sbom: &[u8]) -> Vec<u8> {
         "artifactType": SPDX_MEDIA_TYPE,
         "config": {
             "mediaType": EMPTY_MEDIA_TYPE,
-            "digest": sha256_digest(EMPTY_CONFIG),
+            "digest": Digest::of(EMPTY_CONFIG).to_string(),
             "size": EMPTY_CONFIG.len(),
             "data": "e30=",
         },
         "layers": [{
             "mediaType": SPDX_MEDIA_TYPE,
-            "digest": sha256_digest(sbom),
+            "digest": Digest::of(sbom).to_string(),
             "size": sbom.len(),
         }],
         "subject": subject,
@@ -161,20 +161,6 @@ fn merged_index(existing: Option<serde_json::Value>, entry: serde_json::Value) -
         }
     }
     index.to_string().into_bytes()
-}
-
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound | OciErrorCode::NameUnknown
-            )
-        }),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

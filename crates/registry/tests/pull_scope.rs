@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gpubox_layers::cache::LayerCache;
-use gpubox_oci::blob::BlobStore;
 use gpubox_registry::{pull, push, Blob, Credentials, PushError, PushOptions};
 
 const WRITER: &str = "writer";
@@ -259,8 +258,9 @@ fn an_anonymous_pull_works_where_an_anonymous_push_is_refused() {
     // Anonymous: the pull gets what was pushed, asking only to pull.
     tokens.scopes.lock().expect("scopes").clear();
     let cache_root = work.path().join("cache");
-    let store = BlobStore::open(&cache_root).expect("a blob store");
-    let pulled = pull(&reference, "amd64", &store, &options(None)).expect("anyone may pull");
+    let cache = LayerCache::open(&cache_root).expect("the cache");
+    let store = cache.store();
+    let pulled = pull(&reference, "amd64", &cache, &options(None)).expect("anyone may pull");
     assert_eq!(pulled.manifest, manifest.as_bytes());
     assert_eq!(pulled.downloaded_blobs, 2);
     assert_eq!(
@@ -275,10 +275,7 @@ fn an_anonymous_pull_works_where_an_anonymous_push_is_refused() {
     );
     assert!(!scopes.iter().any(|s| s.contains("push")), "{scopes:?}");
     // The pull is a cache entry.
-    let info = LayerCache::open(&cache_root)
-        .expect("the cache")
-        .info()
-        .expect("cache info");
+    let info = cache.info().expect("cache info");
     assert_eq!((info.images, info.referenced.count), (1, 2));
 
     // Anonymous pushes are refused, and gpubox says a login is needed.

@@ -90,7 +90,7 @@ fn pull(
     let pulled = gpubox_registry::pull(
         reference,
         crate::commands::build::oci_architecture(),
-        cache.store(),
+        &cache,
         registry.options,
     )?;
     let progress = registry.progress;

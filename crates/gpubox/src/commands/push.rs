@@ -112,7 +112,6 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliErro
         .transpose()?;
     let mut blobs = vec![blob(&config_digest, config.len() as u64)];
     blobs.extend(reader.layers().iter().map(|l| blob(&l.digest, l.size)));
-    let mut digest = Digest::of(&manifest).to_string();
     for reference in &request.references {
         let reference = with_default_tag(reference, "latest");
         progress.step(format!(
@@ -140,9 +139,8 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliErro
         if let Some(sbom) = &sbom {
             attach_sbom(&reference, &manifest, sbom, &request.options, progress)?;
         }
-        digest = summary.manifest_digest;
     }
-    Ok(digest)
+    Ok(Digest::of(&manifest).to_string())
 }
 
 /// Pushes a freshly built image: its layers from `store`, its config and
