@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{StorePath, STORE_DIR};
+use crate::{NixError, StorePath, STORE_DIR};
 
 /// What the store knows about one path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,44 @@ impl Closure {
             .values()
             .fold(0, |sum, info| sum.saturating_add(info.nar_size))
     }
+
+    /// The closure Nix exports to a builder (`exportReferencesGraph` with
+    /// structured attributes: the array `nix path-info --json` prints), for
+    /// builds that cannot ask the store. Every path it references must be in it.
+    pub fn from_exported_graph(graph: &Value) -> Result<Closure, NixError> {
+        let bad = |detail: String| NixError::BadExportedGraph { detail };
+        let mut infos = Vec::new();
+        for (path, info) in parse_path_info_value(graph).map_err(bad)? {
+            infos.push(info.ok_or_else(|| bad(format!("{path} is marked invalid")))?);
+        }
+        let closure = Closure::from_infos(infos);
+        for info in closure.paths() {
+            if let Some(missing) = info.references.iter().find(|r| closure.get(r).is_none()) {
+                return Err(bad(format!(
+                    "{} references {missing}, which the graph lacks",
+                    info.path
+                )));
+            }
+        }
+        Ok(closure)
+    }
+
+    /// The part of this closure that `roots` reach by references (the roots
+    /// included); roots it does not hold are ignored.
+    pub fn reachable_from<'a>(&self, roots: impl IntoIterator<Item = &'a StorePath>) -> Closure {
+        let mut kept = BTreeMap::new();
+        let mut pending: Vec<&StorePath> = roots.into_iter().collect();
+        while let Some(path) = pending.pop() {
+            if kept.contains_key(path) {
+                continue;
+            }
+            if let Some(info) = self.infos.get(path) {
+                kept.insert(path.clone(), info.clone());
+                pending.extend(&info.references);
+            }
+        }
+        Closure { infos: kept }
+    }
 }
 
 /// One entry of `nix path-info --json`: the info, or `None` for a path the
@@ -76,6 +114,10 @@ pub(crate) type PathInfoEntry = (StorePath, Option<PathInfo>);
 /// [`STORE_DIR`]. The error is a description for [`crate::NixError::BadOutput`].
 pub(crate) fn parse_path_info_json(text: &str) -> Result<Vec<PathInfoEntry>, String> {
     let json: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    parse_path_info_value(&json)
+}
+
+fn parse_path_info_value(json: &Value) -> Result<Vec<PathInfoEntry>, String> {
     match json {
         Value::Array(items) => items
             .iter()
@@ -245,6 +287,45 @@ mod tests {
             let err = parse_path_info_json(json).unwrap_err();
             assert!(err.contains(needle), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn reads_the_graph_nix_exports_to_a_builder() {
+        // As `exportReferencesGraph` writes it into `.attrs.json` (Nix 2.8).
+        let graph: Value = serde_json::from_str(&format!(
+            r#"[{{"closureSize":680,"narHash":"{HASH_A}","narSize":560,"path":"{A}","references":["{A}","{B}"]}},
+                {{"closureSize":120,"narHash":"{HASH_B}","narSize":120,"path":"{B}","references":[]}}]"#
+        ))
+        .unwrap();
+        let closure = Closure::from_exported_graph(&graph).unwrap();
+        let infos: Vec<PathInfo> = expected().into_iter().filter_map(|(_, i)| i).collect();
+        assert_eq!(closure, Closure::from_infos(infos));
+
+        let partial: Value = serde_json::from_str(&format!(
+            r#"[{{"narHash":"{HASH_A}","narSize":560,"path":"{A}","references":["{B}"]}}]"#
+        ))
+        .unwrap();
+        let err = Closure::from_exported_graph(&partial)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{A} references {B}")), "{err}");
+    }
+
+    #[test]
+    fn reachable_from_keeps_what_the_roots_reach() {
+        const C: &str = "/nix/store/cccccccccccccccccccccccccccccccc-copied-1.0";
+        let info = |path: &str, references: &[&str]| PathInfo {
+            path: sp(path),
+            nar_size: 1,
+            nar_hash: HASH_B.to_owned(),
+            references: references.iter().map(|r| sp(r)).collect(),
+        };
+        // C (a tree copied elsewhere) needs B; A needs B too.
+        let closure = Closure::from_infos(vec![info(A, &[B]), info(B, &[]), info(C, &[B])]);
+        let kept = closure.reachable_from([&sp(A)]);
+        let kept: Vec<&str> = kept.paths().map(|i| i.path.as_str()).collect();
+        assert_eq!(kept, [A, B]);
+        assert!(closure.reachable_from([]).is_empty());
     }
 
     #[test]

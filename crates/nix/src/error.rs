@@ -38,6 +38,12 @@ pub enum NixError {
     )]
     BadOutput { command: String, detail: String },
 
+    #[error(
+        "the closure Nix exported to this build is not what gpubox expects: {detail}; \
+         check that `nix --version` is 2.8 or newer and report this"
+    )]
+    BadExportedGraph { detail: String },
+
     #[error("{action}: {source}")]
     Io {
         action: String,
