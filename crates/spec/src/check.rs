@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "tag",
     "fromImage",
     "systemPackages",
+    "storePaths",
     "copyToRoot",
     "hostBinaries",
     "env",
@@ -293,6 +294,7 @@ impl Checker<'_> {
         let mut tag = None;
         let mut from_image = None;
         let mut system_packages = Vec::new();
+        let mut store_paths = Vec::new();
         let mut copy_to_root = Vec::new();
         let mut host_binaries = Vec::new();
         let mut env = None;
@@ -322,6 +324,7 @@ impl Checker<'_> {
                     from_image = Some(self.item(node, value));
                 }
                 "systemPackages" => system_packages = self.system_packages(node, path)?,
+                "storePaths" => store_paths = self.store_paths(node, path)?,
                 "copyToRoot" => copy_to_root = self.copy_to_root(node, path)?,
                 "hostBinaries" => host_binaries = self.host_binaries(node, path)?,
                 "env" => env = Some(self.string_map(node, path, check_env_name)?),
@@ -383,6 +386,7 @@ impl Checker<'_> {
             tag: tag.unwrap_or_else(|| "latest".to_owned()),
             from_image,
             system_packages,
+            store_paths,
             copy_to_root,
             host_binaries,
             env,
@@ -492,6 +496,18 @@ impl Checker<'_> {
                 ),
             )),
         }
+    }
+
+    fn store_paths(&self, node: &Node, path: &str) -> Result<Vec<Item<String>>, SpecError> {
+        let items = self.array(node, path, "an array of strings")?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(position, item)| {
+                let value = self.checked(item, &index(path, position), check_store_path)?;
+                Ok(self.item(item, value))
+            })
+            .collect()
     }
 
     fn copy_to_root(&self, node: &Node, path: &str) -> Result<Vec<Item<CopyToRoot>>, SpecError> {
@@ -857,19 +873,8 @@ fn check_tag(tag: &str) -> Result<String, Problem> {
 const NIX32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
 
 fn check_package(text: &str) -> Result<PackageRef, Problem> {
-    if let Some(base) = text.strip_prefix("/nix/store/") {
-        let help = "name a store path itself, /nix/store/<32-char hash>-<name>, as `nix-store -q` prints it";
-        let (hash, name) = base.split_once('-').unwrap_or((base, ""));
-        if hash.len() != 32 || !hash.chars().all(|c| NIX32.contains(c)) || name.is_empty() {
-            return Err(Problem::new(format!("{text:?} is not a store path"), help));
-        }
-        if name.contains('/') {
-            return Err(Problem::new(
-                format!("{text:?} is a path inside a store path"),
-                help,
-            ));
-        }
-        return Ok(PackageRef::StorePath(text.to_owned()));
+    if text.starts_with("/nix/store/") {
+        return check_store_path(text).map(PackageRef::StorePath);
     }
     if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c == '\0') {
         return Err(Problem::new(
@@ -878,6 +883,26 @@ fn check_package(text: &str) -> Result<PackageRef, Problem> {
         ));
     }
     Ok(PackageRef::Installable(text.to_owned()))
+}
+
+/// A store path itself, /nix/store/HASH-NAME.
+fn check_store_path(text: &str) -> Result<String, Problem> {
+    let help =
+        "name a store path itself, /nix/store/<32-char hash>-<name>, as `nix-store -q` prints it";
+    let Some(base) = text.strip_prefix("/nix/store/") else {
+        return Err(Problem::new(format!("{text:?} is not a store path"), help));
+    };
+    let (hash, name) = base.split_once('-').unwrap_or((base, ""));
+    if hash.len() != 32 || !hash.chars().all(|c| NIX32.contains(c)) || name.is_empty() {
+        return Err(Problem::new(format!("{text:?} is not a store path"), help));
+    }
+    if name.contains('/') {
+        return Err(Problem::new(
+            format!("{text:?} is a path inside a store path"),
+            help,
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 fn check_attr(attr: &str) -> Result<String, Problem> {

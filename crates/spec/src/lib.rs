@@ -63,6 +63,10 @@ pub struct Spec {
     /// relative path in it is relative to [`Spec::dir`].
     pub from_image: Option<Item<String>>,
     pub system_packages: Vec<Item<PackageRef>>,
+    /// `storePaths`: store paths whose closures join the image without links in
+    /// `/usr/local/bin` (the Nix front end lists every store path its spec names
+    /// here), each `/nix/store/HASH-NAME`.
+    pub store_paths: Vec<Item<String>>,
     pub copy_to_root: Vec<Item<CopyToRoot>>,
     pub host_binaries: Vec<Item<HostBinary>>,
     /// `env` (or `PATH` = [`DEFAULT_PATH`] when absent) overlaid with `extraEnv`.

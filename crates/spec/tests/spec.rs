@@ -1420,3 +1420,35 @@ fn bad_machine_values_name_the_key_and_point_at_it() {
         }
     }
 }
+
+#[test]
+fn store_paths_are_kept_and_anything_else_is_refused() {
+    let good = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-redis-7.2";
+    let text = format!("name = \"a\"\nstorePaths = [\"{good}\"]\n");
+    let spec = toml(&text);
+    let paths: Vec<&str> = spec.store_paths.iter().map(|p| p.value.as_str()).collect();
+    assert_eq!(paths, [good]);
+    assert_eq!(
+        spanned(&text, spec.store_paths[0].span),
+        format!("\"{good}\"")
+    );
+    assert!(toml("name = \"a\"").store_paths.is_empty());
+
+    for (bad, says) in [
+        ("nixpkgs#redis", "is not a store path"),
+        (
+            "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-redis-7.2/bin/redis",
+            "inside a store path",
+        ),
+        ("/nix/store/short-redis", "is not a store path"),
+    ] {
+        let text = format!("name = \"a\"\nstorePaths = [\"{bad}\"]\n");
+        let error = toml_error(&text);
+        assert!(
+            error.to_string().contains("invalid `storePaths[0]`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains(says), "{error}");
+        assert_eq!(label(&error), span_of(&text, &format!("\"{bad}\"")));
+    }
+}
