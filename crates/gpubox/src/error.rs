@@ -59,6 +59,9 @@ pub enum CliError {
     #[error(transparent)]
     Base(#[from] crate::commands::base::BaseError),
     #[error(transparent)]
+    #[diagnostic(transparent)]
+    NixFrontEnd(#[from] crate::commands::nix::NixFrontEndError),
+    #[error(transparent)]
     Cuda(#[from] gpubox_cuda::CudaError),
     #[error(transparent)]
     Cdi(#[from] gpubox_cdi::CdiError),
@@ -76,6 +79,11 @@ pub enum CliError {
     CommandNotFound(String),
     #[error("cannot use the cache folder: set GPUBOX_CACHE_DIR or HOME")]
     NoCacheDir,
+    #[error("`{key}` is not a store path, and a spec that Nix writes names store paths only")]
+    #[diagnostic(help(
+        "give the package itself in the Nix module (e.g. pkgs.hello), not an installable"
+    ))]
+    NotAStorePath { key: String },
     #[error("cannot read USER:PASS from standard input (--creds-stdin): {0}")]
     CredsStdin(std::io::Error),
     #[error("cannot set up the handling of Ctrl-C: {0}")]

@@ -133,11 +133,23 @@ enum Command {
         /// The engine's network; with `none` no ports are published.
         #[arg(long)]
         network: Option<String>,
+        /// Mount HOST:CONTAINER[:OPTIONS] (repeatable), as the engine's --volume.
+        #[arg(short, long, value_name = "HOST:CONTAINER")]
+        volume: Vec<String>,
+        /// The working folder inside the container.
+        #[arg(short, long, value_name = "DIR")]
+        workdir: Option<String>,
         /// Print the engine command instead of running it.
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
         host: HostArgs,
+    },
+    /// The Nix front end: the builders its derivations run, and the image
+    /// commands behind `nix run .#IMAGE.COMMAND` (see the README's "From Nix").
+    Nix {
+        #[command(subcommand)]
+        command: NixCommand,
     },
     /// Show an image's config, environment and layers.
     Inspect {
@@ -150,6 +162,30 @@ enum Command {
         json: bool,
         #[command(flatten)]
         registry: RegistryArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum NixCommand {
+    /// The builder of an image's derivation: checks the spec Nix evaluated
+    /// against the closure Nix exported and writes it as the output.
+    SpecBuilder,
+    /// The builder of an image command's derivation: writes the script that
+    /// `nix run .#IMAGE.COMMAND` starts.
+    CommandBuilder,
+    /// Run an image command (nix2gpu's names) for a spec; ARGS go to the
+    /// gpubox command it stands for (`copyTo` takes DEST first; shells take
+    /// `gpubox run` options, then `--` and a command).
+    Run {
+        command: commands::nix::ImageCommand,
+        /// The spec (JSON from `nix build`, or any gpubox spec).
+        spec: PathBuf,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
     },
 }
 
@@ -309,6 +345,73 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs an image command's gpubox command lines in order, each parsed as if
+/// typed, so its ARGS mean what they mean on the command line.
+fn run_image_command(
+    command: commands::nix::ImageCommand,
+    spec_file: &std::path::Path,
+    args: &[String],
+    quiet: bool,
+    progress: &Progress,
+) -> Result<ExitCode, CliError> {
+    use commands::nix::{command_lines, github_login, needs, shown, Surroundings};
+    let spec = gpubox_spec::load(spec_file)?;
+    let (engine, github, scratch) = needs(command, args);
+    let scratch = if scratch {
+        let tmp = commands::build::cache_dir(None)?.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|source| CliError::OutputNotWritable {
+            path: tmp.clone(),
+            source,
+        })?;
+        // In the cache's folder, so the layout hard-links the cached blobs.
+        Some(
+            tempfile::tempdir_in(&tmp).map_err(|source| CliError::OutputNotWritable {
+                path: tmp.clone(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let around = Surroundings {
+        engine: if engine {
+            [
+                gpubox_registry::Engine::Podman,
+                gpubox_registry::Engine::Docker,
+            ]
+            .into_iter()
+            .find(|engine| gpubox_registry::probe(*engine).is_some())
+        } else {
+            None
+        },
+        github_login: if github {
+            Some(github_login(&std::env::vars().collect())?)
+        } else {
+            None
+        },
+        workspace: std::env::current_dir().map_err(|source| CliError::InputNotReadable {
+            path: PathBuf::from("."),
+            source,
+        })?,
+        scratch: scratch
+            .as_ref()
+            .map(|dir| dir.path().join("image"))
+            .unwrap_or_default(),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for line in command_lines(command, spec_file, &spec, args, &around)? {
+        progress.step(format!("{command}: gpubox {}", shown(&line)));
+        let mut argv = vec!["gpubox".to_owned()];
+        if quiet {
+            argv.push("--quiet".to_owned());
+        }
+        argv.extend(line);
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| error.exit());
+        code = run(cli)?;
+    }
+    Ok(code)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let progress = Progress::new(cli.quiet);
     match cli.command {
@@ -415,6 +518,26 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             commands::cdi::generate(&request, &progress)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Nix {
+            command: NixCommand::SpecBuilder,
+        } => {
+            commands::nix::spec_builder(&progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nix {
+            command: NixCommand::CommandBuilder,
+        } => {
+            commands::nix::command_builder()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nix {
+            command:
+                NixCommand::Run {
+                    command,
+                    spec,
+                    args,
+                },
+        } => run_image_command(command, &spec, &args, cli.quiet, &progress),
         Command::Doctor { image, json, host } => {
             let request = commands::doctor::DoctorRequest {
                 roots: host.roots(),
@@ -433,6 +556,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             image,
             command,
             network,
+            volume,
+            workdir,
             dry_run,
             host,
         } => {
@@ -440,6 +565,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 image,
                 command,
                 network,
+                volumes: volume,
+                workdir,
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),
                 dry_run,

@@ -62,14 +62,8 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     let base = super::base::open(&spec, oci_architecture(), &registry)?;
 
     let nix = Nix::new();
-    let packages = realise_packages(&spec, &nix, progress)?;
-    let home = realise_home(&spec, &nix, progress)?;
-    let roots: Vec<StorePath> = packages.iter().chain(&home).cloned().collect();
-    let closure = if roots.is_empty() {
-        Closure::from_infos(Vec::new())
-    } else {
-        nix.closure(&roots)?
-    };
+    let store = StoreContents::realise(&spec, &nix, progress)?;
+    let closure = &store.closure;
     if !closure.is_empty() {
         progress.step(format!(
             "closure: {} store paths, {}",
@@ -78,65 +72,21 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
         ));
     }
 
-    let gpu = gpu_settings(&spec, &closure)?;
+    let gpu = gpu_settings(&spec, closure)?;
     let host_files = resolve_host_binaries(&spec)?;
-    let copy_to_root: Vec<CopyToRoot> = spec
-        .copy_to_root
-        .iter()
-        .map(|item| item.value.clone())
-        .collect();
     let nix_db = if spec.machine.nix_enable {
         progress.step("registering the closure in the image's Nix database");
         Some(
-            gpubox_rootfs::nix_db(&nix, &closure, created)
+            gpubox_rootfs::nix_db(&nix, closure, created)
                 .map_err(|e| CliError::from(gpubox_rootfs::RootfsError::from(e)))?,
         )
     } else {
         None
     };
-    let rootfs = gpubox_rootfs::assemble_over(
-        &RootfsInput {
-            closure: &closure,
-            packages: &packages,
-            copy_to_root: &copy_to_root,
-            host_files: &host_files,
-            init: Arc::from(INIT),
-            user: &base.user(&spec),
-            working_dir: &base.working_dir(&spec),
-            image_name: &spec.name,
-            image_tag: &spec.tag,
-            driver_library_dirs: if spec.cuda.enable {
-                gpubox_cuda::DRIVER_LIBRARY_DIRS
-            } else {
-                &[]
-            },
-            machine: &spec.machine,
-            home: home.as_ref(),
-            nix_db: nix_db.as_ref(),
-        },
-        base.account_files(),
-    )
-    .map_err(|e| {
-        if let gpubox_rootfs::RootfsError::Machine(machine) = &e {
-            let (span, what) = (
-                machine.span(),
-                format!("`{}` cannot be used", machine.key()),
-            );
-            return CliError::from(e).in_spec(&spec, span, what);
-        }
-        let item = e.copy_to_root_index();
-        let span = item
-            .and_then(|i| spec.copy_to_root.get(i))
-            .and_then(|item| item.span);
-        let what = match item {
-            Some(i) => format!("copyToRoot[{i}] cannot be placed in the image"),
-            None => "the top layer cannot be assembled".to_owned(),
-        };
-        CliError::from(e).in_spec(&spec, span, what)
-    })?;
+    let rootfs = top_layer(&spec, &store, &host_files, &base, nix_db.as_ref())?;
 
     let cache = LayerCache::open(&cache_root)?;
-    let planned = plan(&closure, base.store_path_budget(&spec, closure.is_empty())?);
+    let planned = plan(closure, base.store_path_budget(&spec, closure.is_empty())?);
     let base_layers = base.copy_layers(&cache, progress)?;
     let mut jobs: Vec<LayerJob<'_>> = planned
         .iter()
@@ -195,7 +145,7 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
             &spec,
             &image,
             created,
-            &closure,
+            closure,
             &host_files,
             base.manifest_digest(),
         )?;
@@ -214,14 +164,189 @@ pub fn run(request: &BuildRequest, progress: &Progress) -> Result<String, CliErr
     Ok(image.manifest_digest.to_string())
 }
 
+/// What an image holds from the Nix store: its top-level packages (whose
+/// programs get links), `home`, and the closure of every store path the spec
+/// names.
+///
+/// A `copyToRoot` source inside the store is copied to its `dst`, not kept at
+/// its store path: its dependencies join the closure, and the path itself only
+/// when it refers to itself (nix2container's `copyToRoot`, minus the broken
+/// self-links).
+pub(crate) struct StoreContents {
+    pub packages: Vec<StorePath>,
+    pub home: Option<StorePath>,
+    pub closure: Closure,
+}
+
+impl StoreContents {
+    /// Builds what the spec names with Nix and asks the store for the closure.
+    fn realise(spec: &Spec, nix: &Nix, progress: &Progress) -> Result<StoreContents, CliError> {
+        let packages = realise_packages(spec, nix, progress)?;
+        let home = realise_home(spec, nix, progress)?;
+        let named = named_store_paths(spec)?;
+        let copied = copied_store_paths(spec);
+        let roots: Vec<StorePath> = packages
+            .iter()
+            .chain(&home)
+            .chain(&named)
+            .chain(&copied)
+            .cloned()
+            .collect();
+        let closure = if roots.is_empty() {
+            Closure::from_infos(Vec::new())
+        } else {
+            nix.closure(&roots)?
+        };
+        Ok(StoreContents::select(
+            packages, home, &named, &copied, &closure,
+        ))
+    }
+
+    /// The same from a closure that already holds everything the spec names
+    /// (the graph Nix exports to the spec's builder); every package must be a
+    /// store path, as a spec written by Nix has them.
+    pub(crate) fn from_closure(spec: &Spec, closure: &Closure) -> Result<StoreContents, CliError> {
+        let store_path = |item: &gpubox_spec::Item<PackageRef>, key: String| match &item.value {
+            PackageRef::StorePath(path) => StorePath::parse(path)
+                .map_err(|e| CliError::from(e).in_spec(spec, item.span, key.clone())),
+            _ => Err(CliError::NotAStorePath { key }),
+        };
+        let mut packages = spec
+            .system_packages
+            .iter()
+            .enumerate()
+            .map(|(index, item)| store_path(item, format!("systemPackages[{index}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        packages.sort();
+        packages.dedup();
+        let home = spec
+            .machine
+            .home
+            .as_ref()
+            .map(|item| store_path(item, "home".to_owned()))
+            .transpose()?;
+        let named = named_store_paths(spec)?;
+        let copied = copied_store_paths(spec);
+        Ok(StoreContents::select(
+            packages, home, &named, &copied, closure,
+        ))
+    }
+
+    /// Keeps of `closure` what the image holds: what the packages, `home` and
+    /// `storePaths` reach, and what the `copied` sources refer to.
+    fn select(
+        packages: Vec<StorePath>,
+        home: Option<StorePath>,
+        named: &[StorePath],
+        copied: &[StorePath],
+        closure: &Closure,
+    ) -> StoreContents {
+        let copied_needs = copied
+            .iter()
+            .filter_map(|path| closure.get(path))
+            .flat_map(|info| info.references.iter());
+        let roots = packages
+            .iter()
+            .chain(&home)
+            .chain(named)
+            .chain(copied_needs);
+        let closure = closure.reachable_from(roots);
+        StoreContents {
+            packages,
+            home,
+            closure,
+        }
+    }
+}
+
+/// The spec's `storePaths`.
+fn named_store_paths(spec: &Spec) -> Result<Vec<StorePath>, CliError> {
+    spec.store_paths
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            StorePath::parse(&item.value).map_err(|e| {
+                CliError::from(e).in_spec(spec, item.span, format!("storePaths[{index}]"))
+            })
+        })
+        .collect()
+}
+
+/// The store paths `copyToRoot` copies from.
+fn copied_store_paths(spec: &Spec) -> Vec<StorePath> {
+    let mut paths: Vec<StorePath> = spec
+        .copy_to_root
+        .iter()
+        .filter_map(|item| StorePath::containing(&item.value.src).map(|(path, _)| path))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The top layer, with a failure pointed at the spec item it comes from.
+pub(crate) fn top_layer(
+    spec: &Spec,
+    store: &StoreContents,
+    host_files: &[gpubox_hostbin::HostFile],
+    base: &super::base::Base,
+    nix_db: Option<&gpubox_rootfs::NixDb>,
+) -> Result<gpubox_rootfs::Rootfs, CliError> {
+    let copy_to_root: Vec<CopyToRoot> = spec
+        .copy_to_root
+        .iter()
+        .map(|item| item.value.clone())
+        .collect();
+    gpubox_rootfs::assemble_over(
+        &RootfsInput {
+            closure: &store.closure,
+            packages: &store.packages,
+            copy_to_root: &copy_to_root,
+            host_files,
+            init: Arc::from(INIT),
+            user: &base.user(spec),
+            working_dir: &base.working_dir(spec),
+            image_name: &spec.name,
+            image_tag: &spec.tag,
+            driver_library_dirs: if spec.cuda.enable {
+                gpubox_cuda::DRIVER_LIBRARY_DIRS
+            } else {
+                &[]
+            },
+            machine: &spec.machine,
+            home: store.home.as_ref(),
+            nix_db,
+        },
+        base.account_files(),
+    )
+    .map_err(|e| {
+        if let gpubox_rootfs::RootfsError::Machine(machine) = &e {
+            let (span, what) = (
+                machine.span(),
+                format!("`{}` cannot be used", machine.key()),
+            );
+            return CliError::from(e).in_spec(spec, span, what);
+        }
+        let item = e.copy_to_root_index();
+        let span = item
+            .and_then(|i| spec.copy_to_root.get(i))
+            .and_then(|item| item.span);
+        let what = match item {
+            Some(i) => format!("copyToRoot[{i}] cannot be placed in the image"),
+            None => "the top layer cannot be assembled".to_owned(),
+        };
+        CliError::from(e).in_spec(spec, span, what)
+    })
+}
+
 /// The NVIDIA variables and labels of a GPU-ready image (none when
 /// `cuda.enable` is false).
-struct GpuSettings {
+pub(crate) struct GpuSettings {
     env: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
 }
 
-fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, CliError> {
+pub(crate) fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, CliError> {
     if !spec.cuda.enable {
         return Ok(GpuSettings {
             env: BTreeMap::new(),

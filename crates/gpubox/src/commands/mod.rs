@@ -5,5 +5,6 @@ pub mod cdi;
 pub mod diff;
 pub mod doctor;
 pub mod inspect;
+pub mod nix;
 pub mod push;
 pub mod run;

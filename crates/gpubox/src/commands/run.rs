@@ -20,6 +20,10 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// Passed to the engine's `--network`; with `none` no ports are published.
     pub network: Option<String>,
+    /// `HOST:CONTAINER[:OPTIONS]` mounts, passed to the engine's `--volume`.
+    pub volumes: Vec<String>,
+    /// The working folder inside the container.
+    pub workdir: Option<String>,
     pub roots: HostRoots,
     pub cdi_root: PathBuf,
     /// Print the command instead of running it.
@@ -100,6 +104,12 @@ pub fn run(request: &RunRequest) -> Result<(), CliError> {
         Some("none") => args.extend(["--network".into(), "none".into()]),
         Some(network) => args.extend(["--network".into(), network.into(), "--publish-all".into()]),
         None => args.push("--publish-all".into()),
+    }
+    for volume in &request.volumes {
+        args.extend(["--volume".into(), volume.clone()]);
+    }
+    if let Some(workdir) = &request.workdir {
+        args.extend(["--workdir".into(), workdir.clone()]);
     }
     args.push(image.to_owned());
     args.extend(request.command.iter().cloned());
