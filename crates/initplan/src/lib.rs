@@ -51,7 +51,7 @@ pub struct InitPlan {
     /// variables it exports reach every service and the main command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_script: Option<String>,
-    /// The spec's services, in spec order; the init orders them by `after`.
+    /// The spec's services, by name; the init orders them by `after`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServicePlan>,
     /// How long the services get to stop after SIGTERM, in reverse start order,

@@ -324,7 +324,7 @@ impl Checker<'_> {
                     from_image = Some(self.item(node, value));
                 }
                 "systemPackages" => system_packages = self.system_packages(node, path)?,
-                "storePaths" => store_paths = self.store_paths(node, path)?,
+                "storePaths" => store_paths = self.checked_items(node, path, check_store_path)?,
                 "copyToRoot" => copy_to_root = self.copy_to_root(node, path)?,
                 "hostBinaries" => host_binaries = self.host_binaries(node, path)?,
                 "env" => env = Some(self.string_map(node, path, check_env_name)?),
@@ -342,7 +342,9 @@ impl Checker<'_> {
                 "created" => created = Some(self.created(node, path)?),
                 "compression" => compression = Some(self.checked(node, path, check_compression)?),
                 "cuda" => cuda = self.cuda(node, path)?,
-                "registries" => registries = self.registries(node, path)?,
+                "registries" => {
+                    registries = self.checked_items(node, path, check_registry_image)?;
+                }
                 "users" => machine.users = self.users(node, path)?,
                 "ssh" => machine.ssh = self.ssh(node, path)?,
                 "sshdConfig" => machine.sshd_config = Some(self.text_value(node, path)?),
@@ -430,13 +432,19 @@ impl Checker<'_> {
         Ok(cuda)
     }
 
-    fn registries(&self, node: &Node, path: &str) -> Result<Vec<Item<String>>, SpecError> {
+    /// An array of strings, each run through `check`, with their spans.
+    fn checked_items(
+        &self,
+        node: &Node,
+        path: &str,
+        check: fn(&str) -> Result<String, Problem>,
+    ) -> Result<Vec<Item<String>>, SpecError> {
         let items = self.array(node, path, "an array of strings")?;
         items
             .iter()
             .enumerate()
             .map(|(position, item)| {
-                let value = self.checked(item, &index(path, position), check_registry_image)?;
+                let value = self.checked(item, &index(path, position), check)?;
                 Ok(self.item(item, value))
             })
             .collect()
@@ -496,18 +504,6 @@ impl Checker<'_> {
                 ),
             )),
         }
-    }
-
-    fn store_paths(&self, node: &Node, path: &str) -> Result<Vec<Item<String>>, SpecError> {
-        let items = self.array(node, path, "an array of strings")?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(position, item)| {
-                let value = self.checked(item, &index(path, position), check_store_path)?;
-                Ok(self.item(item, value))
-            })
-            .collect()
     }
 
     fn copy_to_root(&self, node: &Node, path: &str) -> Result<Vec<Item<CopyToRoot>>, SpecError> {

@@ -29,7 +29,7 @@ pub const DEFAULT_SECRETS_DIR: &str = "/run/agenix";
 /// Everything the init does around the main command. The default does nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineSpec {
-    /// `users.<name>`, in spec order.
+    /// `users.<name>`, sorted by name (the order written does not change the image).
     pub users: Vec<Item<UserSpec>>,
     pub ssh: SshSpec,
     /// `sshdConfig`: the whole `sshd_config`, replacing gpubox's default.
@@ -38,7 +38,7 @@ pub struct MachineSpec {
     pub tailscale: TailscaleSpec,
     /// `extraStartupScript`: run with `/bin/sh` before the services.
     pub extra_startup_script: Option<String>,
-    /// `services.<name>`, in spec order; `after` names existing services and has no
+    /// `services.<name>`, sorted by name; `after` names existing services and has no
     /// cycle.
     pub services: Vec<Item<ServiceSpec>>,
     /// `stopTimeout` (seconds in the spec).
@@ -134,7 +134,7 @@ impl Default for SshSpec {
 pub struct AgeSpec {
     /// `identityPaths`; empty means the SSH host keys.
     pub identity_paths: Vec<String>,
-    /// `secrets.<name>`, in spec order.
+    /// `secrets.<name>`, sorted by name.
     pub secrets: Vec<Item<SecretSpec>>,
 }
 

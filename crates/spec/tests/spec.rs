@@ -1242,14 +1242,21 @@ fn machine_keys_are_read_with_their_values() {
         }
     );
 
-    let dev = &machine.users[0].value;
+    // Sorted by name, whatever order the spec writes them in.
+    let names: Vec<&str> = machine
+        .users
+        .iter()
+        .map(|u| u.value.name.as_str())
+        .collect();
+    assert_eq!(names, ["ci", "dev"]);
+    let dev = &machine.users[1].value;
     assert_eq!((dev.name.as_str(), dev.uid, dev.gid), ("dev", 1001, 1001));
     assert_eq!(
         (dev.group.as_str(), dev.home.as_str(), dev.shell.as_str()),
         ("dev", "/home/dev", "/bin/sh")
     );
     assert_eq!(dev.groups, ["wheel"]);
-    let ci = &machine.users[1].value;
+    let ci = &machine.users[0].value;
     assert_eq!((ci.uid, ci.gid, ci.group.as_str()), (1002, 100, "users"));
     assert_eq!(
         (ci.home.as_str(), ci.shell.as_str()),

@@ -149,6 +149,8 @@ impl Checker<'_> {
                 },
             ));
         }
+        // By name, so the order they are written in does not change the image.
+        users.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         Ok(users)
     }
 
@@ -238,6 +240,7 @@ impl Checker<'_> {
                 _ => return Err(self.unknown_key(path, entry, AGE_KEYS)),
             }
         }
+        age.secrets.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         Ok(age)
     }
 
@@ -374,6 +377,7 @@ impl Checker<'_> {
                 ),
             ));
         }
+        services.sort_by(|a, b| a.value.name.cmp(&b.value.name));
         Ok(services)
     }
 
