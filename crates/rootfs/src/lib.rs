@@ -60,6 +60,7 @@ mod tree;
 pub use base::BASE_ACCOUNT_FILES;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -261,14 +262,55 @@ fn image_path(raw: &str, origin: &Origin) -> Result<ImagePath, RootfsError> {
 }
 
 fn add_copy(tree: &mut Tree, item: &CopyToRoot, origin: &Origin) -> Result<(), RootfsError> {
-    let dst = image_path(&item.dst, origin)?;
     let options = WalkOptions {
         mode: item.mode,
         uid: item.uid.unwrap_or(0),
         gid: item.gid.unwrap_or(0),
         hard_links: true,
     };
-    for entry in walk(&item.src, dst, &options) {
+    if item.dst.trim_end_matches(['/', '.']).is_empty() {
+        // A folder merged at `/` (nix2container's copyToRoot of a package):
+        // each of its entries at the top of the image, in name order.
+        let unreadable = |source| RootfsError::Unreadable {
+            path: item.src.clone(),
+            origin: origin.clone(),
+            source,
+        };
+        let mut names = std::fs::read_dir(&item.src)
+            .and_then(|entries| {
+                entries
+                    .map(|entry| entry.map(|entry| entry.file_name()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(unreadable)?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let dst = ImagePath::new(name.as_bytes()).map_err(|source| RootfsError::BadPath {
+                origin: origin.clone(),
+                source,
+            })?;
+            add_walk(tree, &item.src.join(&name), dst, &options, origin)?;
+        }
+        return Ok(());
+    }
+    add_walk(
+        tree,
+        &item.src,
+        image_path(&item.dst, origin)?,
+        &options,
+        origin,
+    )
+}
+
+/// Adds `src` and everything under it at `dst`.
+fn add_walk(
+    tree: &mut Tree,
+    src: &std::path::Path,
+    dst: ImagePath,
+    options: &WalkOptions,
+    origin: &Origin,
+) -> Result<(), RootfsError> {
+    for entry in walk(src, dst, options) {
         let entry = entry.map_err(|source| RootfsError::Walk {
             origin: origin.clone(),
             source,
