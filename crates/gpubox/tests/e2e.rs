@@ -12,6 +12,7 @@ mod e2e {
     mod diff;
     mod engines;
     mod faults;
+    mod from_nix;
     mod gpu;
     mod interrupt;
     mod layering;

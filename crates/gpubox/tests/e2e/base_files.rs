@@ -8,6 +8,21 @@ use gpubox_oci::tar::{read_entries, TarEntryKind};
 
 use super::common::*;
 
+/// The symbolic links of an image's top layer, path to target.
+fn top_layer_links(reader: &gpubox_oci::source::ImageReader) -> BTreeMap<String, String> {
+    let top = reader.layers().len() - 1;
+    read_entries(reader.open_layer(top).unwrap())
+        .map(|e| e.unwrap())
+        .filter(|e| e.kind == TarEntryKind::Symlink)
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.path).into_owned(),
+                String::from_utf8_lossy(&e.link.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn closure_provides_shell_certificates_locales_and_services() {
     if !have("nix") {
@@ -26,17 +41,7 @@ fn closure_provides_shell_certificates_locales_and_services() {
     );
     let (reader, _) = build_and_read(work.path(), &spec);
 
-    let top = reader.layers().len() - 1;
-    let links: BTreeMap<String, String> = read_entries(reader.open_layer(top).unwrap())
-        .map(|e| e.unwrap())
-        .filter(|e| e.kind == TarEntryKind::Symlink)
-        .map(|e| {
-            (
-                String::from_utf8_lossy(&e.path).into_owned(),
-                String::from_utf8_lossy(&e.link.unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect();
+    let links = top_layer_links(&reader);
     let nix = |name: &str| {
         nix_closure(&base)
             .into_iter()
@@ -99,4 +104,59 @@ fn closure_provides_shell_certificates_locales_and_services() {
             .args(["rmi", "-f", "gpubox-e2e-base:latest"])
             .output();
     }
+}
+
+#[test]
+fn store_copy_to_root_sources_bring_their_dependencies_and_store_paths_join_without_links() {
+    if !have("nix") {
+        return;
+    }
+    let (root_env, self_linked, hello, greeting) = (
+        nix_fixture("rootEnv"),
+        nix_fixture("selfLinked"),
+        nix_fixture("hello"),
+        nix_fixture("greeting"),
+    );
+    let work = tempdir();
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!(
+            "name = \"gpubox-e2e-store-sources\"\nstorePaths = [{}]\ncopyToRoot = [{{ src = {}, dst = \"/\" }}, {{ src = {}, dst = \"/opt/self\" }}]\n",
+            toml_str(&greeting),
+            toml_str(&root_env),
+            toml_str(&self_linked),
+        ),
+    );
+    let (reader, summaries) = build_and_read(work.path(), &spec);
+    let in_image: Vec<&str> = summaries
+        .iter()
+        .flat_map(|summary| summary.store_paths.iter().map(String::as_str))
+        .collect();
+    // root-env's tree is at / and what it links to is in the store; root-env
+    // itself is not, as with nix2container. self-linked refers to itself, so it
+    // stays, or its copied links would dangle.
+    let libb = nix_closure(&hello)
+        .into_iter()
+        .find(|p| p.ends_with("-libb-2.1"))
+        .unwrap();
+    for path in [&hello, &greeting, &libb, &self_linked] {
+        assert!(
+            in_image.contains(&path.as_str()),
+            "{path} not in {in_image:?}"
+        );
+    }
+    assert!(!in_image.contains(&root_env.as_str()), "{in_image:?}");
+
+    let links = top_layer_links(&reader);
+    assert_eq!(links.get("bin/hello"), Some(&format!("{hello}/bin/hello")));
+    assert_eq!(
+        links.get("opt/self/bin/data-link"),
+        Some(&format!("{self_linked}/share/data"))
+    );
+    // storePaths join the closure without program links.
+    assert!(
+        !links.keys().any(|link| link.starts_with("usr/local/bin/")),
+        "{links:?}"
+    );
 }
