@@ -520,10 +520,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Nix {
             command: NixCommand::SpecBuilder,
-        } => {
-            commands::nix::spec_builder(&progress)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => match commands::nix::spec_builder(&progress) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                // `nix build` shows a failed build's last 10 lines: after the
+                // diagnostic, its gist on one line, so that much always shows.
+                let mut gist = error.to_string();
+                let mut cause = std::error::Error::source(&error);
+                while let Some(inner) = cause {
+                    gist = format!("{gist}: {inner}");
+                    cause = inner.source();
+                }
+                eprintln!("{:?}", miette::Report::new(error));
+                eprintln!("gpubox refused the spec: {gist}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Nix {
             command: NixCommand::CommandBuilder,
         } => {
