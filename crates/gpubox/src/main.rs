@@ -356,8 +356,8 @@ fn run_image_command(
 ) -> Result<ExitCode, CliError> {
     use commands::nix::{command_lines, github_login, needs, shown, Surroundings};
     let spec = gpubox_spec::load(spec_file)?;
-    let (engine, github, scratch) = needs(command, args);
-    let scratch = if scratch {
+    let needed = needs(command, args);
+    let scratch = if needed.scratch {
         let tmp = commands::build::cache_dir(None)?.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(|source| CliError::OutputNotWritable {
             path: tmp.clone(),
@@ -374,7 +374,7 @@ fn run_image_command(
         None
     };
     let around = Surroundings {
-        engine: if engine {
+        engine: if needed.engine {
             [
                 gpubox_registry::Engine::Podman,
                 gpubox_registry::Engine::Docker,
@@ -384,7 +384,7 @@ fn run_image_command(
         } else {
             None
         },
-        github_login: if github {
+        github_login: if needed.github_login {
             Some(github_login(&std::env::vars().collect())?)
         } else {
             None

@@ -272,19 +272,27 @@ pub struct Surroundings {
     pub scratch: PathBuf,
 }
 
-/// What `command` needs from [`Surroundings`]: (engine, GitHub login, scratch folder).
-pub fn needs(command: ImageCommand, args: &[String]) -> (bool, bool, bool) {
+/// What a command needs found out before its command lines are made.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Needs {
+    pub engine: bool,
+    pub github_login: bool,
+    pub scratch: bool,
+}
+
+/// What `command` with `args` needs from [`Surroundings`].
+pub fn needs(command: ImageCommand, args: &[String]) -> Needs {
     let has_creds = args
         .iter()
         .any(|arg| arg == "--creds-stdin" || arg == "--creds" || arg.starts_with("--creds="));
-    (
-        matches!(
+    Needs {
+        engine: matches!(
             command,
             ImageCommand::CopyToContainerRuntime | ImageCommand::Shell
         ),
-        command == ImageCommand::CopyToGithub && !has_creds,
-        matches!(command, ImageCommand::Inspect | ImageCommand::Diff),
-    )
+        github_login: command == ImageCommand::CopyToGithub && !has_creds,
+        scratch: matches!(command, ImageCommand::Inspect | ImageCommand::Diff),
+    }
 }
 
 /// The gpubox command lines (without the program name) that `command` runs
@@ -551,8 +559,8 @@ mod tests {
             shown(&lines(ImageCommand::CopyToGithub, WITH_REGISTRIES, &[]).unwrap()[0]),
             "build /s.json -o docker://ghcr.io/org/demo:v1 --creds octo:***"
         );
-        assert!(needs(ImageCommand::CopyToGithub, &[]).1);
-        assert!(!needs(ImageCommand::CopyToGithub, &["--creds=a:b".to_owned()]).1);
+        assert!(needs(ImageCommand::CopyToGithub, &[]).github_login);
+        assert!(!needs(ImageCommand::CopyToGithub, &["--creds=a:b".to_owned()]).github_login);
     }
 
     #[test]
