@@ -16,26 +16,30 @@ use super::common::{have, nix_conf_dir, repo_root, run_ok, stdout, tempdir};
 /// The image every front end builds from `tests/flakes/demo.nix`.
 pub const DEMO: &str = "gpubox-e2e-nix-demo";
 
-/// The pinned flake inputs: `$GPUBOX_NIX_INPUTS`, else `../shared/nix-inputs`
-/// beside the repository. Missing, the test is skipped (fails under CI).
+/// The pinned flake inputs: `$GPUBOX_NIX_INPUTS`, else `shared/nix-inputs`
+/// beside the repository or inside it. Missing, the test is skipped (fails
+/// under CI).
 pub fn nix_inputs() -> Option<PathBuf> {
-    let dir = std::env::var_os("GPUBOX_NIX_INPUTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/nix-inputs"));
-    if dir.join("nixpkgs-lib/lib/default.nix").is_file()
-        && dir.join("flake-parts/flake.nix").is_file()
-    {
-        return Some(dir);
+    let candidates: Vec<PathBuf> = match std::env::var_os("GPUBOX_NIX_INPUTS") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => vec![
+            repo_root().join("../shared/nix-inputs"),
+            repo_root().join("shared/nix-inputs"),
+        ],
+    };
+    let found = candidates.iter().find(|dir| {
+        dir.join("nixpkgs-lib/lib/default.nix").is_file()
+            && dir.join("flake-parts/flake.nix").is_file()
+    });
+    if let Some(dir) = found {
+        return Some(dir.clone());
     }
+    let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "the pinned Nix inputs are not at {} and CI=true: set GPUBOX_NIX_INPUTS",
-        dir.display()
+        "the pinned Nix inputs are in none of {looked:?} and CI=true: set GPUBOX_NIX_INPUTS"
     );
-    eprintln!(
-        "SKIPPED: the pinned Nix inputs are not at {}",
-        dir.display()
-    );
+    eprintln!("SKIPPED: the pinned Nix inputs are in none of {looked:?}");
     None
 }
 
