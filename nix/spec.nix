@@ -180,6 +180,9 @@ let
       # Whose store paths join the image by their own key or are copied elsewhere.
       notStorePaths = [ "systemPackages" "home" "copyToRoot" "hostBinaries" "age" ];
       storePaths = uniquePaths (storePathsIn (removeAttrs base notStorePaths) ++ map (package: "${package}") cfg.storePaths);
+      # The builder checks the whole spec, copy sources included, against the
+      # closure of everything it names.
+      closureRoots = uniquePaths (storePaths ++ storePathsIn (lib.filterAttrs (key: _: lib.elem key notStorePaths) base));
       spec = base // lib.optionalAttrs (storePaths != [ ]) { inherit storePaths; };
       warned = lib.foldr (check: value: warnIgnored check.when check.message value) spec [
         { when = definedByUser options.nimiSettings; message = "`nimiSettings` is nix2gpu's (nimi's) and is left out; set `restart`, `restartDelay` and `maxRestarts` on each service"; }
@@ -192,9 +195,7 @@ let
     in
     {
       spec = warned;
-      # Everything the spec names, copy sources included: the builder checks
-      # the whole spec against this closure.
-      closureRoots = uniquePaths (storePathsIn warned);
+      inherit closureRoots;
     };
 in
 {

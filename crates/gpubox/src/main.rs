@@ -363,12 +363,17 @@ fn run_image_command(
             path: tmp.clone(),
             source,
         })?;
-        // In the cache's folder, so the layout hard-links the cached blobs.
+        // In the cache's folder, so the layout hard-links the cached blobs;
+        // named as unfinished, so an interrupt or `cache gc` removes it when
+        // this process leaves it behind.
         Some(
-            tempfile::tempdir_in(&tmp).map_err(|source| CliError::OutputNotWritable {
-                path: tmp.clone(),
-                source,
-            })?,
+            tempfile::Builder::new()
+                .prefix(&gpubox_oci::partial::prefix())
+                .tempdir_in(&tmp)
+                .map_err(|source| CliError::OutputNotWritable {
+                    path: tmp.clone(),
+                    source,
+                })?,
         )
     } else {
         None

@@ -132,6 +132,9 @@ fn a_nix2gpu_flake_writes_one_spec_file_and_copies_the_image_gpubox_build_makes(
         inspected["manifestDigest"].as_str(),
         Some(digest_printed(&built).as_str())
     );
+    // It built into the cache's tmp folder and left nothing there.
+    let left: Vec<_> = fs::read_dir(front.cache.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // Without a destination, copyTo says how to give one.
     let said = run_fails(&mut front.run(&project, "demo.copyTo", &[]));

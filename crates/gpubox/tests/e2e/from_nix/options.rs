@@ -194,14 +194,18 @@ fn store_paths_the_spec_names_are_its_image_paths() {
     // their store paths into storePaths; copyToRoot packages are copied to /
     // and only their dependencies join (gpubox adds them at build time).
     let Some((got, _)) = eval_ok(
-        r#"let redis = mk "redis-7.2"; tool = mk "tool-1.0"; root = mk "root-env"; lib1 = mk "libcublas-12.4.5"; in {
-  spec = spec [ {
+        r#"let
+  redis = mk "redis-7.2"; tool = mk "tool-1.0"; root = mk "root-env"; lib1 = mk "libcublas-12.4.5";
+  made = gpubox.specOf { inherit (image [ {
     systemPackages = [ tool ];
     extraEnv.REDIS = "${redis}/bin/redis-server";
     services.cache.argv = [ "${redis}/bin/redis-server" "--dir" "${tool}/share" ];
     copyToRoot = [ root ];
     cuda.packages = { cudaMajorMinorVersion = "12.4"; libcublas = lib1; };
-  } ];
+  } ]) config options; };
+in {
+  spec = made.spec;
+  roots = made.closureRoots;
   paths = { redis = "${redis}"; tool = "${tool}"; root = "${root}"; lib1 = "${lib1}"; };
 }"#,
     ) else {
@@ -220,6 +224,10 @@ fn store_paths_the_spec_names_are_its_image_paths() {
         json!([{ "src": path("root"), "dst": "/" }])
     );
     assert_eq!(got["spec"]["cuda"]["version"], json!("12.4"));
+    // The builder gets the closure of all of them, the copied package included.
+    let mut roots = vec![path("redis"), path("tool"), path("root"), path("lib1")];
+    roots.sort();
+    assert_eq!(got["roots"], json!(roots));
 }
 
 #[test]
