@@ -18,7 +18,8 @@
 //!   layer again; it lives as long as that layer's blob;
 //! - `blobs/sha256/`, `tmp/`: the [`BlobStore`].
 //!
-//! Entries are written to a temporary file and renamed into place, and a hit is
+//! Entries are written to a pending file and renamed into place (not synced,
+//! like the blobs: [`gpubox_atomic`] with `sync(false)`), and a hit is
 //! only trusted when its blobs are still in the store with the recorded sizes, so
 //! an interrupted build or a pruned blob folder never yields a corrupt image.
 //!
@@ -39,11 +40,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use gpubox_atomic::partial::is_partial;
+use gpubox_atomic::Options;
 use gpubox_nix::StorePath;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
 use gpubox_oci::image::Descriptor;
@@ -229,7 +232,7 @@ impl LayerCache {
         self.write_record(&self.base_files, &base_files_name(layer, wanted), files)
     }
 
-    /// Writes `value` as JSON to `dir/name` through a temporary file beside it.
+    /// Writes `value` as JSON to `dir/name` through a pending file beside it.
     fn write_record(
         &self,
         dir: &Path,
@@ -242,13 +245,7 @@ impl LayerCache {
             source,
         };
         let json = serde_json::to_vec(value).map_err(|e| io(e.into()))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&gpubox_oci::partial::prefix())
-            .tempfile_in(dir)
-            .map_err(io)?;
-        tmp.write_all(&json).map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        gpubox_atomic::write_bytes(&path, &RECORD_OPTIONS, &json).map_err(|e| io(e.into_parts().2))
     }
 
     /// Whether the store holds blob `digest` with `size` bytes.
@@ -646,13 +643,10 @@ fn base_files_name(layer: &Digest, wanted: &[&str]) -> String {
     format!("{}-{}.json", layer.hex(), hex::encode(hasher.finalize()))
 }
 
-/// Whether `name` is an unfinished file of some gpubox process.
-fn is_partial(name: &str) -> bool {
-    name.starts_with(PARTIAL_PREFIX)
-}
-
-/// The part of [`gpubox_oci::partial::prefix`] every process shares.
-const PARTIAL_PREFIX: &str = ".gpubox-partial-";
+/// How records are written: private to the cache's owner (a base-files record
+/// may hold a base image's `/etc/shadow`), and not synced, like the blobs: a hit
+/// is only trusted once its blobs check out.
+const RECORD_OPTIONS: Options = Options::new().mode(0o600).sync(false);
 
 fn remove_path(path: &Path) -> Result<(), CacheError> {
     ignore_missing(fs::remove_file(path), path)

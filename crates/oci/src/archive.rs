@@ -6,13 +6,11 @@
 //! the image, never on when it was exported. Layers are streamed from the blob
 //! store and checked against their digests on the way (a damaged blob fails the
 //! export); no layer is held in memory.
-//! A file output goes through [`write_file_atomically`], so a failed export leaves
-//! nothing behind.
+//! A file output is written through [`gpubox_atomic::write`] (errors become
+//! [`OutputError`]s), so a failed export leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, BufReader, Write};
-use std::path::Path;
+use std::io::{BufReader, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -22,7 +20,7 @@ use crate::digest::Digest;
 use crate::entry::{Entry, ImagePath};
 use crate::image::{canonical_json, BuiltImage};
 pub use crate::layout::OutputError;
-use crate::layout::{io_error, sync_folder, Index, OCI_LAYOUT_CONTENT};
+use crate::layout::{io_error, Index, OCI_LAYOUT_CONTENT};
 use crate::source::VerifyingReader;
 use crate::tar::TarWriter;
 
@@ -208,53 +206,11 @@ fn write_members<W: Write>(
     Ok(tar.finish()?)
 }
 
-/// Creates a temporary file next to `path` (mode 0644 less the umask), lets
-/// `fill` write it, syncs it and renames it to `path`. On any error the
-/// temporary file is removed and `path` is left as it was.
-pub fn write_file_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut File) -> Result<(), OutputError>,
-) -> Result<(), OutputError> {
-    use std::os::unix::fs::PermissionsExt;
-    let parent = parent_of(path);
-    if !parent.is_dir() {
-        return Err(OutputError::Io {
-            action: "write",
-            path: path.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "the folder {} does not exist; create it first",
-                    parent.display()
-                ),
-            ),
-        });
-    }
-    let mut temp = tempfile::Builder::new()
-        .prefix(&crate::partial::prefix())
-        .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(io_error("create a temporary file in", parent))?;
-    fill(temp.as_file_mut())?;
-    temp.as_file()
-        .sync_all()
-        .map_err(io_error("sync", temp.path()))?;
-    temp.persist(path)
-        .map_err(|e| io_error("rename a temporary file to", path)(e.error))?;
-    sync_folder(parent)
-}
-
-/// The folder `path` is in; `.` for a bare name.
-pub(crate) fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::path::Path;
 
     #[test]
     fn split_tag_keeps_registry_ports_in_the_name() {
@@ -270,10 +226,14 @@ mod tests {
     }
 
     #[test]
-    fn write_file_atomically_leaves_nothing_on_error_and_names_missing_folders() {
+    fn atomic_writes_leave_nothing_on_error_and_name_missing_folders() {
+        use std::fs;
+        let write = |path: &Path, fill: &dyn Fn(&mut File) -> Result<(), OutputError>| {
+            gpubox_atomic::write(path, &gpubox_atomic::Options::new(), fill)
+        };
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.tar");
-        let err = write_file_atomically(&target, |file| {
+        let err = write(&target, &|file| {
             file.write_all(b"partial")
                 .map_err(io_error("write", &target))?;
             Err(OutputError::NotALayout(target.clone()))
@@ -283,12 +243,13 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
         let missing = dir.path().join("no/such/out.tar");
-        let err = write_file_atomically(&missing, |_| Ok(())).unwrap_err();
+        let err = write(&missing, &|_| Ok(())).unwrap_err();
+        assert!(matches!(err, OutputError::Io { .. }));
         assert!(err
             .to_string()
             .contains(&dir.path().join("no/such").display().to_string()));
 
-        write_file_atomically(&target, |file| {
+        write(&target, &|file| {
             file.write_all(b"done").map_err(io_error("write", &target))
         })
         .unwrap();

@@ -3,16 +3,16 @@
 //! compressed blob while computing both of its digests in the same pass.
 //!
 //! Nothing half-written is ever visible under `blobs/`: every blob is written to a
-//! temporary file under `<root>/tmp/` and renamed into place once complete, and a
-//! failed write deletes its temporary file. Blobs are not fsynced: the benchmark
-//! this pipeline is measured against (`tar | pigz`) does not either.
+//! pending file under `<root>/tmp/` ([`gpubox_atomic::PendingFile`]) and renamed
+//! into place once complete, and a failed write deletes its pending file. Blobs
+//! are not fsynced: the benchmark this pipeline is measured against
+//! (`tar | pigz`) does not either, and every read checks a blob's digest.
 
-use std::fs::{self, File, Permissions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use gpubox_atomic::{Options, PendingFile};
 
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
@@ -77,6 +77,21 @@ pub enum BlobError {
     Walk(#[from] WalkError),
 }
 
+impl From<gpubox_atomic::Error> for BlobError {
+    fn from(error: gpubox_atomic::Error) -> BlobError {
+        let (action, path, source) = error.into_parts();
+        BlobError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// How blobs are written: readable by whoever reads the layout or archive
+/// they end up in, and not synced (see the module documentation).
+const BLOB_OPTIONS: Options = Options::new().mode(0o644).sync(false);
+
 /// Bytes of uncompressed tar between two progress reports.
 const PROGRESS_STEP: u64 = 1024 * 1024;
 
@@ -84,7 +99,7 @@ const PROGRESS_STEP: u64 = 1024 * 1024;
 const FILE_BUFFER_SIZE: usize = 256 * 1024;
 
 /// Blobs by digest under one folder. Cheap to share between threads writing
-/// layers in parallel: each write has its own temporary file.
+/// layers in parallel: each write has its own pending file.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
@@ -144,7 +159,7 @@ impl BlobStore {
             path: temp.path().to_path_buf(),
             source,
         };
-        let file = BufWriter::with_capacity(FILE_BUFFER_SIZE, temp.as_file());
+        let file = BufWriter::with_capacity(FILE_BUFFER_SIZE, temp.file());
         let (file, layer) = if compression == Compression::None {
             // The blob is the tar: one hash serves as both digests.
             let (file, tar) = write_tar(entries, file, mtime, progress, &write_error)?;
@@ -170,7 +185,7 @@ impl BlobStore {
             return Ok(digest);
         }
         let temp = self.temp_file()?;
-        temp.as_file()
+        temp.file()
             .write_all(bytes)
             .map_err(|source| BlobError::Io {
                 action: "write the blob to",
@@ -197,39 +212,20 @@ impl BlobStore {
         })
     }
 
-    pub(crate) fn temp_file(&self) -> Result<NamedTempFile, BlobError> {
-        tempfile::Builder::new()
-            .prefix(&crate::partial::prefix())
-            .tempfile_in(&self.tmp)
-            .map_err(|source| BlobError::Io {
-                action: "create a temporary file in",
-                path: self.tmp.clone(),
-                source,
-            })
+    /// A pending file under `tmp/` for a blob whose digest is known once it
+    /// is written; [`BlobStore::persist`] names it.
+    pub(crate) fn temp_file(&self) -> Result<PendingFile, BlobError> {
+        Ok(PendingFile::new_in(&self.tmp, &BLOB_OPTIONS)?)
     }
 
-    /// Moves a complete temporary file to its place under `blobs/`; when the blob
-    /// is already there (same digest, same bytes) the temporary file is dropped.
-    pub(crate) fn persist(&self, temp: NamedTempFile, digest: &Digest) -> Result<(), BlobError> {
+    /// Moves a complete pending file to its place under `blobs/`; when the blob
+    /// is already there (same digest, same bytes) the pending file is dropped.
+    pub(crate) fn persist(&self, temp: PendingFile, digest: &Digest) -> Result<(), BlobError> {
         let target = self.path(digest);
         if target.is_file() {
             return Ok(());
         }
-        // Temporary files are created 0600; blobs are read by whoever reads the
-        // layout or archive they end up in.
-        temp.as_file()
-            .set_permissions(Permissions::from_mode(0o644))
-            .map_err(|source| BlobError::Io {
-                action: "set the permissions of",
-                path: temp.path().to_path_buf(),
-                source,
-            })?;
-        temp.persist(&target).map_err(|e| BlobError::Io {
-            action: "move the finished blob to",
-            path: target.clone(),
-            source: e.error,
-        })?;
-        Ok(())
+        Ok(temp.commit_to(&target)?)
     }
 }
 

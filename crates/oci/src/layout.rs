@@ -1,19 +1,22 @@
 //! Writing an image as an OCI image layout folder (`oci:DIR[:TAG]`).
 //!
-//! A new folder is built next to where it goes and renamed into place at the end,
-//! so an interrupted build leaves nothing at `DIR`. An existing layout gets the
-//! new blobs (hard-linked from the blob store when it is on the same file system)
+//! A new folder is built next to where it goes, under an unfinished name
+//! ([`gpubox_atomic::partial`]), and renamed into place at the end, so an
+//! interrupted build leaves nothing at `DIR`. An existing layout gets the new
+//! blobs (hard-linked from the blob store when it is on the same file system)
 //! and a new `index.json`, swapped in by rename; an entry with the same tag is
-//! replaced and the others are kept, as skopeo does.
+//! replaced and the others are kept, as skopeo does. Files are written through
+//! [`gpubox_atomic`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{parent_of, write_file_atomically};
+use gpubox_atomic::{folder_of, partial, Options};
+
 use crate::blob::{BlobError, BlobStore};
 use crate::digest::Digest;
 use crate::image::{
@@ -56,6 +59,17 @@ pub enum OutputError {
     Tar(#[from] TarError),
     #[error(transparent)]
     Image(#[from] ImageError),
+}
+
+impl From<gpubox_atomic::Error> for OutputError {
+    fn from(error: gpubox_atomic::Error) -> OutputError {
+        let (action, path, source) = error.into_parts();
+        OutputError::Io {
+            action,
+            path,
+            source,
+        }
+    }
 }
 
 pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError {
@@ -178,31 +192,55 @@ fn create_layout(
     image: &BuiltImage,
     blobs: &BlobStore,
 ) -> Result<(), OutputError> {
-    let parent = parent_of(dir);
+    let parent = folder_of(dir);
     fs::create_dir_all(parent).map_err(io_error("create the folder", parent))?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("{}{name}-", crate::partial::prefix()))
-        .tempdir_in(parent)
+    let (staged, ()) = partial::create_unique(parent, &name, |path| fs::create_dir(path))
         .map_err(io_error("create a temporary folder in", parent))?;
-    // tempdir makes the folder 0700; a layout is meant to be shared.
-    set_mode(staging.path(), 0o755)?;
-    write_atomically(&staging.path().join("oci-layout"), OCI_LAYOUT_CONTENT)?;
-    add_blobs(staging.path(), image, blobs)?;
-    write_atomically(
-        &staging.path().join("index.json"),
-        &Index::single(tag, image)?.to_json()?,
+    let staging = Staging {
+        path: staged,
+        moved: false,
+    };
+    let root = &staging.path;
+    // The umask applies to a new folder; a layout is meant to be shared.
+    set_mode(root, 0o755)?;
+    gpubox_atomic::write_bytes(
+        &root.join("oci-layout"),
+        &Options::new(),
+        OCI_LAYOUT_CONTENT,
     )?;
-    let staged = staging.keep();
-    if let Err(e) = fs::rename(&staged, dir) {
-        // Best effort: the rename error is what the user needs to see.
-        let _ = fs::remove_dir_all(&staged);
-        return Err(io_error("move the finished layout to", dir)(e));
+    add_blobs(root, image, blobs)?;
+    let index = Index::single(tag, image)?.to_json()?;
+    gpubox_atomic::write_bytes(&root.join("index.json"), &Options::new(), &index)?;
+    staging.move_to(dir)?;
+    Ok(gpubox_atomic::sync_folder(parent)?)
+}
+
+/// A layout being built under an unfinished name; removed when dropped before
+/// [`Staging::move_to`] puts it in place.
+struct Staging {
+    path: PathBuf,
+    moved: bool,
+}
+
+impl Staging {
+    fn move_to(mut self, dir: &Path) -> Result<(), OutputError> {
+        fs::rename(&self.path, dir).map_err(io_error("move the finished layout to", dir))?;
+        self.moved = true;
+        Ok(())
     }
-    sync_folder(parent)
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.moved {
+            // Best effort: the error that led here is the one to report.
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 fn update_layout(
@@ -213,7 +251,7 @@ fn update_layout(
 ) -> Result<(), OutputError> {
     let layout_file = dir.join("oci-layout");
     if !layout_file.exists() {
-        write_atomically(&layout_file, OCI_LAYOUT_CONTENT)?;
+        gpubox_atomic::write_bytes(&layout_file, &Options::new(), OCI_LAYOUT_CONTENT)?;
     }
     add_blobs(dir, image, blobs)?;
     let index_path = dir.join("index.json");
@@ -234,7 +272,11 @@ fn update_layout(
         Err(e) => return Err(io_error("read", &index_path)(e)),
     };
     index.add(tag, image)?;
-    write_atomically(&index_path, &index.to_json()?)
+    Ok(gpubox_atomic::write_bytes(
+        &index_path,
+        &Options::new(),
+        &index.to_json()?,
+    )?)
 }
 
 /// Puts the layers, config and manifest under `root/blobs/sha256/`, skipping the
@@ -254,13 +296,13 @@ fn add_blobs(root: &Path, image: &BuiltImage, blobs: &BlobStore) -> Result<(), O
     ] {
         let target = folder.join(digest.hex());
         if !target.exists() {
-            write_atomically(&target, bytes)?;
+            gpubox_atomic::write_bytes(&target, &Options::new(), bytes)?;
         }
     }
-    sync_folder(&folder)
+    Ok(gpubox_atomic::sync_folder(&folder)?)
 }
 
-/// Hard-links `source` to `target`, or copies it through a temporary file when
+/// Hard-links `source` to `target`, or copies it through a pending file when
 /// they are on different file systems or the file system has no hard links.
 fn link_or_copy(source: &Path, target: &Path) -> Result<(), OutputError> {
     match fs::hard_link(source, target) {
@@ -273,25 +315,11 @@ fn link_or_copy(source: &Path, target: &Path) -> Result<(), OutputError> {
         Err(e) => return Err(io_error("hard-link the blob to", target)(e)),
     }
     let mut from = File::open(source).map_err(io_error("open", source))?;
-    write_file_atomically(target, |file| {
+    gpubox_atomic::write(target, &Options::new(), |file| {
         io::copy(&mut from, file)
             .map(drop)
             .map_err(io_error("copy a blob to", target))
     })
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    write_file_atomically(path, |file| {
-        file.write_all(bytes).map_err(io_error("write", path))
-    })
-}
-
-/// Makes renames inside `folder` durable.
-pub(crate) fn sync_folder(folder: &Path) -> Result<(), OutputError> {
-    File::open(folder)
-        .and_then(|f| f.sync_all())
-        .map_err(io_error("sync the folder", folder))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {

@@ -19,7 +19,6 @@ pub mod digest;
 pub mod entry;
 pub mod image;
 pub mod layout;
-pub mod partial;
 pub mod source;
 pub mod tar;
 

@@ -9,21 +9,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use gnu_tar::gnu_tar;
-use gpubox_oci::archive::{
-    write_docker_archive, write_file_atomically, write_oci_archive, OutputError,
-};
+use gpubox_oci::archive::{write_docker_archive, write_oci_archive, OutputError};
 use gpubox_oci::Digest;
 use image_fixture::{fixture, podman, reference, skopeo, skopeo_json, Fixture};
 use serde_json::{json, Value};
 
 fn oci_archive(f: &Fixture, path: &Path) -> Result<(), OutputError> {
-    write_file_atomically(path, |file| {
+    gpubox_atomic::write(path, &gpubox_atomic::Options::new(), |file| {
         write_oci_archive(file, Some("v1"), &f.image, &f.store).map(drop)
     })
 }
 
 fn docker_archive(f: &Fixture, path: &Path) -> Result<(), OutputError> {
-    write_file_atomically(path, |file| {
+    gpubox_atomic::write(path, &gpubox_atomic::Options::new(), |file| {
         write_docker_archive(
             file,
             &["example.invalid/app:v1".to_owned()],
@@ -154,7 +152,7 @@ fn docker_archive_is_read_by_skopeo_and_reproducible() {
 fn untagged_docker_archive_has_no_repositories_file() {
     let f = fixture();
     let path = f.temp.path().join("untagged.tar");
-    write_file_atomically(&path, |file| {
+    gpubox_atomic::write(&path, &gpubox_atomic::Options::new(), |file| {
         write_docker_archive(file, &[], &f.image, &f.store).map(drop)
     })
     .unwrap();

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use gnu_tar::gnu_tar;
-use gpubox_oci::archive::{write_docker_archive, write_file_atomically, write_oci_archive};
+use gpubox_oci::archive::{write_docker_archive, write_oci_archive};
 use gpubox_oci::layout::write_oci_dir;
 use gpubox_oci::source::{summarize_layer, ImageReader, ReadError};
 use gpubox_oci::{Compression, Digest};
@@ -30,12 +30,12 @@ fn write_all_forms(f: &Fixture) -> Written {
     let dir = f.temp.path().join("layout");
     write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap();
     let oci_archive = f.temp.path().join("oci.tar");
-    write_file_atomically(&oci_archive, |file| {
+    gpubox_atomic::write(&oci_archive, &gpubox_atomic::Options::new(), |file| {
         write_oci_archive(file, Some("v1"), &f.image, &f.store).map(drop)
     })
     .unwrap();
     let docker_archive = f.temp.path().join("docker.tar");
-    write_file_atomically(&docker_archive, |file| {
+    gpubox_atomic::write(&docker_archive, &gpubox_atomic::Options::new(), |file| {
         write_docker_archive(file, &["app:v1".to_owned()], &f.image, &f.store).map(drop)
     })
     .unwrap();

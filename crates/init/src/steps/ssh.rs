@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use gpubox_atomic::partial;
 use gpubox_initplan::{InitPlan, Restart, ServicePlan, SshPlan};
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
-use super::files::{self, temporary_name};
+use super::files;
 use super::{root_path, StepFailure};
 
 /// Variables rented GPU hosts (RunPod, vast.ai, ...) put public keys in, one a line.
@@ -184,9 +185,10 @@ fn set_env_line(
     line
 }
 
-/// Generates the host key of `key_type` when missing (into a temporary name, renamed
-/// once complete); a key already there (a mounted volume) is kept, made private to
-/// root if it was not, since sshd refuses a key others can read.
+/// Generates the host key of `key_type` when missing (ssh-keygen writes it under an
+/// unfinished name, and it is saved from there through [`files::write_atomic`]); a key
+/// already there (a mounted volume) is kept, made private to root if it was not, since
+/// sshd refuses a key others can read.
 fn host_key(plan: &SshPlan, key_dir: &Path, key_type: &str) -> Result<(), SshError> {
     let path = key_dir.join(format!("ssh_host_{key_type}_key"));
     if path.exists() {
@@ -200,35 +202,46 @@ fn host_key(plan: &SshPlan, key_dir: &Path, key_type: &str) -> Result<(), SshErr
         }
         return Ok(());
     }
-    let temporary = temporary_name(&path);
-    let temporary_public = with_pub(&temporary);
-    let _ = std::fs::remove_file(&temporary);
-    let _ = std::fs::remove_file(&temporary_public);
+    // What a start killed mid-generation left; the init is PID 1 every time.
+    partial::remove_own(key_dir);
+    let generated = key_dir.join(partial::unique_name());
     let output = Command::new(&plan.ssh_keygen)
         .args(["-q", "-t", key_type, "-N", "", "-C", "", "-f"])
-        .arg(&temporary)
-        .output()
-        .map_err(|error| SshError::KeygenNotRun {
+        .arg(&generated)
+        .output();
+    let saved = match output {
+        Err(error) => Err(SshError::KeygenNotRun {
             program: plan.ssh_keygen.clone(),
             key_type: key_type.to_owned(),
             path: path.clone(),
             error,
-        })?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&temporary);
-        let _ = std::fs::remove_file(&temporary_public);
-        return Err(SshError::KeygenFailed {
+        }),
+        Ok(output) if !output.status.success() => Err(SshError::KeygenFailed {
             program: plan.ssh_keygen.clone(),
             key_type: key_type.to_owned(),
-            path,
+            path: path.clone(),
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    // The public half first: the private key's presence is what says "generated".
-    std::fs::rename(&temporary_public, with_pub(&path))
-        .map_err(super::PathError::new("save host key", &path))?;
-    std::fs::rename(&temporary, &path).map_err(super::PathError::new("save host key", &path))?;
+        }),
+        Ok(_) => save_host_key(&generated, &path),
+    };
+    let _ = std::fs::remove_file(&generated);
+    let _ = std::fs::remove_file(with_pub(&generated));
+    saved
+}
+
+/// Saves the key pair ssh-keygen wrote at `generated` (and `.pub`) to `path`, the
+/// public half first: the private key's presence is what says "generated".
+fn save_host_key(generated: &Path, path: &Path) -> Result<(), SshError> {
+    let read = |file: &Path| {
+        std::fs::read(file).map_err(super::PathError::new("read the generated host key", file))
+    };
+    let public = read(&with_pub(generated))?;
+    let private = read(generated)?;
+    files::write_atomic(&with_pub(path), &public, 0o644, None)
+        .map_err(super::PathError::new("save host key", path))?;
+    files::write_atomic(path, &private, 0o600, None)
+        .map_err(super::PathError::new("save host key", path))?;
     Ok(())
 }
 

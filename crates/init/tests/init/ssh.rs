@@ -71,6 +71,13 @@ fn host_keys_are_generated_once_and_kept_on_the_next_start() {
         assert!(root.at(&format!("{private}.pub")).exists());
         first.push(root.read(&private));
     }
+    // Nothing unfinished is left beside them.
+    let leftovers: Vec<String> = std::fs::read_dir(root.at("/etc/ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".gpubox-partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // A volume mounted with looser modes: the keys stay, made private again.
     std::fs::set_permissions(
         root.at("/etc/ssh/ssh_host_ed25519_key"),
