@@ -10,7 +10,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 
-use crate::push::{PushError, PushOptions};
+use crate::session::{PushError, PushOptions};
 
 /// A user name and password for a registry.
 #[derive(Clone, PartialEq, Eq)]

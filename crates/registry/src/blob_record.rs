@@ -7,7 +7,6 @@
 //! request that the registry refuses.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// Repositories remembered per blob; the most recent pushes win.
@@ -63,22 +62,14 @@ impl BlobRecord {
             return;
         };
         let json = serde_json::json!({ "registries": self.registries });
-        let written = std::fs::create_dir_all(dir)
-            .and_then(|()| tempfile_in(dir))
-            .and_then(|mut file| {
-                file.write_all(json.to_string().as_bytes())?;
-                file.persist(path).map_err(|e| e.error)?;
-                Ok(())
-            });
+        let options = gpubox_atomic::Options::new().sync(false);
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            gpubox_atomic::write_bytes(path, &options, json.to_string().as_bytes())
+                .map_err(std::io::Error::from)
+        });
         // A hint that could not be saved only makes the next push upload more.
         drop(written);
     }
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".blob-record")
-        .tempfile_in(dir)
 }
 
 #[cfg(test)]

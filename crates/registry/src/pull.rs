@@ -12,16 +12,19 @@
 //! are not fetched, so a second pull of the same image downloads nothing but
 //! its manifest.
 //!
-//! The store is the layer cache's, which the caller holds open (so no
-//! collection runs meanwhile); once every blob is in, the pull records the image
-//! there as an entry naming its config and layers, marked as just used, so
-//! `gpubox cache gc` keeps them while the image is wanted. It logs in for
-//! pulling only, which registries grant where they refuse pushes.
+//! The pull writes nothing but blobs into the store it is given, and keeps
+//! no record of them: it returns what it fetched (the manifest and the
+//! descriptors of its config and layers, [`PulledImage::blobs`]). The store is
+//! usually the layer cache's, which the caller holds open (so no collection
+//! runs meanwhile) and in which the caller then records the image as an entry
+//! naming those blobs, so `gpubox cache gc` keeps them while the image is
+//! wanted. It logs in for pulling only, which registries grant where they
+//! refuse pushes; the login, retries and error wording are the session's
+//! (`session.rs`).
 
 use std::cell::Cell;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use gpubox_layers::cache::{CacheError, LayerCache};
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{Descriptor, Manifest};
 use gpubox_oci::source::{IncomingBlob, ReadError};
@@ -33,7 +36,7 @@ use oci_client::manifest::{
 };
 use oci_client::{Reference, RegistryOperation};
 
-use crate::push::{
+use crate::session::{
     block_on, is_not_found, is_transient, parse_reference, retry, PushError, PushOptions, Session,
 };
 
@@ -47,8 +50,11 @@ const ACCEPTED_MANIFESTS: [&str; 4] = [
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
 
-/// What a pull fetched. The config and layers the manifest names are in the
-/// store it was given.
+/// What a pull fetched. The config and layers the manifest names ([`blobs`])
+/// are in the store it was given; recording them (in the layer cache, say) is
+/// the caller's part.
+///
+/// [`blobs`]: PulledImage::blobs
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PulledImage {
     /// The image manifest, byte for byte as the registry served it.
@@ -60,6 +66,9 @@ pub struct PulledImage {
     pub tag: Option<String>,
     /// The multi-platform index the reference named, when it named one.
     pub index_digest: Option<Digest>,
+    /// The manifest's config and then its layers, in its order: every blob
+    /// the image needs, now in the store.
+    pub blobs: Vec<Descriptor>,
     pub downloaded_blobs: usize,
     pub downloaded_bytes: u64,
     /// Blobs the store already had, not fetched again.
@@ -97,11 +106,6 @@ pub enum PullError {
         digest: Digest,
         detail: String,
     },
-    #[error("recording docker://{reference} in the layer cache failed: {source}")]
-    Cache {
-        reference: String,
-        source: CacheError,
-    },
     #[error("storing blob {digest} of docker://{reference} failed: {source}")]
     Blob {
         reference: String,
@@ -112,17 +116,17 @@ pub enum PullError {
 
 /// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
 /// `HOST[:PORT]/REPO@sha256:HEX`) for `linux/architecture` (GOARCH's
-/// spelling) into the blob store of `cache`, which the caller holds open,
-/// and records it there as an image entry; reaches the registry as a push
-/// would (`options`).
+/// spelling) into `store`, which the caller holds open, fetching only the
+/// blobs it lacks; reaches the registry as a push would (`options`). It
+/// records nothing: the returned [`PulledImage`] names the manifest and the
+/// blobs, for the caller to record where it keeps images.
 pub fn pull(
     reference: &str,
     architecture: &str,
-    cache: &LayerCache,
+    store: &BlobStore,
     options: &PushOptions,
 ) -> Result<PulledImage, PullError> {
     let image = parse_reference(reference)?;
-    let store = cache.store();
     let work = async {
         let session = Session::open(&image, RegistryOperation::Pull, options).await?;
         let puller = Puller {
@@ -157,12 +161,6 @@ pub fn pull(
             .try_collect()
             .await?;
         let downloaded_blobs = fetched.iter().filter(|f| **f).count();
-        cache
-            .put_image(&manifest_digest, &blobs)
-            .map_err(|source| PullError::Cache {
-                reference: reference.to_owned(),
-                source,
-            })?;
         Ok(PulledImage {
             manifest,
             manifest_digest,
@@ -171,6 +169,7 @@ pub fn pull(
                 .is_none()
                 .then(|| image.tag().unwrap_or("latest").to_owned()),
             index_digest,
+            blobs,
             downloaded_blobs,
             downloaded_bytes: downloaded.get(),
             cached_blobs: fetched.len() - downloaded_blobs,

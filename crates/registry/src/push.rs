@@ -4,37 +4,28 @@
 //! manifest, byte for byte as the caller gives it, so its digest is the one the
 //! caller computed. Requests that fail transiently (5xx, dropped connections,
 //! timeouts, stalled uploads) are tried again with a growing wait.
+//!
+//! The login, retries and error wording are the [`Session`]'s
+//! (`session.rs`); the session methods here (sending blobs and manifests,
+//! remembering where blobs went) serve referrers too.
 
-use std::future::Future;
 use std::io::Read;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures_util::future::Either;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use gpubox_oci::Digest;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference, RegistryOperation};
 
-use crate::auth::{registry_login, Credentials, Login};
 use crate::blob_record::BlobRecord;
+use crate::session::{
+    block_on, is_transient, manifest_media_type, parse_reference, retry, PushError, PushOptions,
+    Session, STALL_TIMEOUT,
+};
 
 /// How many blobs go up at once.
 const PARALLEL_UPLOADS: usize = 3;
-/// How many times a request is tried when the registry or network fails transiently.
-const TRIES: u32 = 5;
-/// The wait before the second try; it doubles for each further one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the registry may stay silent while gpubox waits for an answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long an upload may go without the registry taking another chunk.
-const STALL_TIMEOUT: Duration = Duration::from_secs(120);
-pub(crate) const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A blob the manifest names: the config or a layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,26 +33,6 @@ pub struct Blob {
     /// `sha256:HEX`.
     pub digest: String,
     pub size: u64,
-}
-
-/// How to reach the registry.
-#[derive(Clone, Debug, Default)]
-pub struct PushOptions {
-    /// When false, plain HTTP and unverified TLS certificates are accepted
-    /// (for local and test registries).
-    pub tls_verify: bool,
-    /// A folder of `*.crt` CA certificates to trust for this registry, as
-    /// skopeo's `--cert-dir`; without it, `/etc/containers/certs.d/HOST[:PORT]`
-    /// and `/etc/docker/certs.d/HOST[:PORT]` are read when present.
-    pub cert_dir: Option<PathBuf>,
-    /// Explicit credentials; without them, the auth files are searched.
-    pub credentials: Option<Credentials>,
-    /// Files in the `auths` format, searched in order; see
-    /// [`default_auth_files`](crate::default_auth_files).
-    pub auth_files: Vec<PathBuf>,
-    /// Where to remember which repositories received which blobs, so later
-    /// pushes can mount them; `None` remembers nothing.
-    pub blob_record: Option<PathBuf>,
 }
 
 /// A blob the registry copied from another of its repositories.
@@ -83,65 +54,6 @@ pub struct PushSummary {
     pub skipped_blobs: usize,
     /// Blobs mounted from other repositories instead of uploaded.
     pub mounted: Vec<MountedBlob>,
-}
-
-/// Why a push failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error("`{reference}` is not a registry image reference: {detail}; write docker://HOST[:PORT]/REPO[:TAG]")]
-    BadReference { reference: String, detail: String },
-    #[error("credentials must be given as USER:PASS")]
-    BadCredentials,
-    #[error("cannot read the Docker config {}: {detail}; fix or remove it, or pass --creds USER:PASS", path.display())]
-    DockerConfig { path: PathBuf, detail: String },
-    #[error("the credential helper `{program}` (named in {}) gave no login for {registry}: {detail}; install it or log in again with `docker login {registry}`, or pass --creds USER:PASS", config.display())]
-    CredentialHelper {
-        program: String,
-        config: PathBuf,
-        registry: String,
-        detail: String,
-    },
-    #[error("cannot use the certificates at {}: {detail}; --cert-dir takes a folder of PEM `*.crt` CA certificates", path.display())]
-    CertDir { path: PathBuf, detail: String },
-    #[error("{} is a client certificate or key, and gpubox cannot present client certificates yet; remove it from the certificate folder or push with skopeo", path.display())]
-    ClientCertificate { path: PathBuf },
-    #[error("the TLS certificate of registry {registry} is not trusted ({detail}); pass --cert-dir DIR with the CA certificate as DIR/ca.crt, or --tls-verify=false for a test registry")]
-    UntrustedCertificate { registry: String, detail: String },
-    #[error("registry {registry} requires a login; pass --creds USER:PASS or run `podman login {registry}`")]
-    LoginRequired { registry: String },
-    #[error(
-        "registry {registry} refused the login for {username}; check --creds or your auth file"
-    )]
-    LoginRefused { registry: String, username: String },
-    #[error("registry {registry} refused the identity token from the credential helper; log in again with `docker login {registry}` or pass --creds USER:PASS")]
-    TokenRefused { registry: String },
-    #[error("no destination was given, and the spec {} is missing or lists no `registries`; pass docker://HOST[:PORT]/REPO[:TAG] or add `registries = [\"docker://HOST/REPO:TAG\"]` to the spec", spec.display())]
-    NoDestination { spec: PathBuf },
-    #[error("the manifest to push is not valid JSON: {0}")]
-    Manifest(serde_json::Error),
-    #[error("the manifest's mediaType `{0}` cannot be sent as a Content-Type header")]
-    ManifestMediaType(String),
-    #[error("cannot start the network runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("reading blob {digest} to push failed: {source}")]
-    ReadBlob {
-        digest: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("blob {digest} is {actual} bytes, but the manifest says {expected}")]
-    BlobSize {
-        digest: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("uploading blob {digest} to registry {registry} stalled: nothing was taken for {} seconds, {TRIES} times; check the network or the registry", STALL_TIMEOUT.as_secs())]
-    Stalled { registry: String, digest: String },
-    #[error("{action} on registry {registry} failed: {source}; check the address, --creds and --tls-verify")]
-    Registry {
-        action: String,
-        registry: String,
-        source: OciDistributionError,
-    },
 }
 
 /// Pushes the image whose manifest is `manifest` (exactly these bytes) to
@@ -174,17 +86,6 @@ where
     })
 }
 
-/// Runs `work` on a single-threaded runtime.
-pub(crate) fn block_on<T>(
-    work: impl Future<Output = Result<T, PushError>>,
-) -> Result<T, PushError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(PushError::Runtime)?
-        .block_on(work)
-}
-
 /// What happened to each blob of a push.
 pub(crate) struct SentBlobs {
     uploaded: Vec<u64>,
@@ -198,76 +99,9 @@ enum BlobOutcome {
     Uploaded(u64),
 }
 
-/// A logged-in client for one registry, and what errors need to name.
-pub(crate) struct Session {
-    pub client: Client,
-    pub login: Login,
-    pub registry: String,
-    record: Option<(PathBuf, BlobRecord)>,
-}
-
+/// What a session does to push: send blobs, send a manifest, and remember
+/// where the blobs went.
 impl Session {
-    /// Logs in to `image`'s registry for `operation`: a pull asks only for
-    /// pull access, which registries grant where they refuse pushes (a public
-    /// repository, anonymously). Without TLS verification, HTTPS (any
-    /// certificate) is tried first, then plain HTTP.
-    pub async fn open(
-        image: &Reference,
-        operation: RegistryOperation,
-        options: &PushOptions,
-    ) -> Result<Session, PushError> {
-        let registry = image.resolve_registry().to_owned();
-        let login = registry_login(&registry, options)?;
-        let roots = crate::tls::extra_roots(options.cert_dir.as_deref(), &registry)?;
-        let protocols = if options.tls_verify {
-            vec![ClientProtocol::Https]
-        } else {
-            vec![ClientProtocol::Https, ClientProtocol::Http]
-        };
-        // Only pushes mount blobs; a pull has no use for the record.
-        let record = options
-            .blob_record
-            .as_ref()
-            .filter(|_| matches!(operation, RegistryOperation::Push))
-            .map(|path| (path.clone(), BlobRecord::load(path)));
-        let mut last_error = None;
-        for protocol in protocols {
-            let client = Client::new(ClientConfig {
-                protocol,
-                accept_invalid_certificates: !options.tls_verify,
-                extra_root_certificates: roots.clone(),
-                connect_timeout: Some(CONNECT_TIMEOUT),
-                read_timeout: Some(READ_TIMEOUT),
-                ..ClientConfig::default()
-            });
-            match retry(|| client.auth(image, &login.auth, operation), is_transient).await {
-                Ok(_) => {
-                    client.store_auth_if_needed(&registry, &login.auth).await;
-                    return Ok(Session {
-                        client,
-                        login,
-                        registry,
-                        record,
-                    });
-                }
-                Err(OciDistributionError::RequestError(e))
-                    if !options.tls_verify && (e.is_connect() || e.is_request()) =>
-                {
-                    last_error = Some(OciDistributionError::RequestError(e));
-                }
-                Err(e) => return Err(failure(&registry, &login, "logging in".to_owned(), e)),
-            }
-        }
-        let source = last_error.unwrap_or(OciDistributionError::GenericError(None));
-        Err(failure(&registry, &login, "logging in".to_owned(), source))
-    }
-
-    /// The error to report when `action` failed with `source`.
-    pub fn fail(&self, action: impl Into<String>) -> impl Fn(OciDistributionError) -> PushError {
-        let (registry, login, action) = (self.registry.clone(), self.login.clone(), action.into());
-        move |source| failure(&registry, &login, action.clone(), source)
-    }
-
     /// Makes sure the repository of `image` has every blob: present, mounted
     /// from a repository the record names, or uploaded.
     pub async fn send_blobs<'r, E>(
@@ -400,65 +234,6 @@ impl Session {
     }
 }
 
-/// Says what went wrong in words a user can act on: a refused or missing
-/// login, an untrusted certificate, else the registry's own error.
-fn failure(
-    registry: &str,
-    login: &Login,
-    action: String,
-    source: OciDistributionError,
-) -> PushError {
-    let registry = registry.to_owned();
-    if is_unauthorized(&source) {
-        return match &login.username {
-            _ if login.anonymous() => PushError::LoginRequired { registry },
-            Some(username) => PushError::LoginRefused {
-                registry,
-                username: username.clone(),
-            },
-            None => PushError::TokenRefused { registry },
-        };
-    }
-    if let Some(detail) = certificate_problem(&source) {
-        return PushError::UntrustedCertificate { registry, detail };
-    }
-    PushError::Registry {
-        action,
-        registry,
-        source,
-    }
-}
-
-fn is_unauthorized(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => true,
-        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
-        OciDistributionError::RequestError(e) => e.status().is_some_and(|s| {
-            s == http::StatusCode::UNAUTHORIZED || s == http::StatusCode::FORBIDDEN
-        }),
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
-        _ => false,
-    }
-}
-
-/// The TLS library's complaint about the registry's certificate, if that is
-/// why the request failed.
-fn certificate_problem(error: &OciDistributionError) -> Option<String> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        let said = e.to_string();
-        if said.contains("certificate") {
-            return Some(said);
-        }
-        cause = e.source();
-    }
-    None
-}
-
 /// Bytes of a blob read and sent at a time; with [`CHUNKS_IN_FLIGHT`] this
 /// bounds what an upload holds in memory, whatever the layer's size.
 const CHUNK: usize = 1 << 20;
@@ -536,50 +311,6 @@ async fn stream_blob(
     }
 }
 
-pub(crate) fn parse_reference(reference: &str) -> Result<Reference, PushError> {
-    let bad = |detail: String| PushError::BadReference {
-        reference: reference.to_owned(),
-        detail,
-    };
-    let first = reference.split('/').next().unwrap_or_default();
-    // Without a host, `docker.io/library/` would be assumed silently.
-    if !reference.contains('/')
-        || !(first.contains('.') || first.contains(':') || first == "localhost")
-    {
-        return Err(bad("it names no registry host".to_owned()));
-    }
-    Reference::from_str(reference).map_err(|e| bad(e.to_string()))
-}
-
-/// The manifest's own `mediaType`, else OCI's.
-pub(crate) fn manifest_media_type(manifest: &[u8]) -> Result<String, PushError> {
-    let value: serde_json::Value = serde_json::from_slice(manifest).map_err(PushError::Manifest)?;
-    Ok(value["mediaType"]
-        .as_str()
-        .unwrap_or(OCI_MANIFEST_MEDIA_TYPE)
-        .to_owned())
-}
-
-/// Runs `attempt` up to [`TRIES`] times while it fails transiently.
-pub(crate) async fn retry<T, E, F, Fut>(attempt: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut wait = FIRST_BACKOFF;
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(e) if tries < TRIES && transient(&e) => {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Why one try at uploading a blob failed: reading it (final), the registry
 /// (retried when transient) or a stall (retried).
 enum UploadFailure {
@@ -617,99 +348,4 @@ where
         }));
     }
     pushed.map(drop).map_err(UploadFailure::Registry)
-}
-
-/// Whether the registry said it has no such repository, manifest or blob.
-pub(crate) fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        _ => false,
-    }
-}
-
-/// Server errors, timeouts and dropped or reset connections; a connection
-/// refused outright is not worth waiting for.
-pub(crate) fn is_transient(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| e.code == OciErrorCode::Toomanyrequests),
-        OciDistributionError::RequestError(e) => {
-            e.status().is_some_and(|s| s.is_server_error())
-                || e.is_timeout()
-                || (e.is_request() && !e.is_connect())
-                || e.is_body()
-        }
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_must_name_a_host() {
-        assert!(parse_reference("127.0.0.1:5000/hello:v1").is_ok());
-        assert!(parse_reference("localhost/a/b").is_ok());
-        assert!(matches!(
-            parse_reference("hello:v1"),
-            Err(PushError::BadReference { .. })
-        ));
-        assert!(matches!(
-            parse_reference("library/hello"),
-            Err(PushError::BadReference { .. })
-        ));
-    }
-
-    #[test]
-    fn manifests_keep_their_media_type() {
-        assert_eq!(
-            manifest_media_type(
-                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
-            )
-            .unwrap(),
-            "application/vnd.docker.distribution.manifest.v2+json"
-        );
-        assert_eq!(manifest_media_type(b"{}").unwrap(), OCI_MANIFEST_MEDIA_TYPE);
-        assert!(manifest_media_type(b"nope").is_err());
-    }
-
-    #[test]
-    fn refused_logins_name_the_user_and_never_the_password() {
-        let refused = OciDistributionError::ServerError {
-            code: 401,
-            url: "https://r/v2/".to_owned(),
-            message: String::new(),
-        };
-        let login = Login {
-            auth: oci_client::secrets::RegistryAuth::Basic("me".into(), "hunter2".into()),
-            username: Some("me".into()),
-        };
-        let said = failure("r:5000", &login, "x".into(), refused).to_string();
-        assert!(said.contains("refused the login for me"), "{said}");
-        assert!(!said.contains("hunter2"), "{said}");
-        let anonymous = Login {
-            auth: oci_client::secrets::RegistryAuth::Anonymous,
-            username: None,
-        };
-        let said = failure(
-            "r:5000",
-            &anonymous,
-            "x".into(),
-            OciDistributionError::UnauthorizedError { url: String::new() },
-        )
-        .to_string();
-        assert!(said.contains("requires a login"), "{said}");
-    }
 }

@@ -11,9 +11,10 @@ use gpubox_oci::Digest;
 use oci_client::{Reference, RegistryOperation};
 use serde_json::json;
 
-use crate::push::{
-    block_on, is_not_found, is_transient, manifest_media_type, parse_reference, retry, Blob,
-    PushError, PushOptions, Session, OCI_MANIFEST_MEDIA_TYPE,
+use crate::push::Blob;
+use crate::session::{
+    block_on, is_not_found, is_transient, manifest_media_type, parse_reference, retry, PushError,
+    PushOptions, Session, OCI_MANIFEST_MEDIA_TYPE,
 };
 
 /// The media type of SPDX 2.3 JSON documents, and of the artifacts holding one.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use oci_client::client::{Certificate, CertificateEncoding};
 
-use crate::push::PushError;
+use crate::session::PushError;
 
 /// The folders skopeo and podman read a registry's certificates from when no
 /// `--cert-dir` is given.

@@ -1,0 +1,283 @@
+//! `gpubox-engines` runs and probes the local container engines, podman and
+//! Docker, through their own command-line programs: loading a docker-archive
+//! into an engine's storage ([`load`]), saving an image from it as a
+//! docker-archive ([`save`]), reading an image's `Env` from its config
+//! ([`image_env`]), and asking an engine what it can do with NVIDIA GPUs
+//! ([`probe`]: its version, CDI support, the legacy `nvidia` runtime).
+//!
+//! Images travel to and from engines as docker-archive streams through the
+//! engines' CLIs, so whatever socket, context or storage settings the user
+//! has configured apply unchanged; callers pass a function that writes the
+//! archive into the stream. Failures come back as [`EngineError`], worded for
+//! the user. It does not build, pull or push images, and it never prints:
+//! what an engine writes is captured and returned.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+/// A local container engine gpubox can load images into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    /// The engine's command-line program.
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
+/// Why an engine could not take or give an image.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("`{program}` was not found on PATH; install {program} or choose another output (oci:DIR, oci-archive:FILE, docker-archive:FILE)")]
+    NotInstalled { program: &'static str },
+    #[error("could not run `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("`{command}` printed something gpubox cannot read: {detail}")]
+    BadOutput { command: String, detail: String },
+    #[error("streaming the image into `{command}` failed: {source}")]
+    Stream {
+        command: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Runs `ENGINE load`, with `write_archive` writing a docker-archive into its
+/// standard input. Returns what the engine printed (the loaded image's name).
+pub fn load<E>(
+    engine: Engine,
+    write_archive: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<String, EngineError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let command = format!("{engine} load");
+    let mut child = Command::new(engine.program())
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| spawn_error(engine, &command, source))?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(EngineError::Spawn {
+            command,
+            source: io::Error::other("the child's pipes were not set up"),
+        });
+    };
+    let out_reader = thread::spawn(move || read_all(stdout));
+    let err_reader = thread::spawn(move || read_all(stderr));
+    let written = write_archive(&mut stdin);
+    drop(stdin);
+    let status = child.wait().map_err(|source| EngineError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(EngineError::Failed {
+            command,
+            status,
+            stderr: stderr.trim().to_owned(),
+        });
+    }
+    written.map_err(|e| EngineError::Stream {
+        command,
+        source: Box::new(e),
+    })?;
+    Ok(stdout.trim().to_owned())
+}
+
+/// Runs `ENGINE save IMAGE` into `dest` as a docker-archive.
+pub fn save(engine: Engine, image: &str, dest: &Path) -> Result<(), EngineError> {
+    let mut args = vec!["save"];
+    if engine == Engine::Podman {
+        args.extend(["--format", "docker-archive"]);
+    }
+    let dest = dest.to_string_lossy();
+    args.extend(["-o", &dest, image]);
+    run_engine(engine, &args, &format!("{engine} save {image}")).map(drop)
+}
+
+/// The `Env` of an image in `engine`'s storage, read from its config with
+/// `ENGINE image inspect`: no export of the image's layers.
+pub fn image_env(engine: Engine, image: &str) -> Result<Vec<String>, EngineError> {
+    let command = format!("{engine} image inspect {image}");
+    let out = run_engine(
+        engine,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}",
+            image,
+        ],
+        &command,
+    )?;
+    let env: Option<Vec<String>> =
+        serde_json::from_slice(&out).map_err(|e| EngineError::BadOutput {
+            command,
+            detail: e.to_string(),
+        })?;
+    Ok(env.unwrap_or_default())
+}
+
+/// Runs the engine's CLI and returns its standard output.
+fn run_engine(engine: Engine, args: &[&str], shown: &str) -> Result<Vec<u8>, EngineError> {
+    let output = Command::new(engine.program())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| spawn_error(engine, shown, source))?;
+    if !output.status.success() {
+        return Err(EngineError::Failed {
+            command: shown.to_owned(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output.stdout)
+}
+
+fn spawn_error(engine: Engine, command: &str, source: io::Error) -> EngineError {
+    if source.kind() == io::ErrorKind::NotFound {
+        EngineError::NotInstalled {
+            program: engine.program(),
+        }
+    } else {
+        EngineError::Spawn {
+            command: command.to_owned(),
+            source,
+        }
+    }
+}
+
+fn read_all(mut r: impl Read) -> String {
+    let mut bytes = Vec::new();
+    // A read error only shortens the message shown to the user.
+    let _ = r.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// What an engine on this host is and can do with NVIDIA GPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub engine: Engine,
+    /// The server's version (Docker) or podman's own.
+    pub version: String,
+    /// Whether `--device nvidia.com/gpu=...` (CDI) works: podman 4.1 or newer;
+    /// Docker when its daemon reports CDI spec folders (25+ with the `cdi`
+    /// feature, on by default from 28.2).
+    pub cdi: bool,
+    /// Whether the legacy `nvidia` runtime is registered (Docker's `--gpus`).
+    pub nvidia_runtime: bool,
+}
+
+/// Asks `engine` about itself; `None` when it is not installed or its daemon
+/// does not answer.
+pub fn probe(engine: Engine) -> Option<EngineInfo> {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = Command::new(engine.program())
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    match engine {
+        Engine::Docker => {
+            let info: serde_json::Value =
+                serde_json::from_str(&run(&["info", "--format", "{{json .}}"])?).ok()?;
+            let version = info["ServerVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let cdi = info["CDISpecDirs"]
+                .as_array()
+                .is_some_and(|dirs| !dirs.is_empty());
+            let nvidia_runtime = info["Runtimes"].get("nvidia").is_some();
+            Some(EngineInfo {
+                engine,
+                version,
+                cdi,
+                nvidia_runtime,
+            })
+        }
+        Engine::Podman => {
+            let version = run(&["version", "--format", "{{.Client.Version}}"])?;
+            Some(EngineInfo {
+                engine,
+                cdi: version_at_least(&version, &[4, 1]),
+                version,
+                nvidia_runtime: false,
+            })
+        }
+    }
+}
+
+/// Whether a dotted version is at least `minimum`, number by number.
+fn version_at_least(version: &str, minimum: &[u64]) -> bool {
+    let numbers: Vec<u64> = version
+        .split(['.', '-', '+'])
+        .map_while(|part| part.parse().ok())
+        .collect();
+    numbers.as_slice() >= minimum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        assert!(version_at_least("4.3.1", &[4, 1]));
+        assert!(version_at_least("10.0", &[4, 1]));
+        assert!(!version_at_least("3.4.4", &[4, 1]));
+        assert!(!version_at_least("4.0.2", &[4, 1]));
+        assert!(version_at_least("4.1.0-dev", &[4, 1]));
+    }
+
+    #[test]
+    fn probes_the_engines_installed_here() {
+        // Real engines: whatever answers must report a version.
+        for engine in [Engine::Docker, Engine::Podman] {
+            let info = probe(engine);
+            if !gpubox_testkit::found(&engine.to_string(), info.is_some()) {
+                continue;
+            }
+            if let Some(info) = info {
+                assert!(!info.version.is_empty(), "{info:?}");
+                if engine == Engine::Podman {
+                    assert_eq!(info.cdi, version_at_least(&info.version, &[4, 1]));
+                }
+            }
+        }
+    }
+}
