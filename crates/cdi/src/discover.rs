@@ -88,9 +88,10 @@ pub struct Gpu {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Driver {
     pub version: DriverVersion,
-    /// `lib*.so.<version>` files in [`LIBRARY_DIRS`]. Libraries that carry their own version
-    /// (the EGL platform libraries such as `libnvidia-egl-wayland.so.1.1.13`) are graphics
-    /// only and are left out: CUDA, NVML and the compilers all carry the driver's version.
+    /// `lib*.so.<version>` files in the driver root's library folders (`usr/lib64`,
+    /// `usr/lib/x86_64-linux-gnu`, ...). Libraries that carry their own version (the EGL
+    /// platform libraries such as `libnvidia-egl-wayland.so.1.1.13`) are graphics only and
+    /// are left out: CUDA, NVML and the compilers all carry the driver's version.
     pub libraries: Vec<PathBuf>,
     pub binaries: Vec<PathBuf>,
     /// Files in `lib/firmware/nvidia/<version>/` (the GSP firmware).

@@ -4,10 +4,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::discover::versioned_library_name;
-use crate::spec::check;
+use crate::rules::check;
 use crate::{CdiError, Driver, DriverVersion, Spec, KIND};
 
 /// The folders container engines read CDI specs from, in their priority order.
@@ -87,15 +85,15 @@ fn read_installed(path: &Path) -> Option<Result<InstalledSpec, CdiError>> {
             }))
         }
     };
-    // YAML is a superset of JSON, so one parser reads both.
-    let document: serde_yaml::Value = match serde_yaml::from_slice(&bytes) {
+    // YAML is a superset of JSON, so one parser reads both, as it does in container engines.
+    let document: serde_norway::Value = match serde_norway::from_slice(&bytes) {
         Ok(document) => document,
         Err(e) => return Some(Err(parse_error(e.to_string()))),
     };
     if document.get("kind").and_then(|kind| kind.as_str()) != Some(KIND) {
         return None;
     }
-    let spec: Spec = match serde_yaml::from_value(document) {
+    let spec: Spec = match serde_norway::from_value(document) {
         Ok(spec) => spec,
         Err(e) => return Some(Err(parse_error(e.to_string()))),
     };
@@ -105,19 +103,17 @@ fn read_installed(path: &Path) -> Option<Result<InstalledSpec, CdiError>> {
             reason,
         }));
     }
-    Some(summarize(path, &spec).map_err(parse_error))
+    Some(Ok(summarize(path, spec)))
 }
 
-/// The spec's devices and driver version, read from its serialized form (the CNCF crate
-/// keeps those fields private).
-fn summarize(path: &Path, spec: &Spec) -> Result<InstalledSpec, String> {
-    let value = serde_json::to_value(spec).map_err(|e| e.to_string())?;
-    let devices: &[Value] = value["devices"].as_array().map_or(&[], Vec::as_slice);
-    let edits = std::iter::once(&value["containerEdits"])
-        .chain(devices.iter().map(|device| &device["containerEdits"]));
-    let mounted: Vec<&str> = edits
-        .flat_map(|edits| edits["mounts"].as_array().map_or(&[][..], Vec::as_slice))
-        .filter_map(|mount| mount["hostPath"].as_str())
+/// The spec's devices and the driver version its mounts name.
+fn summarize(path: &Path, spec: Spec) -> InstalledSpec {
+    let mounted: Vec<&str> = spec
+        .container_edits
+        .iter()
+        .chain(spec.devices.iter().map(|device| &device.container_edits))
+        .flat_map(|edits| edits.mounts.as_deref().unwrap_or_default())
+        .map(|mount| mount.host_path.as_str())
         .collect();
     let driver_version = VERSION_LIBRARIES.iter().find_map(|wanted| {
         mounted.iter().find_map(|host_path| {
@@ -126,15 +122,16 @@ fn summarize(path: &Path, spec: &Spec) -> Result<InstalledSpec, String> {
             (stem == *wanted).then_some(version)
         })
     });
-    Ok(InstalledSpec {
+    InstalledSpec {
         path: path.to_owned(),
-        kind: value["kind"].as_str().unwrap_or(KIND).to_owned(),
-        devices: devices
+        devices: spec
+            .devices
             .iter()
-            .filter_map(|device| device["name"].as_str().map(str::to_owned))
+            .map(|device| device.name.clone())
             .collect(),
+        kind: spec.kind,
         driver_version,
-    })
+    }
 }
 
 /// Where the host's CDI specs for `nvidia.com/gpu` stand against its driver.

@@ -1,7 +1,35 @@
 //! Host-side NVIDIA plumbing for `gpubox cdi generate` and `gpubox doctor`: discovers the
 //! driver installed on a host (the real one, or a fake tree rooted elsewhere), turns it into
-//! a CDI spec of kind `nvidia.com/gpu` (validated with the CNCF `container-device-interface`
-//! crate), renders and writes that spec, and inspects the CDI specs already installed.
+//! a CDI spec of kind `nvidia.com/gpu`, validates, renders and writes that spec, and inspects
+//! the CDI specs already installed.
+//!
+//! It owns the CDI spec document ([`Spec`] and the types under it, serde structs with the
+//! specification's field names) and its validation. Both used to come from the CNCF
+//! `container-device-interface` crate, which brought a JSON Schema engine with an HTTP
+//! client, an OCI runtime spec model and a CLI parser for what is a few hundred lines of
+//! rules: this crate's normal dependency tree held 184 distinct crates (421 lines of
+//! `cargo tree -e normal`); with its own model and checks it holds 32 (47 lines). The rules
+//! are those container engines apply when they load a spec, taken from the reference
+//! implementations (the Go library podman, containerd and CRI-O use, and the CNCF Rust crate):
+//! - `cdiVersion` is a released version (0.1.0 to 1.1.0, a leading `v` allowed) and at least
+//!   the one the content needs: a mount `type` needs 0.4.0; a device name not starting with a
+//!   letter or a device node `hostPath` 0.5.0; annotations or a dot in the class 0.6.0;
+//!   `intelRdt` or `additionalGids` 0.7.0; `netDevices`, `intelRdt.schemata` or
+//!   `intelRdt.enableMonitoring` 1.1.0, which also drops `enableCMT` and `enableMBM`;
+//! - `kind` is `vendor/class`, each an ASCII name of letters, digits, `-`, `_`, `.` that
+//!   starts with a letter and ends with a letter or digit; device names are alike but may
+//!   start with a digit and may hold `:`; there is at least one device and names are unique;
+//! - annotation keys are Kubernetes qualified names, keys and values within 256 KiB;
+//! - every device edits something; env entries are `NAME=VALUE`; device nodes have a path,
+//!   a known type and `r`/`w`/`m` permissions; hooks a known hook point, a path and a timeout
+//!   that fits 32 bits; mounts both paths; `intelRdt.closID` is a usable group name; net
+//!   devices are named and not repeated.
+//!
+//! Unknown fields make a spec unreadable, as they do for the engines (the Go library parses
+//! strictly): `gpubox doctor` must not call fine a spec the engines would refuse. YAML is read
+//! and written with `serde_norway` (a maintained fork of the deprecated `serde_yaml`, whose
+//! output it keeps); a library's soname comes from the workspace's one ELF reader,
+//! [`gpubox_hostbin::soname`].
 //!
 //! It owns nothing in the image and nothing in the container: the build side lives in
 //! `gpubox-cuda`, the in-container driver linking in `gpubox-init`, printing and flags in
@@ -11,16 +39,18 @@
 mod discover;
 pub mod fake_host;
 mod installed;
+mod model;
+mod rules;
 mod spec;
 
 use std::path::PathBuf;
 
-pub use container_device_interface::specs::config::Spec;
 pub use discover::{discover, Driver, Gpu, HostRoots};
 pub use gpubox_cuda::DriverVersion;
 pub use installed::{
     installed_specs, spec_matches_driver, spec_status, InstalledSpec, SpecStatus, SPEC_DIRS,
 };
+pub use model::{ContainerEdits, Device, DeviceNode, Hook, IntelRdt, Mount, NetDevice, Spec};
 pub use spec::{generate, render, validate, write_spec, SpecFormat, KIND};
 
 /// Everything that can go wrong while discovering a driver or handling CDI specs; each

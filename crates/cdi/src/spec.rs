@@ -1,18 +1,12 @@
 //! Turns a discovered [`Driver`] into a CDI spec, validates, renders and writes it.
 
-use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use container_device_interface::specs::config::CURRENT_VERSION;
-use container_device_interface::version::minimum_required_version;
-use object::read::elf::{Dyn, ElfFile64};
-use object::{elf, Endianness, ReadCache};
-use serde_json::{json, Value};
-
 use crate::discover::{gpu_node, gpus_dir, versioned_library_name};
+use crate::model::{ContainerEdits, Device, DeviceNode, Mount};
+use crate::rules::{check, minimum_required_version};
 use crate::{CdiError, Driver, HostRoots, Spec};
 
 /// The CDI kind of every spec this crate makes and looks for.
@@ -45,8 +39,9 @@ impl std::fmt::Display for SpecFormat {
 /// its own path and again in `/run/opengl-driver/lib` under its file name, its soname and its
 /// `.so` name; the binaries, firmware files and IPC sockets at their own paths. Container
 /// paths are host paths with the root (`driver_root` or `dev_root`) taken off. No env, hooks
-/// or annotations. `cdiVersion` is the lowest version the content needs, as the CNCF crate
-/// computes it (device names starting with a digit need 0.5.0).
+/// or annotations. `cdiVersion` is the lowest version the content needs, as container engines
+/// compute it (device names starting with a digit and device nodes with a `hostPath` need
+/// 0.5.0).
 pub fn generate(driver: &Driver, roots: &HostRoots) -> Result<Spec, CdiError> {
     if driver.gpus.is_empty() {
         return Err(CdiError::NoGpus {
@@ -74,7 +69,14 @@ pub fn generate(driver: &Driver, roots: &HostRoots) -> Result<Spec, CdiError> {
     }
     let mut devices = by_index;
     devices.append(&mut by_uuid);
-    devices.push(json!({"name": "all", "containerEdits": {"deviceNodes": all_nodes}}));
+    devices.push(Device {
+        name: "all".to_owned(),
+        annotations: BTreeMap::new(),
+        container_edits: ContainerEdits {
+            device_nodes: Some(all_nodes),
+            ..ContainerEdits::default()
+        },
+    });
 
     let control_nodes = driver
         .device_nodes
@@ -115,42 +117,30 @@ pub fn generate(driver: &Driver, roots: &HostRoots) -> Result<Spec, CdiError> {
         )?);
     }
 
-    let mut common = serde_json::Map::new();
-    if !control_nodes.is_empty() {
-        common.insert("deviceNodes".to_owned(), control_nodes.into());
-    }
-    if !mounts.is_empty() {
-        common.insert("mounts".to_owned(), mounts.into());
-    }
-    let mut value = json!({
-        "cdiVersion": CURRENT_VERSION,
-        "kind": KIND,
-        "devices": devices,
-        "containerEdits": common,
-    });
-    let draft = from_value(value.clone())?;
-    let needed = minimum_required_version(&draft).map_err(|e| CdiError::InvalidSpec {
-        reason: format!("{e:#}"),
-    })?;
-    value["cdiVersion"] = needed.to_string().into();
-    from_value(value)
+    let mut spec = Spec {
+        cdi_version: String::new(),
+        kind: KIND.to_owned(),
+        annotations: BTreeMap::new(),
+        devices,
+        container_edits: Some(ContainerEdits {
+            device_nodes: non_empty(control_nodes),
+            mounts: non_empty(mounts),
+            ..ContainerEdits::default()
+        }),
+    };
+    spec.cdi_version = minimum_required_version(&spec).0.to_string();
+    Ok(spec)
 }
 
-/// Checks `spec` the way container engines do, with the CNCF crate (schema, names, version).
+/// Checks `spec` the way container engines do when they load it: known `cdiVersion` and at
+/// least the one its content needs, `vendor/class` kind, device names, unique devices,
+/// annotations and container edits (see the crate doc for where the rules come from).
 pub fn validate(spec: &Spec) -> Result<(), CdiError> {
     check(spec).map_err(|reason| CdiError::InvalidSpec { reason })
 }
 
-/// The CNCF crate's verdict on `spec`, as a message.
-pub(crate) fn check(spec: &Spec) -> Result<(), String> {
-    // The path only names the spec inside the crate's own messages.
-    container_device_interface::spec::new_spec(spec, &PathBuf::from("nvidia.yaml"), 0)
-        .map(drop)
-        .map_err(|e| format!("{e:#}"))
-}
-
 /// `spec` as JSON (pretty, ending in a newline) or YAML. Deterministic: the order is the
-/// spec's own (see [`generate`]) and fields come in the CDI crate's declaration order.
+/// spec's own (see [`generate`]) and fields come in the CDI specification's order.
 pub fn render(spec: &Spec, format: SpecFormat) -> Result<Vec<u8>, CdiError> {
     let rendered = match format {
         SpecFormat::Json => serde_json::to_vec_pretty(spec)
@@ -159,64 +149,62 @@ pub fn render(spec: &Spec, format: SpecFormat) -> Result<Vec<u8>, CdiError> {
                 bytes
             })
             .map_err(|e| e.to_string()),
-        SpecFormat::Yaml => serde_yaml::to_string(spec)
+        SpecFormat::Yaml => serde_norway::to_string(spec)
             .map(String::into_bytes)
             .map_err(|e| e.to_string()),
     };
     rendered.map_err(|reason| CdiError::Render { format, reason })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder (created when
-/// missing), synced, mode 0644, then renamed over `path`. On error the temporary file is gone.
+/// Writes `bytes` to `path` atomically (the folder is created when missing),
+/// mode 0644: readers see the old spec or the new one, never half of one.
 pub fn write_spec(path: &Path, bytes: &[u8]) -> Result<(), CdiError> {
     let write_error = |source| CdiError::Write {
         path: path.to_owned(),
         source,
     };
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(folder).map_err(write_error)?;
-    let mut temporary = tempfile::Builder::new()
-        .prefix(".gpubox-cdi-")
-        .tempfile_in(folder)
-        .map_err(write_error)?;
-    temporary.write_all(bytes).map_err(write_error)?;
-    let file: &File = temporary.as_file();
-    file.set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    temporary.persist(path).map_err(|e| write_error(e.error))?;
-    Ok(())
+    fs::create_dir_all(gpubox_atomic::folder_of(path)).map_err(write_error)?;
+    gpubox_atomic::write_bytes(path, &gpubox_atomic::Options::new().mode(0o644), bytes)
+        .map_err(|e| write_error(e.into()))
 }
 
-fn from_value(value: Value) -> Result<Spec, CdiError> {
-    serde_json::from_value(value).map_err(|e| CdiError::InvalidSpec {
-        reason: e.to_string(),
-    })
+/// `Some(list)`, or `None` for an empty list (left out of the rendered spec).
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
 }
 
-fn device(name: &str, node: &Value) -> Value {
-    json!({"name": name, "containerEdits": {"deviceNodes": [node]}})
+fn device(name: &str, node: &DeviceNode) -> Device {
+    Device {
+        name: name.to_owned(),
+        annotations: BTreeMap::new(),
+        container_edits: ContainerEdits {
+            device_nodes: Some(vec![node.clone()]),
+            ..ContainerEdits::default()
+        },
+    }
 }
 
 /// A device node at its container path, with `hostPath` only when the node lives elsewhere.
-fn device_node(host: &Path, dev_root: &Path) -> Result<Value, CdiError> {
+fn device_node(host: &Path, dev_root: &Path) -> Result<DeviceNode, CdiError> {
     let container = in_container(host, dev_root);
-    let mut node = json!({"path": utf8(&container)?});
-    if container != host {
-        node["hostPath"] = utf8(host)?.into();
-    }
-    Ok(node)
+    Ok(DeviceNode {
+        path: utf8(&container)?.to_owned(),
+        host_path: if container == host {
+            None
+        } else {
+            Some(utf8(host)?.to_owned())
+        },
+        ..DeviceNode::default()
+    })
 }
 
-fn mount(host: &Path, container: &Path, options: &[&str]) -> Result<Value, CdiError> {
-    Ok(json!({
-        "hostPath": utf8(host)?,
-        "containerPath": utf8(container)?,
-        "options": options,
-    }))
+fn mount(host: &Path, container: &Path, options: &[&str]) -> Result<Mount, CdiError> {
+    Ok(Mount {
+        host_path: utf8(host)?.to_owned(),
+        container_path: utf8(container)?.to_owned(),
+        mount_type: None,
+        options: Some(options.iter().map(|&option| option.to_owned()).collect()),
+    })
 }
 
 /// `host` with `root` taken off, as an absolute path; a path outside `root` stays as it is.
@@ -234,8 +222,10 @@ fn utf8(path: &Path) -> Result<&str, CdiError> {
 
 /// The names a library gets in `/run/opengl-driver/lib`: its file name, its soname and its
 /// `.so` link name. The soname is the ELF `DT_SONAME` when the file has one (it is
-/// `libGLX_nvidia.so.0`, not `.so.1`, for example), else the stem plus `.so.1`, which is
-/// what CUDA, NVML and the JIT compiler libraries use.
+/// `libGLX_nvidia.so.0`, not `.so.1`, for example), read with the workspace's ELF reader
+/// ([`gpubox_hostbin::soname`]); else the stem plus `.so.1`, which is what CUDA, NVML and the
+/// JIT compiler libraries use. A file that cannot be read as ELF (a placeholder in a fake
+/// tree) gets the fallback too.
 fn nix_names(library: &Path) -> BTreeSet<String> {
     let Some(name) = library.file_name().and_then(|n| n.to_str()) else {
         return BTreeSet::new();
@@ -243,23 +233,10 @@ fn nix_names(library: &Path) -> BTreeSet<String> {
     let Some((stem, _, _)) = versioned_library_name(name) else {
         return BTreeSet::from([name.to_owned()]);
     };
-    let soname = elf_soname(library).unwrap_or_else(|| format!("{stem}.so.1"));
+    let soname = gpubox_hostbin::soname(library)
+        .ok()
+        .flatten()
+        .and_then(|soname| soname.into_string().ok())
+        .unwrap_or_else(|| format!("{stem}.so.1"));
     BTreeSet::from([name.to_owned(), soname, format!("{stem}.so")])
-}
-
-/// `DT_SONAME` of a 64-bit ELF library, read through its section headers; `None` for
-/// anything else (a placeholder file in a fake tree, a stripped or 32-bit file).
-fn elf_soname(path: &Path) -> Option<String> {
-    let data = ReadCache::new(File::open(path).ok()?);
-    let elf = ElfFile64::<Endianness, _>::parse(&data).ok()?;
-    let endian = elf.endian();
-    let sections = elf.elf_section_table();
-    let (entries, strings_index) = sections.dynamic(endian, &data).ok()??;
-    let strings = sections.strings(endian, &data, strings_index).ok()?;
-    let entry = entries
-        .iter()
-        .find(|entry| entry.tag32(endian) == Some(elf::DT_SONAME))?;
-    let offset = u32::try_from(entry.d_val(endian)).ok()?;
-    let soname = strings.get(offset).ok()?;
-    String::from_utf8(soname.to_vec()).ok()
 }

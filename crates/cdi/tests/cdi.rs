@@ -288,9 +288,9 @@ fn soname_comes_from_the_elf_file_when_it_has_one() {
 }
 
 #[test]
-fn json_and_yaml_parse_back_with_the_cdi_crate() {
+fn json_and_yaml_parse_back_and_read_as_installed_specs() {
     let (_root, roots) = fake_host(DRIVER, 2);
-    let (_, spec) = generated(&roots);
+    let (driver, spec) = generated(&roots);
 
     let json = render(&spec, SpecFormat::Json).expect("render JSON");
     let from_json: Spec = serde_json::from_slice(&json).expect("parse JSON");
@@ -298,19 +298,23 @@ fn json_and_yaml_parse_back_with_the_cdi_crate() {
     assert_eq!(from_json, spec);
 
     let yaml = render(&spec, SpecFormat::Yaml).expect("render YAML");
-    let from_yaml: Spec = serde_yaml::from_slice(&yaml).expect("parse YAML");
+    let from_yaml: Spec = serde_norway::from_slice(&yaml).expect("parse YAML");
     validate(&from_yaml).expect("YAML spec valid");
     assert_eq!(from_yaml, spec);
 
-    // The CNCF crate's own reader, the one its cache uses.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("nvidia.yaml");
-    write_spec(&path, &yaml).expect("write");
-    let read = container_device_interface::spec::read_spec(&path, 0).expect("read_spec");
-    assert_eq!(read.get_vendor(), "nvidia.com");
-    assert_eq!(read.get_class(), "gpu");
-    assert!(read.get_device("all").is_some());
-    assert!(read.get_device(&gpu_uuid(1)).is_some());
+    // Both, installed, read back through the reader `gpubox doctor` uses.
+    let host = tempfile::tempdir().expect("tempdir");
+    install(host.path(), "nvidia.json", &spec, SpecFormat::Json);
+    install(host.path(), "nvidia.yaml", &spec, SpecFormat::Yaml);
+    let specs = installed_specs(host.path());
+    assert_eq!(specs.len(), 2, "{specs:?}");
+    for installed in &specs {
+        let installed = installed.as_ref().expect("valid installed spec");
+        assert_eq!(installed.kind, "nvidia.com/gpu");
+        assert_eq!(installed.devices, device_names(&spec));
+        assert!(installed.devices.contains(&gpu_uuid(1)));
+        assert!(spec_matches_driver(installed, &driver));
+    }
 }
 
 #[test]
@@ -348,6 +352,10 @@ fn validate_rejects_what_engines_reject() {
     .expect("shape");
     let error = validate(&bad).expect_err("invalid device name");
     assert!(matches!(error, CdiError::InvalidSpec { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("device \"bad name!\""),
+        "{error}"
+    );
 }
 
 #[test]
@@ -467,4 +475,40 @@ fn installed_specs_skip_other_kinds_and_name_broken_files() {
         "{errors:?}"
     );
     assert!(installed_specs(&root.path().join("missing")).is_empty());
+}
+
+#[test]
+fn installed_spec_with_an_unknown_field_is_refused() {
+    let (host, roots) = fake_host(DRIVER, 1);
+    let (_, spec) = generated(&roots);
+    let mut json = as_json(&spec);
+    json["devices"][0]["containerEdits"]["unknownEdit"] = "x".into();
+    let path = host.path().join("etc/cdi/nvidia.json");
+    write_spec(&path, json.to_string().as_bytes()).expect("write");
+    let specs = installed_specs(host.path());
+    let error = specs[0].as_ref().expect_err("unknown field");
+    assert!(matches!(error, CdiError::SpecParse { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("unknownEdit"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+#[test]
+fn installed_spec_with_a_too_low_version_names_the_reason() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path().join("etc/cdi/nvidia.yaml");
+    write_spec(
+        &path,
+        b"cdiVersion: 0.3.0\nkind: nvidia.com/gpu\ndevices:\n- name: '0'\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n",
+    )
+    .expect("write");
+    let specs = installed_specs(root.path());
+    let error = specs[0].as_ref().expect_err("version too low");
+    assert!(
+        matches!(error, CdiError::InstalledSpecInvalid { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("cdiVersion 0.3.0"), "{message}");
+    assert!(message.contains("needs CDI 0.5.0"), "{message}");
 }

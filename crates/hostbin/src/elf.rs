@@ -2,6 +2,9 @@
 //! `PT_INTERP` path, and the `DT_NEEDED`/`DT_SONAME`/`DT_RPATH`/`DT_RUNPATH`/`DT_FLAGS_1`
 //! entries of the dynamic segment. Only headers and the string table are read (through
 //! `ReadCache`), so multi-gigabyte CUDA libraries cost a few kilobytes of I/O.
+//!
+//! This is the workspace's one ELF reader: other crates that need a library's soname (the CDI
+//! spec in `gpubox-cdi`) go through [`soname`] rather than parsing ELF themselves.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -64,6 +67,13 @@ impl ElfObject {
     pub fn is_loadable(&self) -> bool {
         self.elf_type == elf::ET_DYN || self.elf_type == elf::ET_EXEC
     }
+}
+
+/// The `DT_SONAME` of the ELF file at `path` (32- or 64-bit, either byte order), read from its
+/// dynamic segment as the loader reads it. `Ok(None)` when the file is not ELF (a script, a
+/// placeholder) or has no soname (an executable, a library linked without `-soname`).
+pub fn soname(path: &Path) -> Result<Option<OsString>, HostBinError> {
+    Ok(read(path)?.and_then(|object| object.soname))
 }
 
 /// Reads `path`; `Ok(None)` when the file does not start with the ELF magic (a script, text).
@@ -205,4 +215,55 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
         runpath,
         nodeflib: flags_1 & u64::from(elf::DF_1_NODEFLIB) != 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::process::Command;
+
+    use super::*;
+
+    fn gcc_shared(dir: &Path, soname: Option<&str>) -> PathBuf {
+        let source = dir.join("lib.c");
+        fs::write(&source, "int marker(void) { return 1; }\n").expect("write C");
+        let library = dir.join("libmarker.so.1.2.3");
+        let mut command = Command::new("gcc");
+        command
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source);
+        if let Some(soname) = soname {
+            command.arg(format!("-Wl,-soname,{soname}"));
+        }
+        assert!(command.status().expect("run gcc").success(), "gcc failed");
+        library
+    }
+
+    #[test]
+    fn soname_is_read_from_the_dynamic_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = gcc_shared(dir.path(), Some("libmarker.so.1"));
+        assert_eq!(
+            soname(&library).expect("read"),
+            Some(OsString::from("libmarker.so.1"))
+        );
+    }
+
+    #[test]
+    fn library_without_soname_has_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = gcc_shared(dir.path(), None);
+        assert_eq!(soname(&library).expect("read"), None);
+    }
+
+    #[test]
+    fn non_elf_file_has_no_soname_and_missing_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dir.path().join("libfake.so.1");
+        fs::write(&text, "fake library\n").expect("write");
+        assert_eq!(soname(&text).expect("read"), None);
+        let missing = dir.path().join("missing.so");
+        assert!(matches!(soname(&missing), Err(HostBinError::Io { path, .. }) if path == missing));
+    }
 }

@@ -3,7 +3,8 @@
 //! shared library glibc's dynamic loader would open, at the paths the loader opens them.
 //!
 //! This crate only computes the list ([`resolve`], [`resolve_all`]); it copies nothing and
-//! writes nothing. Layer building and the rest of the image belong to other crates.
+//! writes nothing. Layer building and the rest of the image belong to other crates. Its ELF
+//! reader is the workspace's only one; [`soname`] offers it to the crates that need a soname.
 //!
 //! The search follows glibc's `ld.so` (`elf/dl-load.c`), breadth-first over all loaded objects:
 //! a name containing `/` is used as written; otherwise `DT_RPATH` of the requesting object and
@@ -43,6 +44,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+pub use crate::elf::soname;
 use crate::elf::{Abi, ElfObject};
 
 /// One file the image needs: put the bytes of `source` (a real file on the build machine,

@@ -387,17 +387,8 @@ fn static_binary_is_alone() {
         .output()
         .expect("gcc runs");
     if !output.status.success() {
-        // CI installs static libc (libc6-dev): a skip there would hide a lost test.
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "gcc -static failed under CI: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        eprintln!(
-            "SKIPPED static_binary_is_alone: gcc -static failed (static libc missing?): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        eprintln!("gcc -static: {}", String::from_utf8_lossy(&output.stderr));
+        gpubox_testkit::missing("static libc for gcc -static (libc6-dev)");
         return;
     }
     let binary = dir.path().join("static");
