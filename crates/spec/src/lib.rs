@@ -22,10 +22,9 @@ use miette::{NamedSource, SourceSpan};
 
 pub use error::{Location, SpecError};
 pub use machine::{
-    AgeSpec, MachineSpec, Readiness, ReadinessCheck, Restart, SecretSpec, ServiceSpec, SshSpec,
-    TailscaleSpec, UserSpec, DEFAULT_HOST_KEY_DIR, DEFAULT_READINESS_TIMEOUT_MS,
-    DEFAULT_RESTART_DELAY_MS, DEFAULT_SECRETS_DIR, DEFAULT_STOP_TIMEOUT_MS,
-    DEFAULT_TAILSCALE_STATE_DIR,
+    AgeSpec, MachineSpec, SecretSpec, ServiceSpec, SshSpec, TailscaleSpec, UserSpec,
+    DEFAULT_HOST_KEY_DIR, DEFAULT_READINESS_TIMEOUT_MS, DEFAULT_RESTART_DELAY_MS,
+    DEFAULT_SECRETS_DIR, DEFAULT_STOP_TIMEOUT_MS, DEFAULT_TAILSCALE_STATE_DIR,
 };
 
 use check::Checker;

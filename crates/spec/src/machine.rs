@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use miette::SourceSpan;
 
-pub use gpubox_initplan::{Readiness, ReadinessCheck, Restart};
+// The plan's own types, which the spec fills in; users of both name them from gpubox-initplan.
+use gpubox_initplan::{Readiness, Restart};
 
 use crate::{Item, PackageRef};
 

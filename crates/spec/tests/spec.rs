@@ -1219,7 +1219,7 @@ logFile = "/var/log/web.log"
 
 #[test]
 fn machine_keys_are_read_with_their_values() {
-    use gpubox_spec::{ReadinessCheck, Restart};
+    use gpubox_initplan::{ReadinessCheck, Restart};
     let spec = toml(MACHINE_SPEC);
     let machine = &spec.machine;
     assert!(machine.needs_init());

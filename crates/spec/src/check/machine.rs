@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gpubox_initplan::{Readiness, ReadinessCheck, Restart};
 use miette::SourceSpan;
 
 use super::{check_env_name, check_local_path, check_no_nul, child, index, Checker, Problem};
 use crate::error::SpecError;
 use crate::machine::{
-    AgeSpec, Readiness, ReadinessCheck, Restart, SecretSpec, ServiceSpec, SshSpec, TailscaleSpec,
-    UserSpec, DEFAULT_READINESS_TIMEOUT_MS, DEFAULT_RESTART_DELAY_MS, DEFAULT_SECRETS_DIR,
+    AgeSpec, SecretSpec, ServiceSpec, SshSpec, TailscaleSpec, UserSpec,
+    DEFAULT_READINESS_TIMEOUT_MS, DEFAULT_RESTART_DELAY_MS, DEFAULT_SECRETS_DIR,
 };
 use crate::tree::{Entry, Node, Value};
 use crate::{Item, PackageRef};
