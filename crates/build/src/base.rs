@@ -38,30 +38,10 @@ use gpubox_spec::{Spec, DEFAULT_USER, DEFAULT_WORKING_DIR};
 use miette::SourceSpan;
 use serde_json::Value;
 
-use crate::commands::inspect::{open_from, OpenedImage, RegistrySource};
-use crate::error::CliError;
-use crate::progress::{bytes, Progress};
-use crate::target::Target;
-
-/// Why a base image cannot be used. The advice is in the message, as the
-/// error is shown under the spec's `fromImage` line.
-#[derive(Debug, thiserror::Error)]
-pub enum BaseError {
-    #[error(
-        "the base has {base} layers, but maxLayers = {max_layers} leaves room for at most \
-         {room} base layers beside gpubox's own; raise maxLayers (up to 125) or squash the \
-         base (`podman build --squash-all`)"
-    )]
-    TooManyLayers {
-        base: usize,
-        max_layers: usize,
-        room: usize,
-    },
-    #[error("the base is a {found} image, but this build makes a {expected} image; use a base built for {expected}")]
-    Platform { found: String, expected: String },
-    #[error("the base's config cannot be read: {0}")]
-    Config(String),
-}
+use crate::error::{BaseError, BuildError};
+use crate::location::ImageLocation;
+use crate::open::{open_from, OpenedImage, RegistryAccess};
+use crate::reporter::{Bytes, Reporter};
 
 /// The spec's base image, opened; with no `fromImage`, an empty base that
 /// leaves the spec's settings as they are.
@@ -95,13 +75,13 @@ struct BaseConfig {
 pub fn open(
     spec: &Spec,
     architecture: &str,
-    registry: &RegistrySource<'_>,
-) -> Result<Base, CliError> {
+    registry: &RegistryAccess<'_>,
+) -> Result<Base, BuildError> {
     let Some(item) = &spec.from_image else {
         return Ok(Base::default());
     };
     let name = item.value.clone();
-    let in_spec = |error: CliError| {
+    let in_spec = |error: BuildError| {
         error.in_spec(
             spec,
             item.span,
@@ -109,9 +89,9 @@ pub fn open(
         )
     };
     let target = name
-        .parse::<Target>()
-        .map_err(|e| in_spec(e.into()))
-        .map(|target| relative_to(target, &spec.dir))?;
+        .parse::<ImageLocation>()
+        .map_err(|e| in_spec(e.into()))?
+        .relative_to(&spec.dir);
     let image = open_from(&target, Some(registry)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
     let files = account_files(&image, registry.cache_root).map_err(in_spec)?;
@@ -131,7 +111,7 @@ pub fn open(
 fn account_files(
     image: &OpenedImage,
     cache_root: &Path,
-) -> Result<BTreeMap<String, LayerFile>, CliError> {
+) -> Result<BTreeMap<String, LayerFile>, BuildError> {
     let cache = LayerCache::open(cache_root)?;
     let wanted = gpubox_rootfs::BASE_ACCOUNT_FILES;
     let mut layers = Vec::new();
@@ -147,24 +127,6 @@ fn account_files(
         layers.push(files);
     }
     Ok(stack_layer_files(&layers))
-}
-
-/// A relative path in `fromImage` is relative to the spec's folder.
-fn relative_to(target: Target, dir: &Path) -> Target {
-    match target {
-        Target::OciDir { dir: path, tag } => Target::OciDir {
-            dir: dir.join(path),
-            tag,
-        },
-        Target::OciArchive { file, tag } => Target::OciArchive {
-            file: dir.join(file),
-            tag,
-        },
-        Target::DockerArchive { file } => Target::DockerArchive {
-            file: dir.join(file),
-        },
-        other @ (Target::Engine { .. } | Target::Registry { .. }) => other,
-    }
 }
 
 fn read_config(
@@ -279,12 +241,12 @@ impl Base {
         &self,
         spec: &Spec,
         closure_is_empty: bool,
-    ) -> Result<usize, CliError> {
+    ) -> Result<usize, BuildError> {
         let ours = if closure_is_empty { 1 } else { 2 };
         let room = spec.max_layers.saturating_sub(ours);
         let base = self.layer_count();
         if base > room {
-            return Err(CliError::from(BaseError::TooManyLayers {
+            return Err(BuildError::from(BaseError::TooManyLayers {
                 base,
                 max_layers: spec.max_layers,
                 room,
@@ -303,8 +265,8 @@ impl Base {
     pub fn copy_layers(
         &self,
         cache: &LayerCache,
-        progress: &Progress,
-    ) -> Result<BaseLayers, CliError> {
+        reporter: &dyn Reporter,
+    ) -> Result<BaseLayers, BuildError> {
         let Some(image) = &self.image else {
             return Ok(BaseLayers::default());
         };
@@ -321,11 +283,11 @@ impl Base {
                     (blob, false)
                 }
             };
-            progress.step(format!(
+            reporter.step(&format!(
                 "base layer {}/{count} {} {} (reused as is{})",
                 index + 1,
                 blob.digest,
-                bytes(blob.size),
+                Bytes(blob.size),
                 if cached { ", cached" } else { "" }
             ));
             layers.push(blob);
@@ -399,4 +361,206 @@ fn chosen(spec: Option<&str>, base: &str, default: &str) -> String {
     spec.or(Some(base).filter(|value| !value.is_empty()))
         .unwrap_or(default)
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpubox_oci::blob::BlobStore;
+    use gpubox_oci::image::{assemble, ImageConfigInput, LayerInput};
+    use gpubox_oci::{Compression, Entry, ImagePath};
+    use gpubox_registry::PushOptions;
+
+    use crate::reporter::Silent;
+
+    fn file(path: &str, text: &str) -> Entry {
+        Entry::bytes(
+            ImagePath::new(path).unwrap(),
+            0o644,
+            text.as_bytes().to_vec(),
+        )
+    }
+
+    /// A two-layer base in an OCI folder: the first layer has passwd and
+    /// group, the second removes group (a whiteout).
+    fn write_base(dir: &Path, architecture: &str) {
+        let store = BlobStore::open(&dir.join("blobs-work")).unwrap();
+        let layers: Vec<LayerInput> = [
+            vec![
+                Entry::directory(ImagePath::new("etc").unwrap(), 0o755),
+                file("etc/group", "root:x:0:\n"),
+                file(
+                    "etc/passwd",
+                    "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n",
+                ),
+            ],
+            vec![
+                Entry::directory(ImagePath::new("etc").unwrap(), 0o755),
+                file("etc/.wh.group", ""),
+            ],
+        ]
+        .into_iter()
+        .map(|entries| LayerInput {
+            blob: store
+                .write_layer(entries.into_iter().map(Ok), Compression::Gzip, 0, &|_| {})
+                .unwrap(),
+            created_by: "base".to_owned(),
+        })
+        .collect();
+        let image = assemble(
+            &ImageConfigInput {
+                created: 0,
+                architecture: architecture.to_owned(),
+                os: "linux".to_owned(),
+                env: vec![
+                    "PATH=/base/bin".into(),
+                    "FROM_BASE=1".into(),
+                    "SHARED=base".into(),
+                ],
+                entrypoint: vec!["/base/entry".into()],
+                cmd: vec!["--serve".into()],
+                exposed_ports: vec!["80/tcp".into()],
+                labels: BTreeMap::from([
+                    ("from".into(), "base".into()),
+                    ("both".into(), "base".into()),
+                ]),
+                user: "app".into(),
+                working_dir: "/srv".into(),
+                title: "base".into(),
+                version: "1".into(),
+            },
+            &layers,
+        )
+        .unwrap();
+        gpubox_oci::layout::write_oci_dir(&dir.join("base"), Some("1"), &image, &store).unwrap();
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(architecture: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            write_base(dir.path(), architecture);
+            Fixture { dir }
+        }
+
+        fn spec(&self, toml: &str) -> Spec {
+            let text = format!("name = \"demo\"\nfromImage = \"oci:base:1\"\n{toml}");
+            gpubox_spec::parse(&text, &self.dir.path().join("gpubox.toml")).unwrap()
+        }
+
+        fn open(&self, spec: &Spec, architecture: &str) -> Result<Base, BuildError> {
+            let options = PushOptions::default();
+            let access = RegistryAccess {
+                options: &options,
+                cache_root: &self.dir.path().join("cache"),
+                reporter: &Silent,
+            };
+            open(spec, architecture, &access)
+        }
+    }
+
+    #[test]
+    fn the_base_path_stays_and_the_spec_and_ours_win_everything_else() {
+        let fixture = Fixture::new("amd64");
+        let spec = fixture.spec("env = { SHARED = \"spec\" }\n");
+        let base = fixture.open(&spec, "amd64").unwrap();
+        let generated = BTreeMap::from([
+            ("PATH".to_owned(), "/ours/bin".to_owned()),
+            ("SHARED".to_owned(), "ours".to_owned()),
+            ("OURS".to_owned(), "1".to_owned()),
+        ]);
+        let env = base.env_under(&spec, generated.clone());
+        assert_eq!(env["PATH"], "/base/bin");
+        assert_eq!(env["SHARED"], "spec");
+        assert_eq!(env["FROM_BASE"], "1");
+        assert_eq!(env["OURS"], "1");
+
+        let with_path = fixture.spec("env = { PATH = \"/spec/bin\" }\n");
+        let base = fixture.open(&with_path, "amd64").unwrap();
+        assert_eq!(base.env_under(&with_path, generated)["PATH"], "/spec/bin");
+    }
+
+    #[test]
+    fn the_base_program_runs_under_ours_unless_the_spec_names_one() {
+        let fixture = Fixture::new("amd64");
+        let spec = fixture.spec("");
+        let base = fixture.open(&spec, "amd64").unwrap();
+        assert_eq!(base.cmd(&spec), ["/base/entry", "--serve"]);
+        assert_eq!(base.user(&spec), "app");
+        assert_eq!(base.working_dir(&spec), "/srv");
+        assert_eq!(base.labels()["from"], "base");
+
+        let own = fixture.spec(
+            "cmd = [\"/bin/app\"]\nuser = \"root\"\nworkingDir = \"/work\"\nexposedPorts = [\"22/tcp\", \"80/tcp\"]\n",
+        );
+        let base = fixture.open(&own, "amd64").unwrap();
+        assert_eq!(base.cmd(&own), ["/bin/app"]);
+        assert_eq!(base.user(&own), "root");
+        assert_eq!(base.working_dir(&own), "/work");
+        assert_eq!(base.exposed_ports(&own), ["80/tcp", "22/tcp"]);
+    }
+
+    #[test]
+    fn whiteouts_in_the_base_remove_account_files() {
+        let fixture = Fixture::new("amd64");
+        let spec = fixture.spec("");
+        let base = fixture.open(&spec, "amd64").unwrap();
+        let files = base.account_files();
+        match &files["etc/passwd"] {
+            LayerFile::Text(text) => assert!(text.contains("app:x:1000"), "{text}"),
+            other => panic!("passwd is {other:?}"),
+        }
+        // The lower layer's group file is gone, as the runtime will see it.
+        assert!(!files.contains_key("etc/group"), "{files:?}");
+        assert!(!files.contains_key("etc/shadow"));
+        // Read again from the layer cache's record, the answer is the same.
+        let again = fixture.open(&spec, "amd64").unwrap();
+        assert_eq!(again.account_files(), files);
+    }
+
+    #[test]
+    fn max_layers_counts_the_base_layers() {
+        let fixture = Fixture::new("amd64");
+        let tight = fixture.spec("maxLayers = 3\n");
+        let base = fixture.open(&tight, "amd64").unwrap();
+        // Two base layers, the top layer and one layer of store paths.
+        let error = base.store_path_budget(&tight, false).unwrap_err();
+        let message = format!(
+            "{error} {}",
+            std::error::Error::source(&error)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+        assert!(
+            message.contains("the base has 2 layers, but maxLayers = 3 leaves room for at most 1"),
+            "{message}"
+        );
+        // Without store paths the top layer alone fits.
+        assert_eq!(base.store_path_budget(&tight, true).unwrap(), 0);
+        let roomy = fixture.spec("maxLayers = 10\n");
+        let base = fixture.open(&roomy, "amd64").unwrap();
+        assert_eq!(base.store_path_budget(&roomy, false).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_base_for_another_platform_is_refused_and_layers_are_reused() {
+        let fixture = Fixture::new("arm64");
+        let spec = fixture.spec("");
+        let error = fixture.open(&spec, "amd64").err().unwrap();
+        let cause = std::error::Error::source(&error)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(cause.contains("the base is a linux/arm64 image"), "{cause}");
+
+        let base = fixture.open(&spec, "arm64").unwrap();
+        let cache = LayerCache::open(&fixture.dir.path().join("cache")).unwrap();
+        let first = base.copy_layers(&cache, &Silent).unwrap();
+        assert_eq!(first.layers.len(), 2);
+        assert_eq!(first.history.len(), 2);
+        let again = base.copy_layers(&cache, &Silent).unwrap();
+        assert_eq!(first.layers, again.layers);
+    }
 }

@@ -5,14 +5,14 @@
 //! and `fromImage`, `gpubox inspect` and `gpubox diff` read from.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use gpubox_registry::Engine;
+use gpubox_engines::Engine;
 
 /// An image location.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum ImageLocation {
     /// An OCI image layout folder, the image tagged `tag` inside it.
     OciDir { dir: PathBuf, tag: Option<String> },
     /// A tar of an OCI image layout.
@@ -28,7 +28,7 @@ pub enum Target {
 
 /// A location gpubox cannot parse.
 #[derive(Debug, thiserror::Error)]
-pub enum BadTarget {
+pub enum BadLocation {
     #[error("`{0}` names no transport; use oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME:TAG or podman:NAME:TAG")]
     NoTransport(String),
     #[error("unknown transport `{transport}` in `{given}`; use oci:, oci-archive:, docker-archive:, docker-daemon: or podman:")]
@@ -41,23 +41,23 @@ pub enum BadTarget {
     NotARegistry(String),
 }
 
-impl FromStr for Target {
-    type Err = BadTarget;
+impl FromStr for ImageLocation {
+    type Err = BadLocation;
 
-    fn from_str(given: &str) -> Result<Target, BadTarget> {
+    fn from_str(given: &str) -> Result<ImageLocation, BadLocation> {
         if let Some(reference) = given.strip_prefix("docker://") {
             if reference.is_empty() {
-                return Err(BadTarget::Empty(given.to_owned()));
+                return Err(BadLocation::Empty(given.to_owned()));
             }
-            return Ok(Target::Registry {
+            return Ok(ImageLocation::Registry {
                 reference: reference.to_owned(),
             });
         }
         let (transport, rest) = given
             .split_once(':')
-            .ok_or_else(|| BadTarget::NoTransport(given.to_owned()))?;
+            .ok_or_else(|| BadLocation::NoTransport(given.to_owned()))?;
         if rest.is_empty() {
-            return Err(BadTarget::Empty(given.to_owned()));
+            return Err(BadLocation::Empty(given.to_owned()));
         }
         // Like skopeo, the first `:` after a path starts the tag, so paths for
         // these transports cannot contain `:`.
@@ -69,25 +69,25 @@ impl FromStr for Target {
         Ok(match transport {
             "oci" => {
                 let (dir, tag) = path_and_tag();
-                Target::OciDir { dir, tag }
+                ImageLocation::OciDir { dir, tag }
             }
             "oci-archive" => {
                 let (file, tag) = path_and_tag();
-                Target::OciArchive { file, tag }
+                ImageLocation::OciArchive { file, tag }
             }
-            "docker-archive" => Target::DockerArchive {
+            "docker-archive" => ImageLocation::DockerArchive {
                 file: path_and_tag().0,
             },
-            "docker-daemon" => Target::Engine {
+            "docker-daemon" => ImageLocation::Engine {
                 engine: Engine::Docker,
                 reference: rest.to_owned(),
             },
-            "podman" | "containers-storage" => Target::Engine {
+            "podman" | "containers-storage" => ImageLocation::Engine {
                 engine: Engine::Podman,
                 reference: rest.to_owned(),
             },
             _ => {
-                return Err(BadTarget::Unknown {
+                return Err(BadLocation::Unknown {
                     transport: transport.to_owned(),
                     given: given.to_owned(),
                 })
@@ -96,11 +96,11 @@ impl FromStr for Target {
     }
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for ImageLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::OciDir { dir, tag } | Target::OciArchive { file: dir, tag } => {
-                let transport = if matches!(self, Target::OciDir { .. }) {
+            ImageLocation::OciDir { dir, tag } | ImageLocation::OciArchive { file: dir, tag } => {
+                let transport = if matches!(self, ImageLocation::OciDir { .. }) {
                     "oci"
                 } else {
                     "oci-archive"
@@ -111,16 +111,62 @@ impl fmt::Display for Target {
                     None => Ok(()),
                 }
             }
-            Target::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
-            Target::Engine {
+            ImageLocation::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
+            ImageLocation::Engine {
                 engine: Engine::Docker,
                 reference,
             } => write!(f, "docker-daemon:{reference}"),
-            Target::Engine {
+            ImageLocation::Engine {
                 engine: Engine::Podman,
                 reference,
             } => write!(f, "podman:{reference}"),
-            Target::Registry { reference } => write!(f, "docker://{reference}"),
+            ImageLocation::Registry { reference } => write!(f, "docker://{reference}"),
+        }
+    }
+}
+
+impl ImageLocation {
+    /// `given` parsed as a location, or, when it names no transport, an image
+    /// `NAME[:TAG]` in podman (how `gpubox doctor IMAGE` names images).
+    pub fn parse_or_podman(given: &str) -> Result<ImageLocation, BadLocation> {
+        match given.parse::<ImageLocation>() {
+            Err(BadLocation::NoTransport(_) | BadLocation::Unknown { .. }) => {
+                Ok(ImageLocation::Engine {
+                    engine: Engine::Podman,
+                    reference: given.to_owned(),
+                })
+            }
+            parsed => parsed,
+        }
+    }
+
+    /// The file or folder the image is in; engines and registries have none.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ImageLocation::OciDir { dir, .. } => Some(dir),
+            ImageLocation::OciArchive { file, .. } | ImageLocation::DockerArchive { file } => {
+                Some(file)
+            }
+            ImageLocation::Engine { .. } | ImageLocation::Registry { .. } => None,
+        }
+    }
+
+    /// A relative path is taken as relative to `dir` (how `fromImage` is
+    /// read: relative to the spec's folder).
+    pub fn relative_to(self, dir: &Path) -> ImageLocation {
+        match self {
+            ImageLocation::OciDir { dir: path, tag } => ImageLocation::OciDir {
+                dir: dir.join(path),
+                tag,
+            },
+            ImageLocation::OciArchive { file, tag } => ImageLocation::OciArchive {
+                file: dir.join(file),
+                tag,
+            },
+            ImageLocation::DockerArchive { file } => ImageLocation::DockerArchive {
+                file: dir.join(file),
+            },
+            other @ (ImageLocation::Engine { .. } | ImageLocation::Registry { .. }) => other,
         }
     }
 }
@@ -143,58 +189,88 @@ mod tests {
     #[test]
     fn parses_every_transport() {
         assert_eq!(
-            "oci:out:v1".parse::<Target>().unwrap(),
-            Target::OciDir {
+            "oci:out:v1".parse::<ImageLocation>().unwrap(),
+            ImageLocation::OciDir {
                 dir: "out".into(),
                 tag: Some("v1".into())
             }
         );
         assert_eq!(
-            "oci:out".parse::<Target>().unwrap(),
-            Target::OciDir {
+            "oci:out".parse::<ImageLocation>().unwrap(),
+            ImageLocation::OciDir {
                 dir: "out".into(),
                 tag: None
             }
         );
         assert_eq!(
-            "oci-archive:/tmp/a.tar".parse::<Target>().unwrap(),
-            Target::OciArchive {
+            "oci-archive:/tmp/a.tar".parse::<ImageLocation>().unwrap(),
+            ImageLocation::OciArchive {
                 file: "/tmp/a.tar".into(),
                 tag: None
             }
         );
         assert_eq!(
-            "docker-archive:a.tar".parse::<Target>().unwrap(),
-            Target::DockerArchive {
+            "docker-archive:a.tar".parse::<ImageLocation>().unwrap(),
+            ImageLocation::DockerArchive {
                 file: "a.tar".into()
             }
         );
         assert_eq!(
-            "podman:demo:1".parse::<Target>().unwrap(),
-            Target::Engine {
+            "podman:demo:1".parse::<ImageLocation>().unwrap(),
+            ImageLocation::Engine {
                 engine: Engine::Podman,
                 reference: "demo:1".into()
             }
         );
         assert!(matches!(
-            "foo".parse::<Target>(),
-            Err(BadTarget::NoTransport(_))
+            "foo".parse::<ImageLocation>(),
+            Err(BadLocation::NoTransport(_))
         ));
         assert!(matches!(
-            "zip:foo".parse::<Target>(),
-            Err(BadTarget::Unknown { .. })
+            "zip:foo".parse::<ImageLocation>(),
+            Err(BadLocation::Unknown { .. })
         ));
         assert_eq!(
-            "docker://127.0.0.1:5000/x:v1".parse::<Target>().unwrap(),
-            Target::Registry {
+            "docker://127.0.0.1:5000/x:v1"
+                .parse::<ImageLocation>()
+                .unwrap(),
+            ImageLocation::Registry {
                 reference: "127.0.0.1:5000/x:v1".into()
             }
         );
         assert!(matches!(
-            "docker://".parse::<Target>(),
-            Err(BadTarget::Empty(_))
+            "docker://".parse::<ImageLocation>(),
+            Err(BadLocation::Empty(_))
         ));
-        assert!(matches!("oci:".parse::<Target>(), Err(BadTarget::Empty(_))));
+        assert!(matches!(
+            "oci:".parse::<ImageLocation>(),
+            Err(BadLocation::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn bare_names_are_podman_images_and_paths_follow_the_spec() {
+        assert_eq!(
+            ImageLocation::parse_or_podman("demo:1").unwrap(),
+            ImageLocation::Engine {
+                engine: Engine::Podman,
+                reference: "demo:1".into()
+            }
+        );
+        assert!(matches!(
+            ImageLocation::parse_or_podman("oci:"),
+            Err(BadLocation::Empty(_))
+        ));
+        let base: ImageLocation = "oci-archive:base.tar:v1".parse().unwrap();
+        assert_eq!(
+            base.relative_to(Path::new("/specs")),
+            ImageLocation::OciArchive {
+                file: "/specs/base.tar".into(),
+                tag: Some("v1".into())
+            }
+        );
+        let absolute: ImageLocation = "oci:/images/base".parse().unwrap();
+        assert_eq!(absolute.clone().relative_to(Path::new("/specs")), absolute);
     }
 
     #[test]

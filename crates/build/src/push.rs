@@ -1,4 +1,4 @@
-//! `gpubox push` and `gpubox build -o docker://...`: an image to a registry,
+//! Pushing: `gpubox push` and `gpubox build -o docker://...`: an image to a registry,
 //! its blobs and manifest sent unchanged, so the registry's digest is gpubox's;
 //! with an SBOM, that too, as an OCI referrer of the image.
 
@@ -13,14 +13,14 @@ use gpubox_oci::image::{
 use gpubox_oci::Digest;
 use gpubox_registry::{Blob, PushError, PushOptions, PushSummary};
 
-use crate::commands::inspect::open;
-use crate::error::CliError;
-use crate::progress::Progress;
-use crate::target::{with_default_tag, BadTarget, Target};
+use crate::error::BuildError;
+use crate::location::{with_default_tag, BadLocation, ImageLocation};
+use crate::open::open;
+use crate::reporter::Reporter;
 
 /// What `gpubox push` was asked to do.
 pub struct PushRequest {
-    pub source: Target,
+    pub source: ImageLocation,
     /// Each `HOST[:PORT]/REPO[:TAG]` to push to.
     pub references: Vec<String>,
     /// An SPDX JSON file to push as a referrer of the image.
@@ -30,11 +30,11 @@ pub struct PushRequest {
 
 /// Where `gpubox push` sends the image: `dest`, else every entry of the
 /// spec's `registries` (tagged with the spec's `tag` when they name none).
-pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>, CliError> {
+pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>, BuildError> {
     if let Some(dest) = dest {
-        return match dest.parse::<Target>()? {
-            Target::Registry { reference } => Ok(vec![reference]),
-            _ => Err(BadTarget::NotARegistry(dest.to_owned()).into()),
+        return match dest.parse::<ImageLocation>()? {
+            ImageLocation::Registry { reference } => Ok(vec![reference]),
+            _ => Err(BadLocation::NotARegistry(dest.to_owned()).into()),
         };
     }
     let none = || PushError::NoDestination {
@@ -51,10 +51,14 @@ pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>,
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            match item.value.parse::<Target>() {
-                Ok(Target::Registry { reference }) => Ok(with_default_tag(&reference, &spec.tag)),
-                Ok(_) => Err(CliError::from(BadTarget::NotARegistry(item.value.clone()))),
-                Err(e) => Err(CliError::from(e)),
+            match item.value.parse::<ImageLocation>() {
+                Ok(ImageLocation::Registry { reference }) => {
+                    Ok(with_default_tag(&reference, &spec.tag))
+                }
+                Ok(_) => Err(BuildError::from(BadLocation::NotARegistry(
+                    item.value.clone(),
+                ))),
+                Err(e) => Err(BuildError::from(e)),
             }
             .map_err(|e| {
                 e.in_spec(
@@ -71,20 +75,20 @@ pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>,
 /// manifest digest. A manifest stored in an OCI layout folder goes up
 /// unchanged; other sources get an OCI manifest for their config and layers
 /// as stored.
-pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliError> {
+pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, BuildError> {
     let opened = open(&request.source)?;
     let reader = &opened.reader;
     let config = reader.config_json();
     let config_digest = Digest::of(config);
     let manifest = match (&request.source, reader.manifest_digest()) {
-        (Target::OciDir { dir, .. }, Some(digest)) => {
+        (ImageLocation::OciDir { dir, .. }, Some(digest)) => {
             let path = dir.join("blobs/sha256").join(digest.hex());
-            let bytes = std::fs::read(&path).map_err(|source| CliError::InputNotReadable {
+            let bytes = std::fs::read(&path).map_err(|source| BuildError::InputNotReadable {
                 path: path.clone(),
                 source,
             })?;
             if Digest::of(&bytes) != digest {
-                return Err(CliError::ManifestCorrupt { path, digest });
+                return Err(BuildError::ManifestCorrupt { path, digest });
             }
             bytes
         }
@@ -104,7 +108,7 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliErro
         .sbom
         .as_ref()
         .map(|path| {
-            std::fs::read(path).map_err(|source| CliError::InputNotReadable {
+            std::fs::read(path).map_err(|source| BuildError::InputNotReadable {
                 path: path.clone(),
                 source,
             })
@@ -114,7 +118,7 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliErro
     blobs.extend(reader.layers().iter().map(|l| blob(&l.digest, l.size)));
     for reference in &request.references {
         let reference = with_default_tag(reference, "latest");
-        progress.step(format!(
+        reporter.step(&format!(
             "pushing {} to docker://{reference}",
             request.source
         ));
@@ -135,9 +139,9 @@ pub fn run(request: &PushRequest, progress: &Progress) -> Result<String, CliErro
             },
             &request.options,
         )?;
-        report(&summary, progress);
+        report(&summary, reporter);
         if let Some(sbom) = &sbom {
-            attach_sbom(&reference, &manifest, sbom, &request.options, progress)?;
+            attach_sbom(&reference, &manifest, sbom, &request.options, reporter)?;
         }
     }
     Ok(Digest::of(&manifest).to_string())
@@ -150,12 +154,12 @@ pub fn push_built(
     image: &BuiltImage,
     store: &BlobStore,
     options: &PushOptions,
-    progress: &Progress,
-) -> Result<PushSummary, CliError> {
+    reporter: &dyn Reporter,
+) -> Result<PushSummary, BuildError> {
     let mut blobs = vec![blob(&image.config_digest, image.config.len() as u64)];
     blobs.extend(image.layers.iter().map(|l| blob(&l.digest, l.size)));
     let config_digest = image.config_digest.to_string();
-    progress.step(format!("pushing to docker://{reference}"));
+    reporter.step(&format!("pushing to docker://{reference}"));
     let summary = gpubox_registry::push(
         reference,
         &image.manifest,
@@ -170,7 +174,7 @@ pub fn push_built(
         },
         options,
     )?;
-    report(&summary, progress);
+    report(&summary, reporter);
     Ok(summary)
 }
 
@@ -181,10 +185,10 @@ pub fn attach_sbom(
     manifest: &[u8],
     sbom: &[u8],
     options: &PushOptions,
-    progress: &Progress,
-) -> Result<(), CliError> {
+    reporter: &dyn Reporter,
+) -> Result<(), BuildError> {
     let attached = gpubox_registry::push_sbom(reference, manifest, sbom, options)?;
-    progress.step(match attached.fallback_tag {
+    reporter.step(&match attached.fallback_tag {
         Some(tag) => format!(
             "attached the SBOM as {} (listed in the referrers tag {tag})",
             attached.manifest_digest
@@ -195,27 +199,19 @@ pub fn attach_sbom(
 }
 
 /// Writes the pushed manifest's digest to `file`, as skopeo's `--digestfile` does.
-pub fn write_digest_file(file: &Path, digest: &str) -> Result<(), CliError> {
-    gpubox_oci::archive::write_file_atomically(file, |f| {
-        io::Write::write_all(f, digest.as_bytes()).map_err(|source| {
-            gpubox_oci::layout::OutputError::Io {
-                action: "write",
-                path: file.to_owned(),
-                source,
-            }
-        })
-    })?;
+pub fn write_digest_file(file: &Path, digest: &str) -> Result<(), BuildError> {
+    gpubox_atomic::write_bytes(file, &gpubox_atomic::Options::new(), digest.as_bytes())?;
     Ok(())
 }
 
-fn report(summary: &PushSummary, progress: &Progress) {
+fn report(summary: &PushSummary, reporter: &dyn Reporter) {
     for mounted in &summary.mounted {
-        progress.step(format!(
+        reporter.step(&format!(
             "mounted blob {} from repository {}",
             mounted.digest, mounted.from
         ));
     }
-    progress.step(format!(
+    reporter.step(&format!(
         "uploaded {} blobs ({} bytes), mounted {}, skipped {} the registry had; manifest {}",
         summary.uploaded_blobs,
         summary.uploaded_bytes,

@@ -1,5 +1,5 @@
 //! Ctrl-C, `kill` or a closed terminal during a build: remove this process's
-//! unfinished files (see `gpubox_oci::partial`) and exit 128+signal, so an
+//! unfinished files (see `gpubox_atomic::partial`) and exit 128+signal, so an
 //! interrupted build leaves no partial output and no half-written cache entry.
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ pub fn remove_partials_on_signal(folders: Vec<PathBuf>) -> std::io::Result<()> {
                 return;
             }
             for folder in &folders {
-                gpubox_oci::partial::remove_own(folder);
+                gpubox_atomic::partial::remove_own(folder);
             }
             eprintln!("gpubox: interrupted; unfinished files removed, nothing was written");
             std::process::exit(128 + signal);

@@ -1,39 +1,25 @@
 //! `gpubox`, the command line: builds GPU-ready OCI images from Nix closures and
 //! local files, and inspects images wherever they are.
 //!
-//! This crate wires the library crates together in the order data flows (spec ->
-//! closure -> layers -> image -> output) and is the only place that talks to the
-//! terminal: progress, reports and error diagnostics.
+//! It parses arguments and renders: progress, reports and error diagnostics.
+//! The build itself is `gpubox-build`'s (spec -> closure -> layers -> image ->
+//! output); the host checks and GPU flags are `gpubox-host`'s.
 
 mod commands;
 mod error;
 mod interrupt;
 mod progress;
-mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gpubox_build::image_commands::ImageCommand;
+use gpubox_build::open::RegistryAccess;
+use gpubox_build::{BuildRequest, ImageLocation, Reporter};
 
-use crate::commands::build::BuildRequest;
 use crate::error::CliError;
 use crate::progress::Progress;
-use crate::target::Target;
-
-/// An image named by a transport, or a bare `NAME[:TAG]` looked up in podman.
-fn engine_or_transport(image: &str) -> Result<Target, CliError> {
-    match image.parse::<Target>() {
-        Ok(target) => Ok(target),
-        Err(
-            crate::target::BadTarget::NoTransport(_) | crate::target::BadTarget::Unknown { .. },
-        ) => Ok(Target::Engine {
-            engine: gpubox_registry::Engine::Podman,
-            reference: image.to_owned(),
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
 
 #[derive(Parser)]
 #[command(
@@ -177,7 +163,8 @@ enum NixCommand {
     /// gpubox command it stands for (`copyTo` takes DEST first; shells take
     /// `gpubox run` options, then `--` and a command).
     Run {
-        command: commands::nix::ImageCommand,
+        #[arg(value_parser = commands::nix::image_command_parser())]
+        command: ImageCommand,
         /// The spec (JSON from `nix build`, or any gpubox spec).
         spec: PathBuf,
         #[arg(
@@ -282,7 +269,7 @@ impl RegistryArgs {
             credentials: creds.as_deref().map(str::parse).transpose()?,
             auth_files: gpubox_registry::default_auth_files(),
             // Without a cache folder, pushes simply mount nothing.
-            blob_record: commands::build::cache_dir(None)
+            blob_record: gpubox_build::cache_dir(None)
                 .ok()
                 .map(|dir| dir.join("registry-blobs.json")),
         })
@@ -292,14 +279,14 @@ impl RegistryArgs {
     /// options and the layer cache, which keeps what is pulled.
     fn read_with(
         &self,
-        progress: &Progress,
-        read: impl FnOnce(&commands::inspect::RegistrySource) -> Result<(), CliError>,
+        reporter: &dyn Reporter,
+        read: impl FnOnce(&RegistryAccess) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
-        let (options, cache_root) = (self.options()?, commands::build::cache_dir(None)?);
-        read(&commands::inspect::RegistrySource {
+        let (options, cache_root) = (self.options()?, gpubox_build::cache_dir(None)?);
+        read(&RegistryAccess {
             options: &options,
             cache_root: &cache_root,
-            progress,
+            reporter,
         })
     }
 }
@@ -345,76 +332,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an image command's gpubox command lines in order, each parsed as if
-/// typed, so its ARGS mean what they mean on the command line.
-fn run_image_command(
-    command: commands::nix::ImageCommand,
-    spec_file: &std::path::Path,
-    args: &[String],
-    quiet: bool,
-    progress: &Progress,
-) -> Result<ExitCode, CliError> {
-    use commands::nix::{command_lines, github_login, needs, shown, Surroundings};
-    let spec = gpubox_spec::load(spec_file)?;
-    let needed = needs(command, args);
-    let scratch = if needed.scratch {
-        let tmp = commands::build::cache_dir(None)?.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|source| CliError::OutputNotWritable {
-            path: tmp.clone(),
-            source,
-        })?;
-        // In the cache's folder, so the layout hard-links the cached blobs;
-        // named as unfinished, so an interrupt or `cache gc` removes it when
-        // this process leaves it behind.
-        Some(
-            tempfile::Builder::new()
-                .prefix(&gpubox_oci::partial::prefix())
-                .tempdir_in(&tmp)
-                .map_err(|source| CliError::OutputNotWritable {
-                    path: tmp.clone(),
-                    source,
-                })?,
-        )
-    } else {
-        None
-    };
-    let around = Surroundings {
-        engine: if needed.engine {
-            [
-                gpubox_registry::Engine::Podman,
-                gpubox_registry::Engine::Docker,
-            ]
-            .into_iter()
-            .find(|engine| gpubox_registry::probe(*engine).is_some())
-        } else {
-            None
-        },
-        github_login: if needed.github_login {
-            Some(github_login(&std::env::vars().collect())?)
-        } else {
-            None
-        },
-        workspace: std::env::current_dir().map_err(|source| CliError::InputNotReadable {
-            path: PathBuf::from("."),
-            source,
-        })?,
-        scratch: scratch
-            .as_ref()
-            .map(|dir| dir.path().join("image"))
-            .unwrap_or_default(),
-    };
-    let mut code = ExitCode::SUCCESS;
-    for line in command_lines(command, spec_file, &spec, args, &around)? {
-        progress.step(format!("{command}: gpubox {}", shown(&line)));
-        let mut argv = vec!["gpubox".to_owned()];
-        if quiet {
-            argv.push("--quiet".to_owned());
-        }
-        argv.extend(line);
-        let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| error.exit());
-        code = run(cli)?;
+/// Writes the image's digest where the user asked: `--digestfile`, and
+/// standard output unless `--quiet`.
+fn report_digest(digest: &str, digestfile: Option<&PathBuf>, quiet: bool) -> Result<(), CliError> {
+    if let Some(file) = digestfile {
+        gpubox_build::push::write_digest_file(file, digest)?;
     }
-    Ok(code)
+    if !quiet {
+        println!("{digest}");
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -427,20 +354,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sbom,
             registry,
         } => {
+            let spec = gpubox_spec::load(&spec)?;
             let request = BuildRequest {
-                spec,
-                output: output.parse::<Target>()?,
-                cache_dir,
+                output: output.parse::<ImageLocation>()?,
+                cache_root: gpubox_build::cache_dir(cache_dir.as_deref())?,
                 sbom,
                 registry: registry.options()?,
+                source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
             };
-            let digest = commands::build::run(&request, &progress)?;
-            if let Some(file) = &registry.digestfile {
-                commands::push::write_digest_file(file, &digest)?;
-            }
-            if !cli.quiet {
-                println!("{digest}");
-            }
+            interrupt::remove_partials_on_signal(request.unfinished_folders())
+                .map_err(CliError::Signals)?;
+            let built = gpubox_build::build(&spec, &request, &progress)?;
+            report_digest(
+                &built.manifest_digest,
+                registry.digestfile.as_ref(),
+                cli.quiet,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Push {
@@ -450,19 +379,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sbom,
             registry,
         } => {
-            let request = commands::push::PushRequest {
+            let request = gpubox_build::push::PushRequest {
                 source: source.parse()?,
-                references: commands::push::destinations(dest.as_deref(), &spec)?,
+                references: gpubox_build::push::destinations(dest.as_deref(), &spec)?,
                 sbom,
                 options: registry.options()?,
             };
-            let digest = commands::push::run(&request, &progress)?;
-            if let Some(file) = &registry.digestfile {
-                commands::push::write_digest_file(file, &digest)?;
-            }
-            if !cli.quiet {
-                println!("{digest}");
-            }
+            let digest = gpubox_build::push::run(&request, &progress)?;
+            report_digest(&digest, registry.digestfile.as_ref(), cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache {
@@ -499,7 +423,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             registry,
         } => {
             registry.read_with(&progress, |registry| {
-                let source: Target = source.parse()?;
+                let source: ImageLocation = source.parse()?;
                 commands::inspect::run(&source, registry, json, &mut std::io::stdout().lock())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -525,26 +449,11 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Nix {
             command: NixCommand::SpecBuilder,
-        } => match commands::nix::spec_builder(&progress) {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(error) => {
-                // `nix build` shows a failed build's last 10 lines: after the
-                // diagnostic, its gist on one line, so that much always shows.
-                let mut gist = error.to_string();
-                let mut cause = std::error::Error::source(&error);
-                while let Some(inner) = cause {
-                    gist = format!("{gist}: {inner}");
-                    cause = inner.source();
-                }
-                eprintln!("{:?}", miette::Report::new(error));
-                eprintln!("gpubox refused the spec: {gist}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        } => Ok(commands::nix::spec_builder(&progress)),
         Command::Nix {
             command: NixCommand::CommandBuilder,
         } => {
-            commands::nix::command_builder()?;
+            gpubox_build::nix_builder::command_builder()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Nix {
@@ -554,16 +463,23 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     spec,
                     args,
                 },
-        } => run_image_command(command, &spec, &args, cli.quiet, &progress),
+        } => commands::nix::run_image_command(command, &spec, &args, &progress, |line| {
+            let quiet = cli.quiet.then(|| "--quiet".to_owned());
+            let argv = ["gpubox".to_owned()].into_iter().chain(quiet).chain(line);
+            run(Cli::try_parse_from(argv).unwrap_or_else(|error| error.exit()))
+        }),
         Command::Doctor { image, json, host } => {
-            let request = commands::doctor::DoctorRequest {
+            let request = gpubox_host::doctor::DoctorRequest {
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),
-                image: image.map(|i| engine_or_transport(&i)).transpose()?,
-                json,
+                image: image
+                    .map(|i| ImageLocation::parse_or_podman(&i))
+                    .transpose()?,
             };
-            let healthy = commands::doctor::run(&request, &mut std::io::stdout().lock())?;
-            Ok(if healthy {
+            let checks = gpubox_host::doctor::checks(&request)?;
+            commands::doctor::report(&checks, json, &mut std::io::stdout().lock())
+                .map_err(CliError::Stdout)?;
+            Ok(if gpubox_host::doctor::healthy(&checks) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -578,7 +494,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             dry_run,
             host,
         } => {
-            commands::run::run(&commands::run::RunRequest {
+            let engine_command = gpubox_host::run::command(&gpubox_host::run::RunRequest {
                 image,
                 command,
                 network,
@@ -586,9 +502,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 workdir,
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),
-                dry_run,
+                interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
             })?;
-            Ok(ExitCode::SUCCESS)
+            if dry_run {
+                println!("{engine_command}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Replaces this process, so the engine owns the terminal and the exit code.
+            let error = std::os::unix::process::CommandExt::exec(
+                std::process::Command::new(engine_command.engine.program())
+                    .args(&engine_command.args),
+            );
+            Err(gpubox_engines::EngineError::Spawn {
+                command: engine_command.to_string(),
+                source: error,
+            }
+            .into())
         }
     }
 }

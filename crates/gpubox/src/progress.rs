@@ -1,16 +1,14 @@
-//! What the user sees while a build runs: a byte progress bar when stderr is a
-//! terminal, one plain line per step otherwise (logs, CI), nothing with `-q`.
+//! What the user sees while gpubox works: a byte progress bar when stderr is
+//! a terminal, one plain line per step otherwise (logs, CI), nothing with
+//! `-q`. It is the engine's [`Reporter`].
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use gpubox_build::Reporter;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub struct Progress {
-    display: Display,
-}
-
-enum Display {
+pub enum Progress {
     Quiet,
     Lines,
     Bar(ProgressBar),
@@ -18,28 +16,27 @@ enum Display {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        let display = if quiet {
-            Display::Quiet
+        if quiet {
+            Progress::Quiet
         } else if std::io::stderr().is_terminal() {
-            Display::Bar(ProgressBar::hidden())
+            Progress::Bar(ProgressBar::hidden())
         } else {
-            Display::Lines
-        };
-        Progress { display }
+            Progress::Lines
+        }
     }
+}
 
-    /// A step worth a line of its own.
-    pub fn step(&self, message: impl AsRef<str>) {
-        match &self.display {
-            Display::Quiet => {}
-            Display::Lines => eprintln!("gpubox: {}", message.as_ref()),
-            Display::Bar(bar) => bar.println(format!("gpubox: {}", message.as_ref())),
+impl Reporter for Progress {
+    fn step(&self, message: &str) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Lines => eprintln!("gpubox: {message}"),
+            Progress::Bar(bar) => bar.println(format!("gpubox: {message}")),
         }
     }
 
-    /// Starts counting `total` bytes of layer content.
-    pub fn start_bytes(&self, total: u64, what: &str) {
-        if let Display::Bar(bar) = &self.display {
+    fn start_bytes(&self, total: u64, what: &str) {
+        if let Progress::Bar(bar) = self {
             bar.set_length(total);
             bar.set_position(0);
             bar.set_message(what.to_owned());
@@ -55,22 +52,15 @@ impl Progress {
         }
     }
 
-    /// `n` more bytes of layer content written. Called from worker threads.
-    pub fn add_bytes(&self, n: u64) {
-        if let Display::Bar(bar) = &self.display {
+    fn add_bytes(&self, n: u64) {
+        if let Progress::Bar(bar) = self {
             bar.inc(n);
         }
     }
 
-    /// Ends the byte count.
-    pub fn finish_bytes(&self) {
-        if let Display::Bar(bar) = &self.display {
+    fn finish_bytes(&self) {
+        if let Progress::Bar(bar) = self {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Bytes in the units people read (`1.5 MiB`).
-pub fn bytes(n: u64) -> String {
-    HumanBytes(n).to_string()
 }

@@ -1,16 +1,13 @@
 //! `gpubox doctor`: can this host run GPU containers, and if not, what exactly
-//! to do. One line per check, and the fix under every failure.
+//! to do. Each check gives a verdict, a message and, for every problem, the
+//! fix.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use gpubox_build::{BuildError, ImageLocation};
 use gpubox_cdi::{Driver, HostRoots, SpecStatus};
 use gpubox_cuda::{Compatibility, CudaVersion};
-use gpubox_registry::{Engine, EngineInfo};
-use serde_json::json;
-
-use crate::error::CliError;
-use crate::target::Target;
+use gpubox_engines::{Engine, EngineInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -20,7 +17,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn word(self) -> &'static str {
+    /// `pass`, `warn` or `fail`.
+    pub fn word(self) -> &'static str {
         match self {
             Status::Pass => "pass",
             Status::Warn => "warn",
@@ -61,12 +59,11 @@ pub struct DoctorRequest {
     pub roots: HostRoots,
     /// Where `/etc/cdi` and `/var/run/cdi` are looked for.
     pub cdi_root: PathBuf,
-    pub image: Option<Target>,
-    pub json: bool,
+    pub image: Option<ImageLocation>,
 }
 
-/// Runs every check, prints them, and says whether all passed (warnings pass).
-pub fn run(request: &DoctorRequest, out: &mut dyn Write) -> Result<bool, CliError> {
+/// Runs every check, in the order they are shown.
+pub fn checks(request: &DoctorRequest) -> Result<Vec<Check>, BuildError> {
     let mut checks = Vec::new();
     let driver = match gpubox_cdi::discover(&request.roots) {
         Ok(driver) => {
@@ -96,16 +93,17 @@ pub fn run(request: &DoctorRequest, out: &mut dyn Write) -> Result<bool, CliErro
     }
     checks.push(cdi_specs(&request.cdi_root, driver.as_ref()));
     for engine in [Engine::Podman, Engine::Docker] {
-        checks.push(engine_check(engine, gpubox_registry::probe(engine)));
+        checks.push(engine_check(engine, gpubox_engines::probe(engine)));
     }
     if let Some(image) = &request.image {
         checks.push(image_check(image, driver.as_ref())?);
     }
-    report(&checks, request.json, out).map_err(|source| CliError::OutputNotWritable {
-        path: "standard output".into(),
-        source,
-    })?;
-    Ok(checks.iter().all(|c| c.status != Status::Fail))
+    Ok(checks)
+}
+
+/// Whether the host passed: no check failed (warnings pass).
+pub fn healthy(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status != Status::Fail)
 }
 
 fn device_nodes(driver: &Driver) -> Check {
@@ -129,7 +127,7 @@ fn device_nodes(driver: &Driver) -> Check {
 }
 
 /// The command that writes a CDI spec where podman and Docker read it.
-pub(crate) const GENERATE_SPEC: &str = "sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml";
+pub const GENERATE_SPEC: &str = "sudo gpubox cdi generate --output /etc/cdi/nvidia.yaml";
 
 fn cdi_specs(cdi_root: &Path, driver: Option<&Driver>) -> Check {
     match gpubox_cdi::spec_status(cdi_root, driver) {
@@ -179,7 +177,7 @@ fn cdi_specs(cdi_root: &Path, driver: Option<&Driver>) -> Check {
 
 /// How to give `engine` GPU support when it has neither CDI nor the NVIDIA
 /// runtime.
-pub(crate) fn gpu_support_fix(engine: Engine) -> &'static str {
+pub fn gpu_support_fix(engine: Engine) -> &'static str {
     match engine {
         Engine::Docker => "upgrade to Docker 25 or newer and enable CDI (`\"features\": {\"cdi\": true}` in /etc/docker/daemon.json; on by default from 28.2), or install nvidia-container-toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`, then restart dockerd",
         Engine::Podman => "upgrade podman to 4.1 or newer, which reads CDI specs from /etc/cdi",
@@ -226,8 +224,8 @@ fn engine_check(engine: Engine, info: Option<EngineInfo>) -> Check {
 }
 
 /// The image's CUDA requirement against the installed driver.
-fn image_check(image: &Target, driver: Option<&Driver>) -> Result<Check, CliError> {
-    let env = crate::commands::inspect::image_env(image)?;
+fn image_check(image: &ImageLocation, driver: Option<&Driver>) -> Result<Check, BuildError> {
+    let env = gpubox_build::open::image_env(image)?;
     let Some(cuda) = gpubox_cuda::image_cuda(&env) else {
         return Ok(Check::pass(
             "image",
@@ -275,31 +273,82 @@ fn minimum(cuda: CudaVersion) -> String {
     gpubox_cuda::minimum_driver(cuda).map_or_else(|| "a newer one".to_owned(), |d| d.to_string())
 }
 
-fn report(checks: &[Check], as_json: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    if as_json {
-        let value = json!({
-            "ok": checks.iter().all(|c| c.status != Status::Fail),
-            "checks": checks.iter().map(|c| json!({
-                "name": c.name,
-                "status": c.status.word(),
-                "message": c.message,
-                "fix": c.fix,
-            })).collect::<Vec<_>>(),
-        });
-        serde_json::to_writer_pretty(&mut *out, &value)?;
-        return writeln!(out);
-    }
-    for check in checks {
-        writeln!(
-            out,
-            "{:<4}  {:<9} {}",
-            check.status.word().to_uppercase(),
-            check.name,
-            check.message
-        )?;
-        if let Some(fix) = &check.fix {
-            writeln!(out, "      {:<9} fix: {fix}", "")?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DRIVER: &str = "550.54.15";
+
+    fn request(root: &Path, cdi_root: &Path) -> DoctorRequest {
+        DoctorRequest {
+            roots: HostRoots {
+                driver_root: root.to_path_buf(),
+                dev_root: root.to_path_buf(),
+                proc_root: root.to_path_buf(),
+            },
+            cdi_root: cdi_root.to_path_buf(),
+            image: None,
         }
     }
-    Ok(())
+
+    fn check<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+        checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_host_without_a_driver_fails_with_the_fix() {
+        let empty = tempfile::tempdir().unwrap();
+        let checks = checks(&request(empty.path(), empty.path())).unwrap();
+        let driver = check(&checks, "driver");
+        assert_eq!(driver.status, Status::Fail);
+        assert!(driver
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("install the NVIDIA driver"));
+        assert!(!healthy(&checks));
+        // No driver, so no device check; the CDI spec is still looked for.
+        assert!(checks.iter().all(|c| c.name != "devices"));
+        assert_eq!(check(&checks, "cdi-spec").status, Status::Fail);
+    }
+
+    #[test]
+    fn a_missing_then_current_then_stale_cdi_spec_is_told_apart() {
+        let host = tempfile::tempdir().unwrap();
+        gpubox_cdi::fake_host::build_fake_host(host.path(), DRIVER, 1).unwrap();
+        let cdi_root = tempfile::tempdir().unwrap();
+        let request = request(host.path(), cdi_root.path());
+
+        let missing = checks(&request).unwrap();
+        assert_eq!(check(&missing, "driver").status, Status::Pass);
+        assert!(check(&missing, "driver").message.contains(DRIVER));
+        assert_eq!(check(&missing, "devices").status, Status::Pass);
+        let cdi = check(&missing, "cdi-spec");
+        assert_eq!(cdi.status, Status::Fail);
+        assert!(cdi.fix.as_deref().unwrap().contains(GENERATE_SPEC));
+
+        let driver = gpubox_cdi::discover(&request.roots).unwrap();
+        let spec = gpubox_cdi::generate(&driver, &request.roots).unwrap();
+        let yaml = gpubox_cdi::render(&spec, gpubox_cdi::SpecFormat::Yaml).unwrap();
+        let installed = cdi_root.path().join("etc/cdi/nvidia.yaml");
+        gpubox_cdi::write_spec(&installed, &yaml).unwrap();
+        let current = checks(&request).unwrap();
+        assert_eq!(check(&current, "cdi-spec").status, Status::Pass);
+
+        // The driver is updated; the spec still names the old libraries.
+        let newer = tempfile::tempdir().unwrap();
+        gpubox_cdi::fake_host::build_fake_host(newer.path(), "560.35.03", 1).unwrap();
+        let stale = checks(&DoctorRequest {
+            roots: HostRoots {
+                driver_root: newer.path().to_path_buf(),
+                dev_root: newer.path().to_path_buf(),
+                proc_root: newer.path().to_path_buf(),
+            },
+            ..request
+        })
+        .unwrap();
+        let cdi = check(&stale, "cdi-spec");
+        assert_eq!(cdi.status, Status::Fail, "{}", cdi.message);
+        assert!(cdi.message.contains("560.35.03"), "{}", cdi.message);
+    }
 }

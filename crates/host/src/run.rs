@@ -1,18 +1,15 @@
-//! `gpubox run`: start an image with the host's GPUs, with the flags that work
-//! on this host: CDI (`--device nvidia.com/gpu=all`) where the engine and an
-//! up-to-date spec allow it, the legacy NVIDIA runtime (`--gpus all`) where only
-//! that exists, and a plain explanation where neither does.
+//! `gpubox run`: how to start an image with the host's GPUs, with the flags
+//! that work on this host: CDI (`--device nvidia.com/gpu=all`) where the
+//! engine and an up-to-date spec allow it, the legacy NVIDIA runtime
+//! (`--gpus all`) where only that exists, and a plain explanation where
+//! neither does.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
 
 use gpubox_cdi::{HostRoots, SpecStatus};
-use gpubox_registry::Engine;
+use gpubox_engines::Engine;
 
-use crate::commands::doctor::{gpu_support_fix, GENERATE_SPEC};
-
-use crate::error::CliError;
+use crate::doctor::{gpu_support_fix, GENERATE_SPEC};
 
 pub struct RunRequest {
     /// `NAME[:TAG]`, `podman:NAME[:TAG]` or `docker-daemon:NAME[:TAG]`.
@@ -26,8 +23,22 @@ pub struct RunRequest {
     pub workdir: Option<String>,
     pub roots: HostRoots,
     pub cdi_root: PathBuf,
-    /// Print the command instead of running it.
-    pub dry_run: bool,
+    /// Whether the user's terminal is attached (`-it`).
+    pub interactive: bool,
+}
+
+/// The engine command that starts the container.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EngineCommand {
+    pub engine: Engine,
+    /// The arguments after the engine's program.
+    pub args: Vec<String>,
+}
+
+impl std::fmt::Display for EngineCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.engine.program(), self.args.join(" "))
+    }
 }
 
 /// Why no engine can start a GPU container here.
@@ -62,7 +73,7 @@ fn choose(
     };
     let mut reasons = Vec::new();
     for engine in engines {
-        let Some(info) = gpubox_registry::probe(engine) else {
+        let Some(info) = gpubox_engines::probe(engine) else {
             reasons.push(format!("- {engine} is not installed or not running"));
             continue;
         };
@@ -87,8 +98,9 @@ fn choose(
     })
 }
 
-/// Starts the container (replacing this process) or prints the command.
-pub fn run(request: &RunRequest) -> Result<(), CliError> {
+/// The engine command that starts the container with the GPUs, or why no
+/// engine here can.
+pub fn command(request: &RunRequest) -> Result<EngineCommand, NoGpuEngine> {
     let (wanted, image) = match request.image.split_once(':') {
         Some(("podman" | "containers-storage", name)) => (Some(Engine::Podman), name),
         Some(("docker-daemon", name)) => (Some(Engine::Docker), name),
@@ -96,7 +108,7 @@ pub fn run(request: &RunRequest) -> Result<(), CliError> {
     };
     let (engine, gpu_flags) = choose(wanted, &request.roots, &request.cdi_root)?;
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if request.interactive {
         args.push("-it".into());
     }
     args.extend(gpu_flags);
@@ -113,13 +125,5 @@ pub fn run(request: &RunRequest) -> Result<(), CliError> {
     }
     args.push(image.to_owned());
     args.extend(request.command.iter().cloned());
-    if request.dry_run {
-        println!("{} {}", engine.program(), args.join(" "));
-        return Ok(());
-    }
-    let err = Command::new(engine.program()).args(&args).exec();
-    Err(CliError::Engine(gpubox_registry::EngineError::Spawn {
-        command: format!("{} {}", engine.program(), args.join(" ")),
-        source: err,
-    }))
+    Ok(EngineCommand { engine, args })
 }

@@ -6,24 +6,21 @@ use std::path::Path;
 
 use gpubox_layers::cache::{CacheInfo, LayerCache};
 
-use crate::commands::build::cache_dir;
+use gpubox_build::{cache_dir, Bytes, Reporter};
+
 use crate::error::CliError;
-use crate::progress::{bytes, Progress};
 
 /// Writes what the cache holds to `out`, as a report or as JSON.
 pub fn info(flag: Option<&Path>, as_json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     let info = LayerCache::open(&cache_dir(flag)?)?.info()?;
-    let written = if as_json {
+    if as_json {
         serde_json::to_writer_pretty(&mut *out, &info)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         write_report(out, &info)
-    };
-    written.map_err(|source| CliError::OutputNotWritable {
-        path: "standard output".into(),
-        source,
-    })
+    }
+    .map_err(CliError::Stdout)
 }
 
 fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
@@ -38,7 +35,7 @@ fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
         "Pulled images:  {} ({} broken)",
         info.images, info.broken_images
     )?;
-    let tally = |t: gpubox_layers::cache::Tally| format!("{}, {}", t.count, bytes(t.bytes));
+    let tally = |t: gpubox_layers::cache::Tally| format!("{}, {}", t.count, Bytes(t.bytes));
     writeln!(out, "Blobs:          {}", tally(info.blobs))?;
     writeln!(out, "  in use:       {}", tally(info.referenced))?;
     writeln!(out, "  unreferenced: {}", tally(info.unreferenced))?;
@@ -49,14 +46,18 @@ fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
 
 /// Collects the cache once no build or pull is using it, evicting least
 /// recently used layers and pulled images down to `max_size` bytes when given.
-pub fn gc(flag: Option<&Path>, max_size: Option<u64>, progress: &Progress) -> Result<(), CliError> {
+pub fn gc(
+    flag: Option<&Path>,
+    max_size: Option<u64>,
+    reporter: &dyn Reporter,
+) -> Result<(), CliError> {
     let root = cache_dir(flag)?;
-    progress.step(format!(
+    reporter.step(&format!(
         "collecting {} (waits for running builds)",
         root.display()
     ));
     let report = LayerCache::open_exclusive(&root)?.gc(max_size)?;
-    progress.step(format!(
+    reporter.step(&format!(
         "removed {} broken layer and {} broken image entries, {} unfinished files, \
          {} unreferenced blobs, {} least recently used layers and {} pulled images, \
          and {} base-files records of layers no longer cached; freed {}, {} left in {} blobs",
@@ -67,8 +68,8 @@ pub fn gc(flag: Option<&Path>, max_size: Option<u64>, progress: &Progress) -> Re
         report.evicted_entries,
         report.evicted_images,
         report.base_files.count,
-        bytes(report.freed_bytes()),
-        bytes(report.remaining_blobs.bytes),
+        Bytes(report.freed_bytes()),
+        Bytes(report.remaining_blobs.bytes),
         report.remaining_blobs.count,
     ));
     Ok(())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use gpubox_cdi::{HostRoots, SpecFormat};
 
 use crate::error::CliError;
-use crate::progress::Progress;
+use gpubox_build::Reporter;
 
 pub struct GenerateRequest {
     pub roots: HostRoots,
@@ -16,7 +16,7 @@ pub struct GenerateRequest {
 
 /// Discovers the driver, builds and validates the spec, and writes it to the
 /// output file (atomically) or to standard output.
-pub fn generate(request: &GenerateRequest, progress: &Progress) -> Result<(), CliError> {
+pub fn generate(request: &GenerateRequest, reporter: &dyn Reporter) -> Result<(), CliError> {
     let driver = gpubox_cdi::discover(&request.roots)?;
     let spec = gpubox_cdi::generate(&driver, &request.roots)?;
     gpubox_cdi::validate(&spec)?;
@@ -29,7 +29,7 @@ pub fn generate(request: &GenerateRequest, progress: &Progress) -> Result<(), Cl
     match &request.output {
         Some(path) => {
             gpubox_cdi::write_spec(path, &bytes)?;
-            progress.step(format!(
+            reporter.step(&format!(
                 "wrote {} for NVIDIA driver {} ({} GPU{})",
                 path.display(),
                 driver.version,
@@ -40,10 +40,7 @@ pub fn generate(request: &GenerateRequest, progress: &Progress) -> Result<(), Cl
         None => std::io::stdout()
             .lock()
             .write_all(&bytes)
-            .map_err(|source| CliError::OutputNotWritable {
-                path: "standard output".into(),
-                source,
-            })?,
+            .map_err(CliError::Stdout)?,
     }
     Ok(())
 }

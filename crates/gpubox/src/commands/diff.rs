@@ -3,60 +3,58 @@
 
 use std::io::{self, Write};
 
-use gpubox_oci::diff::{
-    diff_images, Change, DiffLayer, FileChange, FileState, ImageDiff, StorePathChange,
-};
+use gpubox_oci::diff::{Change, DiffLayer, FileChange, FileState, ImageDiff, StorePathChange};
 
-use crate::commands::inspect::{open_from, RegistrySource};
+use gpubox_build::open::RegistryAccess;
+use gpubox_build::{Bytes, ImageLocation};
+
 use crate::error::CliError;
-use crate::progress::bytes;
-use crate::target::Target;
 
 /// Compares image `a` with image `b` (either may be in a registry, reached
 /// through `registry`) and prints the difference, as a report or as JSON.
 pub fn run(
-    a: &Target,
-    b: &Target,
-    registry: &RegistrySource<'_>,
+    a: &ImageLocation,
+    b: &ImageLocation,
+    registry: &RegistryAccess<'_>,
     as_json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let opened_a = open_from(a, Some(registry))?;
-    let opened_b = open_from(b, Some(registry))?;
-    let diff = diff_images(&opened_a.reader, &opened_b.reader)?;
-    let written = if as_json {
+    let diff = gpubox_build::open::diff(a, b, registry)?;
+    if as_json {
         serde_json::to_writer_pretty(&mut *out, &diff)
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         write_report(out, &diff, a, b)
-    };
-    written.map_err(|source| CliError::OutputNotWritable {
-        path: "standard output".into(),
-        source,
-    })
+    }
+    .map_err(CliError::Stdout)
 }
 
 fn total(layers: &[DiffLayer]) -> u64 {
     layers.iter().map(|l| l.size).sum()
 }
 
-fn write_report(out: &mut dyn Write, diff: &ImageDiff, a: &Target, b: &Target) -> io::Result<()> {
+fn write_report(
+    out: &mut dyn Write,
+    diff: &ImageDiff,
+    a: &ImageLocation,
+    b: &ImageLocation,
+) -> io::Result<()> {
     writeln!(out, "A: {a}")?;
     writeln!(out, "B: {b}")?;
     writeln!(
         out,
         "shared: {} layers ({})",
         diff.shared.len(),
-        bytes(total(&diff.shared))
+        Bytes(total(&diff.shared))
     )?;
     writeln!(
         out,
         "only in B: {} layers ({}); only in A: {} layers ({})",
         diff.only_in_b.len(),
-        bytes(total(&diff.only_in_b)),
+        Bytes(total(&diff.only_in_b)),
         diff.only_in_a.len(),
-        bytes(total(&diff.only_in_a))
+        Bytes(total(&diff.only_in_a))
     )?;
     for layer in &diff.only_in_b {
         write_layer(out, '+', 'B', layer)?;
@@ -113,7 +111,7 @@ fn write_layer(
         "{marker} layer {} of {image}  {}  ({})",
         layer.index + 1,
         layer.digest,
-        bytes(layer.size)
+        Bytes(layer.size)
     )
 }
 
@@ -128,7 +126,7 @@ fn marker(change: Change) -> char {
 /// A size difference with its sign.
 fn delta(n: i64) -> String {
     let sign = if n < 0 { '−' } else { '+' };
-    format!("{sign}{}", bytes(n.unsigned_abs()))
+    format!("{sign}{}", Bytes(n.unsigned_abs()))
 }
 
 fn write_store_path(out: &mut dyn Write, change: &StorePathChange) -> io::Result<()> {
@@ -137,8 +135,8 @@ fn write_store_path(out: &mut dyn Write, change: &StorePathChange) -> io::Result
         (Some(a), Some(b)) if a != b => writeln!(
             out,
             "    {m} {a} → {b}  ({} → {}, {})",
-            bytes(change.size_a),
-            bytes(change.size_b),
+            Bytes(change.size_a),
+            Bytes(change.size_b),
             delta(change.size_delta)
         ),
         (Some(path), Some(_)) => writeln!(
@@ -146,8 +144,8 @@ fn write_store_path(out: &mut dyn Write, change: &StorePathChange) -> io::Result
             "    {m} {path}  (content differs, {})",
             delta(change.size_delta)
         ),
-        (Some(path), None) => writeln!(out, "    {m} {path}  ({})", bytes(change.size_a)),
-        (None, Some(path)) => writeln!(out, "    {m} {path}  ({})", bytes(change.size_b)),
+        (Some(path), None) => writeln!(out, "    {m} {path}  ({})", Bytes(change.size_a)),
+        (None, Some(path)) => writeln!(out, "    {m} {path}  ({})", Bytes(change.size_b)),
         (None, None) => Ok(()),
     }
 }
@@ -163,11 +161,11 @@ fn write_file(out: &mut dyn Write, change: &FileChange) -> io::Result<()> {
                 "    {m} {}  ({}; {} → {})",
                 change.path,
                 what.join(", "),
-                bytes(size(&change.a)),
-                bytes(size(&change.b))
+                Bytes(size(&change.a)),
+                Bytes(size(&change.b))
             )
         }
-        Change::Added => writeln!(out, "    {m} {}  ({})", change.path, bytes(size(&change.b))),
-        Change::Removed => writeln!(out, "    {m} {}  ({})", change.path, bytes(size(&change.a))),
+        Change::Added => writeln!(out, "    {m} {}  ({})", change.path, Bytes(size(&change.b))),
+        Change::Removed => writeln!(out, "    {m} {}  ({})", change.path, Bytes(size(&change.a))),
     }
 }

@@ -1,10 +1,6 @@
-pub mod base;
-pub mod build;
 pub mod cache;
 pub mod cdi;
 pub mod diff;
 pub mod doctor;
 pub mod inspect;
 pub mod nix;
-pub mod push;
-pub mod run;

@@ -1,0 +1,184 @@
+//! Opening images wherever they are: OCI layout folders, oci- and
+//! docker-archives, podman's and Docker's storage (saved to a temporary
+//! docker-archive first) and registries (pulled into the layer cache, which
+//! records the pull); and what `gpubox inspect` and `gpubox diff` report
+//! about them.
+
+use std::path::Path;
+
+use gpubox_layers::cache::LayerCache;
+use gpubox_oci::diff::ImageDiff;
+use gpubox_oci::source::{summarize_layer, ImageReader, LayerRef, LayerSummary};
+use gpubox_registry::PushOptions;
+use serde_json::Value;
+
+use crate::error::BuildError;
+use crate::location::{BadLocation, ImageLocation};
+use crate::reporter::{Bytes, Reporter};
+
+/// An image opened for reading. An engine's image is first saved to a
+/// temporary docker-archive, kept as long as this value lives; a registry's
+/// is pulled into the layer cache, held open (so no collection removes its
+/// blobs) as long as this value lives.
+pub struct OpenedImage {
+    pub reader: ImageReader,
+    _saved: Option<tempfile::NamedTempFile>,
+    _cache: Option<LayerCache>,
+}
+
+/// What reading a `docker://` image takes: how to reach the registry, the
+/// layer cache its blobs are pulled into, and where to say what the pull did.
+pub struct RegistryAccess<'a> {
+    pub options: &'a PushOptions,
+    pub cache_root: &'a Path,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Opens the image at `source`, which must not be in a registry.
+pub fn open(source: &ImageLocation) -> Result<OpenedImage, BuildError> {
+    open_from(source, None)
+}
+
+/// Opens the image at `source`, wherever it is; a `docker://` source needs
+/// `registry`.
+pub fn open_from(
+    source: &ImageLocation,
+    registry: Option<&RegistryAccess<'_>>,
+) -> Result<OpenedImage, BuildError> {
+    let (reader, saved, cache) = match source {
+        ImageLocation::OciDir { dir, tag } => {
+            (ImageReader::open_oci_dir(dir, tag.as_deref())?, None, None)
+        }
+        ImageLocation::OciArchive { file, tag } => (
+            ImageReader::open_oci_archive(file, tag.as_deref())?,
+            None,
+            None,
+        ),
+        ImageLocation::DockerArchive { file } => {
+            (ImageReader::open_docker_archive(file)?, None, None)
+        }
+        ImageLocation::Engine { engine, reference } => {
+            let file = tempfile::NamedTempFile::new().map_err(BuildError::Temp)?;
+            gpubox_engines::save(*engine, reference, file.path())?;
+            (
+                ImageReader::open_docker_archive(file.path())?,
+                Some(file),
+                None,
+            )
+        }
+        ImageLocation::Registry { reference } => {
+            let Some(registry) = registry else {
+                return Err(BadLocation::NotReadFromRegistry(source.to_string()).into());
+            };
+            let (reader, cache) = pull(reference, registry)?;
+            (reader, None, Some(cache))
+        }
+    };
+    Ok(OpenedImage {
+        reader,
+        _saved: saved,
+        _cache: cache,
+    })
+}
+
+/// Pulls `reference` into the layer cache, records it there as a pulled
+/// image, and opens it, saying which digest a tag resolved to and how much
+/// came down.
+fn pull(
+    reference: &str,
+    registry: &RegistryAccess<'_>,
+) -> Result<(ImageReader, LayerCache), BuildError> {
+    let cache = LayerCache::open(registry.cache_root)?;
+    let name = format!("docker://{reference}");
+    let architecture = crate::oci_architecture();
+    let pulled = gpubox_registry::pull(reference, architecture, cache.store(), registry.options)?;
+    cache.put_image(&pulled.manifest_digest, &pulled.blobs)?;
+    let reporter = registry.reporter;
+    if pulled.tag.is_some() {
+        let platform = match &pulled.index_digest {
+            Some(index) => format!(" (linux/{architecture} in index {index})"),
+            None => String::new(),
+        };
+        reporter.step(&format!(
+            "resolved {name} to {}{platform}",
+            pulled.manifest_digest
+        ));
+    }
+    reporter.step(&format!(
+        "{name}: {} blobs downloaded ({}), {} already in the cache",
+        pulled.downloaded_blobs,
+        Bytes(pulled.downloaded_bytes),
+        pulled.cached_blobs
+    ));
+    let reader = ImageReader::open_pulled(
+        cache.store(),
+        &pulled.manifest,
+        pulled.manifest_digest,
+        &name,
+    )?;
+    Ok((reader, cache))
+}
+
+/// The image's environment as (name, value) pairs.
+pub fn image_env(source: &ImageLocation) -> Result<Vec<(String, String)>, BuildError> {
+    let vars: Vec<String> = match source {
+        // The engine reads its own config; exporting the image is not needed.
+        ImageLocation::Engine { engine, reference } => {
+            gpubox_engines::image_env(*engine, reference)?
+        }
+        _ => open(source)?.reader.config()?["config"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+    };
+    Ok(vars
+        .iter()
+        .filter_map(|var| var.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// What an image is and holds, as `gpubox inspect` shows it.
+pub struct ImageReport {
+    pub manifest_digest: Option<String>,
+    pub repo_tags: Vec<String>,
+    /// The image's config document as stored.
+    pub config: Value,
+    pub layers: Vec<(LayerRef, LayerSummary)>,
+}
+
+/// Reads the image at `source` (wherever it is) and summarises each layer.
+pub fn inspect(
+    source: &ImageLocation,
+    registry: &RegistryAccess<'_>,
+) -> Result<ImageReport, BuildError> {
+    let opened = open_from(source, Some(registry))?;
+    let reader = &opened.reader;
+    let mut layers = Vec::new();
+    for (index, layer) in reader.layers().iter().enumerate() {
+        let summary = summarize_layer(reader.open_layer(index)?)?;
+        layers.push((layer.clone(), summary));
+    }
+    Ok(ImageReport {
+        manifest_digest: reader.manifest_digest().map(|d| d.to_string()),
+        repo_tags: reader.repo_tags(),
+        config: reader.config()?,
+        layers,
+    })
+}
+
+/// Which layers images `a` and `b` share and what changed in the others.
+pub fn diff(
+    a: &ImageLocation,
+    b: &ImageLocation,
+    registry: &RegistryAccess<'_>,
+) -> Result<ImageDiff, BuildError> {
+    let opened_a = open_from(a, Some(registry))?;
+    let opened_b = open_from(b, Some(registry))?;
+    Ok(gpubox_oci::diff::diff_images(
+        &opened_a.reader,
+        &opened_b.reader,
+    )?)
+}

@@ -1,0 +1,277 @@
+//! The output step: the built image written where the user asked, by
+//! transport: an OCI layout folder, an oci- or docker-archive (atomically), a
+//! container engine's storage, or a registry. Also where a build may leave
+//! unfinished files, so an interrupt can remove them, and the checks made
+//! before any work that the output can be written at all.
+
+use std::path::{Path, PathBuf};
+
+use gpubox_atomic::Options;
+use gpubox_oci::archive::{write_docker_archive, write_oci_archive};
+use gpubox_oci::blob::BlobStore;
+use gpubox_oci::image::BuiltImage;
+use gpubox_oci::layout::write_oci_dir;
+use gpubox_registry::PushOptions;
+use gpubox_spec::Spec;
+
+use crate::error::BuildError;
+use crate::location::{with_default_tag, ImageLocation};
+use crate::push::push_built;
+use crate::reporter::Reporter;
+
+/// Writes `image` (its layers in `store`) to `output`; a name or tag the
+/// output does not give is the spec's.
+pub fn write_output(
+    output: &ImageLocation,
+    spec: &Spec,
+    image: &BuiltImage,
+    store: &BlobStore,
+    registry: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<(), BuildError> {
+    let default_reference = format!("{}:{}", spec.name, spec.tag);
+    match output {
+        ImageLocation::OciDir { dir, tag } => {
+            write_oci_dir(dir, Some(tag.as_deref().unwrap_or(&spec.tag)), image, store)?;
+        }
+        ImageLocation::OciArchive { file, tag } => {
+            let tag = tag.as_deref().unwrap_or(&spec.tag);
+            gpubox_atomic::write(file, &Options::new(), |f| {
+                write_oci_archive(f, Some(tag), image, store).map(drop)
+            })?;
+        }
+        ImageLocation::DockerArchive { file } => {
+            gpubox_atomic::write(file, &Options::new(), |f| {
+                write_docker_archive(f, std::slice::from_ref(&default_reference), image, store)
+                    .map(drop)
+            })?;
+        }
+        ImageLocation::Engine { engine, reference } => {
+            let reference = with_default_tag(reference, &spec.tag);
+            reporter.step(&format!("loading into {engine} as {reference}"));
+            let said = gpubox_engines::load(*engine, |w| {
+                write_docker_archive(w, std::slice::from_ref(&reference), image, store).map(drop)
+            })?;
+            if !said.is_empty() {
+                reporter.step(&said);
+            }
+        }
+        ImageLocation::Registry { reference } => {
+            let reference = with_default_tag(reference, &spec.tag);
+            push_built(&reference, image, store, registry, reporter)?;
+        }
+    }
+    reporter.step(&format!("wrote {output} ({})", image.manifest_digest));
+    Ok(())
+}
+
+/// Where this build may leave unfinished files if it is interrupted: beside the
+/// output, inside an OCI layout, and in the cache.
+pub fn partial_folders(output: &ImageLocation, cache_root: &Path) -> Vec<PathBuf> {
+    let mut folders = vec![cache_root.join("tmp"), cache_root.join("layers")];
+    if let ImageLocation::OciDir { dir, .. } = output {
+        folders.push(dir.clone());
+        folders.push(dir.join("blobs/sha256"));
+    }
+    folders.extend(output.path().map(parent_folder));
+    folders
+}
+
+pub(crate) fn parent_folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Fails before any work when the output's folder is missing or not writable
+/// (an OCI layout's missing folders are created, as skopeo does).
+pub fn check_output_writable(output: &ImageLocation) -> Result<(), BuildError> {
+    let Some(path) = output.path() else {
+        return Ok(());
+    };
+    if matches!(output, ImageLocation::OciDir { .. }) && !parent_folder(path).exists() {
+        return Ok(());
+    }
+    check_file_writable(path)
+}
+
+/// Fails when a file cannot be created beside `path`.
+pub fn check_file_writable(path: &Path) -> Result<(), BuildError> {
+    tempfile::NamedTempFile::new_in(parent_folder(path))
+        .map(drop)
+        .map_err(|source| BuildError::OutputNotWritable {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `--cache-dir`, else `GPUBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/gpubox`, else
+/// `~/.cache/gpubox`.
+pub fn cache_dir(flag: Option<&Path>) -> Result<PathBuf, BuildError> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GPUBOX_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gpubox")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/gpubox")))
+        .ok_or(BuildError::NoCacheDir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpubox_oci::image::{assemble, ImageConfigInput, LayerInput};
+    use gpubox_oci::source::ImageReader;
+    use gpubox_oci::{Compression, Entry, ImagePath};
+
+    use crate::reporter::Silent;
+
+    fn image(store: &BlobStore) -> BuiltImage {
+        let entries = [Entry::bytes(
+            ImagePath::new("hello").unwrap(),
+            0o644,
+            b"hi".to_vec(),
+        )];
+        let blob = store
+            .write_layer(entries.into_iter().map(Ok), Compression::Gzip, 0, &|_| {})
+            .unwrap();
+        assemble(
+            &ImageConfigInput {
+                created: 0,
+                architecture: "amd64".into(),
+                os: "linux".into(),
+                env: Vec::new(),
+                entrypoint: vec!["/bin/gpubox-init".into()],
+                cmd: Vec::new(),
+                exposed_ports: Vec::new(),
+                labels: Default::default(),
+                user: "root".into(),
+                working_dir: "/root".into(),
+                title: "demo".into(),
+                version: "v1".into(),
+            },
+            &[LayerInput {
+                blob,
+                created_by: "test".into(),
+            }],
+        )
+        .unwrap()
+    }
+
+    fn spec() -> Spec {
+        gpubox_spec::parse(
+            "name = \"demo\"\ntag = \"v1\"\n",
+            Path::new("/s/gpubox.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_file_transport_writes_an_image_that_reads_back_with_the_spec_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let image = image(&store);
+        let write = |output: &str| {
+            let output: ImageLocation = output.parse().unwrap();
+            check_output_writable(&output).unwrap();
+            write_output(
+                &output,
+                &spec(),
+                &image,
+                &store,
+                &PushOptions::default(),
+                &Silent,
+            )
+            .unwrap();
+        };
+        let at = |name: &str| dir.path().join(name).display().to_string();
+
+        write(&format!("oci:{}", at("layout")));
+        let reader = ImageReader::open_oci_dir(&dir.path().join("layout"), Some("v1")).unwrap();
+        assert_eq!(
+            reader.manifest_digest(),
+            Some(image.manifest_digest.clone())
+        );
+
+        write(&format!("oci-archive:{}:other", at("image.tar")));
+        let reader =
+            ImageReader::open_oci_archive(&dir.path().join("image.tar"), Some("other")).unwrap();
+        assert_eq!(
+            reader.manifest_digest(),
+            Some(image.manifest_digest.clone())
+        );
+
+        write(&format!("docker-archive:{}", at("docker.tar")));
+        let reader = ImageReader::open_docker_archive(&dir.path().join("docker.tar")).unwrap();
+        assert_eq!(reader.repo_tags(), ["demo:v1"]);
+        assert_eq!(reader.layers().len(), 1);
+
+        // Only finished files are left.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["docker.tar", "image.tar", "layout", "store"]);
+    }
+
+    #[test]
+    fn outputs_that_cannot_be_written_fail_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/folder/image.tar");
+        let archive: ImageLocation = format!("oci-archive:{}", missing.display())
+            .parse()
+            .unwrap();
+        let error = check_output_writable(&archive).unwrap_err().to_string();
+        assert!(error.contains("no/such/folder/image.tar"), "{error}");
+        // An OCI layout's missing folders are made when it is written.
+        let layout: ImageLocation = format!("oci:{}", dir.path().join("new/layout").display())
+            .parse()
+            .unwrap();
+        check_output_writable(&layout).unwrap();
+        // Engines and registries have no file to check.
+        check_output_writable(&"docker://127.0.0.1:1/x".parse().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn unfinished_files_are_looked_for_beside_the_output_and_in_the_cache() {
+        let layout: ImageLocation = "oci:/out/layout".parse().unwrap();
+        let folders = partial_folders(&layout, Path::new("/cache"));
+        for wanted in [
+            "/cache/tmp",
+            "/cache/layers",
+            "/out/layout",
+            "/out/layout/blobs/sha256",
+            "/out",
+        ] {
+            assert!(
+                folders.contains(&PathBuf::from(wanted)),
+                "{wanted}: {folders:?}"
+            );
+        }
+        let engine: ImageLocation = "podman:demo".parse().unwrap();
+        assert_eq!(partial_folders(&engine, Path::new("/cache")).len(), 2);
+    }
+
+    #[test]
+    fn a_registry_that_does_not_answer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let image = image(&store);
+        let output: ImageLocation = "docker://127.0.0.1:1/demo".parse().unwrap();
+        let options = PushOptions {
+            tls_verify: false,
+            ..PushOptions::default()
+        };
+        let error = write_output(&output, &spec(), &image, &store, &options, &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("127.0.0.1:1"), "{error}");
+    }
+}

@@ -1,0 +1,152 @@
+//! gpubox's own top layer and what goes with it: the GPU settings (NVIDIA
+//! variables and labels) from the closure's CUDA, and the host programs
+//! `hostBinaries` copies in with their libraries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gpubox_nix::Closure;
+use gpubox_rootfs::RootfsInput;
+use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
+
+use crate::base::Base;
+use crate::error::BuildError;
+use crate::store::StoreContents;
+
+/// The static `gpubox-init` built by this crate's build script.
+static INIT: &[u8] = include_bytes!(env!("GPUBOX_INIT_BINARY"));
+
+/// The top layer, with a failure pointed at the spec item it comes from.
+pub fn top_layer(
+    spec: &Spec,
+    store: &StoreContents,
+    host_files: &[gpubox_hostbin::HostFile],
+    base: &Base,
+    nix_db: Option<&gpubox_rootfs::NixDb>,
+) -> Result<gpubox_rootfs::Rootfs, BuildError> {
+    let copy_to_root: Vec<CopyToRoot> = spec
+        .copy_to_root
+        .iter()
+        .map(|item| item.value.clone())
+        .collect();
+    gpubox_rootfs::assemble_over(
+        &RootfsInput {
+            closure: &store.closure,
+            packages: &store.packages,
+            copy_to_root: &copy_to_root,
+            host_files,
+            init: Arc::from(INIT),
+            user: &base.user(spec),
+            working_dir: &base.working_dir(spec),
+            image_name: &spec.name,
+            image_tag: &spec.tag,
+            driver_library_dirs: if spec.cuda.enable {
+                gpubox_cuda::DRIVER_LIBRARY_DIRS
+            } else {
+                &[]
+            },
+            machine: &spec.machine,
+            home: store.home.as_ref(),
+            nix_db,
+        },
+        base.account_files(),
+    )
+    .map_err(|e| {
+        if let gpubox_rootfs::RootfsError::Machine(machine) = &e {
+            let (span, what) = (
+                machine.span(),
+                format!("`{}` cannot be used", machine.key()),
+            );
+            return BuildError::from(e).in_spec(spec, span, what);
+        }
+        let item = e.copy_to_root_index();
+        let span = item
+            .and_then(|i| spec.copy_to_root.get(i))
+            .and_then(|item| item.span);
+        let what = match item {
+            Some(i) => format!("copyToRoot[{i}] cannot be placed in the image"),
+            None => "the top layer cannot be assembled".to_owned(),
+        };
+        BuildError::from(e).in_spec(spec, span, what)
+    })
+}
+
+/// The NVIDIA variables and labels of a GPU-ready image (none when
+/// `cuda.enable` is false).
+pub struct GpuSettings {
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, BuildError> {
+    if !spec.cuda.enable {
+        return Ok(GpuSettings {
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        });
+    }
+    let declared = spec
+        .cuda
+        .version
+        .as_deref()
+        .map(str::parse::<gpubox_cuda::CudaVersion>)
+        .transpose()?;
+    let paths: Vec<&Path> = closure
+        .paths()
+        .map(|info| Path::new(info.path.as_str()))
+        .collect();
+    let packages = gpubox_cuda::detect(&paths);
+    let version =
+        gpubox_cuda::resolve_version(&packages, spec.cuda.allow_mixed_versions, declared)?;
+    Ok(GpuSettings {
+        env: gpubox_cuda::image_env(version, &spec.cuda.capabilities),
+        labels: gpubox_cuda::image_labels(version),
+    })
+}
+
+/// The host programs `hostBinaries` names, with the libraries they load.
+pub fn resolve_host_binaries(spec: &Spec) -> Result<Vec<gpubox_hostbin::HostFile>, BuildError> {
+    let mut binaries = Vec::new();
+    for item in &spec.host_binaries {
+        let (src, default_dst) = match &item.value.src {
+            HostBinarySrc::Path(path) => {
+                // A program from the project folder goes on PATH; one from the
+                // system keeps its path, as its libraries do.
+                let dst = if path.starts_with(&spec.dir) {
+                    Path::new("/usr/local/bin").join(path.file_name().unwrap_or_default())
+                } else {
+                    path.clone()
+                };
+                (path.clone(), dst)
+            }
+            HostBinarySrc::Command(name) => {
+                let found =
+                    find_on_path(name).ok_or_else(|| BuildError::CommandNotFound(name.clone()))?;
+                (found.clone(), found)
+            }
+        };
+        let dst = item
+            .value
+            .dst
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or(default_dst);
+        binaries.push((src, dst));
+    }
+    if binaries.is_empty() {
+        return Ok(Vec::new());
+    }
+    gpubox_hostbin::resolve_all(&binaries).map_err(BuildError::from)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
