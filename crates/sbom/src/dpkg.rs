@@ -95,13 +95,7 @@ mod tests {
     #[test]
     fn finds_the_package_of_a_system_program_by_either_merged_usr_name() {
         if !have_dpkg() {
-            // CI runs on Debian-family machines: a skip there would hide a lost test.
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "dpkg-query is missing under CI"
-            );
-            eprintln!("skipped: dpkg-query is not installed");
+            gpubox_testkit::missing("dpkg-query");
             return;
         }
         for path in ["/bin/ls", "/usr/bin/ls"] {
