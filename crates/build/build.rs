@@ -1,5 +1,5 @@
-//! Builds `gpubox-init` as a static executable and hands its path to the CLI, which
-//! embeds it: one `gpubox` binary carries the PID 1 it puts into every image, so
+//! Builds `gpubox-init` as a static executable and hands its path to the engine,
+//! which embeds it: one `gpubox` binary carries the PID 1 it puts into every image, so
 //! a user never has to find, build or match a separate init.
 //!
 //! The init is built by a nested `cargo build` into its own target folder (so it
@@ -30,6 +30,8 @@ fn main() {
         "../initplan/Cargo.toml",
         "../cuda/src",
         "../cuda/Cargo.toml",
+        "../atomic/src",
+        "../atomic/Cargo.toml",
         "../../Cargo.toml",
         "../../Cargo.lock",
     ] {
