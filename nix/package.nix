@@ -1,5 +1,5 @@
 # The gpubox CLI built from this repository's Cargo workspace with nixpkgs'
-# Rust support. Its build script compiles `gpubox-init` as a static executable
+# Rust support. The engine crate's build script compiles `gpubox-init` as a static executable
 # (glibc's static libraries) and embeds it, so the one binary carries the PID 1.
 # The tests need podman, a Docker engine and a registry, so they are not run
 # here; `./scripts/test` runs them.

@@ -257,7 +257,7 @@ impl Base {
                 format!("fromImage `{}` has too many layers", self.name),
             ));
         }
-        Ok(spec.max_layers - 1 - base)
+        Ok(spec.max_layers.saturating_sub(1 + base))
     }
 
     /// Copies the base's layers into `store` as they are and returns them with

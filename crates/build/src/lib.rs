@@ -55,6 +55,7 @@ pub mod nix_builder;
 pub mod open;
 pub mod output;
 pub mod pipeline;
+mod platform;
 pub mod push;
 mod reporter;
 pub mod sbom;
@@ -66,14 +67,5 @@ pub use error::{BaseError, BuildError, ImageCommandError, NixBuilderError};
 pub use location::{BadLocation, ImageLocation};
 pub use output::cache_dir;
 pub use pipeline::{build, BuildRequest, Built};
+pub use platform::oci_architecture;
 pub use reporter::{Bytes, Reporter, Silent};
-
-/// The build machine's architecture in OCI's words (GOARCH's spelling).
-pub fn oci_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}

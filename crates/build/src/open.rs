@@ -90,7 +90,7 @@ fn pull(
 ) -> Result<(ImageReader, LayerCache), BuildError> {
     let cache = LayerCache::open(registry.cache_root)?;
     let name = format!("docker://{reference}");
-    let architecture = crate::oci_architecture();
+    let architecture = crate::platform::oci_architecture();
     let pulled = gpubox_registry::pull(reference, architecture, cache.store(), registry.options)?;
     cache.put_image(&pulled.manifest_digest, &pulled.blobs)?;
     let reporter = registry.reporter;

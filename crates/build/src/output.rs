@@ -78,10 +78,7 @@ pub fn partial_folders(output: &ImageLocation, cache_root: &Path) -> Vec<PathBuf
 }
 
 pub(crate) fn parent_folder(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    gpubox_atomic::folder_of(path).to_path_buf()
 }
 
 /// Fails before any work when the output's folder is missing or not writable

@@ -55,9 +55,6 @@ impl BuildRequest {
 pub struct Built {
     /// The image's manifest digest (`sha256:HEX`): its identity.
     pub manifest_digest: String,
-    /// How many layers came from the base, the store paths and gpubox.
-    pub base_layers: usize,
-    pub store_path_layers: usize,
     /// Store paths in the image.
     pub store_paths: usize,
 }
@@ -82,7 +79,7 @@ pub fn build(
     };
 
     // spec -> base image
-    let base = crate::base::open(spec, crate::oci_architecture(), &registry)?;
+    let base = crate::base::open(spec, crate::platform::oci_architecture(), &registry)?;
     // spec -> closure
     let nix = Nix::new();
     let store = StoreContents::realise(spec, &nix, reporter)?;
@@ -169,8 +166,6 @@ pub fn build(
     }
     Ok(Built {
         manifest_digest: image.manifest_digest.to_string(),
-        base_layers: base_layers.layers.len(),
-        store_path_layers: planned.len(),
         store_paths: store.closure.len(),
     })
 }
@@ -215,7 +210,7 @@ fn assemble(
     Ok(assemble_on(
         &ImageConfigInput {
             created,
-            architecture: crate::oci_architecture().to_owned(),
+            architecture: crate::platform::oci_architecture().to_owned(),
             os: "linux".to_owned(),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             entrypoint: spec

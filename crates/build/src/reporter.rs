@@ -34,8 +34,9 @@ pub struct Bytes(pub u64);
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [&str; 8] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+        // `pad`, so tables can give the size a width.
         if self.0 < 1024 {
-            return write!(f, "{} B", self.0);
+            return f.pad(&format!("{} B", self.0));
         }
         // Precision beyond two decimals is not wanted, so f64 is enough.
         let mut value = self.0 as f64 / 1024.0;
@@ -44,7 +45,7 @@ impl fmt::Display for Bytes {
             value /= 1024.0;
             unit += 1;
         }
-        write!(f, "{value:.2} {}", UNITS[unit])
+        f.pad(&format!("{value:.2} {}", UNITS[unit]))
     }
 }
 
@@ -59,5 +60,6 @@ mod tests {
         assert_eq!(Bytes(1024).to_string(), "1.00 KiB");
         assert_eq!(Bytes(1536 * 1024).to_string(), "1.50 MiB");
         assert_eq!(Bytes(5 << 30).to_string(), "5.00 GiB");
+        assert_eq!(format!("{:>10}", Bytes(1024)), "  1.00 KiB");
     }
 }

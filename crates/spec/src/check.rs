@@ -956,7 +956,7 @@ fn check_image_path(text: &str) -> Result<String, Problem> {
 }
 
 /// A host binary: a path (absolute, or relative to the spec's folder when it
-/// has a `/`) or a bare command name the CLI looks up on PATH.
+/// has a `/`) or a bare command name the build looks up on PATH.
 fn check_host_binary(text: &str, dir: &Path) -> Result<HostBinarySrc, Problem> {
     if text.contains('/') {
         check_local_path(text, dir).map(HostBinarySrc::Path)

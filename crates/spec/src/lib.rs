@@ -84,7 +84,7 @@ pub struct Spec {
     /// [`DEFAULT_WORKING_DIR`].
     pub working_dir: Option<String>,
     pub cmd: Vec<String>,
-    /// `None` means the CLI's default, `/bin/gpubox-init`.
+    /// `None` means the build's default, `/bin/gpubox-init`.
     pub entrypoint: Option<Vec<String>>,
     /// Defaults to 50; 2..=125.
     pub max_layers: usize,
@@ -193,7 +193,7 @@ pub struct HostBinary {
 pub enum HostBinarySrc {
     /// Written with a `/`: absolute, resolved against the spec's folder.
     Path(PathBuf),
-    /// A bare name, for the CLI to look up on PATH.
+    /// A bare name, for the build to look up on PATH.
     Command(String),
 }
 
