@@ -152,9 +152,9 @@ pub enum NixBuilderError {
 /// Why an image command cannot go on.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImageCommandError {
-    #[error("`{0}` is not an image command")]
-    #[diagnostic(help("the commands are copyToDockerDaemon, copyToPodman, copyToRegistry, copyTo, copyToContainerRuntime, copyToGithub, shell, podmanShell, dockerShell, inspect and diff"))]
-    UnknownCommand(String),
+    #[error("`{given}` is not an image command")]
+    #[diagnostic(help("the commands are {known}"))]
+    UnknownCommand { given: String, known: String },
     #[error("copyTo needs the destination as its first argument")]
     #[diagnostic(help("e.g. `nix run .#IMAGE.copyTo -- oci:DIR`, `-- oci-archive:image.tar` or `-- docker://HOST/REPO:TAG`"))]
     NoDestination,

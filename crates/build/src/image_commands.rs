@@ -11,7 +11,7 @@ use gpubox_engines::Engine;
 use gpubox_spec::Spec;
 
 use crate::error::{BuildError, ImageCommandError};
-use crate::location::with_default_tag;
+use crate::location::{with_default_tag, ImageLocation};
 
 /// An image command, by nix2gpu's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,10 @@ impl FromStr for ImageCommand {
             .iter()
             .find(|(_, known, _)| *known == name)
             .map(|(command, _, _)| *command)
-            .ok_or_else(|| ImageCommandError::UnknownCommand(name.to_owned()))
+            .ok_or_else(|| ImageCommandError::UnknownCommand {
+                given: name.to_owned(),
+                known: Self::ALL.map(|(_, known, _)| known).join(", "),
+            })
     }
 }
 
@@ -127,11 +130,11 @@ pub fn command_lines(
         line
     };
     let engine_ref = |engine: Engine| {
-        let transport = match engine {
-            Engine::Podman => "podman",
-            Engine::Docker => "docker-daemon",
-        };
-        format!("{transport}:{}:{}", spec.name, spec.tag)
+        ImageLocation::Engine {
+            engine,
+            reference: format!("{}:{}", spec.name, spec.tag),
+        }
+        .to_string()
     };
     let engine = || {
         around.engine.ok_or(ImageCommandError::NoEngine {
@@ -163,7 +166,7 @@ pub fn command_lines(
         ImageCommand::CopyToRegistry => {
             let dest = match spec.registries.first() {
                 Some(first) => with_default_tag(&first.value, &spec.tag),
-                None if names_a_registry(&spec.name) => {
+                None if gpubox_registry::names_a_registry_host(&spec.name) => {
                     format!("docker://{}:{}", spec.name, spec.tag)
                 }
                 None => {
@@ -236,15 +239,6 @@ pub fn command_lines(
         }
     };
     Ok(lines)
-}
-
-/// Whether an image name starts with a registry host (`ghcr.io/...`,
-/// `localhost:5000/...`), as `docker://NAME` needs.
-fn names_a_registry(name: &str) -> bool {
-    match name.split_once('/') {
-        Some((host, _)) => host.contains('.') || host.contains(':') || host == "localhost",
-        None => false,
-    }
 }
 
 /// The login `copyToGithub` pushes with: `$GITHUB_ACTOR`/`$GITHUB_TOKEN`, else
@@ -425,6 +419,25 @@ mod tests {
             joined(lines(ImageCommand::Diff, WITH_REGISTRIES, &["--tls-verify=false"]).unwrap())[1],
             "diff docker://ghcr.io/org/demo:v1 oci:/cache/tmp/x --tls-verify=false"
         );
+    }
+
+    #[test]
+    fn names_read_back_and_an_unknown_one_lists_them_all() {
+        for (command, name, _) in ImageCommand::ALL {
+            assert_eq!(name.parse::<ImageCommand>().unwrap(), command);
+            assert_eq!(command.to_string(), name);
+        }
+        let Err(ImageCommandError::UnknownCommand { given, known }) =
+            "copyto".parse::<ImageCommand>()
+        else {
+            panic!("copyto parsed");
+        };
+        assert_eq!(given, "copyto");
+        assert!(
+            known.starts_with("copyToDockerDaemon, copyToPodman, "),
+            "{known}"
+        );
+        assert!(known.ends_with("inspect, diff"), "{known}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use gpubox_build::ImageLocation;
 use gpubox_cdi::{HostRoots, SpecStatus};
 use gpubox_engines::Engine;
 
@@ -101,10 +102,9 @@ fn choose(
 /// The engine command that starts the container with the GPUs, or why no
 /// engine here can.
 pub fn command(request: &RunRequest) -> Result<EngineCommand, NoGpuEngine> {
-    let (wanted, image) = match request.image.split_once(':') {
-        Some(("podman" | "containers-storage", name)) => (Some(Engine::Podman), name),
-        Some(("docker-daemon", name)) => (Some(Engine::Docker), name),
-        _ => (None, request.image.as_str()),
+    let (wanted, image) = match request.image.parse::<ImageLocation>() {
+        Ok(ImageLocation::Engine { engine, reference }) => (Some(engine), reference),
+        _ => (None, request.image.clone()),
     };
     let (engine, gpu_flags) = choose(wanted, &request.roots, &request.cdi_root)?;
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
@@ -123,7 +123,7 @@ pub fn command(request: &RunRequest) -> Result<EngineCommand, NoGpuEngine> {
     if let Some(workdir) = &request.workdir {
         args.extend(["--workdir".into(), workdir.clone()]);
     }
-    args.push(image.to_owned());
+    args.push(image);
     args.extend(request.command.iter().cloned());
     Ok(EngineCommand { engine, args })
 }

@@ -254,6 +254,16 @@ fn certificate_problem(error: &OciDistributionError) -> Option<String> {
     None
 }
 
+/// Whether `reference` starts with a registry host (`ghcr.io/...`,
+/// `localhost:5000/...`): a first component with a `.` or a `:`, or
+/// `localhost`, followed by a repository.
+pub fn names_a_registry_host(reference: &str) -> bool {
+    match reference.split_once('/') {
+        Some((host, _)) => host.contains('.') || host.contains(':') || host == "localhost",
+        None => false,
+    }
+}
+
 /// Reads `HOST[:PORT]/REPO[:TAG]` or `HOST[:PORT]/REPO@sha256:HEX`; the host
 /// must be named.
 pub(crate) fn parse_reference(reference: &str) -> Result<Reference, PushError> {
@@ -261,11 +271,8 @@ pub(crate) fn parse_reference(reference: &str) -> Result<Reference, PushError> {
         reference: reference.to_owned(),
         detail,
     };
-    let first = reference.split('/').next().unwrap_or_default();
     // Without a host, `docker.io/library/` would be assumed silently.
-    if !reference.contains('/')
-        || !(first.contains('.') || first.contains(':') || first == "localhost")
-    {
+    if !names_a_registry_host(reference) {
         return Err(bad("it names no registry host".to_owned()));
     }
     Reference::from_str(reference).map_err(|e| bad(e.to_string()))
