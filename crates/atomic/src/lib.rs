@@ -126,16 +126,6 @@ impl Error {
         }
     }
 
-    /// What was being done, as a verb phrase: `"move the finished file to"`.
-    pub fn action(&self) -> &'static str {
-        self.action
-    }
-
-    /// The path it was done to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The error the system gave.
     pub fn io_error(&self) -> &io::Error {
         &self.source
