@@ -186,7 +186,6 @@ fn read_all(mut r: impl Read) -> String {
 /// What an engine on this host is and can do with NVIDIA GPUs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {
-    pub engine: Engine,
     /// The server's version (Docker) or podman's own.
     pub version: String,
     /// Whether `--device nvidia.com/gpu=...` (CDI) works: podman 4.1 or newer;
@@ -224,7 +223,6 @@ pub fn probe(engine: Engine) -> Option<EngineInfo> {
                 .is_some_and(|dirs| !dirs.is_empty());
             let nvidia_runtime = info["Runtimes"].get("nvidia").is_some();
             Some(EngineInfo {
-                engine,
                 version,
                 cdi,
                 nvidia_runtime,
@@ -233,7 +231,6 @@ pub fn probe(engine: Engine) -> Option<EngineInfo> {
         Engine::Podman => {
             let version = run(&["version", "--format", "{{.Client.Version}}"])?;
             Some(EngineInfo {
-                engine,
                 cdi: version_at_least(&version, &[4, 1]),
                 version,
                 nvidia_runtime: false,
