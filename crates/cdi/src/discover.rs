@@ -6,6 +6,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use gpubox_cuda::{kernel_module_version, GpuInformation};
+
 use crate::{CdiError, DriverVersion};
 
 /// Folders (relative to the driver root) that hold the driver's libraries, most specific
@@ -110,10 +112,12 @@ pub fn discover(roots: &HostRoots) -> Result<Driver, CdiError> {
     let libraries = versioned_libraries(&library_dirs)?;
 
     let (version, version_text) = match read_optional(&version_file)? {
-        Some(text) => kernel_module_version(&text).ok_or_else(|| CdiError::DriverInfo {
-            path: version_file.clone(),
-            reason: "no \"NVRM version: ... Kernel Module <version>\" line".to_owned(),
-        })?,
+        Some(text) => kernel_module_version(&text)
+            .map(|(version, spelled)| (version, spelled.to_owned()))
+            .ok_or_else(|| CdiError::DriverInfo {
+                path: version_file.clone(),
+                reason: "no \"NVRM version: ... Kernel Module <version>\" line".to_owned(),
+            })?,
         None => libraries
             .iter()
             .find(|lib| lib.stem == "libcuda")
@@ -171,16 +175,6 @@ pub(crate) fn versioned_library_name(name: &str) -> Option<(&str, &str, DriverVe
         return None;
     }
     Some((stem, suffix, suffix.parse().ok()?))
-}
-
-/// The first token of "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22
-/// ..." (or the open module's "... Open Kernel Module for x86_64  550.54.14  Release Build
-/// ...") that is a version.
-fn kernel_module_version(text: &str) -> Option<(DriverVersion, String)> {
-    let line = text.lines().find(|l| l.starts_with("NVRM version:"))?;
-    line.split_whitespace()
-        .filter(|token| is_dotted_number(token))
-        .find_map(|token| Some((token.parse().ok()?, token.to_owned())))
 }
 
 fn is_dotted_number(text: &str) -> bool {
@@ -319,24 +313,17 @@ fn gpus(dir: &Path) -> Result<Vec<Gpu>, CdiError> {
             path: path.clone(),
             source,
         })?;
-        let field = |key: &str| {
-            text.lines()
-                .filter_map(|line| line.split_once(':'))
-                .find(|(k, _)| k.trim() == key)
-                .map(|(_, value)| value.trim().to_owned())
-        };
-        let minor = field("Device Minor")
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| CdiError::DriverInfo {
-                path: path.clone(),
-                reason: "no numeric \"Device Minor:\" line".to_owned(),
-            })?;
+        let information = GpuInformation::parse(&text);
+        let minor = information.minor.ok_or_else(|| CdiError::DriverInfo {
+            path: path.clone(),
+            reason: "no numeric \"Device Minor:\" line".to_owned(),
+        })?;
         gpus.push(Gpu {
             index,
             minor,
-            uuid: field("GPU UUID").filter(|uuid| uuid.starts_with("GPU-")),
+            uuid: information.uuid,
             pci_bus_id,
-            model: field("Model").filter(|model| !model.is_empty()),
+            model: information.model,
         });
     }
     Ok(gpus)

@@ -2,7 +2,8 @@
 //! the host tools (`gpubox doctor`, `gpubox run`): version numbers, finding the CUDA
 //! release a closure carries, the NVIDIA environment and labels an image gets, the
 //! `NVIDIA_REQUIRE_*` language that libnvidia-container reads, and NVIDIA's table of
-//! the minimum driver for each CUDA release.
+//! the minimum driver for each CUDA release, and the driver's own
+//! `/proc/driver/nvidia` files.
 //!
 //! This crate is pure logic over paths and strings: it reads folder listings but never
 //! writes, never runs programs, never prints, and never touches the driver or the GPU.
@@ -12,6 +13,7 @@
 mod detect;
 mod driver_table;
 mod env;
+mod proc_driver;
 mod require;
 mod version;
 
@@ -20,6 +22,7 @@ pub use driver_table::{
     compatibility, cuda_supported_by, minimum_driver, minor_compat_minimum, Compatibility,
 };
 pub use env::{image_env, image_labels, DRIVER_LIBRARY_DIRS};
+pub use proc_driver::{kernel_module_version, GpuInformation};
 pub use require::{
     disable_require, image_cuda, parse, requirements_from_env, Evaluation, HostFacts, RequireError,
     Requirement,

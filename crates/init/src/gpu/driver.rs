@@ -179,18 +179,8 @@ fn list_dir(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn read_proc_version() -> Option<DriverVersion> {
-    parse_proc_version(&fs::read_to_string(root_path(PROC_VERSION)).ok()?)
-}
-
-/// The first dotted number on the `NVRM version:` line (`x86_64` has no dot; the open
-/// kernel module writes `Open Kernel Module for x86_64  550.54.14  Release Build ...`).
-fn parse_proc_version(text: &str) -> Option<DriverVersion> {
-    let line = text
-        .lines()
-        .find_map(|line| line.strip_prefix("NVRM version:"))?;
-    line.split_whitespace()
-        .filter(|word| word.contains('.'))
-        .find_map(|word| word.parse().ok())
+    let text = fs::read_to_string(root_path(PROC_VERSION)).ok()?;
+    gpubox_cuda::kernel_module_version(&text).map(|(version, _)| version)
 }
 
 /// What happened at one name in `/run/opengl-driver/{lib,bin}`.
@@ -357,21 +347,6 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_version_of_both_kernel_modules() {
-        let proprietary = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\nGCC version:  gcc version 12.2.0\n";
-        let open = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.104.05  Release Build  (dvs-builder@U16-I3-B03-4-3)  Sat Aug 19 01:13:15 UTC 2023\n";
-        assert_eq!(
-            parse_proc_version(proprietary).map(|v| v.to_string()),
-            Some("550.54.14".to_owned())
-        );
-        assert_eq!(
-            parse_proc_version(open).map(|v| v.to_string()),
-            Some("535.104.05".to_owned())
-        );
-        assert!(parse_proc_version("GCC version: 12.2.0\n").is_none());
-    }
 
     #[test]
     fn names_a_library_by_its_soname() {
