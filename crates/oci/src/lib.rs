@@ -18,6 +18,7 @@ pub mod diff;
 pub mod digest;
 pub mod entry;
 pub mod image;
+pub mod index;
 pub mod layout;
 pub mod source;
 pub mod tar;

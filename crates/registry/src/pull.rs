@@ -27,6 +27,7 @@ use std::cell::Cell;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{Descriptor, Manifest};
+use gpubox_oci::index::{ManifestKind, PlatformEntryError};
 use gpubox_oci::source::{IncomingBlob, ReadError};
 use gpubox_oci::Digest;
 use oci_client::errors::OciDistributionError;
@@ -179,13 +180,6 @@ pub fn pull(
     block_on(async { Ok(work.await) })?
 }
 
-/// Whether a manifest lists platforms or is one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ManifestKind {
-    Image,
-    Index,
-}
-
 /// A manifest as served, with its computed digest.
 struct FetchedManifest {
     bytes: Vec<u8>,
@@ -239,7 +233,8 @@ impl Puller<'_> {
                 actual: digest,
             });
         }
-        let kind = manifest_kind(&bytes).map_err(|detail| self.bad_manifest(&digest, &detail))?;
+        let kind =
+            ManifestKind::of(&bytes).map_err(|detail| self.bad_manifest(&digest, &detail))?;
         Ok(FetchedManifest {
             bytes: bytes.to_vec(),
             digest,
@@ -346,94 +341,29 @@ enum DownloadFailure {
     Store(ReadError),
 }
 
-/// Reads a manifest's `mediaType` (or, where it has none, its shape).
-fn manifest_kind(bytes: &[u8]) -> Result<ManifestKind, String> {
-    let document: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let media_type = document["mediaType"].as_str();
-    match media_type {
-        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => Ok(ManifestKind::Image),
-        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => {
-            Ok(ManifestKind::Index)
-        }
-        Some(other) => Err(format!("of media type `{other}`")),
-        None if document["manifests"].is_array() => Ok(ManifestKind::Index),
-        None if document["layers"].is_array() && document["schemaVersion"] == 2 => {
-            Ok(ManifestKind::Image)
-        }
-        None => Err("neither an image manifest nor an index".to_owned()),
-    }
-}
-
 /// The digest of the index entry for `linux/architecture`.
 fn platform_entry(
     index: &FetchedManifest,
     architecture: &str,
     reference: &str,
 ) -> Result<Digest, PullError> {
-    let bad = |detail: String| PullError::BadManifest {
-        reference: reference.to_owned(),
-        digest: index.digest.clone(),
-        detail,
-    };
-    let document: serde_json::Value =
-        serde_json::from_slice(&index.bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let entries = document["manifests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let platform = |entry: &serde_json::Value| {
-        format!(
-            "{}/{}",
-            entry["platform"]["os"].as_str().unwrap_or("?"),
-            entry["platform"]["architecture"].as_str().unwrap_or("?")
-        )
-    };
-    let wanted = format!("linux/{architecture}");
-    match entries.iter().find(|entry| platform(entry) == wanted) {
-        Some(entry) => entry["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|_| bad(format!("an index whose {wanted} entry has no valid digest"))),
-        None => Err(PullError::NoPlatform {
+    gpubox_oci::index::platform_entry(&index.bytes, "linux", architecture).map_err(|e| match e {
+        PlatformEntryError::Invalid(detail) => PullError::BadManifest {
+            reference: reference.to_owned(),
+            digest: index.digest.clone(),
+            detail,
+        },
+        PlatformEntryError::Missing { available, .. } => PullError::NoPlatform {
             reference: reference.to_owned(),
             architecture: architecture.to_owned(),
-            available: entries.iter().map(platform).collect::<Vec<_>>().join(", "),
-        }),
-    }
+            available: available.join(", "),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manifests_are_told_apart_by_media_type_or_shape() {
-        let kind = |json: &str| manifest_kind(json.as_bytes());
-        assert_eq!(
-            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#),
-            Ok(ManifestKind::Image)
-        );
-        assert_eq!(
-            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json"}"#),
-            Ok(ManifestKind::Index)
-        );
-        assert_eq!(
-            kind(r#"{"schemaVersion":2,"manifests":[]}"#),
-            Ok(ManifestKind::Index)
-        );
-        assert_eq!(
-            kind(r#"{"schemaVersion":2,"config":{},"layers":[]}"#),
-            Ok(ManifestKind::Image)
-        );
-        assert!(
-            kind(r#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#)
-                .unwrap_err()
-                .contains("v1+json")
-        );
-        assert!(kind("nope").is_err());
-    }
 
     #[test]
     fn the_host_platform_is_picked_from_an_index() {
