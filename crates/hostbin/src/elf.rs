@@ -165,7 +165,8 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
                     let file_offset: u64 = s.p_offset(endian).into();
                     (start..start.saturating_add(file_size))
                         .contains(&address)
-                        .then(|| file_offset + (address - start))
+                        .then(|| file_offset.checked_add(address - start))
+                        .flatten()
                 })
                 .ok_or_else(|| {
                     bad(format!(
@@ -186,8 +187,16 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
                 "dynamic string offset {index} is past DT_STRSZ {size}"
             )));
         }
+        let range = offset
+            .checked_add(index)
+            .zip(offset.checked_add(size))
+            .ok_or_else(|| {
+                bad(format!(
+                    "dynamic string table at {offset:#x} (size {size}) is past any file's end"
+                ))
+            })?;
         let bytes = data
-            .read_bytes_at_until(offset + index..offset + size, 0)
+            .read_bytes_at_until(range.0..range.1, 0)
             .map_err(|()| {
                 bad(format!(
                     "dynamic string at offset {index} is not NUL-terminated within DT_STRSZ"
@@ -265,5 +274,68 @@ mod tests {
         assert_eq!(soname(&text).expect("read"), None);
         let missing = dir.path().join("missing.so");
         assert!(matches!(soname(&missing), Err(HostBinError::Io { path, .. }) if path == missing));
+    }
+
+    /// A copy of the 64-bit little-endian `library`, named `name`, whose `PT_LOAD` segments'
+    /// file offsets are `offset(distance)`, where `distance` is how far `DT_STRTAB` lies into
+    /// the segment that holds it, as a damaged or hostile file might say.
+    fn with_load_offsets(library: &Path, name: &str, offset: impl Fn(u64) -> u64) -> PathBuf {
+        use object::read::elf::ElfFile64;
+        let mut bytes = fs::read(library).expect("read library");
+        let (strtab, loads) = {
+            let file = ElfFile64::<object::LittleEndian>::parse(&bytes[..]).expect("ELF");
+            let endian = file.endian();
+            let headers = file.elf_program_headers();
+            let strtab: u64 = headers
+                .iter()
+                .find_map(|h| h.dynamic(endian, &bytes[..]).ok().flatten())
+                .and_then(|entries| {
+                    entries
+                        .iter()
+                        .find(|e| e.d_tag(endian) == u64::from(elf::DT_STRTAB))
+                        .map(|e| e.d_val(endian))
+                })
+                .expect("DT_STRTAB");
+            let loads: Vec<(usize, u64)> = (0..headers.len())
+                .filter(|&i| headers[i].p_type(endian) == elf::PT_LOAD)
+                .map(|i| (i, headers[i].p_vaddr(endian)))
+                .collect();
+            (strtab, loads)
+        };
+        let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().unwrap()) as usize;
+        for (index, vaddr) in loads {
+            let field = phoff + index * 56 + 8;
+            let distance = strtab.wrapping_sub(vaddr);
+            bytes[field..field + 8].copy_from_slice(&offset(distance).to_le_bytes());
+        }
+        let damaged = library.with_file_name(name);
+        fs::write(&damaged, bytes).expect("write damaged library");
+        damaged
+    }
+
+    /// Found by `fuzz/run elf`: offsets near 2^64 overflowed (a panic in debug builds, a
+    /// read at a wrapped offset in release ones). Each is now an error naming the file.
+    #[test]
+    fn offsets_past_the_end_of_any_file_are_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = gcc_shared(dir.path(), Some("libmarker.so.1"));
+        // The segment's file offset plus the string table's distance into it overflows...
+        let segment_overflow = with_load_offsets(&library, "segment-overflow.so", |_| u64::MAX);
+        // ...or the string table starts at 2^64 - 1 and its strings lie past it.
+        let strings_overflow = with_load_offsets(&library, "strings-overflow.so", |distance| {
+            u64::MAX - distance
+        });
+        for damaged in [segment_overflow, strings_overflow] {
+            match soname(&damaged) {
+                Err(HostBinError::BadElf { path, detail }) => {
+                    assert_eq!(path, damaged);
+                    assert!(
+                        detail.contains("DT_STRTAB") || detail.contains("past any file's end"),
+                        "{detail}"
+                    );
+                }
+                other => panic!("{}: {other:?}", damaged.display()),
+            }
+        }
     }
 }

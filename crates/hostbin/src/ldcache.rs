@@ -25,8 +25,9 @@ const ENDIAN_BIG: u8 = 3;
 
 pub(crate) const SYSTEM_CACHE: &str = "/etc/ld.so.cache";
 
+/// One library the cache maps: its soname and where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CacheEntry {
+pub struct CacheEntry {
     /// ABI tag: low byte the libc kind, next byte the architecture (0x0303 = libc6,x86-64).
     pub flags: i32,
     /// Non-zero for hardware-capability variants (glibc-hwcaps subfolders).
@@ -35,8 +36,9 @@ pub(crate) struct CacheEntry {
     pub path: PathBuf,
 }
 
-/// Parses a whole cache file; the error says what is malformed.
-pub(crate) fn parse(data: &[u8]) -> Result<Vec<CacheEntry>, String> {
+/// Parses a whole cache file; the error says what is malformed. Public for the fuzz
+/// targets (`fuzz/`): the file is binary, and nothing it says is trusted.
+pub fn parse(data: &[u8]) -> Result<Vec<CacheEntry>, String> {
     let new = if data.starts_with(NEW_MAGIC) {
         data
     } else if data.starts_with(OLD_MAGIC) {

@@ -35,7 +35,7 @@
 //! it the image's loader would not look there.
 
 mod elf;
-mod ldcache;
+pub mod ldcache;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
