@@ -144,6 +144,7 @@ fn toml_node(node: toml::Spanned<toml::de::DeValue<'_>>) -> Result<Node, SyntaxE
 /// `RawValue` borrowed from the text is a slice of it, so its offset is the
 /// value's position; each level is re-read from its raw slice.
 pub(crate) fn parse_json(text: &str) -> Result<Node, SyntaxError> {
+    check_json_depth(text)?;
     let root: &RawValue =
         serde_json::from_str(text).map_err(|error| json_syntax(text, 0, &error))?;
     json_node(text, root)
@@ -205,6 +206,49 @@ fn offset_in(text: &str, part: &str) -> usize {
 
 /// Turns serde_json's 1-based line and column, counted within the slice
 /// starting at `base`, into a byte range in the whole text.
+/// How deeply JSON arrays and objects may nest: serde_json's own limit, and far more
+/// than any spec needs (its deepest key is three levels down).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] before it is parsed: [`json_node`]
+/// recurses once per level, so a document nested 100,000 levels deep would otherwise
+/// overflow the stack (TOML's parser has a limit of its own). Brackets inside strings
+/// do not count; malformed text is left for the parser to report.
+fn check_json_depth(text: &str) -> Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (offset, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "arrays and objects nest more than {MAX_JSON_DEPTH} levels deep here; \
+                             a spec needs a few, so look for brackets that are never closed"
+                        ),
+                        span: offset..offset + 1,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn json_syntax(text: &str, base: usize, error: &serde_json::Error) -> SyntaxError {
     let local = &text[base..];
     let line_start: usize = local

@@ -576,6 +576,42 @@ fn json_syntax_errors_have_line_and_column() {
     assert!(error.to_string().contains("trailing characters"), "{error}");
 }
 
+/// A hostile or generated spec nested 100,000 levels deep once overflowed the stack
+/// and aborted gpubox; it is now a syntax error at the first bracket past the limit, as
+/// TOML's parser reports its own limit. Brackets inside strings do not count.
+#[test]
+fn deeply_nested_json_is_a_syntax_error_not_a_crash() {
+    let depth = 100_000;
+    let text = format!(
+        "{{\"name\": \"app\", \"env\": {}{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let error = json_error(&text);
+    let message = error.to_string();
+    assert!(
+        message.starts_with("/specs/app/gpubox.json:1:")
+            && message.contains("nest more than 128 levels deep"),
+        "{message}"
+    );
+    let first_bracket = text.find('[').expect("bracket");
+    assert_eq!(label(&error), (first_bracket + 127, 1));
+
+    let toml = format!(
+        "name = \"app\"\nenv = {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert!(toml_error(&toml).to_string().contains("recursion"));
+
+    // 200 brackets inside a string are text, not nesting.
+    let quoted = format!(
+        "{{\"name\": \"app\", \"cmd\": [\"{}\\\"\"]}}",
+        "[".repeat(200)
+    );
+    assert_eq!(json(&quoted).cmd[0].len(), 201);
+}
+
 #[test]
 fn json_duplicate_keys_are_rejected() {
     let text = "{\"name\": \"app\",\n \"name\": \"b\"}";
