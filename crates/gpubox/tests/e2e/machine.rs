@@ -514,7 +514,7 @@ impl SshTarget {
                 "-o",
                 "ConnectTimeout=5",
                 "root@127.0.0.1",
-                "echo logged-in \"$GPUBOX_E2E_VAR\"",
+                "echo logged-in \"$GPUBOX_E2E_VAR\" \"[$TOKEN]\"",
             ])
             .output()
             .unwrap()
@@ -594,6 +594,7 @@ fn podman_image_with_ssh_lets_a_key_in_and_no_password() {
             r#"name = "gpubox-e2e-ssh-run"
 hostBinaries = ["/bin/sh", "/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
 extraEnv = {{ GPUBOX_E2E_VAR = "from-the-image" }}
+extraStartupScript = "export TOKEN='a b\"c\\d'\n"
 
 [ssh]
 enable = true
@@ -625,9 +626,10 @@ authorizedKeys = [{spec_public:?}]
     let host_key = target.host_key(&first);
     for key in [&env_key, &spec_key] {
         let login = target.key_login(key, false);
-        // The session gets the image's environment, not only sshd's defaults.
+        // The session gets the image's environment, not only sshd's defaults, and
+        // the startup script's exports, quotes and backslashes included.
         assert!(
-            stdout(&login).contains("logged-in from-the-image"),
+            stdout(&login).contains("logged-in from-the-image [a b\"c\\d]"),
             "{}: {}\ncontainer said:\n{}",
             key.display(),
             String::from_utf8_lossy(&login.stderr),

@@ -122,7 +122,11 @@ pub fn write_session_config(plan: &InitPlan) -> Result<(), StepFailure> {
             error,
         })
     })?;
-    let mut contents = set_env_line(std::env::vars_os());
+    let environment = session_environment(std::env::vars_os());
+    for reason in &environment.left_out {
+        notice!("{reason}");
+    }
+    let mut contents = environment.line;
     contents.push_str(&build_text);
     let path = root_path(SESSION_CONFIG);
     if let Some(parent) = path.parent() {
@@ -140,49 +144,66 @@ pub fn write_session_config(plan: &InitPlan) -> Result<(), StepFailure> {
         .map_err(|error| failed(error.into()))
 }
 
-/// `SetEnv "NAME=VALUE" ...` and a line break for the variables sessions should get, in
-/// name order; empty when there are none (sshd refuses a `SetEnv` without values).
-/// Variables sshd_config cannot hold (quotes and backslashes are its escapes, a line
-/// break ends the line, and a name must not be blank or hold `=`) are left out.
-fn set_env_line(
+/// What sessions get from the init's environment: the `SetEnv` line, and why each
+/// variable that could not be passed on was left out.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SessionEnvironment {
+    /// `SetEnv "NAME=VALUE" ...` and a line break, in name order; empty when there are no
+    /// variables (sshd refuses a `SetEnv` without values).
+    line: String,
+    /// One sentence per variable left out, naming it.
+    left_out: Vec<String>,
+}
+
+/// The `SetEnv` line for `variables`. Each `NAME=VALUE` is one double-quoted word, with
+/// `"` and `\` written `\"` and `\\`: sshd splits the line as OpenSSH's `argv_split`
+/// does, which reads those escapes inside quotes, so any value passes but one holding a
+/// line break (a config line cannot) or not UTF-8. Those are left out and named, never
+/// dropped silently. The session's own variables (`HOME`, `USER`, ...) are not passed.
+fn session_environment(
     variables: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
-) -> String {
+) -> SessionEnvironment {
     let mut words: Vec<(String, String)> = Vec::new();
+    let mut left_out = Vec::new();
     for (name, value) in variables {
         let (name, value) = (name.as_ref(), value.as_ref());
         let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
-            debug!(
-                "not passing {} to SSH sessions: it is not UTF-8",
-                name.to_string_lossy()
-            );
+            left_out.push(format!(
+                "{} is not passed to SSH sessions: sshd_config holds UTF-8 text only",
+                name.to_string_lossy().escape_debug()
+            ));
             continue;
         };
         if SESSION_OWN_VARIABLES.contains(&name) || name.starts_with(INIT_VARIABLE_PREFIX) {
             continue;
         }
-        let unsafe_char = |c: char| matches!(c, '"' | '\\' | '\n' | '\r' | '\0');
-        if name.is_empty()
-            || name.contains(|c: char| c == '=' || c.is_whitespace() || unsafe_char(c))
-            || value.contains(unsafe_char)
-        {
-            debug!(
-                "not passing {} to SSH sessions: sshd_config cannot hold a `\"`, `\\` or line break in it",
+        let line_break = |c: char| matches!(c, '\n' | '\r');
+        if name.is_empty() || name.contains(line_break) || value.contains(line_break) {
+            left_out.push(format!(
+                "{} is not passed to SSH sessions: its value holds a line break, which an \
+                 sshd_config line cannot; services still get it",
                 name.escape_debug()
-            );
+            ));
             continue;
         }
         words.push((name.to_owned(), value.to_owned()));
     }
     if words.is_empty() {
-        return String::new();
+        return SessionEnvironment {
+            line: String::new(),
+            left_out,
+        };
     }
     words.sort();
     let mut line = "SetEnv".to_owned();
     for (name, value) in words {
-        line.push_str(&format!(" \"{name}={value}\""));
+        let word = format!("{name}={value}")
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        line.push_str(&format!(" \"{word}\""));
     }
     line.push('\n');
-    line
+    SessionEnvironment { line, left_out }
 }
 
 /// Generates the host key of `key_type` when missing (ssh-keygen writes it under an
@@ -451,27 +472,39 @@ mod tests {
     }
 
     #[test]
-    fn set_env_line_holds_the_variables_sessions_get_and_only_those() {
-        let line = set_env_line([
-            ("PATH", "/nix/store/abc-python/bin:/usr/bin"),
-            ("CUDA_VERSION", "12.4"),
-            ("GREETING", "hello world=1"),
-            ("HOME", "/root"),
-            ("SHLVL", "1"),
-            ("_", "/bin/gpubox-init"),
-            ("GPUBOX_INIT_ROOT", "/tmp/root"),
-            ("QUOTED", "say \"hi\""),
-            ("BACKSLASH", "a\\b"),
-            ("MULTI", "one\ntwo"),
-            ("BAD NAME", "x"),
+    fn session_environment_passes_every_value_a_config_line_can_hold() {
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = OsStr::from_bytes(b"\xff");
+        let environment = session_environment([
+            (
+                OsStr::new("PATH"),
+                OsStr::new("/nix/store/abc-python/bin:/usr/bin"),
+            ),
+            (OsStr::new("CUDA_VERSION"), OsStr::new("12.4")),
+            (OsStr::new("GREETING"), OsStr::new("hello world=1")),
+            (OsStr::new("HOME"), OsStr::new("/root")),
+            (OsStr::new("SHLVL"), OsStr::new("1")),
+            (OsStr::new("_"), OsStr::new("/bin/gpubox-init")),
+            (OsStr::new("GPUBOX_INIT_ROOT"), OsStr::new("/tmp/root")),
+            (OsStr::new("TOKEN"), OsStr::new("a b\"c\\d")),
+            (OsStr::new("COMMENT"), OsStr::new("#not a comment")),
+            (OsStr::new("MULTI"), OsStr::new("one\ntwo")),
+            (OsStr::new("BYTES"), not_utf8),
         ]);
         assert_eq!(
-            line,
-            "SetEnv \"CUDA_VERSION=12.4\" \"GREETING=hello world=1\" \
-             \"PATH=/nix/store/abc-python/bin:/usr/bin\"\n"
+            environment.line,
+            "SetEnv \"COMMENT=#not a comment\" \"CUDA_VERSION=12.4\" \"GREETING=hello world=1\" \
+             \"PATH=/nix/store/abc-python/bin:/usr/bin\" \"TOKEN=a b\\\"c\\\\d\"\n"
         );
+        assert_eq!(environment.left_out.len(), 2, "{:?}", environment.left_out);
+        assert!(environment.left_out[0]
+            .starts_with("MULTI is not passed to SSH sessions: its value holds a line break"));
+        assert!(environment.left_out[1].starts_with("BYTES is not passed"));
         let no_variables: [(&str, &str); 1] = [("HOME", "/root")];
-        assert_eq!(set_env_line(no_variables), "");
+        assert_eq!(
+            session_environment(no_variables),
+            SessionEnvironment::default()
+        );
     }
 
     #[test]
