@@ -35,9 +35,11 @@ pub fn write_output(
             write_oci_dir(dir, Some(tag.as_deref().unwrap_or(&spec.tag)), image, store)?;
         }
         ImageLocation::OciArchive { file, tag } => {
-            let tag = tag.as_deref().unwrap_or(&spec.tag);
+            // An archive is loaded rather than browsed, so it is named in full, as
+            // `podman save` and `docker save` name theirs.
+            let reference = tag.as_deref().unwrap_or(&default_reference);
             gpubox_atomic::write(file, &Options::new(), |f| {
-                write_oci_archive(f, Some(tag), image, store).map(drop)
+                write_oci_archive(f, Some(reference), image, store).map(drop)
             })?;
         }
         ImageLocation::DockerArchive { file } => {

@@ -25,8 +25,49 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 /// Annotation holding the image's tag.
 pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
-/// Annotation of an index entry that names the tag (`oci:DIR:TAG`).
+/// Annotation of an index entry that names it: a tag (`oci:DIR:TAG`) or a reference
+/// (`oci-archive:FILE:NAME:TAG`).
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The name podman, Docker (25 and later) and containerd give an image loaded from an
+/// OCI archive: a fully qualified reference (`localhost/app:1`).
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// The annotations that name an index entry `reference`: always `ref.name`, which skopeo
+/// matches exactly (`oci:DIR:REF`); and, when the reference names a repository (it holds
+/// `:` or `/`, so it is not a bare tag such as `latest`), `io.containerd.image.name`
+/// with the name qualified as podman qualifies local names ([`qualified_name`]). podman
+/// reads that annotation first and `ref.name` after, Docker (25 and later) the
+/// annotation, so both engines load the archive under one name.
+pub fn name_annotations(reference: &str) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(ANNOTATION_REF_NAME.to_owned(), reference.to_owned())]);
+    if reference.contains([':', '/']) {
+        annotations.insert(
+            ANNOTATION_CONTAINERD_NAME.to_owned(),
+            qualified_name(reference),
+        );
+    }
+    annotations
+}
+
+/// `reference` with a registry host and a tag: a name whose first component is not a
+/// host (no `.` or `:`, and not `localhost`) is local, `localhost/app` as podman names
+/// what it builds and loads (not Docker Hub's `docker.io/library/app`, which a later
+/// pull would overwrite); a missing tag is `latest`; a digest is kept.
+pub fn qualified_name(reference: &str) -> String {
+    let first = reference.split_once('/').map_or("", |(first, _)| first);
+    let has_host = first.contains(['.', ':']) || first == "localhost";
+    let qualified = if has_host {
+        reference.to_owned()
+    } else {
+        format!("localhost/{reference}")
+    };
+    let last = qualified.rsplit('/').next().unwrap_or_default();
+    if last.contains([':', '@']) {
+        qualified
+    } else {
+        format!("{qualified}:latest")
+    }
+}
 
 /// What the image config says beyond its layers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,6 +353,38 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_qualified_as_podman_names_local_images() {
+        for (given, qualified) in [
+            ("app", "localhost/app:latest"),
+            ("app:1", "localhost/app:1"),
+            ("org/app:1", "localhost/org/app:1"),
+            ("localhost/app:1", "localhost/app:1"),
+            ("localhost:5000/app", "localhost:5000/app:latest"),
+            ("quay.io/org/app:2", "quay.io/org/app:2"),
+            (
+                "registry.example/app@sha256:abc",
+                "registry.example/app@sha256:abc",
+            ),
+        ] {
+            assert_eq!(qualified_name(given), qualified, "{given}");
+        }
+        assert_eq!(
+            name_annotations("app:1"),
+            BTreeMap::from([
+                (
+                    ANNOTATION_CONTAINERD_NAME.to_owned(),
+                    "localhost/app:1".to_owned()
+                ),
+                (ANNOTATION_REF_NAME.to_owned(), "app:1".to_owned()),
+            ])
+        );
+        assert_eq!(
+            name_annotations("latest"),
+            BTreeMap::from([(ANNOTATION_REF_NAME.to_owned(), "latest".to_owned())])
+        );
+    }
     use crate::compress::Compression;
 
     #[test]

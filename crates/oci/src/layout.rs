@@ -20,8 +20,8 @@ use gpubox_atomic::{folder_of, partial, Options};
 use crate::blob::{BlobError, BlobStore};
 use crate::digest::Digest;
 use crate::image::{
-    canonical_json, BuiltImage, Descriptor, ImageError, ANNOTATION_REF_NAME, INDEX_MEDIA_TYPE,
-    MANIFEST_MEDIA_TYPE,
+    canonical_json, name_annotations, BuiltImage, Descriptor, ImageError, ANNOTATION_REF_NAME,
+    INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
 };
 use crate::tar::TarError;
 
@@ -114,9 +114,7 @@ impl Index {
             media_type: MANIFEST_MEDIA_TYPE.to_owned(),
             digest: image.manifest_digest.clone(),
             size: image.manifest.len() as u64,
-            annotations: tag
-                .map(|t| BTreeMap::from([(ANNOTATION_REF_NAME.to_owned(), t.to_owned())]))
-                .unwrap_or_default(),
+            annotations: tag.map(name_annotations).unwrap_or_default(),
         };
         let entry = serde_json::to_value(&entry).map_err(|source| ImageError::Json {
             what: "index entry",

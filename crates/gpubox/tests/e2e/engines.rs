@@ -134,6 +134,68 @@ fn runs_in_docker() {
         .output();
 }
 
+/// `podman load` names an oci-archive as its index entry says: gpubox writes the
+/// spec's `NAME:TAG` (or the reference the output names) as `ref.name`, and beside it
+/// `io.containerd.image.name`, qualified as podman names local images, which podman
+/// and Docker 25+ read. A bare word stays a tag (`ref.name` only), as in skopeo.
+#[test]
+fn podman_loads_an_oci_archive_under_its_name() {
+    if !have("nix") || !have("podman") || !have("skopeo") {
+        return;
+    }
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let spec = hello_spec(work.path(), "gpubox-e2e-archive-name");
+    let cases = [
+        (
+            "default.tar",
+            "",
+            "localhost/gpubox-e2e-archive-name:t1",
+            Some("localhost/gpubox-e2e-archive-name:t1"),
+        ),
+        (
+            "named.tar",
+            ":quay.io/gpubox-e2e/app:2",
+            "quay.io/gpubox-e2e/app:2",
+            Some("quay.io/gpubox-e2e/app:2"),
+        ),
+        ("tagged.tar", ":t3", "localhost/t3:latest", None),
+    ];
+    for (file, suffix, podman_name, docker_name) in cases {
+        let archive = work.path().join(file);
+        let output = format!("oci-archive:{}{suffix}", archive.display());
+        run_ok(gpubox(&cache).arg("build").arg(&spec).args(["-o", &output]));
+        let index = run_ok(
+            Command::new("tar")
+                .arg("-xOf")
+                .arg(&archive)
+                .arg("index.json"),
+        );
+        let index: serde_json::Value = serde_json::from_slice(&index.stdout).expect("index.json");
+        let annotations = &index["manifests"][0]["annotations"];
+        assert_eq!(
+            annotations["io.containerd.image.name"].as_str(),
+            docker_name,
+            "{output}: {index}"
+        );
+        // skopeo finds the entry by the reference the output named.
+        run_ok(Command::new("skopeo").args(["inspect", &output]));
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", podman_name])
+            .output();
+        let loaded = run_ok(Command::new("podman").arg("load").arg("-i").arg(&archive));
+        assert!(
+            stdout(&loaded).contains(&format!("Loaded image: {podman_name}")),
+            "{output}: {}",
+            stdout(&loaded)
+        );
+        run_ok(Command::new("podman").args(["image", "exists", podman_name]));
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", podman_name])
+            .output();
+    }
+}
+
 #[test]
 fn skopeo_accepts_every_output_kind() {
     if !have("nix") || !have("skopeo") {
