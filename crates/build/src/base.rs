@@ -22,18 +22,20 @@
 //! their OCI equivalents, which name the same bytes. Whiteouts in them are left
 //! for the runtime to apply.
 //!
-//! The base's `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` (as its
-//! layers and their whiteouts leave them) are handed to the rootfs, which keeps
-//! them and adds only the accounts gpubox needs. What each base layer holds at
-//! those paths is remembered in the layer cache, by layer digest, so a
+//! The base's `/etc/passwd`, `/etc/group`, `/etc/shadow` and
+//! `/etc/nsswitch.conf` (as its layers and their whiteouts leave them, links
+//! followed inside the image) are handed to the rootfs, which keeps them and
+//! adds only the accounts gpubox needs. A base whose `/etc` is itself a link
+//! is refused: gpubox's `/etc` folder would hide it. What each base layer holds
+//! at those paths is remembered in the layer cache, by layer digest, so a
 //! rebuild does not read the base's layers again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::image::BaseLayers;
-use gpubox_oci::source::{stack_layer_files, LayerFile};
+use gpubox_oci::source::{follow_links, stack_layer_files, Followed, LayerFile, MAX_LINKS};
 use gpubox_spec::{Spec, DEFAULT_USER, DEFAULT_WORKING_DIR};
 use miette::SourceSpan;
 use serde_json::Value;
@@ -94,7 +96,26 @@ pub fn open(
         .relative_to(&spec.dir);
     let image = open_from(&target, Some(registry)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
-    let files = account_files(&image, registry.cache_root).map_err(in_spec)?;
+    let AccountFiles { files, followed } =
+        account_files(&image, registry.cache_root).map_err(in_spec)?;
+    for (file, chain) in followed {
+        let change = if files.contains_key(&file) {
+            "read from where they lead; if gpubox adds an account, the image's copy becomes a file"
+        } else {
+            "they lead to no file, so gpubox writes its own"
+        };
+        registry
+            .reporter
+            .step(&format!("the base's /{file} is a link ({chain}): {change}"));
+    }
+    for (file, found) in &files {
+        if *found == LayerFile::Other && file != "etc/nsswitch.conf" {
+            registry.reporter.step(&format!(
+                "the base's /{file} is not a UTF-8 text file under 1 MiB, so gpubox cannot \
+                 add the accounts the spec needs to it; it is kept as it is"
+            ));
+        }
+    }
     Ok(Base {
         span: item.span,
         name,
@@ -104,29 +125,88 @@ pub fn open(
     })
 }
 
-/// What the base's layers, whiteouts applied, leave at
-/// [`gpubox_rootfs::BASE_ACCOUNT_FILES`]. Each layer's part is read once and
-/// then remembered in the layer cache at `cache_root`, for as long as the
-/// cache keeps the layer.
-fn account_files(
-    image: &OpenedImage,
-    cache_root: &Path,
-) -> Result<BTreeMap<String, LayerFile>, BuildError> {
+/// What the base image shows at [`gpubox_rootfs::BASE_ACCOUNT_FILES`], whiteouts
+/// applied and symbolic links followed inside the image as a process in the container
+/// would (NixOS-style bases link `/etc/passwd` to `/etc/static/passwd`, and that to a
+/// store path), never on the build machine. Each round reads the layers for the paths
+/// the links lead to until every file is reached; each layer's part is remembered in
+/// the layer cache at `cache_root`, by layer and paths, so a rebuild reads no layer.
+fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles, BuildError> {
     let cache = LayerCache::open(cache_root)?;
-    let wanted = gpubox_rootfs::BASE_ACCOUNT_FILES;
-    let mut layers = Vec::new();
-    for (index, layer) in image.reader.layers().iter().enumerate() {
-        let files = match cache.base_files(&layer.digest, &wanted) {
-            Some(files) => files,
-            None => {
-                let files = image.reader.layer_files(index, &wanted)?;
-                cache.put_base_files(&layer.digest, &wanted, &files)?;
-                files
+    let mut read: BTreeSet<String> = gpubox_rootfs::BASE_ACCOUNT_FILES
+        .iter()
+        .map(|path| (*path).to_owned())
+        .collect();
+    loop {
+        let wanted: Vec<&str> = read.iter().map(String::as_str).collect();
+        let mut layers = Vec::new();
+        for (index, layer) in image.reader.layers().iter().enumerate() {
+            let files = match cache.base_files(&layer.digest, &wanted) {
+                Some(files) => files,
+                None => {
+                    let files = image.reader.layer_files(index, &wanted)?;
+                    cache.put_base_files(&layer.digest, &wanted, &files)?;
+                    files
+                }
+            };
+            layers.push(files);
+        }
+        let shown = stack_layer_files(&layers);
+        if let Some(LayerFile::Link(target)) = shown.get("etc") {
+            return Err(BaseError::LinkedEtc {
+                target: target.clone(),
             }
-        };
-        layers.push(files);
+            .into());
+        }
+        let mut files = BTreeMap::new();
+        let mut followed = Vec::new();
+        let mut unread = Vec::new();
+        for file in gpubox_rootfs::BASE_ACCOUNT_FILES {
+            match follow_links(&shown, &read, file) {
+                Followed::Reached {
+                    file: found, links, ..
+                } => {
+                    if !links.is_empty() {
+                        followed.push((file.to_owned(), chain(&links)));
+                    }
+                    // A dangling link is no file: gpubox writes its own there.
+                    if let Some(found) = found {
+                        files.insert(file.to_owned(), found);
+                    }
+                }
+                Followed::Unread(path) => unread.push(path),
+                Followed::TooManyLinks(links) => {
+                    return Err(BaseError::LinkLoop {
+                        path: file.to_owned(),
+                        max: MAX_LINKS,
+                        chain: chain(&links),
+                    }
+                    .into())
+                }
+            }
+        }
+        if unread.is_empty() {
+            return Ok(AccountFiles { files, followed });
+        }
+        read.extend(unread);
     }
-    Ok(stack_layer_files(&layers))
+}
+
+/// What the base shows at its account files, and how it got there.
+struct AccountFiles {
+    /// By path (`etc/passwd`), what the links lead to.
+    files: BTreeMap<String, LayerFile>,
+    /// (file, the chain of links followed from it), for the build log.
+    followed: Vec<(String, String)>,
+}
+
+/// `/etc/passwd -> static/passwd, /etc/static -> /nix/store/...`
+fn chain(links: &[(String, String)]) -> String {
+    links
+        .iter()
+        .map(|(link, target)| format!("/{link} -> {target}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn read_config(

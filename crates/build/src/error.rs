@@ -134,6 +134,22 @@ pub enum BaseError {
     Platform { found: String, expected: String },
     #[error("the base's config cannot be read: {0}")]
     Config(String),
+    #[error(
+        "the base's /etc is a symbolic link to {target}: gpubox's top layer has an /etc \
+         folder (os-release, nsswitch.conf, accounts), which would replace the link and \
+         hide everything the base keeps there; use a base whose /etc is a folder (a link \
+         for each file in it, as NixOS makes them, is fine)"
+    )]
+    LinkedEtc { target: String },
+    #[error(
+        "the base's /{path} leads through more than {max} symbolic links ({chain}); \
+         the base's links loop, so no process could read it either: fix the base image"
+    )]
+    LinkLoop {
+        path: String,
+        max: usize,
+        chain: String,
+    },
 }
 
 /// Why a Nix builder cannot go on.

@@ -63,7 +63,7 @@ const LAYER_FORMAT_VERSION: &str = "gpubox-store-layer-v1";
 /// records are not mistaken for new ones.
 ///
 /// [`ImageReader::layer_files`]: gpubox_oci::source::ImageReader::layer_files
-const BASE_FILES_VERSION: &str = "gpubox-base-files-v1";
+const BASE_FILES_VERSION: &str = "gpubox-base-files-v2";
 
 /// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -42,8 +42,11 @@
 //!
 //! Otherwise on a base image:
 //! - a base's `/etc/nsswitch.conf` is never replaced.
-//! - where the base has something gpubox cannot extend (a link, or a file
-//!   that is not UTF-8 or over 1 MiB), it is left untouched.
+//! - the base's files arrive with their links already followed inside the base
+//!   (`gpubox-build` does it), so a NixOS-style `/etc/passwd -> static/passwd` is
+//!   read where it leads, and a merged file replaces the link with a file.
+//! - where the base has something gpubox cannot extend (a file that is not
+//!   UTF-8 or over 1 MiB), it is left untouched (the build log says so).
 //!
 //! The machine keys (`machine.rs`): when the spec asks `gpubox-init` for anything
 //! (accounts, SSH, secrets, tailscale, services, `home`, a start-up script), the

@@ -471,3 +471,133 @@ cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
     assert!(said.contains("Uid:\t1001"), "{said}");
     assert!(said.contains("# the base's own"), "{said}");
 }
+
+/// A NixOS-style base: `/etc/passwd` and `/etc/group` are links to `/etc/static/...`,
+/// and `/etc/static` is a link to a folder elsewhere in the image, which holds the
+/// accounts. `etc_link`: `/etc` itself is a link to that folder instead.
+fn build_base_with_linked_accounts(work: &Path, name: &str, etc_link: bool) -> PathBuf {
+    let root = work.join(format!("{name}-root"));
+    let store_etc = root.join("nix/store/0000000000000000000000000000000a-etc/etc");
+    std::fs::create_dir_all(&store_etc).expect("store etc");
+    std::fs::write(
+        store_etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .expect("passwd");
+    std::fs::write(store_etc.join("group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+    let link = |at: PathBuf, target: &str| {
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("folder");
+        std::os::unix::fs::symlink(target, at).expect("symlink");
+    };
+    if etc_link {
+        link(
+            root.join("etc"),
+            "/nix/store/0000000000000000000000000000000a-etc/etc",
+        );
+    } else {
+        link(
+            root.join("etc/static"),
+            "../nix/store/0000000000000000000000000000000a-etc/etc",
+        );
+        link(root.join("etc/passwd"), "static/passwd");
+        link(root.join("etc/group"), "/etc/static/group");
+    }
+    let spec = write_spec(
+        work,
+        &format!("{name}.toml"),
+        &format!(
+            r#"name = "{name}"
+hostBinaries = ["/bin/sh", "/usr/bin/id"]
+copyToRoot = [{{ src = "{name}-root", dst = "/" }}]
+env = {{ PATH = "/usr/bin:/bin" }}
+"#
+        ),
+    );
+    let dir = work.join(name);
+    run_ok(
+        gpubox(&work.join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}:base", dir.display())),
+    );
+    dir
+}
+
+/// A base whose `/etc/passwd` is a link (NixOS-style) gets the spec's user: the links
+/// are followed inside the base's layers, the build log says so, and the container
+/// starts as that user. A base whose `/etc` is a link is refused, naming the link.
+#[test]
+fn linked_account_files_in_a_base_are_followed_and_a_linked_etc_is_refused() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let derived = |name: &str, base: &Path| {
+        write_spec(
+            work.path(),
+            &format!("{name}.toml"),
+            &format!(
+                r#"name = "{name}"
+tag = "t1"
+fromImage = "oci:{}:base"
+user = "alice"
+cmd = ["/usr/bin/id"]
+"#,
+                base.display()
+            ),
+        )
+    };
+
+    let base = build_base_with_linked_accounts(work.path(), "gpubox-e2e-linked-base", false);
+    let spec = derived("gpubox-e2e-linked-derived", &base);
+    let file = work.path().join("linked.tar");
+    let log = build_logged(&cache, &spec, &file);
+    assert!(
+        log.contains("the base's /etc/passwd is a link (/etc/passwd -> static/passwd, /etc/static -> ../nix/store/0000000000000000000000000000000a-etc/etc)"),
+        "{log}"
+    );
+    let (image, _) = read_oci_archive(&file);
+    let top = image.layers().len() - 1;
+    let files = image
+        .layer_files(top, &["etc/passwd", "etc/group"])
+        .expect("top layer files");
+    match &files["etc/passwd"] {
+        LayerFile::Text(text) => assert_eq!(
+            text,
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+             alice:x:1000:1000:alice:/home/alice:/bin/sh\n"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    let linked_etc = build_base_with_linked_accounts(work.path(), "gpubox-e2e-linked-etc", true);
+    let refused = run_fails(
+        gpubox(&cache)
+            .arg("build")
+            .arg(derived("gpubox-e2e-linked-etc-derived", &linked_etc))
+            .args([
+                "-o",
+                &format!("oci-archive:{}", work.path().join("refused.tar").display()),
+            ]),
+    );
+    // miette wraps long lines, even inside a path: compare without whitespace.
+    let unwrapped: String = refused.split_whitespace().collect();
+    assert!(
+        unwrapped.contains(
+            "thebase's/etcisasymboliclinkto/nix/store/0000000000000000000000000000000a-etc/etc"
+        ),
+        "{refused}"
+    );
+    assert!(!work.path().join("refused.tar").exists());
+
+    if !have("podman") {
+        return;
+    }
+    let (_, said) = build_and_run_in_podman(
+        &cache,
+        &spec,
+        "gpubox-e2e-linked-derived:t1",
+        &["--entrypoint", "/usr/bin/id"],
+        &[],
+    );
+    assert!(said.contains("uid=1000(alice)"), "{said}");
+}

@@ -21,39 +21,57 @@ pub(super) fn scan_files(layer: impl Read, wanted: &[&str]) -> Result<LayerFiles
         inner: layer,
         recording: &recording,
     };
+    // The wanted paths and the folders above them: a link or a whiteout at any of
+    // them changes what the image shows at a wanted path.
+    let mut interesting: BTreeSet<&str> = BTreeSet::new();
+    for path in wanted {
+        interesting.insert(path);
+        interesting.extend(path.match_indices('/').map(|(at, _)| &path[..at]));
+    }
+    let under = |dir: &str, path: &str| {
+        dir.is_empty() || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+    };
     let mut found = LayerFiles::new();
     let mut removed: BTreeSet<&str> = BTreeSet::new();
     for entry in read_entries(&mut tar) {
         let entry = entry?;
         let path = String::from_utf8_lossy(&entry.path).into_owned();
         let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
-        let under = |dir: &str, w: &str| {
-            dir.is_empty() || w.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-        };
         if name == OPAQUE_WHITEOUT {
-            removed.extend(wanted.iter().copied().filter(|w| under(folder, w)));
+            removed.extend(interesting.iter().copied().filter(|p| under(folder, p)));
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             let hidden = match folder {
                 "" => hidden.to_owned(),
                 folder => format!("{folder}/{hidden}"),
             };
             removed.extend(
-                wanted
+                interesting
                     .iter()
                     .copied()
-                    .filter(|w| *w == hidden || under(&hidden, w)),
+                    .filter(|p| *p == hidden || under(&hidden, p)),
             );
-        } else if wanted.contains(&path.as_str()) {
-            let text = match entry.kind {
-                TarEntryKind::File => recording.borrow().content(entry.size),
-                _ => None,
-            };
-            found.insert(path, text.map_or(LayerFile::Other, LayerFile::Text));
-        } else if entry.kind != TarEntryKind::Directory {
-            // A parent that is now a link or a file: what lies below is
-            // not something gpubox can follow.
-            for w in wanted.iter().filter(|w| under(&path, w)) {
-                found.insert((*w).to_owned(), LayerFile::Other);
+        } else if let Some(&known) = interesting.get(path.as_str()) {
+            let is_wanted = wanted.contains(&known);
+            let link = || String::from_utf8_lossy(entry.link.as_deref().unwrap_or_default());
+            match entry.kind {
+                // A folder over a lower layer's link or file replaces it: the runtime
+                // does not merge a folder into what is not one.
+                TarEntryKind::Directory if !is_wanted => {
+                    removed.insert(known);
+                }
+                kind => {
+                    let file = match kind {
+                        TarEntryKind::File if is_wanted => recording
+                            .borrow()
+                            .content(entry.size)
+                            .map_or(LayerFile::Other, LayerFile::Text),
+                        TarEntryKind::Symlink => LayerFile::Link(link().into_owned()),
+                        // A hard link names a path of the image, as an absolute link does.
+                        TarEntryKind::HardLink => LayerFile::Link(format!("/{}", link())),
+                        _ => LayerFile::Other,
+                    };
+                    found.insert(path, file);
+                }
             }
         }
         // What the next entry's read brings starts afresh.
@@ -80,8 +98,11 @@ const SMALL_FILE_LIMIT: u64 = 1 << 20;
 pub enum LayerFile {
     /// A regular file holding this UTF-8 text.
     Text(String),
-    /// Something else there: a link, a folder, a device, or a file too large
-    /// or not UTF-8.
+    /// A symbolic link with this target (a hard link is written as the absolute
+    /// path it names), at a wanted path or a folder above one; see [`follow_links`].
+    Link(String),
+    /// Something else there: a device, a file too large or not UTF-8, or a file
+    /// where a folder above a wanted path should be.
     Other,
     /// Removed from what the layers below have.
     Removed,
@@ -106,6 +127,95 @@ pub fn stack_layer_files<'a>(
         }
     }
     image
+}
+
+/// How many links one lookup follows before giving up, as Linux does (`ELOOP`).
+pub const MAX_LINKS: usize = 40;
+
+/// Where following an image's links from a path ends ([`follow_links`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// The links lead to `path`, where the image holds `file` (`None`: nothing, or a
+    /// folder). `links` are the links followed, in order: (where, target).
+    Reached {
+        path: String,
+        file: Option<LayerFile>,
+        links: Vec<(String, String)>,
+    },
+    /// The walk reached `path`, which the layers were not read for: read them again
+    /// with it wanted, and follow again.
+    Unread(String),
+    /// More than [`MAX_LINKS`] links; those followed.
+    TooManyLinks(Vec<(String, String)>),
+}
+
+/// Follows the links of `image` (stacked layer files, [`stack_layer_files`]) from
+/// `path`, inside the image as a process in the container would: an absolute target
+/// starts from the image's root, `..` at the root stays there, and nothing outside
+/// the image is looked at. `read` lists the paths the layers were read for (their
+/// parent folders are known too); paths are relative, without a leading `/`.
+pub fn follow_links(
+    image: &BTreeMap<String, LayerFile>,
+    read: &BTreeSet<String>,
+    path: &str,
+) -> Followed {
+    let mut components = Vec::new();
+    push_components(&mut components, path);
+    let mut links = Vec::new();
+    'walk: loop {
+        let joined = components.join("/");
+        if !read.contains(&joined) {
+            return Followed::Unread(joined);
+        }
+        for depth in 1..=components.len() {
+            let prefix = components[..depth].join("/");
+            match image.get(&prefix) {
+                Some(LayerFile::Link(target)) => {
+                    if links.len() == MAX_LINKS {
+                        return Followed::TooManyLinks(links);
+                    }
+                    links.push((prefix, target.clone()));
+                    let mut next = if target.starts_with('/') {
+                        Vec::new()
+                    } else {
+                        components[..depth - 1].to_vec()
+                    };
+                    push_components(&mut next, target);
+                    next.extend_from_slice(&components[depth..]);
+                    components = next;
+                    continue 'walk;
+                }
+                // A file where a folder should be: nothing is there.
+                Some(_) if depth < components.len() => {
+                    return Followed::Reached {
+                        path: joined,
+                        file: None,
+                        links,
+                    }
+                }
+                _ => {}
+            }
+        }
+        return Followed::Reached {
+            file: image.get(&joined).cloned(),
+            path: joined,
+            links,
+        };
+    }
+}
+
+/// Appends the parts of `path` to `components`, applying `.` and `..` (which
+/// stops at the root).
+fn push_components(components: &mut Vec<String>, path: &str) {
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                components.pop();
+            }
+            name => components.push(name.to_owned()),
+        }
+    }
 }
 
 /// The bytes the last entry's read brought (headers, content, padding), up to
@@ -237,5 +347,123 @@ mod tests {
         let gone = gnu_tar(&[(".wh.etc", Some(""))]);
         let gone = scan_files(&gone[..], &wanted).unwrap();
         assert!(stack_layer_files([&lower, &gone]).is_empty());
+    }
+
+    /// A tar (GNU tar, sorted names) of files (`Some(text)`) and symbolic links
+    /// (`Err(target)`), with their folders.
+    fn tar_with_links(entries: &[(&str, Result<&str, &str>)]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, what) in entries {
+            let at = dir.path().join(path);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            match what {
+                Ok(text) => std::fs::write(at, text).unwrap(),
+                Err(target) => std::os::unix::fs::symlink(target, at).unwrap(),
+            }
+        }
+        let out = std::process::Command::new("tar")
+            .args(["--sort=name", "-cf", "-", "-C"])
+            .arg(dir.path())
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    /// Reads `layers` for `path`, following links and reading again for what they
+    /// lead to, as the build does for a base's account files.
+    fn follow_through(layers: &[Vec<u8>], path: &str) -> Followed {
+        let mut read = BTreeSet::from([path.to_owned()]);
+        loop {
+            let wanted: Vec<&str> = read.iter().map(String::as_str).collect();
+            let files: Vec<LayerFiles> = layers
+                .iter()
+                .map(|layer| scan_files(&layer[..], &wanted).unwrap())
+                .collect();
+            match follow_links(&stack_layer_files(&files), &read, path) {
+                Followed::Unread(more) => assert!(read.insert(more), "read twice"),
+                done => return done,
+            }
+        }
+    }
+
+    #[test]
+    fn links_in_the_layers_are_followed_inside_the_image() {
+        // NixOS-style: /etc/passwd -> static/passwd, /etc/static -> a store path.
+        let nixos = tar_with_links(&[
+            ("etc/passwd", Err("static/passwd")),
+            ("etc/group", Err("/etc/static/group")),
+            ("etc/static", Err("../nix/store/abc-etc/etc")),
+            (
+                "nix/store/abc-etc/etc/passwd",
+                Ok("alice:x:1000:1000::/home/alice:/bin/sh\n"),
+            ),
+            ("nix/store/abc-etc/etc/group", Ok("alice:x:1000:\n")),
+        ]);
+        let layer = scan_files(&nixos[..], &["etc/passwd", "etc/static/passwd"]).unwrap();
+        assert_eq!(layer["etc/passwd"], LayerFile::Link("static/passwd".into()));
+        assert_eq!(
+            layer["etc/static"],
+            LayerFile::Link("../nix/store/abc-etc/etc".into())
+        );
+        match follow_through(std::slice::from_ref(&nixos), "etc/passwd") {
+            Followed::Reached { path, file, links } => {
+                assert_eq!(path, "nix/store/abc-etc/etc/passwd");
+                assert!(matches!(file, Some(LayerFile::Text(t)) if t.starts_with("alice:")));
+                assert_eq!(
+                    links,
+                    [
+                        ("etc/passwd".to_owned(), "static/passwd".to_owned()),
+                        (
+                            "etc/static".to_owned(),
+                            "../nix/store/abc-etc/etc".to_owned()
+                        )
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            follow_through(std::slice::from_ref(&nixos), "etc/group"),
+            Followed::Reached { path, file: Some(LayerFile::Text(_)), .. }
+                if path == "nix/store/abc-etc/etc/group"
+        ));
+
+        // `..` stops at the image's root: nothing outside the image is reached.
+        let escaping = tar_with_links(&[
+            ("etc/passwd", Err("../../../../etc/real")),
+            ("etc/real", Ok("root:x:0:0::/root:/bin/sh\n")),
+        ]);
+        assert!(matches!(
+            follow_through(&[escaping], "etc/passwd"),
+            Followed::Reached { path, file: Some(LayerFile::Text(_)), .. } if path == "etc/real"
+        ));
+
+        // A loop ends after MAX_LINKS links.
+        let looping = tar_with_links(&[("etc/passwd", Err("group")), ("etc/group", Err("passwd"))]);
+        match follow_through(&[looping], "etc/passwd") {
+            Followed::TooManyLinks(links) => assert_eq!(links.len(), MAX_LINKS),
+            other => panic!("{other:?}"),
+        }
+
+        // A later layer's folder replaces a lower layer's link at that path.
+        let linked_etc = tar_with_links(&[("etc", Err("/nix/store/abc-etc/etc"))]);
+        let real_etc = tar_with_links(&[("etc/passwd", Ok("bob:x:1001:1001::/:/bin/sh\n"))]);
+        let lower = scan_files(&linked_etc[..], &["etc/passwd"]).unwrap();
+        assert_eq!(
+            lower["etc"],
+            LayerFile::Link("/nix/store/abc-etc/etc".into())
+        );
+        assert!(matches!(
+            follow_through(std::slice::from_ref(&linked_etc), "etc/passwd"),
+            Followed::Reached { path, file: None, links }
+                if path == "nix/store/abc-etc/etc/passwd" && links.len() == 1
+        ));
+        assert!(matches!(
+            follow_through(&[linked_etc, real_etc], "etc/passwd"),
+            Followed::Reached { path, file: Some(LayerFile::Text(_)), links }
+                if path == "etc/passwd" && links.is_empty()
+        ));
     }
 }
