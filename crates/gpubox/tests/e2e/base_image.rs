@@ -396,11 +396,16 @@ copyToRoot = [{ src = "base-etc", dst = "/etc" }]
 env = { PATH = "/usr/bin:/bin" }
 "#,
     );
-    let dir = work.join("accounts-base");
+    build_base(work, &spec, "accounts-base")
+}
+
+/// Builds the base `spec` into the OCI layout `work/name`, tagged `base`.
+fn build_base(work: &Path, spec: &Path, name: &str) -> PathBuf {
+    let dir = work.join(name);
     run_ok(
         gpubox(&work.join("cache"))
             .arg("build")
-            .arg(&spec)
+            .arg(spec)
             .arg("-o")
             .arg(format!("oci:{}:base", dir.display())),
     );
@@ -513,15 +518,7 @@ env = {{ PATH = "/usr/bin:/bin" }}
 "#
         ),
     );
-    let dir = work.join(name);
-    run_ok(
-        gpubox(&work.join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}:base", dir.display())),
-    );
-    dir
+    build_base(work, &spec, name)
 }
 
 /// A base whose `/etc/passwd` is a link (NixOS-style) gets the spec's user: the links

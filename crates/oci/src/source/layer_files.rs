@@ -275,15 +275,24 @@ mod tests {
     /// A tar (GNU tar, sorted names) of the folder `files` describes:
     /// (path, Some(content)) for a file, (path, None) for a folder.
     fn gnu_tar(files: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let entries: Vec<_> = files
+            .iter()
+            .map(|(path, text)| (*path, text.map(Ok)))
+            .collect();
+        tar_entries(&entries)
+    }
+
+    /// A tar (GNU tar, sorted names) of folders (`None`), files (`Some(Ok(text))`) and
+    /// symbolic links (`Some(Err(target))`), with the folders above them.
+    fn tar_entries(entries: &[(&str, Option<Result<&str, &str>>)]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        for (path, content) in files {
+        for (path, what) in entries {
             let at = dir.path().join(path);
-            match content {
-                Some(text) => {
-                    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-                    std::fs::write(at, text).unwrap();
-                }
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            match what {
                 None => std::fs::create_dir_all(at).unwrap(),
+                Some(Ok(text)) => std::fs::write(at, text).unwrap(),
+                Some(Err(target)) => std::os::unix::fs::symlink(target, at).unwrap(),
             }
         }
         let out = std::process::Command::new("tar")
@@ -349,26 +358,13 @@ mod tests {
         assert!(stack_layer_files([&lower, &gone]).is_empty());
     }
 
-    /// A tar (GNU tar, sorted names) of files (`Some(text)`) and symbolic links
-    /// (`Err(target)`), with their folders.
+    /// A tar of files (`Ok(text)`) and symbolic links (`Err(target)`).
     fn tar_with_links(entries: &[(&str, Result<&str, &str>)]) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, what) in entries {
-            let at = dir.path().join(path);
-            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-            match what {
-                Ok(text) => std::fs::write(at, text).unwrap(),
-                Err(target) => std::os::unix::fs::symlink(target, at).unwrap(),
-            }
-        }
-        let out = std::process::Command::new("tar")
-            .args(["--sort=name", "-cf", "-", "-C"])
-            .arg(dir.path())
-            .arg(".")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        out.stdout
+        let entries: Vec<_> = entries
+            .iter()
+            .map(|(path, what)| (*path, Some(*what)))
+            .collect();
+        tar_entries(&entries)
     }
 
     /// Reads `layers` for `path`, following links and reading again for what they
