@@ -437,7 +437,14 @@ cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
         let top = image.layers().len() - 1;
         (
             spec,
-            image.layer_files(top, &wanted).expect("top layer files"),
+            // The top layer's changes at the account files (folders above them
+            // are recorded too, for following links).
+            image
+                .layer_files(top, &wanted)
+                .expect("top layer files")
+                .into_iter()
+                .filter(|(path, _)| wanted.contains(&path.as_str()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
         )
     };
 

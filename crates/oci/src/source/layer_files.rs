@@ -108,7 +108,10 @@ pub enum LayerFile {
     Removed,
 }
 
-/// The changes one layer makes, by path; paths it leaves alone are absent.
+/// The changes one layer makes, by path; paths it leaves alone are absent. Besides the
+/// wanted paths, the folders above them are recorded where the layer puts a link or a
+/// file there, or a folder ([`LayerFile::Removed`]: a lower layer's link or file there
+/// is replaced), so that links can be followed through the stacked layers.
 pub type LayerFiles = BTreeMap<String, LayerFile>;
 
 /// Lays layers' changes (bottom first) over each other: what the image shows

@@ -331,10 +331,11 @@ impl ImageReader {
     }
 
     /// What layer `index` does at each of `wanted` (paths without a leading
-    /// `/`, such as `etc/passwd`): a file's text, something else, or removal by
-    /// a whiteout, an opaque folder or a parent replaced by a non-folder.
-    /// Paths the layer leaves alone are absent from the answer. The whole
-    /// layer is read, so its digest is checked.
+    /// `/`, such as `etc/passwd`): a file's text, a link, something else, or
+    /// removal by a whiteout or an opaque folder; and at the folders above them,
+    /// where it makes a link, a file or a folder ([`LayerFiles`]). Paths the
+    /// layer leaves alone are absent from the answer. The whole layer is read,
+    /// so its digest is checked.
     pub fn layer_files(&self, index: usize, wanted: &[&str]) -> Result<LayerFiles, ReadError> {
         scan_files(self.open_layer(index)?, wanted)
     }
