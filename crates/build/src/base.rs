@@ -26,7 +26,10 @@
 //! `/etc/nsswitch.conf` (as its layers and their whiteouts leave them, links
 //! followed inside the image) are handed to the rootfs, which keeps them and
 //! adds only the accounts gpubox needs. A base whose `/etc` is itself a link
-//! is refused: gpubox's `/etc` folder would hide it. What each base layer holds
+//! is refused: gpubox's `/etc` folder would hide it. Other folders the top
+//! layer writes into that are links in the base (merged-/usr `/bin -> usr/bin`)
+//! are found in the same reading, and the top layer is written through them.
+//! What each base layer holds
 //! at those paths is remembered in the layer cache, by layer digest, so a
 //! rebuild does not read the base's layers again.
 
@@ -56,7 +59,35 @@ pub struct Base {
     config: BaseConfig,
     /// What the base has at [`gpubox_rootfs::BASE_ACCOUNT_FILES`].
     files: BTreeMap<String, LayerFile>,
+    /// The folders of [`LINK_CHECKED_FOLDERS`] that are links in the base, to the
+    /// path they lead to (`bin` -> `usr/bin` on a merged-/usr base).
+    folder_links: BTreeMap<String, String>,
 }
+
+/// Folders gpubox's top layer may write into that bases commonly make links: the
+/// merged-/usr links of Debian, Ubuntu and Fedora (`/bin -> usr/bin`, `/lib64 ->
+/// usr/lib64`, ...), `/var/run -> /run`, and a few more. A folder entry in the top layer
+/// would replace such a link and hide what the base keeps behind it, so the top layer
+/// writes through it instead ([`crate::top::through_base_links`]). A fixed list keeps the
+/// base's cached reading the same whatever the spec copies.
+const LINK_CHECKED_FOLDERS: [&str; 16] = [
+    "bin",
+    "sbin",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "usr/bin",
+    "usr/sbin",
+    "usr/lib",
+    "usr/lib64",
+    "usr/local/bin",
+    "usr/local/sbin",
+    "var/run",
+    "var/tmp",
+    "tmp",
+    "root",
+];
 
 /// The parts of the base's config that are merged under ours.
 #[derive(Default)]
@@ -96,8 +127,11 @@ pub fn open(
         .relative_to(&spec.dir);
     let image = open_from(&target, Some(registry)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
-    let AccountFiles { files, followed } =
-        account_files(&image, registry.cache_root).map_err(in_spec)?;
+    let AccountFiles {
+        files,
+        followed,
+        folder_links,
+    } = account_files(&image, registry.cache_root).map_err(in_spec)?;
     for (file, chain) in followed {
         let change = if files.contains_key(&file) {
             "read from where they lead; if gpubox adds an account, the image's copy becomes a file"
@@ -122,6 +156,7 @@ pub fn open(
         image: Some(image),
         config,
         files,
+        folder_links,
     })
 }
 
@@ -135,6 +170,7 @@ fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles,
     let cache = LayerCache::open(cache_root)?;
     let mut read: BTreeSet<String> = gpubox_rootfs::BASE_ACCOUNT_FILES
         .iter()
+        .chain(&LINK_CHECKED_FOLDERS)
         .map(|path| (*path).to_owned())
         .collect();
     loop {
@@ -185,8 +221,24 @@ fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles,
                 }
             }
         }
+        let mut folder_links = BTreeMap::new();
+        for folder in LINK_CHECKED_FOLDERS {
+            match follow_links(&shown, &read, folder) {
+                Followed::Reached { path, links, .. } if !links.is_empty() => {
+                    folder_links.insert(folder.to_owned(), path);
+                }
+                Followed::Unread(path) => unread.push(path),
+                // A folder that is no link, or links that loop (no process could
+                // write there either): the top layer writes the folder as it is.
+                _ => {}
+            }
+        }
         if unread.is_empty() {
-            return Ok(AccountFiles { files, followed });
+            return Ok(AccountFiles {
+                files,
+                followed,
+                folder_links,
+            });
         }
         read.extend(unread);
     }
@@ -198,6 +250,8 @@ struct AccountFiles {
     files: BTreeMap<String, LayerFile>,
     /// (file, the chain of links followed from it), for the build log.
     followed: Vec<(String, String)>,
+    /// Folders of [`LINK_CHECKED_FOLDERS`] that are links, to where they lead.
+    folder_links: BTreeMap<String, String>,
 }
 
 /// `/etc/passwd -> static/passwd, /etc/static -> /nix/store/...`
@@ -297,6 +351,11 @@ impl Base {
     /// [`gpubox_rootfs::assemble_over`]; empty without a base.
     pub fn account_files(&self) -> &BTreeMap<String, LayerFile> {
         &self.files
+    }
+
+    /// The base's folder links the top layer writes through (`bin` -> `usr/bin`).
+    pub fn folder_links(&self) -> &BTreeMap<String, String> {
+        &self.folder_links
     }
 
     /// The digest of the base's manifest (`sha256:HEX`), for the SBOM; `None`

@@ -95,7 +95,7 @@ pub fn spec_builder(reporter: &dyn Reporter) -> Result<(), BuildError> {
     gpu_settings(&spec, &store.closure)?;
     match unchecked_here(&spec) {
         None => {
-            top_layer(&spec, &store, &[], &Base::default(), None)?;
+            top_layer(&spec, &store, &[], &Base::default(), None, reporter)?;
         }
         Some(keys) => reporter.step(&format!(
             "{keys} lie outside the store: they are read, and the top layer checked, when the image is copied"

@@ -102,7 +102,7 @@ pub fn build(
     } else {
         None
     };
-    let rootfs = top_layer(spec, &store, &host_files, &base, nix_db.as_ref())?;
+    let rootfs = top_layer(spec, &store, &host_files, &base, nix_db.as_ref(), reporter)?;
     let cache = LayerCache::open(&request.cache_root)?;
     let planned = plan(
         &store.closure,

@@ -7,18 +7,103 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gpubox_nix::Closure;
+use gpubox_oci::{Entry, EntryKind, ImagePath};
 use gpubox_rootfs::RootfsInput;
 use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
 
 use crate::base::Base;
 use crate::error::BuildError;
+use crate::reporter::Reporter;
 use crate::store::StoreContents;
 
 /// The static `gpubox-init` built by this crate's build script.
 static INIT: &[u8] = include_bytes!(env!("GPUBOX_INIT_BINARY"));
 
-/// The top layer, with a failure pointed at the spec item it comes from.
+/// The top layer, with a failure pointed at the spec item it comes from, written
+/// through the base's folder links ([`through_base_links`]; each link used is
+/// reported).
 pub fn top_layer(
+    spec: &Spec,
+    store: &StoreContents,
+    host_files: &[gpubox_hostbin::HostFile],
+    base: &Base,
+    nix_db: Option<&gpubox_rootfs::NixDb>,
+    reporter: &dyn Reporter,
+) -> Result<gpubox_rootfs::Rootfs, BuildError> {
+    let mut rootfs = assemble(spec, store, host_files, base, nix_db)?;
+    let (entries, used) =
+        through_base_links(std::mem::take(&mut rootfs.entries), base.folder_links());
+    rootfs.entries = entries;
+    for (folder, target) in used {
+        reporter.step(&format!(
+            "the base's /{folder} is a link to /{target}: gpubox's files for /{folder} are \
+             written to /{target}, and the link stays"
+        ));
+    }
+    Ok(rootfs)
+}
+
+/// `entries` as a process in the container would write them, through the base's
+/// folder `links` (folder -> where it leads): `bin/gpubox-init` goes to
+/// `usr/bin/gpubox-init` when the base's `/bin` is a link to `/usr/bin`. A folder
+/// entry where the base has the link is left out: the runtime would replace the link
+/// with the folder and hide what the base keeps behind it. Where a moved entry meets
+/// one written at its new path, the one written there wins. Returns the entries,
+/// sorted, and the links used.
+pub fn through_base_links(
+    entries: Vec<Entry>,
+    links: &BTreeMap<String, String>,
+) -> (Vec<Entry>, BTreeMap<String, String>) {
+    let links: Vec<(ImagePath, ImagePath, &String, &String)> = links
+        .iter()
+        .filter_map(|(folder, target)| {
+            Some((
+                ImagePath::new(folder).ok()?,
+                ImagePath::new(target).ok()?,
+                folder,
+                target,
+            ))
+        })
+        .collect();
+    let mut used = BTreeMap::new();
+    let mut direct = BTreeMap::new();
+    let mut moved = Vec::new();
+    for mut entry in entries {
+        let link = links
+            .iter()
+            .filter(|(folder, ..)| entry.path.starts_with(folder))
+            .max_by_key(|(folder, ..)| folder.as_bytes().len());
+        match link {
+            None => {
+                direct.insert(entry.path.clone(), entry);
+            }
+            // The folder itself: left out, so the base's link stays.
+            Some((folder, _, name, target))
+                if entry.path == *folder && entry.kind == EntryKind::Directory =>
+            {
+                used.insert((*name).clone(), (*target).clone());
+            }
+            // Something else where the base has the link replaces it, as written.
+            Some((folder, ..)) if entry.path == *folder => {
+                direct.insert(entry.path.clone(), entry);
+            }
+            Some((folder, target_path, name, target)) => {
+                let rest = &entry.path.as_bytes()[folder.as_bytes().len() + 1..];
+                if let Ok(path) = target_path.join(rest) {
+                    used.insert((*name).clone(), (*target).clone());
+                    entry.path = path;
+                    moved.push(entry);
+                }
+            }
+        }
+    }
+    for entry in moved {
+        direct.entry(entry.path.clone()).or_insert(entry);
+    }
+    (direct.into_values().collect(), used)
+}
+
+fn assemble(
     spec: &Spec,
     store: &StoreContents,
     host_files: &[gpubox_hostbin::HostFile],
@@ -149,4 +234,65 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
             std::fs::metadata(candidate)
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(text: &str) -> ImagePath {
+        ImagePath::new(text).unwrap()
+    }
+
+    #[test]
+    fn the_top_layer_writes_through_the_base_folder_links() {
+        let entries = vec![
+            Entry::directory(path("bin"), 0o755),
+            Entry::bytes(path("bin/gpubox-init"), 0o755, &b"init"[..]),
+            Entry::symlink(path("bin/env"), "/usr/bin/env"),
+            Entry::directory(path("usr"), 0o755),
+            Entry::directory(path("usr/bin"), 0o755),
+            Entry::symlink(path("usr/bin/env"), "/nix/store/x-coreutils/bin/env"),
+            Entry::directory(path("usr/local"), 0o755),
+            Entry::directory(path("usr/local/bin"), 0o755),
+            Entry::symlink(path("usr/local/bin/hello"), "/nix/store/y-hello/bin/hello"),
+            Entry::bytes(path("etc/os-release"), 0o644, &b"ID=gpubox\n"[..]),
+        ];
+        let links = BTreeMap::from([
+            ("bin".to_owned(), "usr/bin".to_owned()),
+            ("usr/local/bin".to_owned(), "opt/bin".to_owned()),
+            ("lib64".to_owned(), "usr/lib64".to_owned()),
+        ]);
+        let (written, used) = through_base_links(entries, &links);
+        let shown: Vec<String> = written
+            .iter()
+            .map(|entry| match &entry.kind {
+                EntryKind::Symlink { target } => {
+                    format!("{} -> {}", entry.path, String::from_utf8_lossy(target))
+                }
+                _ => entry.path.to_string(),
+            })
+            .collect();
+        // No `bin` folder; what was under it is under `usr/bin`, where the entry
+        // written there directly (the real `env`) wins over the moved one.
+        assert_eq!(
+            shown,
+            [
+                "/etc/os-release",
+                "/opt/bin/hello -> /nix/store/y-hello/bin/hello",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/env -> /nix/store/x-coreutils/bin/env",
+                "/usr/bin/gpubox-init",
+                "/usr/local",
+            ]
+        );
+        assert_eq!(
+            used,
+            BTreeMap::from([
+                ("bin".to_owned(), "usr/bin".to_owned()),
+                ("usr/local/bin".to_owned(), "opt/bin".to_owned()),
+            ])
+        );
+    }
 }

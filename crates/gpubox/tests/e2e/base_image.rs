@@ -605,3 +605,63 @@ cmd = ["/usr/bin/id"]
     );
     assert!(said.contains("uid=1000(alice)"), "{said}");
 }
+
+/// A merged-/usr base (`/bin -> usr/bin`, as Debian, Ubuntu and Fedora ship theirs):
+/// gpubox's files for `/bin` are written through the link to `/usr/bin`, and the link
+/// stays, so the base's programs keep their `/bin` paths. A `/bin` folder in the top
+/// layer would replace the link and hide them.
+#[test]
+fn a_merged_usr_base_keeps_its_bin_link() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let root = work.path().join("merged-root");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("usr/bin");
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).expect("bin link");
+    let base_spec = write_spec(
+        work.path(),
+        "merged-base.toml",
+        r#"name = "gpubox-e2e-merged-base"
+hostBinaries = ["/usr/bin/id"]
+copyToRoot = [{ src = "merged-root", dst = "/" }]
+"#,
+    );
+    let base = build_base(work.path(), &base_spec, "merged-base");
+    let spec = write_spec(
+        work.path(),
+        "merged-derived.toml",
+        &format!(
+            r#"name = "gpubox-e2e-merged-derived"
+tag = "t1"
+fromImage = "oci:{}:base"
+cmd = ["/bin/id"]
+"#,
+            base.display()
+        ),
+    );
+    let file = work.path().join("merged.tar");
+    let log = build_logged(&cache, &spec, &file);
+    assert!(
+        log.contains("the base's /bin is a link to /usr/bin: gpubox's files for /bin are written to /usr/bin"),
+        "{log}"
+    );
+    let (image, _) = read_oci_archive(&file);
+    let top = image.layers().len() - 1;
+    let paths: Vec<String> = gpubox_oci::tar::read_entries(image.open_layer(top).expect("top"))
+        .map(|entry| String::from_utf8_lossy(&entry.expect("entry").path).into_owned())
+        .collect();
+    assert!(
+        !paths.iter().any(|p| p == "bin" || p.starts_with("bin/")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p == "usr/bin/gpubox-init"),
+        "{paths:?}"
+    );
+
+    if !have("podman") {
+        return;
+    }
+    let (_, said) =
+        build_and_run_in_podman(&cache, &spec, "gpubox-e2e-merged-derived:t1", &[], &[]);
+    assert!(said.contains("uid=0(root)"), "{said}");
+}
