@@ -127,11 +127,11 @@ pub fn open(
         .relative_to(&spec.dir);
     let image = open_from(&target, Some(registry)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
-    let AccountFiles {
+    let BasePaths {
         files,
         followed,
         folder_links,
-    } = account_files(&image, registry.cache_root).map_err(in_spec)?;
+    } = read_base_paths(&image, registry.cache_root).map_err(in_spec)?;
     for (file, chain) in followed {
         let change = if files.contains_key(&file) {
             "read from where they lead; if gpubox adds an account, the image's copy becomes a file"
@@ -166,7 +166,8 @@ pub fn open(
 /// store path), never on the build machine. Each round reads the layers for the paths
 /// the links lead to until every file is reached; each layer's part is remembered in
 /// the layer cache at `cache_root`, by layer and paths, so a rebuild reads no layer.
-fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles, BuildError> {
+/// The same reading finds which of [`LINK_CHECKED_FOLDERS`] are links, and where to.
+fn read_base_paths(image: &OpenedImage, cache_root: &Path) -> Result<BasePaths, BuildError> {
     let cache = LayerCache::open(cache_root)?;
     let mut read: BTreeSet<String> = gpubox_rootfs::BASE_ACCOUNT_FILES
         .iter()
@@ -234,7 +235,7 @@ fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles,
             }
         }
         if unread.is_empty() {
-            return Ok(AccountFiles {
+            return Ok(BasePaths {
                 files,
                 followed,
                 folder_links,
@@ -244,8 +245,9 @@ fn account_files(image: &OpenedImage, cache_root: &Path) -> Result<AccountFiles,
     }
 }
 
-/// What the base shows at its account files, and how it got there.
-struct AccountFiles {
+/// What the base shows at its account files (and how it got there), and which of
+/// [`LINK_CHECKED_FOLDERS`] are links.
+struct BasePaths {
     /// By path (`etc/passwd`), what the links lead to.
     files: BTreeMap<String, LayerFile>,
     /// (file, the chain of links followed from it), for the build log.
