@@ -171,16 +171,7 @@ impl ImageLocation {
     }
 }
 
-/// `reference` with `tag` appended when it has none (`NAME` -> `NAME:TAG`); a
-/// `:` after the last `/` is a tag, one before it belongs to a registry port.
-pub fn with_default_tag(reference: &str, tag: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    if last.contains(':') || last.contains('@') {
-        reference.to_owned()
-    } else {
-        format!("{reference}:{tag}")
-    }
-}
+pub use gpubox_oci::image::with_default_tag;
 
 #[cfg(test)]
 mod tests {

@@ -61,11 +61,17 @@ pub fn qualified_name(reference: &str) -> String {
     } else {
         format!("localhost/{reference}")
     };
-    let last = qualified.rsplit('/').next().unwrap_or_default();
-    if last.contains([':', '@']) {
-        qualified
+    with_default_tag(&qualified, "latest")
+}
+
+/// `reference` with `tag` appended when it has none (`NAME` -> `NAME:TAG`); a
+/// `:` after the last `/` is a tag, one before it belongs to a registry port.
+pub fn with_default_tag(reference: &str, tag: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || last.contains('@') {
+        reference.to_owned()
     } else {
-        format!("{qualified}:latest")
+        format!("{reference}:{tag}")
     }
 }
 
