@@ -36,8 +36,8 @@ pub fn top_layer(
     rootfs.entries = entries;
     for (folder, target) in used {
         reporter.step(&format!(
-            "the base's /{folder} is a link to /{target}: gpubox's files for /{folder} are \
-             written to /{target}, and the link stays"
+            "the base's {folder} is a link to {target}: gpubox's files for {folder} are \
+             written to {target}, and the link stays"
         ));
     }
     Ok(rootfs)
@@ -53,16 +53,11 @@ pub fn top_layer(
 pub fn through_base_links(
     entries: Vec<Entry>,
     links: &BTreeMap<String, String>,
-) -> (Vec<Entry>, BTreeMap<String, String>) {
-    let links: Vec<(ImagePath, ImagePath, &String, &String)> = links
+) -> (Vec<Entry>, BTreeMap<ImagePath, ImagePath>) {
+    let links: Vec<(ImagePath, ImagePath)> = links
         .iter()
         .filter_map(|(folder, target)| {
-            Some((
-                ImagePath::new(folder).ok()?,
-                ImagePath::new(target).ok()?,
-                folder,
-                target,
-            ))
+            Some((ImagePath::new(folder).ok()?, ImagePath::new(target).ok()?))
         })
         .collect();
     let mut used = BTreeMap::new();
@@ -71,26 +66,26 @@ pub fn through_base_links(
     for mut entry in entries {
         let link = links
             .iter()
-            .filter(|(folder, ..)| entry.path.starts_with(folder))
-            .max_by_key(|(folder, ..)| folder.as_bytes().len());
+            .filter(|(folder, _)| entry.path.starts_with(folder))
+            .max_by_key(|(folder, _)| folder.as_bytes().len());
         match link {
             None => {
                 direct.insert(entry.path.clone(), entry);
             }
             // The folder itself: left out, so the base's link stays.
-            Some((folder, _, name, target))
+            Some((folder, target))
                 if entry.path == *folder && entry.kind == EntryKind::Directory =>
             {
-                used.insert((*name).clone(), (*target).clone());
+                used.insert(folder.clone(), target.clone());
             }
             // Something else where the base has the link replaces it, as written.
-            Some((folder, ..)) if entry.path == *folder => {
+            Some((folder, _)) if entry.path == *folder => {
                 direct.insert(entry.path.clone(), entry);
             }
-            Some((folder, target_path, name, target)) => {
+            Some((folder, target)) => {
                 let rest = &entry.path.as_bytes()[folder.as_bytes().len() + 1..];
-                if let Ok(path) = target_path.join(rest) {
-                    used.insert((*name).clone(), (*target).clone());
+                if let Ok(path) = target.join(rest) {
+                    used.insert(folder.clone(), target.clone());
                     entry.path = path;
                     moved.push(entry);
                 }
@@ -287,12 +282,16 @@ mod tests {
                 "/usr/local",
             ]
         );
+        let used: Vec<(String, String)> = used
+            .iter()
+            .map(|(folder, target)| (folder.to_string(), target.to_string()))
+            .collect();
         assert_eq!(
             used,
-            BTreeMap::from([
-                ("bin".to_owned(), "usr/bin".to_owned()),
-                ("usr/local/bin".to_owned(), "opt/bin".to_owned()),
-            ])
+            [
+                ("/bin".to_owned(), "/usr/bin".to_owned()),
+                ("/usr/local/bin".to_owned(), "/opt/bin".to_owned()),
+            ]
         );
     }
 }
