@@ -484,6 +484,19 @@ cmd = ["/bin/cat", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"]
     assert!(said.contains("# the base's own"), "{said}");
 }
 
+/// A spec named `name`, tagged `t1`, on the OCI layout `base` (its `base` tag), with
+/// the lines of `body` after.
+fn spec_on_base(work: &Path, name: &str, base: &Path, body: &str) -> PathBuf {
+    write_spec(
+        work,
+        &format!("{name}.toml"),
+        &format!(
+            "name = \"{name}\"\ntag = \"t1\"\nfromImage = \"oci:{}:base\"\n{body}",
+            base.display()
+        ),
+    )
+}
+
 /// A NixOS-style base: `/etc/passwd` and `/etc/group` are links to `/etc/static/...`,
 /// and `/etc/static` is a link to a folder elsewhere in the image, which holds the
 /// accounts. `etc_link`: `/etc` itself is a link to that folder instead.
@@ -536,18 +549,11 @@ fn linked_account_files_in_a_base_are_followed_and_a_linked_etc_is_refused() {
     let work = tempdir();
     let cache = work.path().join("cache");
     let derived = |name: &str, base: &Path| {
-        write_spec(
+        spec_on_base(
             work.path(),
-            &format!("{name}.toml"),
-            &format!(
-                r#"name = "{name}"
-tag = "t1"
-fromImage = "oci:{}:base"
-user = "alice"
-cmd = ["/usr/bin/id"]
-"#,
-                base.display()
-            ),
+            name,
+            base,
+            "user = \"alice\"\ncmd = [\"/usr/bin/id\"]\n",
         )
     };
 
@@ -626,17 +632,11 @@ copyToRoot = [{ src = "merged-root", dst = "/" }]
 "#,
     );
     let base = build_base(work.path(), &base_spec, "merged-base");
-    let spec = write_spec(
+    let spec = spec_on_base(
         work.path(),
-        "merged-derived.toml",
-        &format!(
-            r#"name = "gpubox-e2e-merged-derived"
-tag = "t1"
-fromImage = "oci:{}:base"
-cmd = ["/bin/id"]
-"#,
-            base.display()
-        ),
+        "gpubox-e2e-merged-derived",
+        &base,
+        "cmd = [\"/bin/id\"]\n",
     );
     let file = work.path().join("merged.tar");
     let log = build_logged(&cache, &spec, &file);
