@@ -163,12 +163,17 @@ in
       description = ''Ports, nix2gpu's way (`{ "22/tcp" = { }; }`) or gpubox's (`[ "22/tcp" ]`); SSH's port is added when `ssh.enable`.'';
     };
     user = mkOption { type = types.str; default = "root"; description = "The account the main command runs as."; };
-    workingDir = mkOption { type = types.str; default = "/root"; description = "The working folder."; };
+    workingDir = mkOption { type = types.str; default = "/root"; description = "The working folder [default: the base image's, else the home of a `user` other than root, else /root]."; };
     cmd = mkOption { type = types.listOf types.str; default = [ ]; description = "The main process, run by gpubox-init."; };
     entrypoint = mkOption {
       type = types.nullOr (types.listOf types.str);
       default = null;
       description = "The entrypoint [default: gpubox-init].";
+    };
+    checkPrograms = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Check at build time that `cmd`, `entrypoint` and each service's program exist in the image and can start (false: they come from a volume at run time).";
     };
     maxLayers = mkOption { type = types.int; default = 50; description = "The most layers the image has (2 to 125)."; };
     created = mkOption {

@@ -141,6 +141,7 @@ let
       ageEnabled = cfg.age.enable;
       base = compact {
         inherit (cfg) name tag maxLayers compression cmd entrypoint created;
+        checkPrograms = if cfg.checkPrograms then null else false;
         fromImage = if cfg.fromImage == null then null else fromImage cfg.fromImage;
         systemPackages = map (package: "${package}") (cfg.systemPackages ++ lib.optionals (cudaSet != null) (cudaLibraries cudaSet));
         copyToRoot = copyEntries "copyToRoot" (cfg.copyToRoot ++ cfg.extraCopyToRoot);

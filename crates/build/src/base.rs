@@ -175,20 +175,7 @@ fn read_base_paths(image: &OpenedImage, cache_root: &Path) -> Result<BasePaths, 
         .map(|path| (*path).to_owned())
         .collect();
     loop {
-        let wanted: Vec<&str> = read.iter().map(String::as_str).collect();
-        let mut layers = Vec::new();
-        for (index, layer) in image.reader.layers().iter().enumerate() {
-            let files = match cache.base_files(&layer.digest, &wanted) {
-                Some(files) => files,
-                None => {
-                    let files = image.reader.layer_files(index, &wanted)?;
-                    cache.put_base_files(&layer.digest, &wanted, &files)?;
-                    files
-                }
-            };
-            layers.push(files);
-        }
-        let shown = stack_layer_files(&layers);
+        let shown = shown_at(image, &cache, &read)?;
         if let Some(LayerFile::Link(target)) = shown.get("etc") {
             return Err(BaseError::LinkedEtc {
                 target: target.clone(),
@@ -243,6 +230,30 @@ fn read_base_paths(image: &OpenedImage, cache_root: &Path) -> Result<BasePaths, 
         }
         read.extend(unread);
     }
+}
+
+/// What the stacked layers of `image` show at the `wanted` paths and the folders
+/// above them ([`stack_layer_files`]); each layer's part is read once and then
+/// remembered in `cache`, by layer and paths.
+fn shown_at(
+    image: &OpenedImage,
+    cache: &LayerCache,
+    wanted: &BTreeSet<String>,
+) -> Result<BTreeMap<String, LayerFile>, BuildError> {
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let mut layers = Vec::new();
+    for (index, layer) in image.reader.layers().iter().enumerate() {
+        let files = match cache.base_files(&layer.digest, &wanted) {
+            Some(files) => files,
+            None => {
+                let files = image.reader.layer_files(index, &wanted)?;
+                cache.put_base_files(&layer.digest, &wanted, &files)?;
+                files
+            }
+        };
+        layers.push(files);
+    }
+    Ok(stack_layer_files(&layers))
 }
 
 /// What the base shows at its account files (and how it got there), and which of
@@ -369,6 +380,24 @@ impl Base {
             .map(|digest| digest.to_string())
     }
 
+    /// What the base shows at the `wanted` paths and the folders above them (links
+    /// not followed: see [`follow_links`]); `None` without a base.
+    pub fn shown_at(
+        &self,
+        wanted: &BTreeSet<String>,
+        cache_root: &Path,
+    ) -> Result<Option<BTreeMap<String, LayerFile>>, BuildError> {
+        let Some(image) = &self.image else {
+            return Ok(None);
+        };
+        shown_at(image, &LayerCache::open(cache_root)?, wanted).map(Some)
+    }
+
+    /// Whether there is a base image (`fromImage`).
+    pub fn has_image(&self) -> bool {
+        self.image.is_some()
+    }
+
     fn layer_count(&self) -> usize {
         self.image
             .as_ref()
@@ -444,13 +473,18 @@ impl Base {
         chosen(spec.user.as_deref(), &self.config.user, DEFAULT_USER)
     }
 
-    /// The working folder: the spec's, else the base's, else
+    /// The working folder: the spec's, else the base's, else, when the spec sets
+    /// a `user` other than root, that user's home (which it may write), else
     /// [`DEFAULT_WORKING_DIR`].
     pub fn working_dir(&self, spec: &Spec) -> String {
+        let home = spec
+            .user
+            .as_deref()
+            .and_then(|user| gpubox_rootfs::home_of(user, &spec.machine, &self.files));
         chosen(
             spec.working_dir.as_deref(),
             &self.config.working_dir,
-            DEFAULT_WORKING_DIR,
+            home.as_deref().unwrap_or(DEFAULT_WORKING_DIR),
         )
     }
 

@@ -65,6 +65,8 @@ pub enum BuildError {
     #[error(transparent)]
     Base(#[from] BaseError),
     #[error(transparent)]
+    NotRunnable(#[from] crate::runnable::NotRunnable),
+    #[error(transparent)]
     #[diagnostic(transparent)]
     NixBuilder(#[from] NixBuilderError),
     #[error(transparent)]

@@ -58,6 +58,7 @@ pub mod pipeline;
 mod platform;
 pub mod push;
 mod reporter;
+pub mod runnable;
 pub mod sbom;
 pub mod schedule;
 pub mod store;

@@ -91,7 +91,10 @@ pub fn build(
         ));
     }
     // closure -> layers
-    let gpu = gpu_settings(spec, &store.closure)?;
+    let GpuSettings {
+        env: gpu_env,
+        labels: gpu_labels,
+    } = gpu_settings(spec, &store.closure)?;
     let host_files = resolve_host_binaries(spec)?;
     let nix_db = if spec.machine.nix_enable {
         reporter.step("registering the closure in the image's Nix database");
@@ -103,6 +106,20 @@ pub fn build(
         None
     };
     let rootfs = top_layer(spec, &store, &host_files, &base, nix_db.as_ref(), reporter)?;
+    // The config's environment and labels: what the programs are checked against.
+    let settings = GpuSettings {
+        env: image_env(spec, &base, &rootfs, gpu_env),
+        labels: image_labels(spec, &base, gpu_labels),
+    };
+    crate::runnable::check_programs(
+        spec,
+        &settings.env,
+        &base.working_dir(spec),
+        &rootfs.entries,
+        &store,
+        &base,
+        &request.cache_root,
+    )?;
     let cache = LayerCache::open(&request.cache_root)?;
     let planned = plan(
         &store.closure,
@@ -130,7 +147,7 @@ pub fn build(
         &jobs,
         blobs,
         &rootfs,
-        gpu,
+        settings,
         created,
     )?;
     // image -> output
@@ -181,6 +198,31 @@ fn compression(spec: &Spec) -> Compression {
 /// The image: the base's layers, then ours, under a config that merges the
 /// base's, the generated settings, the GPU settings and the spec's.
 #[allow(clippy::too_many_arguments)]
+/// The image's environment: generated defaults first, then the GPU settings,
+/// then the spec's own `env`/`extraEnv`, which win, over the base's.
+fn image_env(
+    spec: &Spec,
+    base: &Base,
+    rootfs: &Rootfs,
+    gpu_env: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = rootfs.env.clone();
+    env.extend(gpu_env);
+    base.env_under(spec, env)
+}
+
+/// The image's labels: the base's, then the GPU ones, then the spec's.
+fn image_labels(
+    spec: &Spec,
+    base: &Base,
+    gpu_labels: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels = base.labels();
+    labels.extend(gpu_labels);
+    labels.extend(spec.labels.clone());
+    labels
+}
+
 fn assemble(
     spec: &Spec,
     base: &Base,
@@ -188,7 +230,7 @@ fn assemble(
     jobs: &[LayerJob<'_>],
     blobs: Vec<LayerBlob>,
     rootfs: &Rootfs,
-    gpu: GpuSettings,
+    settings: GpuSettings,
     created: i64,
 ) -> Result<BuiltImage, BuildError> {
     let layer_inputs: Vec<LayerInput> = jobs
@@ -199,14 +241,7 @@ fn assemble(
             created_by: job.describe(),
         })
         .collect();
-    // Generated defaults first, then the GPU settings, then the spec's own
-    // `env`/`extraEnv`, which win.
-    let mut env: BTreeMap<String, String> = rootfs.env.clone();
-    env.extend(gpu.env);
-    let env = base.env_under(spec, env);
-    let mut labels = base.labels();
-    labels.extend(gpu.labels);
-    labels.extend(spec.labels.clone());
+    let GpuSettings { env, labels } = settings;
     Ok(assemble_on(
         &ImageConfigInput {
             created,

@@ -153,7 +153,8 @@ fn assemble(
 }
 
 /// The NVIDIA variables and labels of a GPU-ready image (none when
-/// `cuda.enable` is false).
+/// `cuda.enable` is false); also the image's whole environment and labels, once
+/// the GPU ones are laid into them.
 pub struct GpuSettings {
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,

@@ -108,12 +108,13 @@ enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
-    /// Start an image with the host's GPUs, choosing the flags that work here.
+    /// Start an image with the host's GPUs, choosing the flags that work here;
+    /// an image that asks for no GPU (or --no-gpu) runs without one.
     Run {
         /// NAME[:TAG] in podman or docker (`podman:NAME` or `docker-daemon:NAME`
         /// to pick the engine).
         image: String,
-        /// The command to run instead of the image's.
+        /// The command to run instead of the image's, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
         /// The engine's network; with `none` no ports are published.
@@ -122,10 +123,26 @@ enum Command {
         /// Mount HOST:CONTAINER[:OPTIONS] (repeatable), as the engine's --volume.
         #[arg(short, long, value_name = "HOST:CONTAINER")]
         volume: Vec<String>,
+        /// Set NAME=VALUE, or pass NAME from here (repeatable), as the engine's --env.
+        #[arg(short, long, value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
+        /// The container's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Run in the background and print the container's id.
+        #[arg(short, long)]
+        detach: bool,
+        /// One more argument for the engine's `run`, before the image (repeatable),
+        /// e.g. --engine-arg=--shm-size=8g.
+        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+        engine_arg: Vec<String>,
         /// The working folder inside the container.
         #[arg(short, long, value_name = "DIR")]
         workdir: Option<String>,
-        /// Print the engine command instead of running it.
+        /// Run without a GPU even when the image asks for one.
+        #[arg(long)]
+        no_gpu: bool,
+        /// Print the engine command instead of running it (also where no GPU is).
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
@@ -323,6 +340,17 @@ impl HostArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Lines wrap between words only, never inside a path or a hyphenated name, so a
+    // path in a message can be copied whole.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .break_words(false)
+                .word_separator(textwrap::WordSeparator::AsciiSpace)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation)
+                .build(),
+        )
+    }));
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -490,20 +518,35 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             command,
             network,
             volume,
+            env,
+            name,
+            detach,
+            engine_arg,
             workdir,
+            no_gpu,
             dry_run,
             host,
         } => {
-            let engine_command = gpubox_host::run::command(&gpubox_host::run::RunRequest {
+            let plan = gpubox_host::run::command(&gpubox_host::run::RunRequest {
                 image,
                 command,
                 network,
                 volumes: volume,
+                env,
+                name,
+                detach,
+                engine_args: engine_arg,
                 workdir,
+                no_gpu,
+                dry_run,
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),
                 interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
             })?;
+            if let Some(why) = &plan.without_gpu {
+                progress.step(&format!("running without a GPU: {why}"));
+            }
+            let engine_command = plan.command;
             if dry_run {
                 println!("{engine_command}");
                 return Ok(ExitCode::SUCCESS);

@@ -17,9 +17,11 @@ mod e2e {
     mod interrupt;
     mod layering;
     mod machine;
+    mod programs;
     mod push;
     mod quickstart;
     pub mod registry;
     mod reproducible;
+    mod run;
     mod sbom;
 }

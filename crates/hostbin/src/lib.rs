@@ -35,6 +35,7 @@
 //! it the image's loader would not look there.
 
 mod elf;
+mod launch;
 pub mod ldcache;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::elf::soname;
+pub use crate::launch::{launcher, script_launcher, Launcher};
 use crate::elf::{Abi, ElfObject};
 
 /// One file the image needs: put the bytes of `source` (a real file on the build machine,

@@ -5,12 +5,13 @@
 //! says what went wrong.
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::{mem, ptr};
 
 use libc::{c_char, c_int, pid_t};
@@ -145,6 +146,9 @@ impl fmt::Display for SpawnError {
             Stage::Exec => {
                 write!(f, "cannot run `{program}`: {error}")?;
                 match error.raw_os_error() {
+                    Some(libc::ENOENT) if !self.detail.is_empty() => {
+                        write!(f, "; {}", self.detail)
+                    }
                     Some(libc::ENOENT | libc::ENOTDIR) if !program.contains('/') => {
                         let path = std::env::var("PATH").unwrap_or_default();
                         write!(
@@ -200,6 +204,26 @@ pub fn spawn(command: &[OsString], setup: ChildSetup) -> Result<pid_t, SpawnErro
         },
         error,
     };
+    // ENOENT from exec also means a file that is there lacks its interpreter or loader.
+    let not_found = |error: io::Error| {
+        let mut failed = fail(Stage::Exec, error);
+        if matches!(failed.error.raw_os_error(), Some(libc::ENOENT)) {
+            let search_path = setup
+                .env
+                .as_deref()
+                .and_then(|env| {
+                    env.iter()
+                        .find_map(|var| var.as_bytes().strip_prefix(b"PATH="))
+                        .map(|path| OsStr::from_bytes(path).to_os_string())
+                })
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap_or_default();
+            let working_dir = setup.working_dir.as_deref().unwrap_or("/");
+            failed.detail =
+                missing_starter(&program, &search_path, working_dir).unwrap_or_default();
+        }
+        failed
+    };
     let c_strings = |strings: &[OsString]| {
         strings
             .iter()
@@ -244,11 +268,50 @@ pub fn spawn(command: &[OsString], setup: ChildSetup) -> Result<pid_t, SpawnErro
                 Some((stage, errno)) => {
                     // SAFETY: `pid` is our child; it exits right after reporting.
                     unsafe { libc::waitpid(pid, ptr::null_mut(), 0) };
-                    Err(fail(stage, io::Error::from_raw_os_error(errno)))
+                    let error = io::Error::from_raw_os_error(errno);
+                    Err(match stage {
+                        Stage::Exec => not_found(error),
+                        stage => fail(stage, error),
+                    })
                 }
             }
         }
     }
+}
+
+/// Why `program`, which exec did not find, cannot start when a file of that name is
+/// there after all: its `#!` interpreter or ELF loader is missing (exec says ENOENT for
+/// both). Looked up as execvp does: through `search_path` for a bare name.
+fn missing_starter(program: &str, search_path: &OsStr, working_dir: &str) -> Option<String> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![Path::new(working_dir).join(program)]
+    } else {
+        std::env::split_paths(search_path)
+            .map(|folder| Path::new(working_dir).join(folder).join(program))
+            .collect()
+    };
+    candidates
+        .iter()
+        .filter(|candidate| candidate.is_file())
+        .find_map(|candidate| {
+            let (what, needed) = match gpubox_hostbin::launcher(candidate).ok()? {
+                gpubox_hostbin::Launcher::Script { interpreter, .. } => {
+                    ("a script whose #! interpreter", interpreter)
+                }
+                gpubox_hostbin::Launcher::Elf {
+                    loader: Some(loader),
+                } => ("an ELF program whose loader", loader),
+                _ => return None,
+            };
+            (!needed.exists()).then(|| {
+                format!(
+                    "{} is there, but it is {what} {} is not in the image: add it, or fix the \
+                     script's first line or copy the program with hostBinaries",
+                    candidate.display(),
+                    needed.display()
+                )
+            })
+        })
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {

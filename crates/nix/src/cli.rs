@@ -327,8 +327,9 @@ fn parse_build_json(text: &str) -> Result<Vec<StorePath>, String> {
     Ok(paths)
 }
 
-/// The command as a user could paste it into a shell.
-fn command_line(program: &str, args: &[&OsStr]) -> String {
+/// The command as a user could paste it into a shell (arguments quoted where a
+/// shell would split or expand them); every command gpubox shows is written so.
+pub fn command_line(program: &str, args: &[&OsStr]) -> String {
     let mut line = program.to_owned();
     for arg in args {
         let arg = arg.to_string_lossy();

@@ -13,7 +13,7 @@ mod closure;
 mod error;
 mod store_path;
 
-pub use cli::{Installable, Nix};
+pub use cli::{command_line, Installable, Nix};
 pub use closure::{Closure, PathInfo};
 pub use error::NixError;
 pub use store_path::{StorePath, STORE_DIR};

@@ -220,6 +220,29 @@ impl Group {
 
 /// The spec's `user` when it is an account name other than root or nobody (not a
 /// uid, not `name:group`), which then needs an account.
+/// The home folder of the image's `user` (a name or a uid, as the spec's `user`
+/// writes it) among the accounts gpubox gives the image over the base's: `None` for
+/// root, for an account without a usable home (`/nonexistent`, `/`) and for a uid no
+/// account has.
+pub fn home_of(
+    user: &str,
+    machine: &MachineSpec,
+    base_files: &BTreeMap<String, LayerFile>,
+) -> Option<String> {
+    let accounts = Accounts::generate(user, machine, base_files);
+    let passwd = accounts
+        .passwd
+        .as_deref()
+        .unwrap_or_else(|| text_of(base_files.get("etc/passwd")));
+    let account = user.split(':').next()?;
+    let home = entries(passwd)
+        .find(|fields| fields[0] == account || fields.get(2) == Some(&account))?
+        .get(5)
+        .map(|home| (*home).to_owned())?;
+    let usable = home.starts_with('/') && home != "/" && home != "/nonexistent" && home != "/root";
+    usable.then_some(home)
+}
+
 pub(crate) fn named_user(user: &str) -> Option<&str> {
     let is_name = !user.is_empty()
         && !user.contains(':')

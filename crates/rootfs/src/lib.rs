@@ -60,6 +60,7 @@ mod machine;
 mod nixdb;
 mod tree;
 
+pub use accounts::home_of;
 pub use base::BASE_ACCOUNT_FILES;
 
 use std::collections::BTreeMap;

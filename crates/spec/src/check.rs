@@ -35,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "workingDir",
     "cmd",
     "entrypoint",
+    "checkPrograms",
     "maxLayers",
     "created",
     "compression",
@@ -305,7 +306,10 @@ impl Checker<'_> {
         let mut user = None;
         let mut working_dir = None;
         let mut cmd = Vec::new();
+        let mut cmd_span = None;
         let mut entrypoint = None;
+        let mut entrypoint_span = None;
+        let mut check_programs = true;
         let mut max_layers = None;
         let mut created = None;
         let mut compression = None;
@@ -336,8 +340,15 @@ impl Checker<'_> {
                 "workingDir" => {
                     working_dir = Some(self.checked(node, path, check_working_dir)?);
                 }
-                "cmd" => cmd = self.strings(node, path)?,
-                "entrypoint" => entrypoint = Some(self.strings(node, path)?),
+                "cmd" => {
+                    cmd = self.strings(node, path)?;
+                    cmd_span = Some(span_of(&node.span));
+                }
+                "entrypoint" => {
+                    entrypoint = Some(self.strings(node, path)?);
+                    entrypoint_span = Some(span_of(&node.span));
+                }
+                "checkPrograms" => check_programs = self.boolean(node, path)?,
                 "maxLayers" => max_layers = Some(self.max_layers(node, path)?),
                 "created" => created = Some(self.created(node, path)?),
                 "compression" => compression = Some(self.checked(node, path, check_compression)?),
@@ -398,7 +409,10 @@ impl Checker<'_> {
             user,
             working_dir,
             cmd,
+            cmd_span,
             entrypoint,
+            entrypoint_span,
+            check_programs,
             max_layers: max_layers.unwrap_or(50),
             created,
             compression: compression.unwrap_or_default(),

@@ -84,8 +84,16 @@ pub struct Spec {
     /// [`DEFAULT_WORKING_DIR`].
     pub working_dir: Option<String>,
     pub cmd: Vec<String>,
+    /// Where `cmd` was written, when it was.
+    pub cmd_span: Option<SourceSpan>,
     /// `None` means the build's default, `/bin/gpubox-init`.
     pub entrypoint: Option<Vec<String>>,
+    /// Where `entrypoint` was written, when it was.
+    pub entrypoint_span: Option<SourceSpan>,
+    /// `checkPrograms` (default true): whether the build checks that `cmd`,
+    /// `entrypoint` and each service's program exist in the image and can
+    /// start; false for images that get them from a volume at run time.
+    pub check_programs: bool,
     /// Defaults to 50; 2..=125.
     pub max_layers: usize,
     /// Unix seconds from the spec; see [`created_epoch`] for the value to use.

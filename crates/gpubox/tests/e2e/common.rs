@@ -279,3 +279,10 @@ pub fn build_logged(cache: &Path, spec: &Path, file: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `text` with every run of whitespace made one space, so an assertion can look for
+/// a phrase that the diagnostics renderer wrapped over lines (it wraps between words
+/// only: paths and names stay whole).
+pub fn unwrapped(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -13,7 +13,7 @@ fn build(work: &Path, name: &str, store_path: &str, greeting: &str) -> String {
         work,
         &format!("{name}.toml"),
         &format!(
-            "name = \"gpubox-e2e-diff\"\nsystemPackages = [{}]\nextraEnv = {{ GREETING = \"{greeting}\" }}\ncmd = [\"/bin/hello\"]\n",
+            "name = \"gpubox-e2e-diff\"\nsystemPackages = [{}]\nextraEnv = {{ GREETING = \"{greeting}\" }}\ncmd = [\"hello\"]\n",
             toml_str(store_path)
         ),
     );

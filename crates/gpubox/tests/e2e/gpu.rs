@@ -375,27 +375,47 @@ fn doctor_names_the_fix_for_each_failure() {
     let (_, text) = doctor(&host, &cdi_root);
     assert!(text.contains("PASS  cdi-spec"), "{text}");
 
-    // The Docker engine here (20.10) has neither CDI nor the NVIDIA runtime, and
-    // `gpubox run` says so instead of starting a container without the GPU.
+    // The Docker engine here has neither CDI nor the NVIDIA runtime, and
+    // `gpubox run` says so instead of starting a container without the GPU; a dry
+    // run prints the command without GPU flags, and why.
     if have("docker") {
         assert!(
             text.contains("WARN  docker") && text.contains("Docker 25"),
             "{text}"
         );
-        let err = run_fails(
-            gpubox(&work.path().join("cache"))
-                .args(["run", "--dry-run", "--driver-root"])
+        let run = |dry_run: bool| {
+            let mut command = gpubox(&work.path().join("cache"));
+            command.arg("run");
+            if dry_run {
+                command.arg("--dry-run");
+            }
+            command
+                .arg("--driver-root")
                 .arg(&host)
                 .arg("--dev-root")
                 .arg(&host)
                 .arg("--cdi-root")
                 .arg(&cdi_root)
-                .arg("docker-daemon:some-image:latest"),
-        );
+                .arg("docker-daemon:some-image:latest");
+            command
+        };
+        let err = unwrapped(&run_fails(&mut run(false)));
         assert!(
             err.contains("docker") && err.contains("neither CDI nor the NVIDIA runtime"),
             "{err}"
         );
         assert!(err.contains("Docker 25"), "{err}");
+        assert!(err.contains("pass --no-gpu"), "{err}");
+        let out = run_ok(&mut run(true));
+        assert_eq!(
+            stdout(&out).trim(),
+            "docker run --rm --publish-all some-image:latest"
+        );
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            why.contains("running without a GPU")
+                && why.contains("neither CDI nor the NVIDIA runtime"),
+            "{why}"
+        );
     }
 }

@@ -26,7 +26,7 @@ fn every_store_path_is_in_exactly_one_layer_for_several_budgets() {
             work.path(),
             &format!("spec-{max_layers}.toml"),
             &format!(
-                "name = \"layering\"\nsystemPackages = [{}]\nmaxLayers = {max_layers}\ncmd = [\"/bin/true\"]\n",
+                "name = \"layering\"\nsystemPackages = [{}]\nmaxLayers = {max_layers}\n",
                 toml_str(&app)
             ),
         );

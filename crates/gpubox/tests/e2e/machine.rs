@@ -88,6 +88,8 @@ fn services_ssh_secrets_and_accounts_land_in_the_image() {
         &format!(
             r#"name = "gpubox-e2e-machine"
 user = "dev"
+# Read back, never run: the services' shell is not in it.
+checkPrograms = false
 hostBinaries = ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
 extraStartupScript = "export MODE=prod\n"
 nixConfig = {{ sandbox = false }}

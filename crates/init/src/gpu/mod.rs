@@ -93,7 +93,9 @@ pub fn start_up() -> Result<(), i32> {
     for warning in &report.warnings {
         notice!("{warning}");
     }
-    if !report.gpu_visible && report.asks_for_gpu {
+    // Only an image that declares a CUDA requirement is said to miss the GPU: one
+    // built without CUDA (the bundled example) is fine without.
+    if !report.gpu_visible && report.asks_for_gpu && report.image_cuda.is_some() {
         notice!("no NVIDIA GPU is visible in this container; starting without one (run with --device nvidia.com/gpu=all or --gpus all to use the GPU)");
     }
     if let Some(Ldconfig::Failed { path, error }) = &report.ldconfig {

@@ -335,6 +335,23 @@ fn an_image_that_asks_for_no_gpu_hears_nothing_about_it() {
 }
 
 #[test]
+fn an_image_without_a_cuda_requirement_starts_without_a_gpu_in_silence() {
+    // What `cuda.enable = true` gives an image with no CUDA in its closure (the
+    // bundled example): the NVIDIA variables, and no CUDA version to need a GPU for.
+    let root = fake_root(false);
+    let output = init_on(
+        root.path(),
+        &[
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ],
+        &["true"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
 fn check_rejects_unknown_arguments() {
     let root = fake_root(false);
     let output = init_on(root.path(), &[], &["check", "--yaml"]);

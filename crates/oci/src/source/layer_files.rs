@@ -209,7 +209,7 @@ pub fn follow_links(
 
 /// Appends the parts of `path` to `components`, applying `.` and `..` (which
 /// stops at the root).
-fn push_components(components: &mut Vec<String>, path: &str) {
+pub fn push_components(components: &mut Vec<String>, path: &str) {
     for part in path.split('/') {
         match part {
             "" | "." => {}
