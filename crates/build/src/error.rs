@@ -74,11 +74,12 @@ pub enum BuildError {
     ImageCommand(#[from] ImageCommandError),
     #[error(transparent)]
     Cuda(#[from] gpubox_cuda::CudaError),
-    #[error("cannot write the output {path}: {source}")]
-    #[diagnostic(help("check that the folder exists and that you may write to it"))]
+    // The reason is in the message and not a `source`, so it is shown once.
+    #[error("cannot write the output {path}: {reason}")]
+    #[diagnostic(help("check that you may write to its folder"))]
     OutputNotWritable {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("hostBinaries: `{0}` was not found on PATH")]
     #[diagnostic(help("give the program's full path, e.g. `/usr/bin/{0}`"))]

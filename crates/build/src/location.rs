@@ -29,9 +29,12 @@ pub enum ImageLocation {
 /// A location gpubox cannot parse.
 #[derive(Debug, thiserror::Error)]
 pub enum BadLocation {
-    #[error("`{0}` names no transport; use oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME:TAG or podman:NAME:TAG")]
+    #[error("`{given}` names no transport; {meant}", given = .0, meant = likely_meant(.0))]
     NoTransport(String),
-    #[error("unknown transport `{transport}` in `{given}`; use oci:, oci-archive:, docker-archive:, docker-daemon: or podman:")]
+    #[error(
+        "unknown transport `{transport}` in `{given}`; {}",
+        likely_meant(given)
+    )]
     Unknown { transport: String, given: String },
     #[error("`{0}` names no path or image after the transport")]
     Empty(String),
@@ -39,6 +42,20 @@ pub enum BadLocation {
     NotReadFromRegistry(String),
     #[error("`{0}` is not a registry; push to docker://HOST[:PORT]/REPO[:TAG]")]
     NotARegistry(String),
+}
+
+/// What a location without a known transport most likely meant, and the list.
+fn likely_meant(given: &str) -> String {
+    const ALL: &str = "oci:DIR[:TAG], oci-archive:FILE[:NAME:TAG], docker-archive:FILE, \
+                       docker-daemon:NAME:TAG, podman:NAME:TAG or docker://HOST/REPO:TAG";
+    let guess = if given.ends_with(".tar") || given.ends_with(".tar.gz") {
+        format!("oci-archive:{given} (or docker-archive:{given} for `docker load`)")
+    } else if given.contains('/') && !given.contains(':') || Path::new(given).is_dir() {
+        format!("oci:{given}")
+    } else {
+        format!("podman:{given} or docker-daemon:{given}")
+    };
+    format!("did you mean {guess}? The transports: {ALL}")
 }
 
 impl FromStr for ImageLocation {
@@ -126,13 +143,22 @@ impl fmt::Display for ImageLocation {
 }
 
 impl ImageLocation {
-    /// `given` parsed as a location, or, when it names no transport, an image
-    /// `NAME[:TAG]` in podman (how `gpubox doctor IMAGE` names images).
-    pub fn parse_or_podman(given: &str) -> Result<ImageLocation, BadLocation> {
+    /// Parses `given`, where a bare `NAME[:TAG]` (no known transport, and no file or
+    /// folder of that name here) is a local engine's image: podman's when podman has
+    /// it, else Docker's when Docker has it, else podman's (whose error then says it
+    /// has no such image). A bare path keeps its error, which names the transport
+    /// it likely needs.
+    pub fn parse_or_local(given: &str) -> Result<ImageLocation, BadLocation> {
         match given.parse::<ImageLocation>() {
-            Err(BadLocation::NoTransport(_) | BadLocation::Unknown { .. }) => {
+            Err(BadLocation::NoTransport(_) | BadLocation::Unknown { .. })
+                if !Path::new(given).exists() =>
+            {
+                let engine = [Engine::Podman, Engine::Docker]
+                    .into_iter()
+                    .find(|engine| gpubox_engines::image_env(*engine, given).is_ok())
+                    .unwrap_or(Engine::Podman);
                 Ok(ImageLocation::Engine {
-                    engine: Engine::Podman,
+                    engine,
                     reference: given.to_owned(),
                 })
             }
@@ -242,16 +268,39 @@ mod tests {
     #[test]
     fn bare_names_are_podman_images_and_paths_follow_the_spec() {
         assert_eq!(
-            ImageLocation::parse_or_podman("demo:1").unwrap(),
+            ImageLocation::parse_or_local("demo:1").unwrap(),
             ImageLocation::Engine {
                 engine: Engine::Podman,
                 reference: "demo:1".into()
             }
         );
         assert!(matches!(
-            ImageLocation::parse_or_podman("oci:"),
+            ImageLocation::parse_or_local("oci:"),
             Err(BadLocation::Empty(_))
         ));
+        // A path here is no image name: its error names the transport it needs.
+        let folder = ImageLocation::parse_or_local("/tmp")
+            .unwrap_err()
+            .to_string();
+        assert!(folder.contains("did you mean oci:/tmp?"), "{folder}");
+        let archive = "out/m.tar"
+            .parse::<ImageLocation>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            archive.contains("did you mean oci-archive:out/m.tar (or docker-archive:out/m.tar"),
+            "{archive}"
+        );
+        let named = "gpubox-hello:latest"
+            .parse::<ImageLocation>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            named.contains(
+                "did you mean podman:gpubox-hello:latest or docker-daemon:gpubox-hello:latest?"
+            ),
+            "{named}"
+        );
         let base: ImageLocation = "oci-archive:base.tar:v1".parse().unwrap();
         assert_eq!(
             base.relative_to(Path::new("/specs")),

@@ -38,11 +38,13 @@ pub fn write_output(
             // An archive is loaded rather than browsed, so it is named in full, as
             // `podman save` and `docker save` name theirs.
             let reference = tag.as_deref().unwrap_or(&default_reference);
+            create_folder_of(file)?;
             gpubox_atomic::write(file, &Options::new(), |f| {
                 write_oci_archive(f, Some(reference), image, store).map(drop)
             })?;
         }
         ImageLocation::DockerArchive { file } => {
+            create_folder_of(file)?;
             gpubox_atomic::write(file, &Options::new(), |f| {
                 write_docker_archive(f, std::slice::from_ref(&default_reference), image, store)
                     .map(drop)
@@ -83,26 +85,48 @@ pub(crate) fn parent_folder(path: &Path) -> PathBuf {
     gpubox_atomic::folder_of(path).to_path_buf()
 }
 
-/// Fails before any work when the output's folder is missing or not writable
-/// (an OCI layout's missing folders are created, as skopeo does).
+/// Fails before any work when the output cannot be written: its folder, or where
+/// that is still missing (output folders are created when the image is written, as
+/// skopeo creates an OCI layout's), the nearest folder above it that exists.
 pub fn check_output_writable(output: &ImageLocation) -> Result<(), BuildError> {
-    let Some(path) = output.path() else {
-        return Ok(());
-    };
-    if matches!(output, ImageLocation::OciDir { .. }) && !parent_folder(path).exists() {
-        return Ok(());
+    match output.path() {
+        Some(path) => check_file_writable(path),
+        None => Ok(()),
     }
-    check_file_writable(path)
 }
 
-/// Fails when a file cannot be created beside `path`.
+/// Fails when a file cannot be created beside `path`, or, while its folder is
+/// missing, in the nearest folder above that exists. The error names `path` and the
+/// system's reason, not the probe's temporary file.
 pub fn check_file_writable(path: &Path) -> Result<(), BuildError> {
-    tempfile::NamedTempFile::new_in(parent_folder(path))
-        .map(drop)
-        .map_err(|source| BuildError::OutputNotWritable {
-            path: path.to_path_buf(),
-            source,
+    let folder = parent_folder(path);
+    let existing = folder
+        .ancestors()
+        .find(|folder| folder.as_os_str().is_empty() || folder.exists())
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // A probe file of our own: its error is the system's, about the folder.
+    let probe = existing.join(gpubox_atomic::partial::unique_name());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map(|_| {
+            let _ = std::fs::remove_file(&probe);
         })
+        .map_err(|reason| BuildError::OutputNotWritable {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// Creates the folders a file the user named goes into (after the build, so a
+/// failed build leaves no empty folders).
+pub fn create_folder_of(path: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(parent_folder(path)).map_err(|reason| BuildError::OutputNotWritable {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// `--cache-dir`, else `GPUBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/gpubox`, else

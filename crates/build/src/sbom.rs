@@ -54,6 +54,7 @@ pub fn write_sbom(
         path: file.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })?;
+    crate::output::create_folder_of(file)?;
     gpubox_atomic::write_bytes(file, &gpubox_atomic::Options::new(), &bytes)?;
     Ok(bytes)
 }

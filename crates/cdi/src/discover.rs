@@ -123,6 +123,7 @@ pub fn discover(roots: &HostRoots) -> Result<Driver, CdiError> {
             .find(|lib| lib.stem == "libcuda")
             .map(|lib| (lib.version.clone(), lib.version_text.clone()))
             .ok_or_else(|| CdiError::NoDriver {
+                driver_root: roots.driver_root.clone(),
                 version_file: version_file.clone(),
                 searched: library_dirs.clone(),
             })?,

@@ -58,11 +58,17 @@ pub use spec::{generate, render, validate, write_spec, SpecFormat, KIND};
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
     #[error(
-        "no NVIDIA driver found: {} is missing and no libcuda.so.<version> under {}; install the NVIDIA driver, or pass --driver-root",
+        "no NVIDIA driver found under {}: {} is missing and {}; install the NVIDIA driver, or pass --driver-root with the folder that holds it",
+        driver_root.display(),
         version_file.display(),
-        list(searched)
+        if searched.is_empty() {
+            format!("it has none of the driver's library folders ({})", discover::LIBRARY_DIRS.join(", "))
+        } else {
+            format!("no libcuda.so.<version> is in {}", list(searched))
+        }
     )]
     NoDriver {
+        driver_root: PathBuf,
         version_file: PathBuf,
         searched: Vec<PathBuf>,
     },

@@ -132,7 +132,17 @@ fn empty_root_has_no_driver() {
     let error = discover(&HostRoots::under(root.path())).expect_err("no driver");
     assert!(matches!(error, CdiError::NoDriver { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.starts_with("no NVIDIA driver found: "), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "no NVIDIA driver found under {}: ",
+            root.path().display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("it has none of the driver's library folders (usr/lib64,"),
+        "{message}"
+    );
     assert!(
         message.contains(&format!(
             "{}/proc/driver/nvidia/version is missing",

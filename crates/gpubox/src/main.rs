@@ -408,7 +408,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             registry,
         } => {
             let request = gpubox_build::push::PushRequest {
-                source: source.parse()?,
+                source: ImageLocation::parse_or_local(&source)?,
                 references: gpubox_build::push::destinations(dest.as_deref(), &spec)?,
                 sbom,
                 options: registry.options()?,
@@ -440,7 +440,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             registry,
         } => {
             registry.read_with(&progress, |source| {
-                let (a, b) = (a.parse()?, b.parse()?);
+                let (a, b) = (
+                    ImageLocation::parse_or_local(&a)?,
+                    ImageLocation::parse_or_local(&b)?,
+                );
                 commands::diff::run(&a, &b, source, json, &mut std::io::stdout().lock())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -451,7 +454,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             registry,
         } => {
             registry.read_with(&progress, |registry| {
-                let source: ImageLocation = source.parse()?;
+                let source = ImageLocation::parse_or_local(&source)?;
                 commands::inspect::run(&source, registry, json, &mut std::io::stdout().lock())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -501,7 +504,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),
                 image: image
-                    .map(|i| ImageLocation::parse_or_podman(&i))
+                    .map(|i| ImageLocation::parse_or_local(&i))
                     .transpose()?,
             };
             let checks = gpubox_host::doctor::checks(&request)?;

@@ -129,8 +129,9 @@ pub struct Rootfs {
 /// Why the top layer could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("{origin}: {source}")]
-    Walk { origin: Origin, source: WalkError },
+    // Not a `source`: its message is in this one, shown once.
+    #[error("{origin}: {error}")]
+    Walk { origin: Origin, error: WalkError },
     #[error("{origin}: {source}")]
     BadPath {
         origin: Origin,
@@ -315,9 +316,9 @@ fn add_walk(
     origin: &Origin,
 ) -> Result<(), RootfsError> {
     for entry in walk(src, dst, options) {
-        let entry = entry.map_err(|source| RootfsError::Walk {
+        let entry = entry.map_err(|error| RootfsError::Walk {
             origin: origin.clone(),
-            source,
+            error,
         })?;
         // Checked now so an unreadable file stops the build before any layer is
         // written, with the user's item named.

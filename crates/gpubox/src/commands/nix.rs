@@ -56,9 +56,9 @@ pub fn run_image_command(
     // as unfinished, so an interrupt or `cache gc` removes what is left.
     let scratch = if needed.scratch {
         let tmp = gpubox_build::cache_dir(None)?.join("tmp");
-        let unwritable = |source| BuildError::OutputNotWritable {
+        let unwritable = |reason| BuildError::OutputNotWritable {
             path: tmp.clone(),
-            source,
+            reason,
         };
         std::fs::create_dir_all(&tmp).map_err(unwritable)?;
         Some(

@@ -196,16 +196,28 @@ fn sockets_and_devices_are_refused() {
 }
 
 #[test]
-fn unwritable_output_fails_before_building() {
+fn unwritable_output_fails_before_building_and_names_only_the_output() {
     let work = tempdir();
     let spec = write_spec(work.path(), "gpubox.toml", "name = \"x\"\n");
-    let err = run_fails(
+    // A folder that cannot be: its parent is a file.
+    fs::write(work.path().join("afile"), "x").unwrap();
+    let err = unwrapped(&run_fails(
         gpubox(&work.path().join("cache"))
             .arg("build")
             .arg(&spec)
-            .args(["-o", "oci-archive:/nonexistent-folder/image.tar"]),
+            .args(["-o", "oci-archive:afile/image.tar"])
+            .current_dir(work.path()),
+    ));
+    assert!(
+        err.contains("cannot write the output afile/image.tar: Not a directory"),
+        "{err}"
     );
-    assert!(err.contains("/nonexistent-folder/image.tar"), "{err}");
+    assert!(!err.contains(".tmp"), "no temporary file name: {err}");
+    assert_eq!(
+        err.matches("Not a directory").count(),
+        1,
+        "said once: {err}"
+    );
     let err = run_fails(
         gpubox(&work.path().join("cache"))
             .arg("build")
@@ -213,5 +225,71 @@ fn unwritable_output_fails_before_building() {
             .args(["-o", "tarball:x"]),
     );
     assert!(err.contains("tarball"), "{err}");
-    assert!(!Path::new("/nonexistent-folder").exists());
+    // A path without a transport: the likely one is suggested.
+    let err = unwrapped(&run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", "out/m.tar"]),
+    ));
+    assert!(err.contains("did you mean oci-archive:out/m.tar"), "{err}");
+}
+
+#[test]
+fn an_output_in_missing_folders_creates_them_once_the_image_is_built() {
+    let work = tempdir();
+    let good = write_spec(work.path(), "good.toml", "name = \"x\"\n");
+    let bad = write_spec(
+        work.path(),
+        "bad.toml",
+        "name = \"x\"\ncmd = [\"nothing-here\"]\n",
+    );
+    // A failed build leaves no folder behind.
+    run_fails(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&bad)
+            .args([
+                "-o",
+                "oci-archive:new/deeper/image.tar",
+                "--sbom",
+                "sbom/x.spdx.json",
+            ])
+            .current_dir(work.path()),
+    );
+    assert!(!work.path().join("new").exists());
+    assert!(!work.path().join("sbom").exists());
+    for output in [
+        "oci-archive:new/deeper/image.tar",
+        "docker-archive:other/image.tar",
+    ] {
+        run_ok(
+            gpubox(&work.path().join("cache"))
+                .arg("build")
+                .arg(&good)
+                .args(["-q", "-o", output, "--sbom", "sbom/x.spdx.json"])
+                .current_dir(work.path()),
+        );
+    }
+    for file in [
+        "new/deeper/image.tar",
+        "other/image.tar",
+        "sbom/x.spdx.json",
+    ] {
+        assert!(work.path().join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn a_missing_copy_to_root_source_is_reported_once() {
+    let err = unwrapped(&build_fails(
+        "name = \"x\"\ncopyToRoot = [{ src = \"missing\", dst = \"/app\" }]\n",
+        out_dir,
+    ));
+    assert!(
+        err.contains("copyToRoot[0] cannot be placed in the image"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("gpubox.toml:2:15"), "{err}");
 }

@@ -271,3 +271,44 @@ fn skopeo_accepts_every_output_kind() {
         .args(["rmi", "-f", "gpubox-e2e-skopeo:t1"])
         .output();
 }
+
+/// `inspect`, `diff`, `push` and `doctor` take a bare `NAME:TAG` as the local engine's
+/// image, as `run` does.
+#[test]
+fn every_command_takes_a_bare_name_for_the_engines_image() {
+    if !have("podman") {
+        return;
+    }
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let image = "gpubox-e2e-bare:v1";
+    run_ok(&mut build_example_to(&cache, format!("podman:{image}")).arg("-q"));
+    run_ok(
+        &mut build_example_to(&cache, "oci:built:v1")
+            .current_dir(work.path())
+            .arg("-q"),
+    );
+    let inspected = stdout(&run_ok(gpubox(&cache).args(["inspect", "--json", image])));
+    let json: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(
+        json["config"]["Entrypoint"][0], "/bin/gpubox-init",
+        "{json}"
+    );
+    assert_eq!(json["source"], "podman:gpubox-e2e-bare:v1", "{json}");
+    let diff = stdout(&run_ok(
+        gpubox(&cache)
+            .args(["diff", "--json", image, "oci:built:v1"])
+            .current_dir(work.path()),
+    ));
+    let diff: serde_json::Value = serde_json::from_str(&diff).unwrap();
+    assert!(diff.to_string().contains("shared"), "{diff}");
+    // A file without a transport is not taken for an image name.
+    std::fs::write(work.path().join("m.tar"), "").unwrap();
+    let err = unwrapped(&run_fails(
+        gpubox(&cache)
+            .args(["inspect", "m.tar"])
+            .current_dir(work.path()),
+    ));
+    assert!(err.contains("did you mean oci-archive:m.tar"), "{err}");
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+}

@@ -34,12 +34,9 @@ pub enum WalkError {
     )]
     Unsupported { path: PathBuf, kind: &'static str },
 
-    #[error("cannot read `{}`: {source}; check that it exists and is readable", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The reason is in the message and not a `source`, so it is shown once.
+    #[error("cannot read `{}`: {reason}; check that it exists and is readable", path.display())]
+    Io { path: PathBuf, reason: io::Error },
 
     /// A name that cannot be a path inside an image; the message names it.
     #[error("{0}")]
@@ -86,7 +83,7 @@ impl Iterator for Walk {
         if let Some((disk, image)) = self.start.take() {
             return Some(match fs::symlink_metadata(&disk) {
                 Ok(metadata) => self.visit(disk, image, &metadata),
-                Err(source) => Err(WalkError::Io { path: disk, source }),
+                Err(reason) => Err(WalkError::Io { path: disk, reason }),
             });
         }
         loop {
@@ -108,7 +105,7 @@ impl Iterator for Walk {
             // Relative to the open folder, without following a symbolic link.
             return Some(match child.metadata() {
                 Ok(metadata) => self.visit(disk, image, &metadata),
-                Err(source) => Err(WalkError::Io { path: disk, source }),
+                Err(reason) => Err(WalkError::Io { path: disk, reason }),
             });
         }
     }
@@ -142,9 +139,9 @@ impl Walk {
             }
         } else if file_type.is_symlink() {
             let target = fs::read_link(&disk)
-                .map_err(|source| WalkError::Io {
+                .map_err(|reason| WalkError::Io {
                     path: disk.clone(),
-                    source,
+                    reason,
                 })?
                 .into_os_string()
                 .into_vec();
@@ -188,9 +185,9 @@ impl Walk {
 }
 
 fn sorted_children(disk: &Path) -> Result<std::vec::IntoIter<(OsString, DirEntry)>, WalkError> {
-    let io_error = |source| WalkError::Io {
+    let io_error = |reason| WalkError::Io {
         path: disk.to_path_buf(),
-        source,
+        reason,
     };
     let mut children = fs::read_dir(disk)
         .map_err(io_error)?
