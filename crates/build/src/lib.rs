@@ -69,4 +69,4 @@ pub use location::{BadLocation, ImageLocation};
 pub use output::cache_dir;
 pub use pipeline::{build, BuildRequest, Built};
 pub use platform::oci_architecture;
-pub use reporter::{Bytes, Reporter, Silent};
+pub use reporter::{Bytes, Count, Reporter, Silent};

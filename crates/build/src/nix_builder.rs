@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::base::Base;
 use crate::error::{BuildError, NixBuilderError};
 use crate::image_commands::ImageCommand;
-use crate::reporter::{Bytes, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 use crate::store::StoreContents;
 use crate::top::{gpu_settings, top_layer};
 
@@ -103,10 +103,10 @@ pub fn spec_builder(reporter: &dyn Reporter) -> Result<(), BuildError> {
     }
     gpubox_atomic::write_bytes(&out, &gpubox_atomic::Options::new(), text.as_bytes())?;
     reporter.step(&format!(
-        "checked the spec of {}:{}: {} store paths, {}",
+        "checked the spec of {}:{}: {}, {}",
         spec.name,
         spec.tag,
-        store.closure.len(),
+        Count(store.closure.len(), "store path"),
         Bytes(store.closure.total_nar_size())
     ));
     Ok(())

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::BuildError;
 use crate::location::{BadLocation, ImageLocation};
-use crate::reporter::{Bytes, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 
 /// An image opened for reading. An engine's image is first saved to a
 /// temporary docker-archive, kept as long as this value lives; a registry's
@@ -105,8 +105,8 @@ fn pull(
         ));
     }
     reporter.step(&format!(
-        "{name}: {} blobs downloaded ({}), {} already in the cache",
-        pulled.downloaded_blobs,
+        "{name}: {} downloaded ({}), {} already in the cache",
+        Count(pulled.downloaded_blobs, "blob"),
         Bytes(pulled.downloaded_bytes),
         pulled.cached_blobs
     ));

@@ -20,7 +20,7 @@ use crate::location::{with_default_tag, ImageLocation};
 use crate::open::RegistryAccess;
 use crate::output::{check_file_writable, check_output_writable, parent_folder, partial_folders};
 use crate::push::attach_sbom;
-use crate::reporter::{Bytes, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 use crate::schedule::{build_layers, LayerJob};
 use crate::store::StoreContents;
 use crate::top::{gpu_settings, resolve_host_binaries, top_layer, GpuSettings};
@@ -85,8 +85,8 @@ pub fn build(
     let store = StoreContents::realise(spec, &nix, reporter)?;
     if !store.closure.is_empty() {
         reporter.step(&format!(
-            "closure: {} store paths, {}",
-            store.closure.len(),
+            "closure: {}, {}",
+            Count(store.closure.len(), "store path"),
             Bytes(store.closure.total_nar_size())
         ));
     }

@@ -49,9 +49,36 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// A count and its noun, as people write them: `1 layer`, `2 layers`, `1 entry`,
+/// `3 entries`, `1 store path`. The noun is the singular.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count<'a>(pub usize, pub &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Count(count, noun) = *self;
+        if count == 1 {
+            return write!(f, "1 {noun}");
+        }
+        match noun.strip_suffix('y') {
+            Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => write!(f, "{count} {stem}ies"),
+            _ => write!(f, "{count} {noun}s"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_naturally() {
+        assert_eq!(Count(1, "layer").to_string(), "1 layer");
+        assert_eq!(Count(0, "layer").to_string(), "0 layers");
+        assert_eq!(Count(3, "entry").to_string(), "3 entries");
+        assert_eq!(Count(2, "key").to_string(), "2 keys");
+        assert_eq!(Count(1, "store path").to_string(), "1 store path");
+    }
 
     #[test]
     fn sizes_read_in_binary_units() {

@@ -12,7 +12,7 @@ use gpubox_oci::blob::LayerBlob;
 use gpubox_oci::{Compression, Entry};
 
 use crate::error::BuildError;
-use crate::reporter::{Bytes, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 
 /// One layer to produce.
 pub enum LayerJob<'a> {
@@ -70,7 +70,7 @@ pub fn build_layers(
 ) -> Result<Vec<LayerBlob>, BuildError> {
     let order = build_order(jobs);
     let total: u64 = jobs.iter().map(LayerJob::estimate).sum();
-    reporter.start_bytes(total, &format!("{} layers", jobs.len()));
+    reporter.start_bytes(total, &Count(jobs.len(), "layer").to_string());
 
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);

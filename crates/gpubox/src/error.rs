@@ -21,6 +21,15 @@ pub enum CliError {
     Signals(std::io::Error),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
+    #[error("{0} already exists; nothing was written")]
+    #[diagnostic(help("keep your file, or move it away and run `gpubox init` again"))]
+    StarterExists(std::path::PathBuf),
+    #[error("cannot write {path}: {reason}")]
+    #[diagnostic(help("check that you may write there"))]
+    WriteFile {
+        path: std::path::PathBuf,
+        reason: std::io::Error,
+    },
 }
 
 /// Errors of the libraries the engine's error already names.

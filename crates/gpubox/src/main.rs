@@ -24,7 +24,7 @@ use crate::progress::Progress;
 #[derive(Parser)]
 #[command(
     name = "gpubox",
-    version,
+    version = env!("GPUBOX_LONG_VERSION"),
     about = "Build GPU-ready OCI images from Nix closures and local files, without a daemon"
 )]
 struct Cli {
@@ -42,10 +42,15 @@ enum Command {
         /// The spec, TOML or JSON.
         #[arg(default_value = "gpubox.toml")]
         spec: PathBuf,
-        /// Where the image goes: oci:DIR[:TAG], oci-archive:FILE,
-        /// docker-archive:FILE, docker-daemon:NAME:TAG or podman:NAME:TAG.
+        /// Where the image goes: oci:DIR[:TAG], oci-archive:FILE[:NAME:TAG],
+        /// docker-archive:FILE, docker-daemon:NAME[:TAG], podman:NAME[:TAG] or
+        /// docker://HOST[:PORT]/REPO[:TAG] (a registry; the tag defaults to the
+        /// spec's). Missing folders are created.
         #[arg(short, long, value_name = "DEST")]
         output: String,
+        /// Write the image's manifest digest to FILE.
+        #[arg(long, value_name = "FILE")]
+        digestfile: Option<PathBuf>,
         /// Where built layers are kept for the next build [default:
         /// $GPUBOX_CACHE_DIR, $XDG_CACHE_HOME/gpubox or ~/.cache/gpubox].
         #[arg(long, value_name = "DIR")]
@@ -70,6 +75,9 @@ enum Command {
         /// Also push FILE (SPDX JSON) as an OCI referrer of the image.
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
+        /// Write the pushed manifest's digest to FILE.
+        #[arg(long, value_name = "FILE")]
+        digestfile: Option<PathBuf>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -154,6 +162,25 @@ enum Command {
         #[command(subcommand)]
         command: NixCommand,
     },
+    /// Write a commented starter spec (gpubox.toml) into DIR, and with --nix a
+    /// starter flake; never over a file that is there.
+    Init {
+        /// The folder [default: the current one]; created when missing.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Also write flake.nix, for the Nix front end (see the README's "From Nix").
+        #[arg(long)]
+        nix: bool,
+    },
+    /// Print the shell completion script for SHELL, e.g.
+    /// `gpubox completions bash > /etc/bash_completion.d/gpubox`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page gpubox(1), or with --dir write one page per command.
+    Man {
+        /// Write gpubox.1, gpubox-build.1, ... into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Show an image's config, environment and layers.
     Inspect {
         /// oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE,
@@ -226,6 +253,9 @@ enum CacheCommand {
         /// most this big: bytes, or a number with K, M, G or T (e.g. 10G).
         #[arg(long, value_name = "SIZE", value_parser = commands::cache::parse_size)]
         max_size: Option<u64>,
+        /// Also print what was removed and what is left as JSON.
+        #[arg(long)]
+        json: bool,
         /// The cache [default: as for `gpubox build`].
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
@@ -264,9 +294,6 @@ struct RegistryArgs {
     /// never appears in the process list or the shell history.
     #[arg(long, conflicts_with = "creds")]
     creds_stdin: bool,
-    /// Write the image's manifest digest to FILE.
-    #[arg(long, value_name = "FILE")]
-    digestfile: Option<PathBuf>,
 }
 
 impl RegistryArgs {
@@ -353,6 +380,10 @@ fn main() -> ExitCode {
     }));
     match run(cli) {
         Ok(code) => code,
+        // A reader that stopped early (`gpubox man | head`) is no failure to report.
+        Err(CliError::Stdout(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
             ExitCode::FAILURE
@@ -378,6 +409,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Build {
             spec,
             output,
+            digestfile,
             cache_dir,
             sbom,
             registry,
@@ -393,11 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             interrupt::remove_partials_on_signal(request.unfinished_folders())
                 .map_err(CliError::Signals)?;
             let built = gpubox_build::build(&spec, &request, &progress)?;
-            report_digest(
-                &built.manifest_digest,
-                registry.digestfile.as_ref(),
-                cli.quiet,
-            )?;
+            report_digest(&built.manifest_digest, digestfile.as_ref(), cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Push {
@@ -405,6 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             dest,
             spec,
             sbom,
+            digestfile,
             registry,
         } => {
             let request = gpubox_build::push::PushRequest {
@@ -414,7 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 options: registry.options()?,
             };
             let digest = gpubox_build::push::run(&request, &progress)?;
-            report_digest(&digest, registry.digestfile.as_ref(), cli.quiet)?;
+            report_digest(&digest, digestfile.as_ref(), cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache {
@@ -427,10 +456,17 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             command:
                 CacheCommand::Gc {
                     max_size,
+                    json,
                     cache_dir,
                 },
         } => {
-            commands::cache::gc(cache_dir.as_deref(), max_size, &progress)?;
+            commands::cache::gc(
+                cache_dir.as_deref(),
+                max_size,
+                json,
+                &progress,
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff {
@@ -457,6 +493,20 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 let source = ImageLocation::parse_or_local(&source)?;
                 commands::inspect::run(&source, registry, json, &mut std::io::stdout().lock())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { dir, nix } => {
+            for file in commands::init::run(&dir, nix)? {
+                progress.step(&format!("wrote {}", file.display()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            commands::docs::completions::<Cli>(shell, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            commands::docs::man::<Cli>(dir.as_deref(), &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cdi {

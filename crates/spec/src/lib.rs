@@ -12,6 +12,7 @@
 mod check;
 mod error;
 mod machine;
+mod starter;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ pub use machine::{
     DEFAULT_HOST_KEY_DIR, DEFAULT_READINESS_TIMEOUT_MS, DEFAULT_RESTART_DELAY_MS,
     DEFAULT_SECRETS_DIR, DEFAULT_STOP_TIMEOUT_MS, DEFAULT_TAILSCALE_STATE_DIR,
 };
+pub use starter::{image_name_for, starter_flake, starter_toml};
 
 use check::Checker;
 use tree::Format;

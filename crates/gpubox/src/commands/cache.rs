@@ -46,10 +46,13 @@ fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
 
 /// Collects the cache once no build or pull is using it, evicting least
 /// recently used layers and pulled images down to `max_size` bytes when given.
+/// With `as_json`, what was removed and what is left goes to `out` as JSON.
 pub fn gc(
     flag: Option<&Path>,
     max_size: Option<u64>,
+    as_json: bool,
     reporter: &dyn Reporter,
+    out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let root = cache_dir(flag)?;
     reporter.step(&format!(
@@ -72,6 +75,12 @@ pub fn gc(
         Bytes(report.remaining_blobs.bytes),
         report.remaining_blobs.count,
     ));
+    if as_json {
+        serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+            .map_err(CliError::Stdout)?;
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use gpubox_oci::diff::{Change, DiffLayer, FileChange, FileState, ImageDiff, StorePathChange};
 
 use gpubox_build::open::RegistryAccess;
-use gpubox_build::{Bytes, ImageLocation};
+use gpubox_build::{Bytes, Count, ImageLocation};
 
 use crate::error::CliError;
 
@@ -44,16 +44,16 @@ fn write_report(
     writeln!(out, "B: {b}")?;
     writeln!(
         out,
-        "shared: {} layers ({})",
-        diff.shared.len(),
+        "shared: {} ({})",
+        Count(diff.shared.len(), "layer"),
         Bytes(total(&diff.shared))
     )?;
     writeln!(
         out,
-        "only in B: {} layers ({}); only in A: {} layers ({})",
-        diff.only_in_b.len(),
+        "only in B: {} ({}); only in A: {} ({})",
+        Count(diff.only_in_b.len(), "layer"),
         Bytes(total(&diff.only_in_b)),
-        diff.only_in_a.len(),
+        Count(diff.only_in_a.len(), "layer"),
         Bytes(total(&diff.only_in_a))
     )?;
     for layer in &diff.only_in_b {

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use gpubox_build::open::{ImageReport, RegistryAccess};
-use gpubox_build::{Bytes, ImageLocation};
+use gpubox_build::{Bytes, Count, ImageLocation};
 use gpubox_oci::source::{LayerRef, LayerSummary};
 use serde_json::{json, Value};
 
@@ -133,8 +133,8 @@ fn write_report(
     }
     writeln!(
         out,
-        "  {} layers, {} ({} uncompressed)",
-        layers.len(),
+        "  {}, {} ({} uncompressed)",
+        Count(layers.len(), "layer"),
         Bytes(total),
         Bytes(total_raw)
     )
