@@ -58,3 +58,38 @@ fn bundled_example_builds_and_runs() {
             .output();
     }
 }
+
+/// examples/nix: a program packaged with Nix (default.nix, built by the real
+/// nix-build), found on PATH through /usr/local/bin, its `#!` interpreter from the
+/// store; run in podman.
+#[test]
+fn nix_example_builds_and_runs() {
+    if !have("nix") || !have("podman") {
+        return;
+    }
+    let work = tempdir();
+    let spec = repo_root().join("examples/nix/gpubox.toml");
+    let image = "gpubox-nix-example-e2e:latest";
+    let built = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", &format!("podman:{image}")]),
+    );
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        log.contains("closure: 2 store paths"),
+        "greet and its shell: {log}"
+    );
+    let out = Command::new("podman")
+        .args(["run", "--rm", "--network", "none", image])
+        .output()
+        .unwrap();
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    assert_eq!(
+        stdout(&out),
+        "hello from a Nix-built script\nkernel: Linux, args: 2\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
