@@ -95,7 +95,7 @@ pub fn build(
         env: gpu_env,
         labels: gpu_labels,
     } = gpu_settings(spec, &store.closure)?;
-    let host_files = resolve_host_binaries(spec)?;
+    let host_files = resolve_host_binaries(spec, reporter)?;
     let nix_db = if spec.machine.nix_enable {
         reporter.step("registering the closure in the image's Nix database");
         Some(

@@ -13,7 +13,7 @@ use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
 
 use crate::base::Base;
 use crate::error::BuildError;
-use crate::reporter::Reporter;
+use crate::reporter::{Bytes, Reporter};
 use crate::store::StoreContents;
 
 /// The static `gpubox-init` built by this crate's build script.
@@ -186,39 +186,148 @@ pub fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, Build
     })
 }
 
-/// The host programs `hostBinaries` names, with the libraries they load.
-pub fn resolve_host_binaries(spec: &Spec) -> Result<Vec<gpubox_hostbin::HostFile>, BuildError> {
-    let mut binaries = Vec::new();
-    for item in &spec.host_binaries {
-        let (src, default_dst) = match &item.value.src {
-            HostBinarySrc::Path(path) => {
-                // A program from the project folder goes on PATH; one from the
-                // system keeps its path, as its libraries do.
-                let dst = if path.starts_with(&spec.dir) {
-                    Path::new("/usr/local/bin").join(path.file_name().unwrap_or_default())
-                } else {
-                    path.clone()
-                };
-                (path.clone(), dst)
-            }
-            HostBinarySrc::Command(name) => {
-                let found =
-                    find_on_path(name).ok_or_else(|| BuildError::CommandNotFound(name.clone()))?;
-                (found.clone(), found)
-            }
-        };
-        let dst = item
-            .value
-            .dst
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or(default_dst);
-        binaries.push((src, dst));
-    }
-    if binaries.is_empty() {
+/// The host programs and shared libraries `hostBinaries` names (a pattern names every
+/// file it matches), with the libraries they load and the files of the packages they
+/// come from (see `gpubox_hostbin`'s crate doc). Says what came along, and where no
+/// package database knows a file, what may be missing. A failure points at its item.
+pub fn resolve_host_binaries(
+    spec: &Spec,
+    reporter: &dyn Reporter,
+) -> Result<Vec<gpubox_hostbin::HostFile>, BuildError> {
+    if spec.host_binaries.is_empty() {
         return Ok(Vec::new());
     }
-    gpubox_hostbin::resolve_all(&binaries).map_err(BuildError::from)
+    let mut resolver = gpubox_hostbin::Resolver::new(gpubox_hostbin::PackageDatabase::Dpkg(
+        PathBuf::from(gpubox_hostbin::dpkg::DEFAULT_ROOT),
+    ));
+    for (index, item) in spec.host_binaries.iter().enumerate() {
+        let in_spec = |error: BuildError| {
+            error.in_spec(
+                spec,
+                item.span,
+                format!("hostBinaries[{index}] cannot be copied into the image"),
+            )
+        };
+        let (label, targets) = host_binary_targets(spec, &item.value).map_err(in_spec)?;
+        let mut added = gpubox_hostbin::Added::default();
+        for (src, dst) in targets {
+            let one = resolver
+                .add(&src, &dst)
+                .map_err(|e| in_spec(BuildError::from(e)))?;
+            added.absorb(one);
+        }
+        report_added(reporter, &label, &added);
+    }
+    Ok(resolver.finish())
+}
+
+/// How an item is shown in the log, and the `(file, image path)` pairs it names.
+fn host_binary_targets(
+    spec: &Spec,
+    item: &gpubox_spec::HostBinary,
+) -> Result<(String, Vec<(PathBuf, PathBuf)>), BuildError> {
+    let dst = item.dst.as_ref().map(PathBuf::from);
+    match &item.src {
+        HostBinarySrc::Path(path) if gpubox_hostbin::is_pattern(path) => {
+            if dst.is_some() {
+                return Err(gpubox_hostbin::HostBinError::PatternWithDestination {
+                    pattern: path.clone(),
+                }
+                .into());
+            }
+            // Matches keep their own paths, as libraries do.
+            let matches = gpubox_hostbin::expand_pattern(path)?;
+            let label = format!("{} ({} files)", path.display(), matches.len());
+            Ok((label, matches.into_iter().map(|m| (m.clone(), m)).collect()))
+        }
+        HostBinarySrc::Path(path) => {
+            // A program from the project folder goes on PATH; one from the
+            // system keeps its path, as its libraries do.
+            let default_dst = if path.starts_with(&spec.dir) {
+                Path::new("/usr/local/bin").join(path.file_name().unwrap_or_default())
+            } else {
+                path.clone()
+            };
+            let label = path.display().to_string();
+            Ok((label, vec![(path.clone(), dst.unwrap_or(default_dst))]))
+        }
+        HostBinarySrc::Command(name) => {
+            let found =
+                find_on_path(name).ok_or_else(|| BuildError::CommandNotFound(name.clone()))?;
+            let label = format!("{name} ({})", found.display());
+            Ok((label, vec![(found.clone(), dst.unwrap_or(found))]))
+        }
+    }
+}
+
+/// The log lines for what one `hostBinaries` item brought along.
+fn report_added(reporter: &dyn Reporter, label: &str, added: &gpubox_hostbin::Added) {
+    if !added.packages.is_empty() {
+        // `name:arch` is how dpkg files a multi-arch package; people know it by name.
+        let names: Vec<&str> = added
+            .packages
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or(p))
+            .collect();
+        if added.package_files == 0 {
+            reporter.step(&format!(
+                "hostBinaries {label}: the files of {} came with an earlier item",
+                names.join(", ")
+            ));
+        } else {
+            reporter.step(&format!(
+                "hostBinaries {label}: bringing {} ({} files, {}) from the dpkg database",
+                names.join(", "),
+                added.package_files,
+                Bytes(added.package_bytes)
+            ));
+        }
+    }
+    if let Some(first) = added.unpackaged.first() {
+        let which = match added.unpackaged.len() {
+            1 => first.display().to_string(),
+            n => format!("{} and {} more", first.display(), n - 1),
+        };
+        let why = if added.no_database {
+            format!(
+                "this machine has no dpkg database ({}), so nothing tells which files {which} needs",
+                gpubox_hostbin::dpkg::DEFAULT_ROOT
+            )
+        } else {
+            format!("no installed package lists {which}")
+        };
+        reporter.step(&format!(
+            "hostBinaries {label}: {why}; only its loader and libraries come with it. Files \
+             it opens at run time (data, plugins, an interpreter's modules) must be added \
+             with copyToRoot, e.g. {{ src = \"/usr/lib/tool\", dst = \"/usr/lib/tool\" }}"
+        ));
+    }
+    if !added.unloadable.is_empty() {
+        let shown: Vec<String> = added
+            .unloadable
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect();
+        let more = match added.unloadable.len() {
+            n if n > 3 => format!(" (and {} more)", n - 3),
+            _ => String::new(),
+        };
+        reporter.step(&format!(
+            "hostBinaries {label}: {} files of its packages are copied but will not load in \
+             the image: {}{more}",
+            added.unloadable.len(),
+            shown.join("; ")
+        ));
+    }
+    if let Some(first) = added.unreadable.first() {
+        reporter.step(&format!(
+            "hostBinaries {label}: {} files of its packages cannot be read here and are left \
+             out, e.g. {}; build as a user who may read them, or add them with copyToRoot",
+            added.unreadable.len(),
+            first.display()
+        ));
+    }
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -235,6 +344,49 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reporter::Silent;
+
+    /// The spec line (1-based) an error from `hostBinaries` points at, and its cause.
+    fn spec_line_of(spec: &Spec, error: BuildError) -> (usize, String) {
+        match error {
+            BuildError::InSpec { span, cause, .. } => (spec.location(span).line, cause.to_string()),
+            other => panic!("not pointed at the spec: {other:?}"),
+        }
+    }
+
+    fn spec_of(text: &str) -> Spec {
+        gpubox_spec::parse(text, Path::new("/specs/gpubox.toml")).expect("a valid spec")
+    }
+
+    #[test]
+    fn a_missing_host_binary_is_shown_at_its_spec_line() {
+        let spec =
+            spec_of("name = \"x\"\nhostBinaries = [\n  \"/bin/sh\",\n  \"/no/such/tool\",\n]\n");
+        let error = resolve_host_binaries(&spec, &Silent).expect_err("no such file");
+        let (line, cause) = spec_line_of(&spec, error);
+        assert_eq!(line, 4, "{cause}");
+        assert!(
+            cause.contains("/no/such/tool") && cause.contains("does not exist"),
+            "{cause}"
+        );
+    }
+
+    #[test]
+    fn a_pattern_matching_nothing_or_given_a_destination_is_shown_at_its_spec_line() {
+        let spec = spec_of("name = \"x\"\nhostBinaries = [\"/no/such/dir/*.so\"]\n");
+        let error = resolve_host_binaries(&spec, &Silent).expect_err("no match");
+        let (line, cause) = spec_line_of(&spec, error);
+        assert_eq!(line, 2);
+        assert!(cause.contains("/no/such/dir/*.so"), "{cause}");
+
+        let spec = spec_of(
+            "name = \"x\"\n\n[[hostBinaries]]\nsrc = \"/usr/lib/*/libc.so.6\"\ndst = \"/lib/libc.so.6\"\n",
+        );
+        let error = resolve_host_binaries(&spec, &Silent).expect_err("a pattern with dst");
+        let (line, cause) = spec_line_of(&spec, error);
+        assert!((3..=5).contains(&line), "{line}: {cause}");
+        assert!(cause.contains("leave out `dst`"), "{cause}");
+    }
 
     fn path(text: &str) -> ImagePath {
         ImagePath::new(text).unwrap()

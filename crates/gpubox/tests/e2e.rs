@@ -12,6 +12,7 @@ mod e2e {
     pub mod common;
     mod diff;
     mod engines;
+    mod examples;
     mod faults;
     mod from_nix;
     mod gpu;

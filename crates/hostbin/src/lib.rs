@@ -2,8 +2,8 @@
 //! binary built there (not with Nix) runs in it: the executable, its ELF interpreter and every
 //! shared library glibc's dynamic loader would open, at the paths the loader opens them.
 //!
-//! This crate only computes the list ([`resolve`], [`resolve_all`]); it copies nothing and
-//! writes nothing. Layer building and the rest of the image belong to other crates. Its ELF
+//! This crate only computes the list ([`resolve`], [`resolve_all`], [`Resolver`]); it copies
+//! nothing and writes nothing. Layer building and the rest of the image belong to other crates. Its ELF
 //! reader is the workspace's only one; [`soname`] offers it to the crates that need a soname.
 //!
 //! The search follows glibc's `ld.so` (`elf/dl-load.c`), breadth-first over all loaded objects:
@@ -33,8 +33,54 @@
 //! When a library is found through `/etc/ld.so.cache` in a folder the loader does not search
 //! by default (such as `/usr/local/lib`), the cache file itself is part of the result: without
 //! it the image's loader would not look there.
+//!
+//! A shared library named directly (no `PT_INTERP`, some `DT_NEEDED`) gets its libraries the
+//! same way, as the loader would find them for a program without RPATH that maps it; the
+//! program that loads it brings the loader. [`expand_pattern`] turns a `*`/`?`/`[...]`
+//! pattern into the files it matches, each then named on its own at its own path.
+//!
+//! # What comes along from the packages
+//!
+//! A program needs more than its libraries: `/usr/bin/python3` alone dies with
+//! `No module named 'encodings'`. Where the build machine's package database knows the file
+//! (Debian's dpkg, read directly by [`dpkg`]), [`Resolver`] also brings the files of the
+//! packages it runs with. The rule ([`dpkg::Database::runtime_of`]):
+//!
+//! 1. the package that lists the file (its links resolved first; on merged-usr either name);
+//! 2. when that package is the `-minimal` or `-base` part of a split, the installed package of
+//!    the stem's name from the same source package (`python3.11-minimal` -> `python3.11`,
+//!    `perl-base` -> `perl`): the split exists so that the minimal part can be essential,
+//!    and the full package is what users run;
+//! 3. what those depend on (`Depends`, `Pre-Depends`), transitively, among the installed
+//!    packages built from the same source package; other sources (libc6, libssl3) are other
+//!    projects, whose libraries the ELF search finds where they are needed;
+//! 4. leaving out development, documentation, debugging and tooling packages (`-dev`, `-doc`,
+//!    `-dbg`, `-dbgsym`, `-venv`, `-examples`, `-tests`, `-testsuite`).
+//!
+//! For Debian 12's `/usr/bin/python3` (a link to `python3.11`, listed by
+//! `python3.11-minimal`) that is `python3.11-minimal`, `python3.11`, `libpython3.11-minimal`
+//! (`encodings`, `lib-dynload`'s `_ssl`) and `libpython3.11-stdlib` (`json`, `http`,
+//! `sqlite3`, `ctypes`), and not `libpython3.11` (the embedding library, which the
+//! interpreter does not load) or `python3.11-venv`.
+//!
+//! Of each package's list: regular files (with their modes) and links (as links, with the
+//! target as written) at the listed paths; not folders (a listed path with listed paths under
+//! it is a folder, even where this machine has a link there), not the package's other
+//! programs on PATH (`bin`/`sbin` folders: name those too), not documentation, translations
+//! or service-manager files (systemd units, init scripts), not files gone from this machine
+//! (dpkg's `path-exclude`). The ELF files among them (`lib-dynload/*.so`, helpers in
+//! `/usr/lib/openssh`) get their libraries resolved too; one whose library this machine lacks
+//! is still copied, and reported. The named files win over brought ones at the same path, and
+//! [`HostFile::brought_by`] lets the image's other sources win over them too.
+//!
+//! A file no package lists (built in the project, installed by hand, a machine without
+//! dpkg) gets its loader and libraries only; [`Added`] says so, so the build can tell the
+//! user what may be missing.
 
+mod bring;
+pub mod dpkg;
 mod elf;
+mod glob;
 mod launch;
 pub mod ldcache;
 
@@ -45,24 +91,43 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+pub use crate::bring::{Added, PackageDatabase, Resolver};
 pub use crate::elf::soname;
-pub use crate::launch::{launcher, script_launcher, Launcher};
 use crate::elf::{Abi, ElfObject};
+pub use crate::glob::{expand as expand_pattern, is_pattern};
+pub use crate::launch::{launcher, script_launcher, Launcher};
 
 /// One file the image needs: put the bytes of `source` (a real file on the build machine,
 /// symlinks already resolved) at `image_path` (absolute path in the image) with permission
-/// bits `mode`.
+/// bits `mode`; or, when `link` is set, a symbolic link to `link` (then `source` is the link
+/// on the build machine and `mode` 0o777).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HostFile {
     pub image_path: PathBuf,
     pub source: PathBuf,
     pub mode: u32,
+    pub link: Option<PathBuf>,
+    /// For the files [`Resolver`] brings along beside the named ones: the Debian package
+    /// (`name` or `name:arch`) whose file list brought it (its own file, or a library one of
+    /// its files needs). `None` for the named files and their loader and libraries. A brought
+    /// file gives way to the user's own files at the same path.
+    pub brought_by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostBinError {
-    #[error("{path} is not an ELF executable; copy scripts with copyToRoot")]
+    #[error(
+        "{path} is not an ELF executable or shared library; copy scripts and data with copyToRoot"
+    )]
     NotElf { path: PathBuf },
+    #[error("{path} does not exist on this machine; check the path (hostBinaries copies files of the machine that builds), or give a bare command name to look it up on PATH")]
+    NotFound { path: PathBuf },
+    #[error("no file on this machine matches {pattern}; check the pattern (`*`, `?` and `[...]` match within one folder level)")]
+    NoMatch { pattern: PathBuf },
+    #[error("{pattern} is a pattern, and the files it matches keep their own paths in the image; leave out `dst`, or name one file")]
+    PatternWithDestination { pattern: PathBuf },
+    #[error(transparent)]
+    Dpkg(#[from] dpkg::DpkgError),
     #[error("{path} is built for {found}, but {expected} is needed; rebuild it for {expected} or leave it out")]
     WrongArchitecture {
         path: PathBuf,
@@ -145,6 +210,16 @@ pub fn resolve_all(binaries: &[(PathBuf, PathBuf)]) -> Result<Vec<HostFile>, Hos
 /// Sorts by image path and drops repeats; two different sources for one path are an error.
 fn merge(files: Vec<HostFile>) -> Result<Vec<HostFile>, HostBinError> {
     let mut by_path: BTreeMap<PathBuf, HostFile> = BTreeMap::new();
+    merge_into(&mut by_path, files)?;
+    Ok(by_path.into_values().collect())
+}
+
+/// Adds `files` to `by_path`, dropping repeats; two different sources for one path are an
+/// error.
+fn merge_into(
+    by_path: &mut BTreeMap<PathBuf, HostFile>,
+    files: Vec<HostFile>,
+) -> Result<(), HostBinError> {
     for file in files {
         match by_path.get(&file.image_path) {
             Some(existing) if existing.source != file.source => {
@@ -160,7 +235,7 @@ fn merge(files: Vec<HostFile>) -> Result<Vec<HostFile>, HostBinError> {
             }
         }
     }
-    Ok(by_path.into_values().collect())
+    Ok(())
 }
 
 /// Per-architecture facts glibc compiles into `ld.so`.
@@ -275,7 +350,18 @@ fn resolve_one(
     }
     let image_path = normalize(image_path);
     // glibc takes the executable's $ORIGIN from /proc/self/exe, i.e. with symlinks resolved.
-    let host_path = canonicalize(binary)?;
+    let host_path = std::fs::canonicalize(binary).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            HostBinError::NotFound {
+                path: binary.to_owned(),
+            }
+        } else {
+            HostBinError::Io {
+                path: binary.to_owned(),
+                source,
+            }
+        }
+    })?;
     let exe = elf::read(&host_path)?.ok_or_else(|| HostBinError::NotElf {
         path: binary.to_owned(),
     })?;
@@ -290,10 +376,13 @@ fn resolve_one(
     }
     let abi = exe.abi;
     let exe_file = host_file(image_path.clone(), &host_path)?;
-    let Some(interpreter) = exe.interpreter.clone() else {
+    let interpreter = exe.interpreter.clone();
+    if interpreter.is_none() && exe.needed.is_empty() {
         // Static: the kernel runs it directly and nothing else is loaded.
         return Ok((abi, vec![exe_file]));
-    };
+    }
+    // Without `PT_INTERP` but with `DT_NEEDED`: a shared library, whose libraries are found
+    // as for any object the loader maps; the program that loads it brings the loader.
     let arch = arch_of(abi).ok_or_else(|| HostBinError::WrongArchitecture {
         path: binary.to_owned(),
         found: abi.to_string(),
@@ -326,7 +415,9 @@ fn resolve_one(
         files: vec![exe_file],
         needs_cache_file: false,
     };
-    session.load_interpreter(&interpreter, binary)?;
+    if let Some(interpreter) = &interpreter {
+        session.load_interpreter(interpreter, binary)?;
+    }
     session.load_all(exe, host_path, image_path)?;
     if session.needs_cache_file {
         let cache_path = PathBuf::from(ldcache::SYSTEM_CACHE);
@@ -697,5 +788,7 @@ fn host_file(image_path: PathBuf, opened: &Path) -> Result<HostFile, HostBinErro
         image_path,
         source,
         mode: metadata.permissions().mode() & 0o7777,
+        link: None,
+        brought_by: None,
     })
 }

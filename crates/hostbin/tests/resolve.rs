@@ -367,13 +367,17 @@ fn shell_script_is_not_elf() {
 }
 
 #[test]
-fn missing_binary_is_an_io_error() {
+fn missing_binary_names_its_path() {
     let dir = tempfile::tempdir().expect("temp dir");
     let absent = dir.path().join("absent");
     let error = resolve(&absent, Path::new("/bin/absent")).expect_err("nothing there");
     assert!(
-        matches!(&error, HostBinError::Io { path, .. } if path == &absent),
+        matches!(&error, HostBinError::NotFound { path } if path == &absent),
         "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&absent.display().to_string()),
+        "{error}"
     );
 }
 
@@ -399,6 +403,8 @@ fn static_binary_is_alone() {
             image_path: PathBuf::from("/bin/static"),
             source: fs::canonicalize(&binary).unwrap(),
             mode: fs::metadata(&binary).unwrap().mode() & 0o7777,
+            link: None,
+            brought_by: None,
         }]
     );
 }

@@ -221,29 +221,19 @@ pub fn assemble_over(
         };
         add_copy(&mut tree, item, &origin)?;
     }
-    for file in input.host_files {
-        let origin = Origin::HostBinaries {
-            src: file.source.clone(),
-        };
-        let path = image_path(&file.image_path.to_string_lossy(), &origin)?;
-        let size = std::fs::metadata(&file.source)
-            .map_err(|source| RootfsError::Unreadable {
-                path: file.source.clone(),
-                origin: origin.clone(),
-                source,
-            })?
-            .len();
-        let entry = Entry {
-            path,
-            kind: EntryKind::File {
-                source: FileSource::Path(file.source.clone()),
-                size,
-            },
-            mode: file.mode & 0o7777,
-            uid: 0,
-            gid: 0,
-        };
+    // The named programs and their libraries first; then the files their packages
+    // brought along, which give way to any user file at their path.
+    let (named, brought): (Vec<&HostFile>, Vec<&HostFile>) = input
+        .host_files
+        .iter()
+        .partition(|file| file.brought_by.is_none());
+    for file in named {
+        let (entry, origin) = host_entry(file)?;
         tree.insert(entry, origin)?;
+    }
+    for file in brought {
+        let (entry, origin) = host_entry(file)?;
+        tree.insert_unless_taken(entry, origin);
     }
     let accounts = Accounts::generate(input.user, input.machine, base_files);
     accounts.add_to(&mut tree)?;
@@ -257,6 +247,35 @@ pub fn assemble_over(
         plan,
         user: machine::config_user(input.machine, input.user).0,
     })
+}
+
+/// The entry a `hostBinaries` file makes: its bytes, or a link where it is one.
+fn host_entry(file: &HostFile) -> Result<(Entry, Origin), RootfsError> {
+    let origin = Origin::HostBinaries {
+        src: file.source.clone(),
+    };
+    let path = image_path(&file.image_path.to_string_lossy(), &origin)?;
+    if let Some(target) = &file.link {
+        return Ok((Entry::symlink(path, target.as_os_str().as_bytes()), origin));
+    }
+    let size = std::fs::metadata(&file.source)
+        .map_err(|source| RootfsError::Unreadable {
+            path: file.source.clone(),
+            origin: origin.clone(),
+            source,
+        })?
+        .len();
+    let entry = Entry {
+        path,
+        kind: EntryKind::File {
+            source: FileSource::Path(file.source.clone()),
+            size,
+        },
+        mode: file.mode & 0o7777,
+        uid: 0,
+        gid: 0,
+    };
+    Ok((entry, origin))
 }
 
 fn image_path(raw: &str, origin: &Origin) -> Result<ImagePath, RootfsError> {

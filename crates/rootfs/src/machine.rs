@@ -438,22 +438,32 @@ fn check_ciphertext(file: &Path, key: &str, span: Option<SourceSpan>) -> Result<
 }
 
 /// A program named `name` in the image: in the closure (`bin/`, `sbin/`,
-/// `libexec/`), else placed by `hostBinaries` or `copyToRoot`.
+/// `libexec/`), else a file `hostBinaries` names, one `copyToRoot` places, or an
+/// executable the `hostBinaries` packages brought along (never their
+/// `/etc/pam.d/sshd`, which is not a program).
 fn find_program(input: &RootfsInput<'_>, search: &ClosureSearch<'_>, name: &str) -> Option<String> {
+    let host = |brought: bool| {
+        input
+            .host_files
+            .iter()
+            .filter(move |f| match brought {
+                false => f.brought_by.is_none(),
+                true => f.brought_by.is_some() && f.link.is_none() && f.mode & 0o111 != 0,
+            })
+            .map(|file| file.image_path.clone())
+    };
     ["bin", "sbin", "libexec"]
         .iter()
         .find_map(|dir| search.find(&format!("{dir}/{name}")))
         .or_else(|| {
-            input
-                .host_files
-                .iter()
-                .map(|file| file.image_path.clone())
+            host(false)
                 .chain(
                     input
                         .copy_to_root
                         .iter()
                         .map(|item| PathBuf::from(&item.dst)),
                 )
+                .chain(host(true))
                 .find(|path| path.file_name().is_some_and(|file| file == name))
                 .map(|path| path.to_string_lossy().into_owned())
         })

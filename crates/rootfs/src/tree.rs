@@ -77,6 +77,30 @@ impl Tree {
         Ok(())
     }
 
+    /// Adds a user's entry that gives way: left out when an entry already holds its
+    /// path or made one of its folders something else (a file a package brought along,
+    /// where the user put one of their own).
+    pub(crate) fn insert_unless_taken(&mut self, entry: Entry, origin: Origin) {
+        let blocked = entry.path.ancestors().any(|a| {
+            self.nodes
+                .get(&a)
+                .is_some_and(|n| n.entry.kind != EntryKind::Directory)
+        });
+        let taken = self
+            .nodes
+            .get(&entry.path)
+            .is_some_and(|n| !(n.implicit && entry.kind == EntryKind::Directory));
+        if blocked || taken {
+            return;
+        }
+        for ancestor in entry.path.ancestors() {
+            if !self.nodes.contains_key(&ancestor) {
+                self.add_implicit(ancestor, &origin);
+            }
+        }
+        self.put(entry, origin, false);
+    }
+
     /// Adds a generated entry unless a user entry already decided that path or made
     /// one of its folders something else.
     pub(crate) fn insert_default(&mut self, entry: Entry) {
