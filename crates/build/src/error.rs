@@ -65,7 +65,7 @@ pub enum BuildError {
     #[error(transparent)]
     Base(#[from] BaseError),
     #[error(transparent)]
-    NotRunnable(#[from] crate::runnable::NotRunnable),
+    NotRunnable(Box<crate::runnable::NotRunnable>),
     #[error(transparent)]
     #[diagnostic(transparent)]
     NixBuilder(#[from] NixBuilderError),
@@ -116,6 +116,12 @@ impl BuildError {
             },
             None => self,
         }
+    }
+}
+
+impl From<crate::runnable::NotRunnable> for BuildError {
+    fn from(error: crate::runnable::NotRunnable) -> BuildError {
+        BuildError::NotRunnable(Box::new(error))
     }
 }
 

@@ -247,13 +247,27 @@ mod tests {
     #[test]
     fn outputs_that_cannot_be_written_fail_before_any_work() {
         let dir = tempfile::tempdir().unwrap();
+        // A folder that cannot be made: a file stands where it would go.
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let blocked = dir.path().join("file/folder/image.tar");
+        let archive: ImageLocation = format!("oci-archive:{}", blocked.display())
+            .parse()
+            .unwrap();
+        let error = check_output_writable(&archive).unwrap_err().to_string();
+        assert!(
+            error.contains("file/folder/image.tar: Not a directory"),
+            "{error}"
+        );
+        // Missing folders are made when the image is written.
         let missing = dir.path().join("no/such/folder/image.tar");
         let archive: ImageLocation = format!("oci-archive:{}", missing.display())
             .parse()
             .unwrap();
-        let error = check_output_writable(&archive).unwrap_err().to_string();
-        assert!(error.contains("no/such/folder/image.tar"), "{error}");
-        // An OCI layout's missing folders are made when it is written.
+        check_output_writable(&archive).unwrap();
+        assert!(
+            !dir.path().join("no").exists(),
+            "not before the image is built"
+        );
         let layout: ImageLocation = format!("oci:{}", dir.path().join("new/layout").display())
             .parse()
             .unwrap();

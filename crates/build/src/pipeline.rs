@@ -197,7 +197,6 @@ fn compression(spec: &Spec) -> Compression {
 
 /// The image: the base's layers, then ours, under a config that merges the
 /// base's, the generated settings, the GPU settings and the spec's.
-#[allow(clippy::too_many_arguments)]
 /// The image's environment: generated defaults first, then the GPU settings,
 /// then the spec's own `env`/`extraEnv`, which win, over the base's.
 fn image_env(
@@ -223,6 +222,7 @@ fn image_labels(
     labels
 }
 
+#[allow(clippy::too_many_arguments)]
 fn assemble(
     spec: &Spec,
     base: &Base,

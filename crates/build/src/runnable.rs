@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use gpubox_hostbin::Launcher;
-use gpubox_oci::source::{push_components, LayerFile, MAX_LINKS};
+use gpubox_oci::source::{walk_links, was_read, LayerFile, PathKind, Walked, MAX_LINKS};
 use gpubox_oci::{Entry, EntryKind, FileSource};
 use gpubox_spec::Spec;
 use miette::SourceSpan;
@@ -325,8 +325,10 @@ impl<'a> ImageView<'a> {
         }
     }
 
-    /// What is at `path` (relative, no links followed in it).
-    fn node(&self, path: &str) -> Node<'a> {
+    /// What is at `path` (relative, no links followed in it); `last` when it is the
+    /// end of a walk, whose base file must have been read itself, not only a path
+    /// below it.
+    fn node(&self, path: &str, last: bool) -> Node<'a> {
         if let Some(entry) = self.top.get(path.as_bytes()) {
             return match &entry.kind {
                 EntryKind::Directory => Node::Folder,
@@ -352,13 +354,7 @@ impl<'a> ImageView<'a> {
         let Some((read, shown)) = &self.base else {
             return Node::Unread;
         };
-        let covered = read.iter().any(|wanted| {
-            wanted == path
-                || wanted
-                    .strip_prefix(path)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
-        match (covered, shown.get(path)) {
+        match (was_read(read, path, last), shown.get(path)) {
             (false, _) => Node::Unread,
             (true, Some(LayerFile::Link(target))) => Node::Link(target.clone()),
             (true, Some(file)) => Node::File(FileAt::Base(file.clone())),
@@ -393,58 +389,28 @@ impl<'a> ImageView<'a> {
 
     /// Follows `path` (absolute, or relative to `from`) through the image's links.
     fn walk(&self, path: &str, from: &str) -> Walk<'a> {
-        let mut components = Vec::new();
-        if !path.starts_with('/') {
-            push_components(&mut components, from);
-        }
-        push_components(&mut components, path);
-        let mut links = Vec::new();
-        'walk: loop {
-            let joined = components.join("/");
-            for depth in 1..=components.len() {
-                let prefix = components[..depth].join("/");
-                let last = depth == components.len();
-                match self.node(&prefix) {
-                    Node::Unread => return Walk::Unread(joined),
-                    Node::Link(target) => {
-                        if links.len() == MAX_LINKS {
-                            return Walk::Loop;
-                        }
-                        links.push((prefix, target.clone()));
-                        let mut next = if target.starts_with('/') {
-                            Vec::new()
-                        } else {
-                            components[..depth - 1].to_vec()
-                        };
-                        push_components(&mut next, &target);
-                        next.extend_from_slice(&components[depth..]);
-                        components = next;
-                        continue 'walk;
-                    }
-                    node if last => {
-                        return Walk::Reached {
-                            path: format!("/{joined}"),
-                            node,
-                            links,
-                        }
-                    }
-                    // A file where a folder should be.
-                    Node::File(_) => {
-                        return Walk::Reached {
-                            path: format!("/{joined}"),
-                            node: Node::Nothing,
-                            links,
-                        }
-                    }
-                    // A folder; or nothing, and then nothing below it either.
-                    Node::Folder | Node::Nothing => {}
-                }
-            }
-            return Walk::Reached {
-                path: "/".to_owned(),
-                node: Node::Folder,
+        let kind_at = |at: &str, last: bool| match self.node(at, last) {
+            Node::Unread => PathKind::Unread,
+            Node::Link(target) => PathKind::Link(target),
+            Node::File(_) => PathKind::File,
+            Node::Folder | Node::Nothing => PathKind::FolderOrNothing,
+        };
+        match walk_links(kind_at, path, from) {
+            Walked::Reached {
+                path,
+                blocked,
                 links,
-            };
+            } => Walk::Reached {
+                node: if blocked {
+                    Node::Nothing
+                } else {
+                    self.node(&path, true)
+                },
+                path: format!("/{path}"),
+                links,
+            },
+            Walked::Unread(path) => Walk::Unread(path),
+            Walked::TooManyLinks(_) => Walk::Loop,
         }
     }
 

@@ -2,7 +2,6 @@
 //! and leaves no output (not even a temporary file) behind.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use super::common::*;

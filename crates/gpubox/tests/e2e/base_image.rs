@@ -360,7 +360,10 @@ fn inspect_and_diff_read_registry_images() {
     );
     let said = stdout(&diff);
     assert!(
-        said.contains(&format!("shared: {} layers", layers.len())),
+        said.contains(&format!(
+            "shared: {}",
+            gpubox_build::Count(layers.len(), "layer")
+        )),
         "{said}"
     );
     assert!(said.contains("only in B: 0 layers"), "{said}");

@@ -119,7 +119,7 @@ fn cache_gc_reports_as_json_too() {
     let work = tempdir();
     let cache = work.path().join("cache");
     run_ok(
-        &mut build_example_to(&cache, "oci:built")
+        build_example_to(&cache, "oci:built")
             .current_dir(work.path())
             .arg("-q"),
     );

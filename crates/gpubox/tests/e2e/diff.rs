@@ -126,7 +126,10 @@ fn a_rebuilt_greeting_changes_only_greeting_and_hello() {
             .arg(&b),
     ));
     assert!(
-        report.contains(&format!("shared: {} layers", shared.len())),
+        report.contains(&format!(
+            "shared: {}",
+            gpubox_build::Count(shared.len(), "layer")
+        )),
         "{report}"
     );
     for (_, old, new) in &expected {

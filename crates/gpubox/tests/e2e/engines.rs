@@ -282,9 +282,9 @@ fn every_command_takes_a_bare_name_for_the_engines_image() {
     let work = tempdir();
     let cache = work.path().join("cache");
     let image = "gpubox-e2e-bare:v1";
-    run_ok(&mut build_example_to(&cache, format!("podman:{image}")).arg("-q"));
+    run_ok(build_example_to(&cache, format!("podman:{image}")).arg("-q"));
     run_ok(
-        &mut build_example_to(&cache, "oci:built:v1")
+        build_example_to(&cache, "oci:built:v1")
             .current_dir(work.path())
             .arg("-q"),
     );

@@ -117,7 +117,7 @@ fn no_gpu_runs_an_image_that_asks_for_one() {
     }
     let work = tempdir();
     let cache = work.path().join("cache");
-    run_ok(&mut build_example_to(&cache, "podman:gpubox-e2e-nogpu:v1").arg("-q"));
+    run_ok(build_example_to(&cache, "podman:gpubox-e2e-nogpu:v1").arg("-q"));
     let host = work.path().join("no-driver");
     std::fs::create_dir_all(&host).unwrap();
     let run = |extra: &[&str]| {

@@ -162,46 +162,120 @@ pub fn follow_links(
     read: &BTreeSet<String>,
     path: &str,
 ) -> Followed {
+    let kind_at = |at: &str, last: bool| match image.get(at) {
+        _ if !was_read(read, at, last) => PathKind::Unread,
+        Some(LayerFile::Link(target)) => PathKind::Link(target.clone()),
+        Some(_) => PathKind::File,
+        None => PathKind::FolderOrNothing,
+    };
+    match walk_links(kind_at, path, "") {
+        Walked::Reached {
+            path,
+            blocked,
+            links,
+        } => Followed::Reached {
+            file: if blocked {
+                None
+            } else {
+                image.get(&path).cloned()
+            },
+            path,
+            links,
+        },
+        Walked::Unread(path) => Followed::Unread(path),
+        Walked::TooManyLinks(links) => Followed::TooManyLinks(links),
+    }
+}
+
+/// Whether layers read for the paths `read` tell what is at `path`: the path itself
+/// must have been read when it is the `last` of a walk; a folder on the way is known
+/// from the reading of a path below it.
+pub fn was_read(read: &BTreeSet<String>, path: &str, last: bool) -> bool {
+    read.contains(path)
+        || !last
+            && read.iter().any(|wanted| {
+                wanted
+                    .strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+}
+
+/// What one path of an image is, as [`walk_links`] asks it of the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// A symbolic link to this target.
+    Link(String),
+    /// A file (anything that is neither a folder nor a link).
+    File,
+    /// A folder, or nothing (then nothing is below it either).
+    FolderOrNothing,
+    /// Not known yet: the caller must read more of the image first.
+    Unread,
+}
+
+/// Where [`walk_links`] ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Walked {
+    /// The links lead to `path` (relative, no links left in it); `blocked` when a
+    /// file stands where a folder above it should be, so nothing is there.
+    /// `links` are the links followed, in order: (where, target).
+    Reached {
+        path: String,
+        blocked: bool,
+        links: Vec<(String, String)>,
+    },
+    /// This path (the whole path being followed at that point) must be read first.
+    Unread(String),
+    /// More than [`MAX_LINKS`] links; those followed.
+    TooManyLinks(Vec<(String, String)>),
+}
+
+/// Follows the links on the way to `path` (absolute, or relative to the folder
+/// `from`), asking `kind_at(prefix, is_last)` what each path on the way is: the one
+/// walk behind [`follow_links`] and the build's check of the programs an image runs.
+/// Absolute targets start from the image's root and `..` stops there.
+pub fn walk_links(kind_at: impl Fn(&str, bool) -> PathKind, path: &str, from: &str) -> Walked {
     let mut components = Vec::new();
+    if !path.starts_with('/') {
+        push_components(&mut components, from);
+    }
     push_components(&mut components, path);
     let mut links = Vec::new();
     'walk: loop {
         let joined = components.join("/");
-        if !read.contains(&joined) {
-            return Followed::Unread(joined);
-        }
         for depth in 1..=components.len() {
             let prefix = components[..depth].join("/");
-            match image.get(&prefix) {
-                Some(LayerFile::Link(target)) => {
+            let last = depth == components.len();
+            match kind_at(&prefix, last) {
+                PathKind::Unread => return Walked::Unread(joined),
+                PathKind::Link(target) => {
                     if links.len() == MAX_LINKS {
-                        return Followed::TooManyLinks(links);
+                        return Walked::TooManyLinks(links);
                     }
-                    links.push((prefix, target.clone()));
                     let mut next = if target.starts_with('/') {
                         Vec::new()
                     } else {
                         components[..depth - 1].to_vec()
                     };
-                    push_components(&mut next, target);
+                    push_components(&mut next, &target);
                     next.extend_from_slice(&components[depth..]);
+                    links.push((prefix, target));
                     components = next;
                     continue 'walk;
                 }
-                // A file where a folder should be: nothing is there.
-                Some(_) if depth < components.len() => {
-                    return Followed::Reached {
+                PathKind::File if !last => {
+                    return Walked::Reached {
                         path: joined,
-                        file: None,
+                        blocked: true,
                         links,
                     }
                 }
-                _ => {}
+                PathKind::File | PathKind::FolderOrNothing => {}
             }
         }
-        return Followed::Reached {
-            file: image.get(&joined).cloned(),
+        return Walked::Reached {
             path: joined,
+            blocked: false,
             links,
         };
     }
@@ -209,7 +283,7 @@ pub fn follow_links(
 
 /// Appends the parts of `path` to `components`, applying `.` and `..` (which
 /// stops at the root).
-pub fn push_components(components: &mut Vec<String>, path: &str) {
+fn push_components(components: &mut Vec<String>, path: &str) {
     for part in path.split('/') {
         match part {
             "" | "." => {}

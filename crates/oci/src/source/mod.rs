@@ -27,7 +27,8 @@ pub use error::ReadError;
 pub use incoming::IncomingBlob;
 pub(crate) use incoming::VerifyingReader;
 pub use layer_files::{
-    follow_links, push_components, stack_layer_files, Followed, LayerFile, LayerFiles, MAX_LINKS,
+    follow_links, stack_layer_files, walk_links, was_read, Followed, LayerFile, LayerFiles,
+    PathKind, Walked, MAX_LINKS,
 };
 pub use reader::{ImageReader, LayerRef};
 pub use summary::{summarize_layer, LayerSummary};
