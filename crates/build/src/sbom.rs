@@ -21,6 +21,15 @@ pub fn write_sbom(
     host_files: &[gpubox_hostbin::HostFile],
     base_image_digest: Option<String>,
 ) -> Result<Vec<u8>, BuildError> {
+    // One reading of the dpkg database serves every host file (none off Debian).
+    let mut dpkg = gpubox_hostbin::dpkg::Database::open(Path::new(
+        gpubox_hostbin::dpkg::DEFAULT_ROOT,
+    ))
+    .map_err(gpubox_hostbin::HostBinError::from)?;
+    let mut packages = Vec::with_capacity(host_files.len());
+    for host in host_files {
+        packages.push(debian_package(dpkg.as_mut(), &host.source)?);
+    }
     let input = gpubox_sbom::SbomInput {
         image_name: spec.name.clone(),
         image_tag: spec.tag.clone(),
@@ -41,10 +50,11 @@ pub fn write_sbom(
             .collect(),
         host_files: host_files
             .iter()
-            .map(|host| gpubox_sbom::HostFileEntry {
+            .zip(packages)
+            .map(|(host, debian_package)| gpubox_sbom::HostFileEntry {
                 image_path: host.image_path.clone(),
                 host_path: host.source.clone(),
-                debian_package: gpubox_sbom::dpkg::package_of(&host.source),
+                debian_package,
             })
             .collect(),
         base_image_digest,
@@ -57,4 +67,21 @@ pub fn write_sbom(
     crate::output::create_folder_of(file)?;
     gpubox_atomic::write_bytes(file, &gpubox_atomic::Options::new(), &bytes)?;
     Ok(bytes)
+}
+
+/// The installed Debian package that lists `file`, by name and version.
+fn debian_package(
+    dpkg: Option<&mut gpubox_hostbin::dpkg::Database>,
+    file: &Path,
+) -> Result<Option<gpubox_sbom::DebianPackage>, BuildError> {
+    let Some(dpkg) = dpkg else {
+        return Ok(None);
+    };
+    let owner = dpkg
+        .owner(file)
+        .map_err(gpubox_hostbin::HostBinError::from)?;
+    Ok(owner.map(|package| gpubox_sbom::DebianPackage {
+        name: package.name.clone(),
+        version: package.version.clone(),
+    }))
 }

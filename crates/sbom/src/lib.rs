@@ -1,13 +1,12 @@
 //! gpubox's software bill of materials: an SPDX 2.3 JSON document listing an
 //! image's Nix store paths (name, version, NAR hash, references), the host files
-//! `hostBinaries` copied in (with their Debian package where `dpkg-query` knows
-//! it) and, once images can start from one, the base image.
+//! `hostBinaries` copied in (with their Debian package where the build machine's
+//! dpkg database knows it) and, once images can start from one, the base image.
 //!
-//! This crate owns the document's shape and the `dpkg-query` lookup. It does
-//! not run Nix, read images or write files: the caller gathers [`SbomInput`]
-//! and writes [`render`]'s bytes.
+//! This crate owns the document's shape. It does not run Nix, read images or
+//! package databases, or write files: the caller gathers [`SbomInput`] and
+//! writes [`render`]'s bytes.
 
-pub mod dpkg;
 mod nar_hash;
 
 use std::collections::BTreeMap;
@@ -16,8 +15,15 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-pub use dpkg::DebianPackage;
 pub use nar_hash::sha256_hex;
+
+/// An installed Debian package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebianPackage {
+    /// Without the `:arch` qualifier, e.g. `libc6`.
+    pub name: String,
+    pub version: String,
+}
 
 /// Where the document's namespace URI starts; `.invalid` because it names
 /// the document, not a place to fetch it from.
