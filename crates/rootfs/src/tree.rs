@@ -104,24 +104,7 @@ impl Tree {
     /// Adds a generated entry unless a user entry already decided that path or made
     /// one of its folders something else.
     pub(crate) fn insert_default(&mut self, entry: Entry) {
-        let blocked = entry.path.ancestors().any(|a| {
-            self.nodes
-                .get(&a)
-                .is_some_and(|n| n.entry.kind != EntryKind::Directory)
-        });
-        let taken = self
-            .nodes
-            .get(&entry.path)
-            .is_some_and(|n| !(n.implicit && entry.kind == EntryKind::Directory));
-        if blocked || taken {
-            return;
-        }
-        for ancestor in entry.path.ancestors() {
-            if !self.nodes.contains_key(&ancestor) {
-                self.add_implicit(ancestor, &Origin::Generated);
-            }
-        }
-        self.put(entry, Origin::Generated, false);
+        self.insert_unless_taken(entry, Origin::Generated);
     }
 
     /// Whether `path` ended up holding a user's or a generated entry.

@@ -42,37 +42,6 @@ fn env_of(reader: &ImageReader) -> Vec<String> {
         .collect()
 }
 
-/// Builds `spec` into podman as `image` with `cache`, runs it there without
-/// a network (`podman run OPTIONS IMAGE ARGS`) and removes it; returns what
-/// the build said on stderr and what the container printed.
-fn build_and_run_in_podman(
-    cache: &Path,
-    spec: &Path,
-    image: &str,
-    options: &[&str],
-    args: &[&str],
-) -> (String, String) {
-    let built = run_ok(
-        gpubox(cache)
-            .arg("build")
-            .arg(spec)
-            .arg("--tls-verify=false")
-            .args(["-o", &format!("podman:{image}")]),
-    );
-    let out = run_ok(
-        Command::new("podman")
-            .args(["run", "--rm", "--network", "none"])
-            .args(options)
-            .arg(image)
-            .args(args),
-    );
-    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
-    (
-        String::from_utf8_lossy(&built.stderr).into_owned(),
-        stdout(&out),
-    )
-}
-
 /// Checks what an image of [`derived_spec`] printed: the base's file and
 /// variable, then ours.
 fn assert_derived_output(said: &str) {

@@ -98,20 +98,14 @@ fn init_writes_a_starter_that_builds_and_runs_and_keeps_what_is_there() {
     if !have("podman") {
         return;
     }
-    run_ok(
-        gpubox(&cache)
-            .arg("build")
-            .arg(dir.join("gpubox.toml"))
-            .args(["-q", "-o", "podman:gpubox-e2e-starter:v1"]),
+    let (_, said) = build_and_run_in_podman(
+        &cache,
+        &dir.join("gpubox.toml"),
+        "gpubox-e2e-starter:v1",
+        &[],
+        &[],
     );
-    let out = Command::new("podman")
-        .args(["run", "--rm", "--network", "none", "gpubox-e2e-starter:v1"])
-        .output()
-        .unwrap();
-    let _ = Command::new("podman")
-        .args(["rmi", "-f", "gpubox-e2e-starter:v1"])
-        .output();
-    assert_eq!(stdout(&out), "hello from my-project\n");
+    assert_eq!(said, "hello from my-project\n");
 }
 
 #[test]

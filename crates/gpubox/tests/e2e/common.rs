@@ -286,3 +286,51 @@ pub fn build_logged(cache: &Path, spec: &Path, file: &Path) -> String {
 pub fn unwrapped(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Builds `spec` into podman as `image` with `cache`, runs it there without a
+/// network (`podman run OPTIONS IMAGE ARGS`) and removes it; returns what the build
+/// said on stderr and the run's output, successful or not.
+pub fn build_and_try_in_podman(
+    cache: &Path,
+    spec: &Path,
+    image: &str,
+    options: &[&str],
+    args: &[&str],
+) -> (String, Output) {
+    let built = run_ok(
+        gpubox(cache)
+            .arg("build")
+            .arg(spec)
+            .arg("--tls-verify=false")
+            .args(["-o", &format!("podman:{image}")]),
+    );
+    let out = Command::new("podman")
+        .args(["run", "--rm", "--network", "none"])
+        .args(options)
+        .arg(image)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run podman: {e}"));
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    (String::from_utf8_lossy(&built.stderr).into_owned(), out)
+}
+
+/// [`build_and_try_in_podman`], failing the test when the container fails;
+/// returns the build's stderr and what the container printed.
+pub fn build_and_run_in_podman(
+    cache: &Path,
+    spec: &Path,
+    image: &str,
+    options: &[&str],
+    args: &[&str],
+) -> (String, String) {
+    let (log, out) = build_and_try_in_podman(cache, spec, image, options, args);
+    assert!(
+        out.status.success(),
+        "podman run {image} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (log, stdout(&out))
+}

@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use super::common::*;
 
@@ -181,18 +180,13 @@ fn without_the_check_the_init_names_the_missing_interpreter_at_run_time() {
         "gpubox.toml",
         &spec("checkPrograms = false\nhostBinaries = [\"/bin/sh\"]\ncmd = [\"/app/run.sh\"]\n"),
     );
-    let image = "gpubox-e2e-unchecked:latest";
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .args(["-o", &format!("podman:{image}")]),
+    let (_, out) = build_and_try_in_podman(
+        &work.path().join("cache"),
+        &spec,
+        "gpubox-e2e-unchecked:latest",
+        &[],
+        &[],
     );
-    let out = Command::new("podman")
-        .args(["run", "--rm", "--network", "none", image])
-        .output()
-        .unwrap();
-    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -216,23 +210,12 @@ fn a_non_root_user_works_in_a_folder_it_can_write() {
         "gpubox.toml",
         "name = \"gpubox-e2e-app-user\"\nhostBinaries = [\"/bin/sh\", \"/usr/bin/id\", \"/bin/cat\"]\nuser = \"app\"\ncmd = [\"/bin/sh\", \"-c\", \"echo written > notes.txt && cat $PWD/notes.txt && echo in $PWD as $(id -un)\"]\n",
     );
-    let image = "gpubox-e2e-app-user:latest";
-    run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .args(["-o", &format!("podman:{image}")]),
-    );
-    let out = Command::new("podman")
-        .args(["run", "--rm", "--network", "none", image])
-        .output()
-        .unwrap();
-    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, text) = build_and_run_in_podman(
+        &work.path().join("cache"),
+        &spec,
+        "gpubox-e2e-app-user:latest",
+        &[],
+        &[],
     );
     assert!(text.contains("written\nin /home/app as app"), "{text}");
 }

@@ -69,27 +69,19 @@ fn nix_example_builds_and_runs() {
     }
     let work = tempdir();
     let spec = repo_root().join("examples/nix/gpubox.toml");
-    let image = "gpubox-nix-example-e2e:latest";
-    let built = run_ok(
-        gpubox(&work.path().join("cache"))
-            .arg("build")
-            .arg(&spec)
-            .args(["-o", &format!("podman:{image}")]),
+    let (log, said) = build_and_run_in_podman(
+        &work.path().join("cache"),
+        &spec,
+        "gpubox-nix-example-e2e:latest",
+        &[],
+        &[],
     );
-    let log = String::from_utf8_lossy(&built.stderr);
     assert!(
         log.contains("closure: 2 store paths"),
         "greet and its shell: {log}"
     );
-    let out = Command::new("podman")
-        .args(["run", "--rm", "--network", "none", image])
-        .output()
-        .unwrap();
-    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
     assert_eq!(
-        stdout(&out),
-        "hello from a Nix-built script\nkernel: Linux, args: 2\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        said,
+        "hello from a Nix-built script\nkernel: Linux, args: 2\n"
     );
 }
