@@ -5,40 +5,14 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod common;
+
+use common::{image_paths, ldd_paths};
 use gpubox_hostbin::dpkg::{Database, DEFAULT_ROOT};
 use gpubox_hostbin::{
     expand_pattern, normalize, resolve, HostBinError, HostFile, PackageDatabase, Resolver,
 };
-
-/// The files `ldd` says the loader opens for `object` (an executable or a shared library).
-fn ldd_paths(object: &Path) -> BTreeSet<PathBuf> {
-    let output = Command::new("ldd").arg(object).output().expect("ldd runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success() && !text.contains("not found"),
-        "ldd {}: {text}",
-        object.display()
-    );
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let path = match line.split_once(" => ") {
-                Some((_, right)) => right,
-                None if line.starts_with('/') => line,
-                None => return None,
-            };
-            Some(normalize(Path::new(
-                path.split(" (").next().unwrap_or(path),
-            )))
-        })
-        .collect()
-}
-
-fn image_paths(files: &[HostFile]) -> BTreeSet<PathBuf> {
-    files.iter().map(|f| f.image_path.clone()).collect()
-}
 
 /// This machine's Python (`/usr/bin/python3` and the `python3.X` it leads to), when Debian's
 /// package database knows it.

@@ -7,39 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{image_paths, ldd_paths};
 use gpubox_hostbin::{normalize, resolve, resolve_all, HostBinError, HostFile};
-
-/// The files `ldd` says the loader opens for `binary`: every `=> /path` plus the interpreter.
-fn ldd_paths(binary: &Path) -> BTreeSet<PathBuf> {
-    let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
-    assert!(
-        output.status.success(),
-        "ldd {} failed: {output:?}",
-        binary.display()
-    );
-    let text = String::from_utf8(output.stdout).expect("ldd prints UTF-8");
-    assert!(
-        !text.contains("not found"),
-        "ldd could not resolve {}:\n{text}",
-        binary.display()
-    );
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let path = match line.split_once(" => ") {
-                Some((_, right)) => right,
-                None if line.starts_with('/') => line,
-                None => return None,
-            };
-            let path = path.split(" (").next().unwrap_or(path);
-            Some(normalize(Path::new(path)))
-        })
-        .collect()
-}
-
-fn image_paths(files: &[HostFile]) -> BTreeSet<PathBuf> {
-    files.iter().map(|f| f.image_path.clone()).collect()
-}
 
 fn assert_sorted_unique(files: &[HostFile]) {
     for pair in files.windows(2) {

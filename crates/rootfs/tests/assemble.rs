@@ -2,8 +2,9 @@
 
 mod common;
 
+use common::{copy, find};
+
 use std::fs;
-use std::path::Path;
 
 use gpubox_oci::{Entry, EntryKind, FileSource};
 use gpubox_rootfs::{Rootfs, RootfsError};
@@ -12,25 +13,12 @@ use gpubox_spec::{CopyToRoot, MachineSpec};
 fn build(copies: &[CopyToRoot], user: &str) -> Result<Rootfs, RootfsError> {
     common::assemble_without_nix(
         copies,
+        &[],
         user,
         &["/run/opengl-driver/lib", "/usr/lib64"],
         &MachineSpec::default(),
         None,
     )
-}
-
-fn copy(src: &Path, dst: &str) -> CopyToRoot {
-    CopyToRoot {
-        src: src.to_path_buf(),
-        dst: dst.to_owned(),
-        mode: None,
-        uid: None,
-        gid: None,
-    }
-}
-
-fn find<'a>(rootfs: &'a Rootfs, path: &str) -> Option<&'a Entry> {
-    rootfs.entries.iter().find(|e| e.path.to_string() == path)
 }
 
 fn bytes_of(entry: &Entry) -> Vec<u8> {

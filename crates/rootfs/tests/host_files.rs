@@ -2,33 +2,26 @@
 //! files; the ones their packages brought along are links where they are links, and give
 //! way to the user's own files.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use common::{copy, find};
 use gpubox_hostbin::HostFile;
-use gpubox_nix::Closure;
-use gpubox_oci::{Entry, EntryKind};
-use gpubox_rootfs::{assemble, Rootfs, RootfsError};
+use gpubox_oci::EntryKind;
+use gpubox_rootfs::{Rootfs, RootfsError};
 use gpubox_spec::{CopyToRoot, MachineSpec};
 
 fn build(copies: &[CopyToRoot], host_files: &[HostFile]) -> Result<Rootfs, RootfsError> {
-    let closure = Closure::from_infos(Vec::new());
-    assemble(&gpubox_rootfs::RootfsInput {
-        closure: &closure,
-        packages: &[],
-        copy_to_root: copies,
+    common::assemble_without_nix(
+        copies,
         host_files,
-        init: Arc::from(&b"\x7fELF-init"[..]),
-        user: "root",
-        working_dir: "/work",
-        image_name: "demo",
-        image_tag: "v1",
-        driver_library_dirs: &[],
-        machine: &MachineSpec::default(),
-        home: None,
-        nix_db: None,
-    })
+        "root",
+        &[],
+        &MachineSpec::default(),
+        None,
+    )
 }
 
 fn file(image_path: &str, source: &Path, brought_by: Option<&str>) -> HostFile {
@@ -39,20 +32,6 @@ fn file(image_path: &str, source: &Path, brought_by: Option<&str>) -> HostFile {
         link: None,
         brought_by: brought_by.map(str::to_owned),
     }
-}
-
-fn copy(src: &Path, dst: &str) -> CopyToRoot {
-    CopyToRoot {
-        src: src.to_path_buf(),
-        dst: dst.to_owned(),
-        mode: None,
-        uid: None,
-        gid: None,
-    }
-}
-
-fn find<'a>(rootfs: &'a Rootfs, path: &str) -> Option<&'a Entry> {
-    rootfs.entries.iter().find(|e| e.path.to_string() == path)
 }
 
 #[test]

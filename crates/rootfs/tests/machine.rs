@@ -29,14 +29,11 @@ fn spec(dir: &Path, body: &str) -> Spec {
 
 fn build(spec: &Spec, user: &str, home: Option<&StorePath>) -> Result<Rootfs, RootfsError> {
     let copies: Vec<_> = spec.copy_to_root.iter().map(|i| i.value.clone()).collect();
-    common::assemble_without_nix(&copies, user, &[], &spec.machine, home)
+    common::assemble_without_nix(&copies, &[], user, &[], &spec.machine, home)
 }
 
 fn text(rootfs: &Rootfs, path: &str) -> String {
-    let entry: &Entry = rootfs
-        .entries
-        .iter()
-        .find(|e| e.path.to_string() == format!("/{path}"))
+    let entry: &Entry = common::find(rootfs, &format!("/{path}"))
         .unwrap_or_else(|| panic!("{path} is not in the layer"));
     match &entry.kind {
         EntryKind::File {
