@@ -22,10 +22,9 @@ pub fn write_sbom(
     base_image_digest: Option<String>,
 ) -> Result<Vec<u8>, BuildError> {
     // One reading of the dpkg database serves every host file (none off Debian).
-    let mut dpkg = gpubox_hostbin::dpkg::Database::open(Path::new(
-        gpubox_hostbin::dpkg::DEFAULT_ROOT,
-    ))
-    .map_err(gpubox_hostbin::HostBinError::from)?;
+    let mut dpkg =
+        gpubox_hostbin::dpkg::Database::open(Path::new(gpubox_hostbin::dpkg::DEFAULT_ROOT))
+            .map_err(gpubox_hostbin::HostBinError::from)?;
     let mut packages = Vec::with_capacity(host_files.len());
     for host in host_files {
         packages.push(debian_package(dpkg.as_mut(), &host.source)?);
