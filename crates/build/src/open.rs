@@ -1,14 +1,18 @@
 //! Opening images wherever they are: OCI layout folders, oci- and
 //! docker-archives, podman's and Docker's storage (saved to a temporary
 //! docker-archive first) and registries (pulled into the layer cache, which
-//! records the pull); and what `gpubox inspect` and `gpubox diff` report
-//! about them.
+//! records the pull); the identity of an engine's image without exporting
+//! it ([`engine_image_id`]); and what `gpubox inspect` and `gpubox diff`
+//! report about them.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
+use gpubox_engines::{Engine, EngineError};
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::diff::ImageDiff;
 use gpubox_oci::source::{summarize_layer, ImageReader, LayerRef, LayerSummary};
+use gpubox_oci::Digest;
 use gpubox_registry::PushOptions;
 use serde_json::Value;
 
@@ -117,6 +121,49 @@ fn pull(
         &name,
     )?;
     Ok((reader, cache))
+}
+
+/// The ID `engine` gives the image `reference`, read with `ENGINE image
+/// inspect` (no export): the digest of its config as the engine stores it,
+/// for podman and for Docker's own image store (Docker's containerd store
+/// answers with a manifest digest instead, which names no built config).
+pub fn engine_image_id(engine: Engine, reference: &str) -> Result<Digest, BuildError> {
+    let command = format!("{engine} image inspect {reference}");
+    let output = Command::new(engine.program())
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => EngineError::NotInstalled {
+                program: engine.program(),
+            },
+            _ => EngineError::Spawn {
+                command: command.clone(),
+                source,
+            },
+        })?;
+    if !output.status.success() {
+        return Err(EngineError::Failed {
+            command,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        }
+        .into());
+    }
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    // podman prints the bare hex, Docker `sha256:HEX`.
+    let digest = if said.contains(':') {
+        said.clone()
+    } else {
+        format!("sha256:{said}")
+    };
+    digest.parse().map_err(|e| {
+        EngineError::BadOutput {
+            command,
+            detail: format!("`{said}` is not an image ID ({e})"),
+        }
+        .into()
+    })
 }
 
 /// The image's environment as (name, value) pairs.

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use gpubox_atomic::Options;
+use gpubox_layers::cache::LayerCache;
 use gpubox_oci::archive::{write_docker_archive, write_oci_archive};
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::BuiltImage;
@@ -19,8 +20,11 @@ use crate::location::{with_default_tag, ImageLocation};
 use crate::push::push_built;
 use crate::reporter::Reporter;
 
-/// Writes `image` (its layers in `store`) to `output`; a name or tag the
-/// output does not give is the spec's.
+/// Writes `image` (its layers in `store`, the layer cache's blob store) to
+/// `output`; a name or tag the output does not give is the spec's. An image
+/// loaded into an engine is also recorded in the layer cache
+/// ([`LayerCache::put_built`]), so `gpubox push` of the engine's image sends
+/// the layers and manifest built here rather than the engine's export.
 pub fn write_output(
     output: &ImageLocation,
     spec: &Spec,
@@ -59,6 +63,11 @@ pub fn write_output(
             if !said.is_empty() {
                 reporter.step(&said);
             }
+            let written_to = ImageLocation::Engine {
+                engine: *engine,
+                reference,
+            };
+            LayerCache::open(store.root())?.put_built(&written_to.to_string(), image)?;
         }
         ImageLocation::Registry { reference } => {
             let reference = with_default_tag(reference, &spec.tag);

@@ -1,22 +1,26 @@
 //! Pushing: `gpubox push` and `gpubox build -o docker://...`: an image to a registry,
 //! its blobs and manifest sent unchanged, so the registry's digest is gpubox's;
-//! with an SBOM, that too, as an OCI referrer of the image.
+//! with an SBOM, that too, as an OCI referrer of the image. An image gpubox
+//! built into podman or Docker goes up as built (its compressed layers and
+//! manifest, from the layer cache), not as the engine exports it.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use gpubox_engines::Engine;
+use gpubox_layers::cache::{BuiltRecord, LayerCache};
 use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{
     canonical_json, BuiltImage, Descriptor, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
 };
-use gpubox_oci::Digest;
+use gpubox_oci::{Compression, Digest};
 use gpubox_registry::{Blob, PushError, PushOptions, PushSummary};
 
 use crate::error::BuildError;
 use crate::location::{with_default_tag, BadLocation, ImageLocation};
-use crate::open::open;
-use crate::reporter::Reporter;
+use crate::open::{engine_image_id, open, OpenedImage};
+use crate::reporter::{Count, Reporter};
 
 /// What `gpubox push` was asked to do.
 pub struct PushRequest {
@@ -72,37 +76,34 @@ pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>,
 }
 
 /// Pushes the image at `request.source` to each destination; returns its
-/// manifest digest. A manifest stored in an OCI layout folder goes up
-/// unchanged; other sources get an OCI manifest for their config and layers
-/// as stored.
+/// manifest digest. The layer cache is the default one ([`crate::cache_dir`]);
+/// see [`run_with_cache`].
 pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, BuildError> {
-    let opened = open(&request.source)?;
-    let reader = &opened.reader;
-    let config = reader.config_json();
-    let config_digest = Digest::of(config);
-    let manifest = match (&request.source, reader.manifest_digest()) {
-        (ImageLocation::OciDir { dir, .. }, Some(digest)) => {
-            let path = dir.join("blobs/sha256").join(digest.hex());
-            let bytes = std::fs::read(&path).map_err(|source| BuildError::InputNotReadable {
-                path: path.clone(),
-                source,
-            })?;
-            if Digest::of(&bytes) != digest {
-                return Err(BuildError::ManifestCorrupt { path, digest });
-            }
-            bytes
+    let cache_root = crate::output::cache_dir(None).ok();
+    run_with_cache(request, cache_root.as_deref(), reporter)
+}
+
+/// Pushes the image at `request.source` to each destination; returns its
+/// manifest digest. A manifest stored in an OCI layout folder goes up
+/// unchanged. An engine's image (`podman:`, `docker-daemon:`) that gpubox
+/// built goes up as built, when the layer cache at `cache_root` recorded it:
+/// the same compressed layers and manifest, so the same digest as the build's
+/// (and nothing is exported from the engine); otherwise from the engine's
+/// export, each layer the cache holds compressed (by its diff_id) taken from
+/// the cache, under a new manifest, and the reporter is told why the digest
+/// differs. Other sources get an OCI manifest for their config and layers as
+/// stored.
+pub fn run_with_cache(
+    request: &PushRequest,
+    cache_root: Option<&Path>,
+    reporter: &dyn Reporter,
+) -> Result<String, BuildError> {
+    let upload = match &request.source {
+        ImageLocation::Engine { engine, reference } => {
+            let cache = cache_root.map(LayerCache::open).transpose()?;
+            engine_upload(&request.source, *engine, reference, cache, reporter)?
         }
-        _ => canonical_json(&Manifest {
-            schema_version: 2,
-            media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
-            config: descriptor(CONFIG_MEDIA_TYPE, &config_digest, config.len() as u64),
-            layers: reader
-                .layers()
-                .iter()
-                .map(|l| descriptor(l.compression.oci_layer_media_type(), &l.digest, l.size))
-                .collect(),
-            annotations: BTreeMap::new(),
-        })?,
+        source => Upload::exported(open(source)?, source)?,
     };
     let sbom = request
         .sbom
@@ -114,8 +115,7 @@ pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, Bui
             })
         })
         .transpose()?;
-    let mut blobs = vec![blob(&config_digest, config.len() as u64)];
-    blobs.extend(reader.layers().iter().map(|l| blob(&l.digest, l.size)));
+    let blobs: Vec<Blob> = upload.blobs.iter().map(|(blob, _)| blob.clone()).collect();
     for reference in &request.references {
         let reference = with_default_tag(reference, "latest");
         reporter.step(&format!(
@@ -124,27 +124,338 @@ pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, Bui
         ));
         let summary = gpubox_registry::push(
             &reference,
-            &manifest,
+            &upload.manifest,
             &blobs,
-            |wanted| {
-                if wanted.digest == config_digest.to_string() {
-                    return Ok(Box::new(io::Cursor::new(config.to_vec())) as Box<dyn Read>);
-                }
-                let index = reader
-                    .layers()
-                    .iter()
-                    .position(|l| l.digest.to_string() == wanted.digest)
-                    .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
-                reader.raw_layer(index).map_err(io::Error::other)
-            },
+            |wanted| upload.read(&wanted.digest),
             &request.options,
         )?;
         report(&summary, reporter);
         if let Some(sbom) = &sbom {
-            attach_sbom(&reference, &manifest, sbom, &request.options, reporter)?;
+            attach_sbom(
+                &reference,
+                &upload.manifest,
+                sbom,
+                &request.options,
+                reporter,
+            )?;
         }
     }
-    Ok(Digest::of(&manifest).to_string())
+    Ok(Digest::of(&upload.manifest).to_string())
+}
+
+/// What a push sends: the manifest, and each blob it names (the config
+/// first, then the layers) with where its bytes are read from.
+struct Upload {
+    manifest: Vec<u8>,
+    blobs: Vec<(Blob, BlobSource)>,
+    /// The image read from its source, when any blob comes from it.
+    opened: Option<OpenedImage>,
+    /// Held open (so no collection removes its blobs) while any blob comes
+    /// from it.
+    cache: Option<LayerCache>,
+}
+
+/// Where the bytes of a blob to push are.
+enum BlobSource {
+    /// In memory: a config read from the source.
+    Bytes(Vec<u8>),
+    /// In the layer cache's blob store.
+    Cache,
+    /// Layer `n` of the opened source, as stored there.
+    Layer(usize),
+}
+
+impl Upload {
+    /// The image at `source` as stored there: an OCI layout's manifest as it
+    /// is, else an OCI manifest for its config and layers.
+    fn exported(opened: OpenedImage, source: &ImageLocation) -> Result<Upload, BuildError> {
+        let reader = &opened.reader;
+        let manifest = match (source, reader.manifest_digest()) {
+            (ImageLocation::OciDir { dir, .. }, Some(digest)) => {
+                let path = dir.join("blobs/sha256").join(digest.hex());
+                let bytes =
+                    std::fs::read(&path).map_err(|source| BuildError::InputNotReadable {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if Digest::of(&bytes) != digest {
+                    return Err(BuildError::ManifestCorrupt { path, digest });
+                }
+                bytes
+            }
+            _ => oci_manifest(
+                reader.config_json(),
+                reader
+                    .layers()
+                    .iter()
+                    .map(|l| descriptor(l.compression.oci_layer_media_type(), &l.digest, l.size))
+                    .collect(),
+            )?,
+        };
+        let layers = reader.layers().iter().enumerate();
+        let mut blobs = vec![config_blob(reader.config_json())];
+        blobs.extend(layers.map(|(i, l)| (blob(&l.digest, l.size), BlobSource::Layer(i))));
+        Ok(Upload {
+            manifest,
+            blobs,
+            opened: Some(opened),
+            cache: None,
+        })
+    }
+
+    /// The image as gpubox built it, all from the layer cache.
+    fn built(record: &BuiltRecord, cache: LayerCache) -> Result<Upload, BuildError> {
+        let path = cache.store().path(&record.manifest.digest);
+        let manifest = std::fs::read(&path).map_err(|source| BuildError::InputNotReadable {
+            path: path.clone(),
+            source,
+        })?;
+        if Digest::of(&manifest) != record.manifest.digest {
+            return Err(BuildError::ManifestCorrupt {
+                path,
+                digest: record.manifest.digest.clone(),
+            });
+        }
+        let mut blobs = vec![(
+            blob(&record.config.digest, record.config.size),
+            BlobSource::Cache,
+        )];
+        blobs.extend(
+            record
+                .layers
+                .iter()
+                .map(|l| (blob(&l.digest, l.size), BlobSource::Cache)),
+        );
+        Ok(Upload {
+            manifest,
+            blobs,
+            opened: None,
+            cache: Some(cache),
+        })
+    }
+
+    /// The bytes of the blob `digest`, checked against it as they are read
+    /// where they come from a source.
+    fn read(&self, digest: &str) -> io::Result<Box<dyn Read + '_>> {
+        let source = self
+            .blobs
+            .iter()
+            .find(|(blob, _)| blob.digest == digest)
+            .map(|(_, source)| source)
+            .ok_or_else(|| io::Error::other("the blob is not one of the image's"))?;
+        match source {
+            BlobSource::Bytes(bytes) => Ok(Box::new(io::Cursor::new(bytes.as_slice()))),
+            BlobSource::Cache => {
+                let cache = self.cache.as_ref().ok_or_else(no_source)?;
+                let digest: Digest = digest.parse().map_err(io::Error::other)?;
+                let file = cache.store().open_blob(&digest).map_err(io::Error::other)?;
+                Ok(Box::new(io::BufReader::new(file)))
+            }
+            BlobSource::Layer(index) => {
+                let opened = self.opened.as_ref().ok_or_else(no_source)?;
+                opened.reader.raw_layer(*index).map_err(io::Error::other)
+            }
+        }
+    }
+}
+
+fn no_source() -> io::Error {
+    io::Error::other("the image's source was closed before the push")
+}
+
+/// What pushing the image `reference` in `engine` sends. When the cache
+/// recorded a build with the config the engine reports, that build, without
+/// exporting anything; else the engine's export, with each layer the cache
+/// holds compressed taken from it, and the reporter told what differs from
+/// the build and why.
+fn engine_upload(
+    source: &ImageLocation,
+    engine: Engine,
+    reference: &str,
+    cache: Option<LayerCache>,
+    reporter: &dyn Reporter,
+) -> Result<Upload, BuildError> {
+    // The engine's ID is the config's digest: a build it names goes up
+    // without an export.
+    let found = match &cache {
+        Some(cache) => cache.built_image(&engine_image_id(engine, reference)?),
+        None => None,
+    };
+    if let Some(record) = found {
+        if let Some(cache) = cache {
+            return as_built(source, &record, cache, reporter);
+        }
+    }
+    // Else what the engine exports; its config may still be a build's (an
+    // engine whose IDs are not config digests).
+    let opened = open(source)?;
+    let config_digest = Digest::of(opened.reader.config_json());
+    let found = cache.as_ref().and_then(|c| c.built_image(&config_digest));
+    if let Some(record) = found {
+        if let Some(cache) = cache {
+            return as_built(source, &record, cache, reporter);
+        }
+    }
+    let reader = &opened.reader;
+    let diff_ids: Vec<Digest> = reader
+        .layers()
+        .iter()
+        .filter_map(|l| l.diff_id.clone())
+        .collect();
+    let (cached, under) = match &cache {
+        Some(cache) => (
+            cache.layers_by_diff_id(&diff_ids),
+            cache.built_under(&diff_ids),
+        ),
+        None => Default::default(),
+    };
+    let mut descriptors = Vec::new();
+    let mut blobs = vec![config_blob(reader.config_json())];
+    let mut from_cache = BTreeMap::<&'static str, usize>::new();
+    let mut exported = BTreeMap::<&'static str, usize>::new();
+    for (index, layer) in reader.layers().iter().enumerate() {
+        match layer.diff_id.as_ref().and_then(|d| cached.get(d)) {
+            Some(built) => {
+                *from_cache
+                    .entry(compression_name(built.compression))
+                    .or_default() += 1;
+                descriptors.push(descriptor(
+                    built.compression.oci_layer_media_type(),
+                    &built.digest,
+                    built.size,
+                ));
+                blobs.push((blob(&built.digest, built.size), BlobSource::Cache));
+            }
+            None => {
+                *exported
+                    .entry(compression_name(layer.compression))
+                    .or_default() += 1;
+                descriptors.push(descriptor(
+                    layer.compression.oci_layer_media_type(),
+                    &layer.digest,
+                    layer.size,
+                ));
+                blobs.push((blob(&layer.digest, layer.size), BlobSource::Layer(index)));
+            }
+        }
+    }
+    let manifest = oci_manifest(reader.config_json(), descriptors)?;
+    reporter.step(&not_as_built(
+        source,
+        engine,
+        &config_digest,
+        under.as_ref(),
+        &from_cache,
+        &exported,
+    ));
+    Ok(Upload {
+        manifest,
+        blobs,
+        opened: Some(opened),
+        cache,
+    })
+}
+
+/// The upload of `record`, saying so.
+fn as_built(
+    source: &ImageLocation,
+    record: &BuiltRecord,
+    cache: LayerCache,
+    reporter: &dyn Reporter,
+) -> Result<Upload, BuildError> {
+    let written_to = if record.written_to == source.to_string() {
+        String::new()
+    } else {
+        format!(" (written to {})", record.written_to)
+    };
+    reporter.step(&format!(
+        "{source} is the image gpubox built{written_to}: pushing its {} and manifest {} \
+         from the layer cache",
+        Count(record.layers.len(), "layer"),
+        record.manifest.digest
+    ));
+    Upload::built(record, cache)
+}
+
+/// Why an engine's image goes up under a manifest of its own: how it differs
+/// from the build it was made from, or that the cache does not know it; and
+/// where its layers come from: `from_cache` and `exported` count them by
+/// compression.
+fn not_as_built(
+    source: &ImageLocation,
+    engine: Engine,
+    config: &Digest,
+    under: Option<&BuiltRecord>,
+    from_cache: &BTreeMap<&str, usize>,
+    exported: &BTreeMap<&str, usize>,
+) -> String {
+    let layers: usize = from_cache.values().chain(exported.values()).sum();
+    let why = match under {
+        Some(built) => {
+            let added = layers.saturating_sub(built.layers.len());
+            let added = if added > 0 {
+                format!(", and {} added on top", Count(added, "layer"))
+            } else {
+                String::new()
+            };
+            format!(
+                "{source} is not the image gpubox built for {}: its config is {config}, not \
+                 {} (rewritten by {engine}, or the image was changed since the build{added}), \
+                 so it cannot go up under the build's manifest {}",
+                built.written_to, built.config.digest, built.manifest.digest
+            )
+        }
+        None => format!(
+            "the layer cache has no record of building {source} (config {config}): it was \
+             built with another cache (or the cache was cleared), or not by gpubox"
+        ),
+    };
+    let said = |counts: &BTreeMap<&str, usize>, how: &dyn Fn(usize) -> String| {
+        counts
+            .iter()
+            .map(|(compression, n)| format!("{} {} ({compression})", Count(*n, "layer"), how(*n)))
+            .collect::<Vec<_>>()
+    };
+    let mut parts = said(from_cache, &|_| "as built, from the layer cache".to_owned());
+    parts.extend(said(exported, &|n| {
+        let them = if n == 1 { "it" } else { "them" };
+        format!("as {engine} exported {them}")
+    }));
+    let layers_said = match parts.as_slice() {
+        [] => "no layers".to_owned(),
+        _ => parts.join(" and "),
+    };
+    format!(
+        "{why}; pushing {layers_said} under a new manifest, whose digest differs from the \
+         build's"
+    )
+}
+
+/// How a layer is stored, in words.
+fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::None => "uncompressed",
+    }
+}
+
+/// An OCI manifest for `config` and `layers`.
+fn oci_manifest(config: &[u8], layers: Vec<Descriptor>) -> Result<Vec<u8>, BuildError> {
+    Ok(canonical_json(&Manifest {
+        schema_version: 2,
+        media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
+        config: descriptor(CONFIG_MEDIA_TYPE, &Digest::of(config), config.len() as u64),
+        layers,
+        annotations: BTreeMap::new(),
+    })?)
+}
+
+fn config_blob(config: &[u8]) -> (Blob, BlobSource) {
+    (
+        blob(&Digest::of(config), config.len() as u64),
+        BlobSource::Bytes(config.to_vec()),
+    )
 }
 
 /// Pushes a freshly built image: its layers from `store`, its config and
@@ -212,8 +523,8 @@ fn report(summary: &PushSummary, reporter: &dyn Reporter) {
         ));
     }
     reporter.step(&format!(
-        "uploaded {} blobs ({} bytes), mounted {}, skipped {} the registry had; manifest {}",
-        summary.uploaded_blobs,
+        "uploaded {} ({} bytes), mounted {}, skipped {} the registry had; manifest {}",
+        Count(summary.uploaded_blobs, "blob"),
         summary.uploaded_bytes,
         summary.mounted.len(),
         summary.skipped_blobs,
@@ -234,5 +545,74 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
         digest: digest.clone(),
         size,
         annotations: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpubox_oci::blob::LayerBlob;
+
+    fn record(layers: usize) -> BuiltRecord {
+        let layer = |i: usize| LayerBlob {
+            digest: Digest::of(format!("blob {i}").as_bytes()),
+            size: 10,
+            diff_id: Digest::of(format!("tar {i}").as_bytes()),
+            uncompressed_size: 20,
+            entry_count: 1,
+            compression: Compression::Zstd,
+        };
+        BuiltRecord {
+            written_to: "podman:demo:v1".to_owned(),
+            manifest: descriptor(MANIFEST_MEDIA_TYPE, &Digest::of(b"manifest"), 8),
+            config: descriptor(CONFIG_MEDIA_TYPE, &Digest::of(b"config"), 6),
+            layers: (0..layers).map(layer).collect(),
+        }
+    }
+
+    #[test]
+    fn a_changed_engine_image_is_explained_with_where_its_layers_come_from() {
+        let source: ImageLocation = "podman:demo-derived:v1".parse().unwrap();
+        let built = record(2);
+        let said = not_as_built(
+            &source,
+            Engine::Podman,
+            &Digest::of(b"new config"),
+            Some(&built),
+            &BTreeMap::from([("zstd", 2)]),
+            &BTreeMap::from([("uncompressed", 1)]),
+        );
+        for wanted in [
+            "podman:demo-derived:v1 is not the image gpubox built for podman:demo:v1",
+            &format!("its config is {}", Digest::of(b"new config")),
+            &format!("not {}", built.config.digest),
+            "1 layer added on top",
+            &format!("the build's manifest {}", built.manifest.digest),
+            "pushing 2 layers as built, from the layer cache (zstd) and 1 layer as podman \
+             exported it (uncompressed) under a new manifest",
+        ] {
+            assert!(said.contains(wanted), "{wanted}: {said}");
+        }
+    }
+
+    #[test]
+    fn an_engine_image_the_cache_does_not_know_says_so() {
+        let source: ImageLocation = "docker-daemon:demo:v1".parse().unwrap();
+        let said = not_as_built(
+            &source,
+            Engine::Docker,
+            &Digest::of(b"config"),
+            None,
+            &BTreeMap::new(),
+            &BTreeMap::from([("uncompressed", 3)]),
+        );
+        assert!(
+            said.starts_with("the layer cache has no record of building docker-daemon:demo:v1"),
+            "{said}"
+        );
+        assert!(
+            said.contains("pushing 3 layers as docker exported them (uncompressed)"),
+            "{said}"
+        );
     }
 }

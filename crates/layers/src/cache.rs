@@ -1,6 +1,7 @@
 //! The layer cache: built store-path layers found again by what they hold,
-//! images pulled from registries, and what base layers hold at the account
-//! files, all beside the [`BlobStore`] that holds their bytes.
+//! images pulled from registries, images built into container engines, and
+//! what base layers hold at the account files, all beside the [`BlobStore`]
+//! that holds their bytes.
 //!
 //! Nix store paths never change once they exist, so a layer is fully described by
 //! the store paths in it, the compression and the mtime its entries carry (plus the
@@ -13,6 +14,12 @@
 //! - `images/HEX.json`: a pulled image's entry, named by its manifest digest and
 //!   listing the config and layers the manifest names, so a rebuild on a
 //!   registry base finds all of them and downloads nothing;
+//! - `built/KEY.json`: an image a build wrote to a container engine
+//!   ([`BuiltRecord`]), its manifest and config stored as blobs, KEY a hash of
+//!   where it was written; so pushing that engine's image sends the
+//!   compressed layers and the manifest the build made, found by the config
+//!   digest the engine reports. Writing the same engine image again replaces
+//!   the record, so the records of images since replaced do not pile up;
 //! - `base-files/LAYER-KEY.json`: what the base layer with digest `sha256:LAYER`
 //!   holds at some paths ([`LayerFiles`]), so a rebuild does not read the
 //!   layer again; it lives as long as that layer's blob;
@@ -34,11 +41,12 @@
 //! released when the cache is dropped or the process dies, so a killed build
 //! never leaves the cache locked.
 //!
-//! A hit on a layer, and every pull of an image, refreshes its entry's mtime,
-//! which makes that mtime the entry's last use: [`ExclusiveLayerCache::gc`]
-//! evicts the least recently used entries first, layers and images alike.
+//! A hit on a layer, every pull of an image and every use of a built image's
+//! record refreshes its entry's mtime, which makes that mtime the entry's last
+//! use: [`ExclusiveLayerCache::gc`] evicts the least recently used entries
+//! first, layers and images alike.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::io::AsRawFd;
@@ -49,7 +57,7 @@ use gpubox_atomic::partial::is_partial;
 use gpubox_atomic::Options;
 use gpubox_nix::StorePath;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
-use gpubox_oci::image::Descriptor;
+use gpubox_oci::image::{BuiltImage, Descriptor, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use gpubox_oci::source::LayerFiles;
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
 use gpubox_oci::{Compression, Digest, Entry, ImagePath};
@@ -64,6 +72,9 @@ const LAYER_FORMAT_VERSION: &str = "gpubox-store-layer-v1";
 ///
 /// [`ImageReader::layer_files`]: gpubox_oci::source::ImageReader::layer_files
 const BASE_FILES_VERSION: &str = "gpubox-base-files-v2";
+
+/// Bumped when what a [`BuiltRecord`] holds changes.
+const BUILT_VERSION: &str = "gpubox-built-image-v1";
 
 /// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +100,8 @@ pub struct LayerCache {
     images: PathBuf,
     /// `base-files/`: what base layers hold at some paths.
     base_files: PathBuf,
+    /// `built/`: images built into container engines.
+    built: PathBuf,
     /// Holds the lock for as long as the cache is open.
     _lock: File,
 }
@@ -103,6 +116,36 @@ pub struct ExclusiveLayerCache {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ImageRecord {
     blobs: Vec<Descriptor>,
+}
+
+/// An image a build wrote to a container engine, as the build made it: its
+/// manifest and config (both in the blob store) and its layers (compressed
+/// blobs, with the diff_ids an engine reports them by).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltRecord {
+    /// Where the build wrote it, as the user named it (`podman:demo:v1`).
+    pub written_to: String,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    /// Bottom first, as the manifest names them.
+    pub layers: Vec<LayerBlob>,
+}
+
+impl BuiltRecord {
+    /// The blobs the record names (digest and size): manifest, config,
+    /// layers.
+    fn blobs(&self) -> impl Iterator<Item = (&Digest, u64)> {
+        [&self.manifest, &self.config]
+            .into_iter()
+            .map(|d| (&d.digest, d.size))
+            .chain(self.layers.iter().map(|l| (&l.digest, l.size)))
+    }
+
+    /// The diff_ids of its layers, bottom first.
+    pub fn diff_ids(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
 }
 
 impl LayerCache {
@@ -121,9 +164,9 @@ impl LayerCache {
 
     fn open_locked(root: &Path, operation: libc::c_int) -> Result<LayerCache, CacheError> {
         let store = BlobStore::open(root)?;
-        let [index, images, base_files] =
-            ["layers", "images", "base-files"].map(|name| root.join(name));
-        for dir in [&index, &images, &base_files] {
+        let [index, images, base_files, built] =
+            ["layers", "images", "base-files", "built"].map(|name| root.join(name));
+        for dir in [&index, &images, &base_files, &built] {
             fs::create_dir_all(dir).map_err(|source| CacheError::Io {
                 path: dir.clone(),
                 source,
@@ -146,6 +189,7 @@ impl LayerCache {
             index,
             images,
             base_files,
+            built,
             _lock: lock,
         })
     }
@@ -211,6 +255,128 @@ impl LayerCache {
             blobs: blobs.to_vec(),
         };
         self.write_record(&self.images, &format!("{}.json", manifest.hex()), &record)
+    }
+
+    /// Records `image`, which a build wrote to `written_to` (a container
+    /// engine's image, `podman:demo:v1`): its manifest and config go into
+    /// the blob store beside its layers, and the record replaces any earlier
+    /// one for the same place.
+    pub fn put_built(&self, written_to: &str, image: &BuiltImage) -> Result<(), CacheError> {
+        self.store.write_bytes(&image.manifest)?;
+        self.store.write_bytes(&image.config)?;
+        let descriptor = |media_type: &str, digest: &Digest, size: usize| Descriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.clone(),
+            size: size as u64,
+            annotations: BTreeMap::new(),
+        };
+        let record = BuiltRecord {
+            written_to: written_to.to_owned(),
+            manifest: descriptor(
+                MANIFEST_MEDIA_TYPE,
+                &image.manifest_digest,
+                image.manifest.len(),
+            ),
+            config: descriptor(CONFIG_MEDIA_TYPE, &image.config_digest, image.config.len()),
+            layers: image.layers.clone(),
+        };
+        self.write_record(&self.built, &built_name(written_to), &record)
+    }
+
+    /// The built image whose config has digest `config`, when its record and
+    /// every blob it names are intact; the most recently used when several
+    /// places hold it. A hit marks the record as just used.
+    pub fn built_image(&self, config: &Digest) -> Option<BuiltRecord> {
+        let (path, record) = self
+            .built_records()
+            .into_iter()
+            .find(|(_, record)| record.config.digest == *config && self.is_whole(record))?;
+        touch(&path);
+        Some(record)
+    }
+
+    /// The built image whose layers are the bottom of `diff_ids` (all of
+    /// them, or the layers an engine's image was made on), the one with the
+    /// most layers first; for saying how an engine's image differs from what
+    /// gpubox built. Its blobs may be gone.
+    pub fn built_under(&self, diff_ids: &[Digest]) -> Option<BuiltRecord> {
+        self.built_records()
+            .into_iter()
+            .map(|(_, record)| record)
+            .filter(|record| {
+                !record.layers.is_empty()
+                    && record.layers.len() <= diff_ids.len()
+                    && record.diff_ids() == diff_ids[..record.layers.len()]
+            })
+            .max_by_key(|record| record.layers.len())
+    }
+
+    /// The compressed blob the cache holds for each of `diff_ids` it has one
+    /// for (intact): from built images' records first (the compression last
+    /// built with), then from layer entries. Hits mark nothing as used.
+    pub fn layers_by_diff_id(&self, diff_ids: &[Digest]) -> HashMap<Digest, LayerBlob> {
+        let wanted: HashSet<&Digest> = diff_ids.iter().collect();
+        let mut found: HashMap<Digest, LayerBlob> = HashMap::new();
+        let take = |found: &mut HashMap<Digest, LayerBlob>, blob: &LayerBlob| {
+            if wanted.contains(&blob.diff_id)
+                && !found.contains_key(&blob.diff_id)
+                && self.is_intact(&blob.digest, blob.size)
+            {
+                found.insert(blob.diff_id.clone(), blob.clone());
+            }
+        };
+        for (_, record) in self.built_records() {
+            for blob in &record.layers {
+                take(&mut found, blob);
+            }
+        }
+        if found.len() < wanted.len() {
+            for (path, _) in list(&self.index).unwrap_or_default() {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                if name.is_none_or(|n| is_partial(&n) || !n.ends_with(".json")) {
+                    continue;
+                }
+                let blob = fs::read(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_slice::<LayerBlob>(&text).ok());
+                if let Some(blob) = blob {
+                    take(&mut found, &blob);
+                }
+            }
+        }
+        found
+    }
+
+    /// The built images' records that parse, most recently used first.
+    fn built_records(&self) -> Vec<(PathBuf, BuiltRecord)> {
+        let mut records: Vec<(SystemTime, PathBuf, BuiltRecord)> = list(&self.built)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(path, metadata)| {
+                metadata.is_file()
+                    && path
+                        .file_name()
+                        .map(|n| n.to_string_lossy())
+                        .is_some_and(|n| !is_partial(&n) && n.ends_with(".json"))
+            })
+            .filter_map(|(path, metadata)| {
+                let record = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+                let used = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                Some((used, path, record))
+            })
+            .collect();
+        records.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        records
+            .into_iter()
+            .map(|(_, path, record)| (path, record))
+            .collect()
+    }
+
+    /// Whether every blob `record` names is in the store with its size.
+    fn is_whole(&self, record: &BuiltRecord) -> bool {
+        record
+            .blobs()
+            .all(|(digest, size)| self.is_intact(digest, size))
     }
 
     /// What the base layer `layer` holds at `wanted`, as recorded by
@@ -284,6 +450,7 @@ impl LayerCache {
         for (dir, kind) in [
             (&self.index, Some(EntryKind::Layer)),
             (&self.images, Some(EntryKind::Image)),
+            (&self.built, Some(EntryKind::Built)),
             (&self.base_files, None),
         ] {
             for (path, metadata) in list(dir)? {
@@ -343,9 +510,10 @@ impl ExclusiveLayerCache {
     }
 
     /// Removes entries whose blobs are missing or damaged, abandoned temporary
-    /// files and blobs no entry refers to (such as top layers); then, with
-    /// `max_size`, the least recently used entries, layers and pulled images
-    /// alike, and the blobs only they used, until the blobs left take at most
+    /// files and blobs no entry refers to (such as top layers written only to
+    /// files or registries); then, with `max_size`, the least recently used
+    /// entries, layers, pulled and built images alike, and the blobs only
+    /// they used, until the blobs left take at most
     /// `max_size` bytes; last, the base-files records whose layer's blob is
     /// gone. Images already written keep working: an OCI layout hard-links
     /// its blobs, and archives copy them.
@@ -432,14 +600,18 @@ pub struct CacheInfo {
     pub images: u64,
     /// Pulled images' entries with a blob missing or of the wrong size.
     pub broken_images: u64,
+    /// Records of images built into container engines, broken ones included.
+    pub built_images: u64,
+    /// Built images' records with a blob missing or of the wrong size.
+    pub broken_built_images: u64,
     /// Records of what base layers hold at the account files.
     pub base_files: Tally,
     /// Every blob in the store.
     pub blobs: Tally,
     /// Blobs some layer or image entry refers to.
     pub referenced: Tally,
-    /// Blobs no entry refers to, such as top layers, which are never looked up
-    /// again.
+    /// Blobs no entry refers to, such as top layers written only to files or
+    /// registries, which are never looked up again.
     pub unreferenced: Tally,
     /// Unfinished files, of running builds or of interrupted ones.
     pub temp_files: Tally,
@@ -454,12 +626,15 @@ pub struct GcReport {
     pub broken_entries: u64,
     /// Image entries removed because one of their blobs was.
     pub broken_images: u64,
+    /// Built images' records removed because one of their blobs was.
+    pub broken_built_images: u64,
     pub temp_files: Tally,
     pub unreferenced_blobs: Tally,
     /// Layer and image entries removed to get under the size limit, and the
     /// blobs only they referred to.
     pub evicted_entries: u64,
     pub evicted_images: u64,
+    pub evicted_built_images: u64,
     pub evicted_blobs: Tally,
     /// Base-files records whose layer's blob is gone.
     pub base_files: Tally,
@@ -480,6 +655,7 @@ impl GcReport {
         match kind {
             EntryKind::Layer => &mut self.broken_entries,
             EntryKind::Image => &mut self.broken_images,
+            EntryKind::Built => &mut self.broken_built_images,
         }
     }
 
@@ -487,6 +663,7 @@ impl GcReport {
         match kind {
             EntryKind::Layer => &mut self.evicted_entries,
             EntryKind::Image => &mut self.evicted_images,
+            EntryKind::Built => &mut self.evicted_built_images,
         }
     }
 }
@@ -537,6 +714,8 @@ impl Scan {
             broken_entries: count(EntryKind::Layer, true),
             images: count(EntryKind::Image, false),
             broken_images: count(EntryKind::Image, true),
+            built_images: count(EntryKind::Built, false),
+            broken_built_images: count(EntryKind::Built, true),
             base_files: Tally::default(),
             blobs: Tally::default(),
             referenced: Tally::default(),
@@ -568,6 +747,8 @@ enum EntryKind {
     Layer,
     /// A pulled image's config and layers (`images/`).
     Image,
+    /// An image built into a container engine (`built/`).
+    Built,
 }
 
 impl EntryKind {
@@ -586,6 +767,10 @@ impl EntryKind {
                     .into_iter()
                     .map(|blob| (blob.digest, blob.size))
                     .collect()
+            }
+            EntryKind::Built => {
+                let record: BuiltRecord = serde_json::from_slice(text).ok()?;
+                record.blobs().map(|(d, size)| (d.clone(), size)).collect()
             }
         };
         named.sort_by(|a, b| a.0.hex().cmp(b.0.hex()));
@@ -641,6 +826,23 @@ fn base_files_name(layer: &Digest, wanted: &[&str]) -> String {
         hasher.update(path);
     }
     format!("{}-{}.json", layer.hex(), hex::encode(hasher.finalize()))
+}
+
+/// `KEY.json`, the name of the record of the image built to `written_to`.
+fn built_name(written_to: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(BUILT_VERSION);
+    hasher.update([0]);
+    hasher.update(written_to);
+    format!("{}.json", hex::encode(hasher.finalize()))
+}
+
+/// Marks the record at `path` as just used. Best effort: a cache another user
+/// owns still serves hits, it only ages as if unused.
+fn touch(path: &Path) {
+    if let Ok(file) = File::open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
 }
 
 /// How records are written: private to the cache's owner (a base-files record
@@ -1112,5 +1314,152 @@ mod tests {
         assert_eq!(cache.base_files(&evicted.digest, &wanted), None);
         assert_eq!(cache.base_files(&kept.digest, &wanted), Some(files));
         assert_eq!(cache.info().unwrap().base_files.count, 1);
+    }
+
+    /// An image "built" from `layers` with a top layer of its own (a blob no
+    /// layer entry names), as the pipeline hands it to an output.
+    fn built(cache: &LayerCache, layers: &[LayerBlob], top_bytes: usize) -> BuiltImage {
+        let top = cache
+            .store()
+            .write_layer(
+                [Ok(Entry::bytes(
+                    ImagePath::new("top").unwrap(),
+                    0o644,
+                    vec![b't'; top_bytes],
+                ))],
+                Compression::Gzip,
+                0,
+                &|_| {},
+            )
+            .unwrap();
+        let mut layers = layers.to_vec();
+        layers.push(top);
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        let config =
+            serde_json::to_vec(&serde_json::json!({ "rootfs": { "diff_ids": diff_ids } })).unwrap();
+        let manifest = format!(
+            "{{\"config\":\"{}\",\"top\":{top_bytes}}}",
+            Digest::of(&config)
+        )
+        .into_bytes();
+        BuiltImage {
+            config_digest: Digest::of(&config),
+            config,
+            manifest_digest: Digest::of(&manifest),
+            manifest,
+            layers,
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_built_image_is_found_by_its_config_with_its_manifest_and_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let store_layer = cached_layer(&cache, "store", 500);
+        let image = built(&cache, std::slice::from_ref(&store_layer), 40);
+        assert_eq!(cache.built_image(&image.config_digest), None);
+        cache.put_built("podman:demo:v1", &image).unwrap();
+
+        let record = cache.built_image(&image.config_digest).unwrap();
+        assert_eq!(record.written_to, "podman:demo:v1");
+        assert_eq!(record.manifest.digest, image.manifest_digest);
+        assert_eq!(record.manifest.media_type, MANIFEST_MEDIA_TYPE);
+        assert_eq!(record.config.digest, image.config_digest);
+        assert_eq!(record.layers, image.layers);
+        // The manifest and config are blobs now, byte for byte.
+        assert_eq!(
+            fs::read(cache.store().path(&image.manifest_digest)).unwrap(),
+            image.manifest
+        );
+        assert_eq!(
+            fs::read(cache.store().path(&image.config_digest)).unwrap(),
+            image.config
+        );
+        assert_eq!(cache.built_image(&Digest::of(b"another config")), None);
+        let info = cache.info().unwrap();
+        assert_eq!((info.built_images, info.broken_built_images), (1, 0));
+        assert_eq!(info.unreferenced.count, 0);
+
+        // An image built on it is found by the layers they share, and each
+        // diff_id by its compressed blob; unknown ones are not.
+        let mut engine_diff_ids = record.diff_ids();
+        let unknown = Digest::of(b"a layer the engine added");
+        engine_diff_ids.push(unknown.clone());
+        assert_eq!(cache.built_under(&engine_diff_ids), Some(record.clone()));
+        assert_eq!(cache.built_under(&engine_diff_ids[1..]), None);
+        let found = cache.layers_by_diff_id(&engine_diff_ids);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[&store_layer.diff_id], store_layer);
+        assert_eq!(found[&image.layers[1].diff_id], image.layers[1]);
+        assert!(!found.contains_key(&unknown));
+        // A layer entry alone is found too.
+        let other = cached_layer(&cache, "other", 70);
+        let found = cache.layers_by_diff_id(std::slice::from_ref(&other.diff_id));
+        assert_eq!(found[&other.diff_id], other);
+
+        // Writing the same place again replaces the record; collection then
+        // drops the old top layer and manifest, and keeps the new image whole.
+        let rebuilt = built(&cache, std::slice::from_ref(&store_layer), 41);
+        cache.put_built("podman:demo:v1", &rebuilt).unwrap();
+        assert_eq!(cache.built_image(&image.config_digest), None);
+        assert!(cache.built_image(&rebuilt.config_digest).is_some());
+        drop(cache);
+        let report = LayerCache::open_exclusive(root).unwrap().gc(None).unwrap();
+        assert_eq!(report.unreferenced_blobs.count, 3, "{report:?}");
+        let cache = LayerCache::open(root).unwrap();
+        assert!(cache.built_image(&rebuilt.config_digest).is_some());
+        assert!(!cache.store().contains(&image.layers[1].digest));
+    }
+
+    #[test]
+    fn a_built_image_missing_a_blob_is_not_found_and_is_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let image = built(&cache, &[], 10);
+        cache.put_built("docker-daemon:demo:v1", &image).unwrap();
+        fs::remove_file(cache.store().path(&image.layers[0].digest)).unwrap();
+        assert_eq!(cache.built_image(&image.config_digest), None);
+        assert!(cache
+            .layers_by_diff_id(&[image.layers[0].diff_id.clone()])
+            .is_empty());
+        // Still says how an engine's image relates to what was built.
+        assert!(cache
+            .built_under(&[image.layers[0].diff_id.clone()])
+            .is_some());
+        let info = cache.info().unwrap();
+        assert_eq!((info.built_images, info.broken_built_images), (1, 1));
+        drop(cache);
+        let report = LayerCache::open_exclusive(root).unwrap().gc(None).unwrap();
+        assert_eq!(report.broken_built_images, 1);
+        assert_eq!(
+            LayerCache::open(root).unwrap().info().unwrap().built_images,
+            0
+        );
+    }
+
+    #[test]
+    fn built_images_are_evicted_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cache = LayerCache::open(root).unwrap();
+        let old = built(&cache, &[], 3000);
+        let new = built(&cache, &[], 20);
+        cache.put_built("podman:old", &old).unwrap();
+        cache.put_built("podman:new", &new).unwrap();
+        set_mtime(&root.join("built").join(built_name("podman:old")), 1_000);
+        set_mtime(&root.join("built").join(built_name("podman:new")), 2_000);
+        let new_bytes: u64 = new.layers[0].size + (new.config.len() + new.manifest.len()) as u64;
+        drop(cache);
+        let report = LayerCache::open_exclusive(root)
+            .unwrap()
+            .gc(Some(new_bytes))
+            .unwrap();
+        assert_eq!(report.evicted_built_images, 1, "{report:?}");
+        let cache = LayerCache::open(root).unwrap();
+        assert_eq!(cache.built_image(&old.config_digest), None);
+        assert!(cache.built_image(&new.config_digest).is_some());
     }
 }

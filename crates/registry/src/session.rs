@@ -3,8 +3,8 @@
 //! referrers open, a runtime to drive it ([`block_on`]), retrying transient
 //! failures with a growing wait ([`retry`], [`is_transient`]), reading
 //! references and manifests, and the wording of failures ([`PushError`]): a
-//! refused or missing login, an untrusted certificate, else the registry's
-//! own error.
+//! refused or missing login, an untrusted certificate, a plain-HTTP registry
+//! reached over HTTPS, else the registry's own error.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -72,6 +72,8 @@ pub enum PushError {
     CertDir { path: PathBuf, detail: String },
     #[error("{} is a client certificate or key, and gpubox cannot present client certificates yet; remove it from the certificate folder or push with skopeo", path.display())]
     ClientCertificate { path: PathBuf },
+    #[error("the registry at {registry} answers plain HTTP, not HTTPS; if that is expected (a local registry), pass --tls-verify=false")]
+    PlainHttp { registry: String },
     #[error("the TLS certificate of registry {registry} is not trusted ({detail}); pass --cert-dir DIR with the CA certificate as DIR/ca.crt, or --tls-verify=false for a test registry")]
     UntrustedCertificate { registry: String, detail: String },
     #[error("registry {registry} requires a login; pass --creds USER:PASS or run `podman login {registry}`")]
@@ -181,6 +183,9 @@ impl Session {
                 {
                     last_error = Some(OciDistributionError::RequestError(e));
                 }
+                Err(e) if options.tls_verify && answers_plain_http(&registry, &e) => {
+                    return Err(PushError::PlainHttp { registry });
+                }
                 Err(e) => return Err(failure(&registry, &login, "logging in".to_owned(), e)),
             }
         }
@@ -252,6 +257,54 @@ fn certificate_problem(error: &OciDistributionError) -> Option<String> {
         cause = e.source();
     }
     None
+}
+
+/// Whether the TLS handshake with `registry` failed with `error` because the
+/// server answered something that is not TLS (rustls: "received corrupt
+/// message of type InvalidContentType"; Go: "server gave HTTP response to
+/// HTTPS client"), and the server answers a plain HTTP request: then the
+/// registry speaks plain HTTP.
+fn answers_plain_http(registry: &str, error: &OciDistributionError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut not_tls = false;
+    while let Some(e) = cause {
+        let said = e.to_string().to_ascii_lowercase();
+        not_tls |= said.contains("corrupt message")
+            || said.contains("invalidcontenttype")
+            || said.contains("http response to https");
+        cause = e.source();
+    }
+    not_tls && speaks_http(registry)
+}
+
+/// Whether `registry` (`HOST[:PORT]`, port 443 when none is named) answers
+/// a plain HTTP request with an HTTP response, within a few seconds.
+fn speaks_http(registry: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    // `[::1]` has colons but no port.
+    let has_port = registry
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let address = if has_port {
+        registry.to_owned()
+    } else {
+        format!("{registry}:443")
+    };
+    let Some(socket) = address.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let wait = Some(Duration::from_secs(5));
+    let Ok(mut stream) = TcpStream::connect_timeout(&socket, Duration::from_secs(5)) else {
+        return false;
+    };
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {registry}\r\n\r\n");
+    let mut head = [0; 5];
+    stream.set_read_timeout(wait).is_ok()
+        && stream.set_write_timeout(wait).is_ok()
+        && stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
 }
 
 /// Whether `reference` starts with a registry host (`ghcr.io/...`,
@@ -399,5 +452,58 @@ mod tests {
         )
         .to_string();
         assert!(said.contains("requires a login"), "{said}");
+    }
+
+    /// A server on a free local port that answers every connection with
+    /// `answer` (whatever was sent), until the test ends.
+    fn answering(answer: &'static [u8]) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0; 512];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(answer);
+            }
+        });
+        address
+    }
+
+    fn open_with_tls(registry: &str) -> Result<(), PushError> {
+        let image = parse_reference(&format!("{registry}/x:y")).unwrap();
+        let options = PushOptions {
+            tls_verify: true,
+            ..PushOptions::default()
+        };
+        block_on(Session::open(&image, RegistryOperation::Pull, &options)).map(drop)
+    }
+
+    #[test]
+    fn a_registry_that_answers_plain_http_to_tls_is_named_with_the_fix() {
+        let registry = answering(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        let said = open_with_tls(&registry).unwrap_err();
+        assert!(
+            matches!(&said, PushError::PlainHttp { registry: r } if *r == registry),
+            "{said:?}"
+        );
+        assert_eq!(
+            said.to_string(),
+            format!(
+                "the registry at {registry} answers plain HTTP, not HTTPS; if that is \
+                 expected (a local registry), pass --tls-verify=false"
+            )
+        );
+    }
+
+    #[test]
+    fn a_server_that_speaks_neither_tls_nor_http_is_not_called_plain_http() {
+        let registry = answering(b"SSH-2.0-OpenSSH_9.2\r\n");
+        let said = open_with_tls(&registry).unwrap_err();
+        assert!(
+            matches!(&said, PushError::Registry { registry: r, .. } if *r == registry),
+            "{said:?}"
+        );
     }
 }

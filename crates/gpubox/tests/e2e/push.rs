@@ -462,3 +462,282 @@ fn sboms_go_up_as_referrers_of_the_image() {
     assert!(sboms.contains(&std::fs::read(&sbom).unwrap()));
     assert!(sboms.contains(&std::fs::read(&other).unwrap()));
 }
+
+/// A spec of the Nix fixture `hello` (a program that prints `GREETING` and a
+/// file it references by store path) compressed with `compression`, named
+/// `name:t1`, in `dir`.
+fn program_spec(dir: &Path, name: &str, compression: &str) -> PathBuf {
+    write_spec(
+        dir,
+        "gpubox.toml",
+        &format!(
+            "name = \"{name}\"\ntag = \"t1\"\ncompression = \"{compression}\"\n\
+             systemPackages = [{}]\nextraEnv = {{ GREETING = \"pushed as built\" }}\n\
+             cmd = [\"hello\", \"first arg\"]\n",
+            toml_str(nix_fixture("hello"))
+        ),
+    )
+}
+
+/// The manifest `skopeo inspect --raw` reads from the registry: its bytes, parsed.
+fn raw_manifest(registry: &Registry, name: &str) -> (Vec<u8>, serde_json::Value) {
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(registry.image(name)),
+    )
+    .stdout;
+    let parsed = serde_json::from_slice(&raw).expect("a JSON manifest");
+    (raw, parsed)
+}
+
+/// The layers' media types of a manifest.
+fn layer_media_types(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["mediaType"].as_str().expect("a media type").to_owned())
+        .collect()
+}
+
+/// Builds the program spec into `ENGINE:NAME:t1` (`transport` is `podman` or
+/// `docker-daemon`) with `compression` and pushes the engine's image; the
+/// registry gets the build's manifest (same digest as the build's
+/// `--digestfile` and as an `oci:` build's manifest, byte for byte) with the
+/// build's compressed layers. Pushed again with another (empty) layer cache,
+/// the engine's export goes up under a new manifest, and gpubox says why.
+/// Returns the folder, the registry and the cache for more checks.
+fn engine_image_pushes_as_built(
+    transport: &str,
+    engine: &str,
+    name: &str,
+    compression: &str,
+) -> (TempDir, Registry, PathBuf) {
+    let work = tempdir();
+    let registry = Registry::start(&work.path().join("registry"));
+    let cache = work.path().join("cache");
+    let spec = program_spec(work.path(), name, compression);
+    let built_digest = work.path().join("built.digest");
+    run_ok(
+        gpubox(&cache)
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("{transport}:{name}:t1"))
+            .arg("--digestfile")
+            .arg(&built_digest),
+    );
+    let pushed_digest = work.path().join("pushed.digest");
+    let pushed = run_ok(
+        gpubox(&cache)
+            .arg("push")
+            .arg(format!("{transport}:{name}:t1"))
+            .arg(registry.image("x:y"))
+            .arg("--tls-verify=false")
+            .arg("--digestfile")
+            .arg(&pushed_digest),
+    );
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    let built_digest = std::fs::read_to_string(&built_digest).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pushed_digest).unwrap(),
+        built_digest,
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{transport}:{name}:t1 is the image gpubox built")),
+        "{said}"
+    );
+    // The manifest an `oci:` build writes, byte for byte, with the build's layers.
+    let layout = work.path().join("layout");
+    run_ok(
+        gpubox(&cache)
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}:t1", layout.display())),
+    );
+    let (raw, manifest) = raw_manifest(&registry, "x:y");
+    assert_eq!(raw, layout_manifest(&layout));
+    let types = layer_media_types(&manifest);
+    assert!(types.len() >= 2, "{manifest}");
+    let wanted = format!("application/vnd.oci.image.layer.v1.tar+{compression}");
+    assert!(types.iter().all(|t| *t == wanted), "{manifest}");
+
+    // Without the build's cache: the engine's export goes up, still runnable,
+    // and gpubox says why the digest differs.
+    let fallback = run_ok(
+        gpubox(&work.path().join("other-cache"))
+            .arg("push")
+            .arg(format!("{transport}:{name}:t1"))
+            .arg(registry.image("x:fallback"))
+            .arg("--tls-verify=false"),
+    );
+    let said = unwrapped(&String::from_utf8_lossy(&fallback.stderr));
+    assert!(
+        said.contains(&format!(
+            "the layer cache has no record of building {transport}:{name}:t1"
+        )) && said.contains(&format!("as {engine} exported them (uncompressed)"))
+            && said.contains("whose digest differs from the build's"),
+        "{said}"
+    );
+    assert_ne!(stdout(&fallback).trim(), built_digest);
+    let (_, manifest) = raw_manifest(&registry, "x:fallback");
+    assert!(
+        layer_media_types(&manifest)
+            .iter()
+            .all(|t| t == "application/vnd.oci.image.layer.v1.tar"),
+        "{manifest}"
+    );
+    (work, registry, cache)
+}
+
+/// Runs `image` in podman (pulled from the plain-HTTP `registry` when it is
+/// one of its images) and checks the program's output.
+fn runs_in_podman(image: &str) {
+    let out = run_ok(Command::new("podman").args([
+        "run",
+        "--rm",
+        "--tls-verify=false",
+        "--network",
+        "none",
+        image,
+    ]));
+    let out = stdout(&out);
+    assert!(
+        out.contains("GREETING=pushed as built") && out.contains("file: hello from the nix store"),
+        "{image}:\n{out}"
+    );
+}
+
+fn remove_images(engine: &str, images: &[&str]) {
+    // Best effort: a leftover image only takes space.
+    let _ = Command::new(engine)
+        .args(["rmi", "-f"])
+        .args(images)
+        .output();
+}
+
+#[test]
+fn a_podman_image_gpubox_built_goes_up_as_built() {
+    if !have("nix") || !have("podman") || !have_registry_and_skopeo() {
+        return;
+    }
+    let name = "gpubox-e2e-push-podman";
+    let (work, registry, cache) = engine_image_pushes_as_built("podman", "podman", name, "zstd");
+    let fallback = format!("{}/x:fallback", registry.address());
+    runs_in_podman(&fallback);
+
+    // podman's image made from it (a label added: a new config, the same
+    // layers) goes up with the build's compressed layers under a new manifest.
+    let containerfile = work.path().join("Containerfile");
+    std::fs::write(
+        &containerfile,
+        format!("FROM localhost/{name}:t1\nLABEL org.example.changed=yes\n"),
+    )
+    .unwrap();
+    let derived = format!("{name}-derived:t1");
+    run_ok(
+        Command::new("podman")
+            .args(["build", "-q", "--network", "none", "-t", &derived, "-f"])
+            .arg(&containerfile)
+            .arg(work.path()),
+    );
+    let pushed = run_ok(
+        gpubox(&cache)
+            .arg("push")
+            .arg(format!("podman:{derived}"))
+            .arg(registry.image("x:derived"))
+            .arg("--tls-verify=false"),
+    );
+    let said = unwrapped(&String::from_utf8_lossy(&pushed.stderr));
+    assert!(
+        said.contains(&format!(
+            "podman:{derived} is not the image gpubox built for podman:{name}:t1"
+        )) && said.contains("as built, from the layer cache (zstd)")
+            && said.contains("whose digest differs from the build's"),
+        "{said}"
+    );
+    let (_, built) = raw_manifest(&registry, "x:y");
+    let (_, manifest) = raw_manifest(&registry, "x:derived");
+    assert_ne!(manifest["config"], built["config"]);
+    assert_eq!(manifest["layers"], built["layers"]);
+    let pulled = format!("{}/x:derived", registry.address());
+    runs_in_podman(&pulled);
+    remove_images(
+        "podman",
+        &[&format!("{name}:t1"), &derived, &fallback, &pulled],
+    );
+}
+
+#[test]
+fn a_docker_image_gpubox_built_goes_up_as_built() {
+    if !have("nix") || !have("docker") || !have_registry_and_skopeo() {
+        return;
+    }
+    let name = "gpubox-e2e-push-docker";
+    let _kept = engine_image_pushes_as_built("docker-daemon", "docker", name, "gzip");
+    remove_images("docker", &[&format!("{name}:t1")]);
+}
+
+#[test]
+fn a_plain_http_registry_reached_over_https_is_named_with_the_fix() {
+    let Some((work, registry, built)) = registry_and_hello() else {
+        return;
+    };
+    let address = registry.address();
+    let wanted = format!(
+        "the registry at {address} answers plain HTTP, not HTTPS; if that is expected \
+         (a local registry), pass --tls-verify=false"
+    );
+    let check = |what: &str, said: String| {
+        // The renderer wraps the message and marks its continued lines.
+        let said = unwrapped(&said.replace(['│', '╰', '▶', '─'], " "));
+        assert!(said.contains(&wanted), "{what}: {said}");
+        assert!(!said.contains("InvalidContentType"), "{what}: {said}");
+    };
+    check(
+        "push",
+        run_fails(&mut push_built(
+            work.path(),
+            &built,
+            &registry.image("plain:v1"),
+        )),
+    );
+    check(
+        "build -o docker://",
+        run_fails(&mut build_example_to(
+            &work.path().join("cache"),
+            registry.image("plain:v1"),
+        )),
+    );
+    // Reading from it: inspect, and a base image, once the image is there.
+    run_ok(push_built(work.path(), &built, &registry.image("plain:v1")).arg("--tls-verify=false"));
+    check(
+        "inspect",
+        run_fails(
+            gpubox(&work.path().join("cache"))
+                .arg("inspect")
+                .arg(registry.image("plain:v1")),
+        ),
+    );
+    let spec = write_spec(
+        work.path(),
+        "derived.toml",
+        &format!(
+            "name = \"derived\"\nfromImage = \"{}\"\ncuda.enable = false\n",
+            registry.image("plain:v1")
+        ),
+    );
+    check(
+        "fromImage",
+        run_fails(
+            gpubox(&work.path().join("cache"))
+                .arg("build")
+                .arg(&spec)
+                .arg("-o")
+                .arg(format!("oci:{}", work.path().join("derived").display())),
+        ),
+    );
+}
