@@ -6,7 +6,6 @@
 //! report about them.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use gpubox_engines::{Engine, EngineError};
 use gpubox_layers::cache::LayerCache;
@@ -128,39 +127,11 @@ fn pull(
 /// for podman and for Docker's own image store (Docker's containerd store
 /// answers with a manifest digest instead, which names no built config).
 pub fn engine_image_id(engine: Engine, reference: &str) -> Result<Digest, BuildError> {
-    let command = format!("{engine} image inspect {reference}");
-    let output = Command::new(engine.program())
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => EngineError::NotInstalled {
-                program: engine.program(),
-            },
-            _ => EngineError::Spawn {
-                command: command.clone(),
-                source,
-            },
-        })?;
-    if !output.status.success() {
-        return Err(EngineError::Failed {
-            command,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        }
-        .into());
-    }
-    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    // podman prints the bare hex, Docker `sha256:HEX`.
-    let digest = if said.contains(':') {
-        said.clone()
-    } else {
-        format!("sha256:{said}")
-    };
-    digest.parse().map_err(|e| {
+    let id = gpubox_engines::image_id(engine, reference)?;
+    id.parse().map_err(|e| {
         EngineError::BadOutput {
-            command,
-            detail: format!("`{said}` is not an image ID ({e})"),
+            command: format!("{engine} image inspect {reference}"),
+            detail: format!("`{id}` is not an image ID ({e})"),
         }
         .into()
     })

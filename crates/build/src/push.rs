@@ -20,7 +20,7 @@ use gpubox_registry::{Blob, PushError, PushOptions, PushSummary};
 use crate::error::BuildError;
 use crate::location::{with_default_tag, BadLocation, ImageLocation};
 use crate::open::{engine_image_id, open, OpenedImage};
-use crate::reporter::{Count, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 
 /// What `gpubox push` was asked to do.
 pub struct PushRequest {
@@ -76,14 +76,6 @@ pub fn destinations(dest: Option<&str>, spec_file: &Path) -> Result<Vec<String>,
 }
 
 /// Pushes the image at `request.source` to each destination; returns its
-/// manifest digest. The layer cache is the default one ([`crate::cache_dir`]);
-/// see [`run_with_cache`].
-pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, BuildError> {
-    let cache_root = crate::output::cache_dir(None).ok();
-    run_with_cache(request, cache_root.as_deref(), reporter)
-}
-
-/// Pushes the image at `request.source` to each destination; returns its
 /// manifest digest. A manifest stored in an OCI layout folder goes up
 /// unchanged. An engine's image (`podman:`, `docker-daemon:`) that gpubox
 /// built goes up as built, when the layer cache at `cache_root` recorded it:
@@ -92,8 +84,8 @@ pub fn run(request: &PushRequest, reporter: &dyn Reporter) -> Result<String, Bui
 /// export, each layer the cache holds compressed (by its diff_id) taken from
 /// the cache, under a new manifest, and the reporter is told why the digest
 /// differs. Other sources get an OCI manifest for their config and layers as
-/// stored.
-pub fn run_with_cache(
+/// stored. Without a cache (`None`), an engine's image goes up as exported.
+pub fn run(
     request: &PushRequest,
     cache_root: Option<&Path>,
     reporter: &dyn Reporter,
@@ -523,9 +515,9 @@ fn report(summary: &PushSummary, reporter: &dyn Reporter) {
         ));
     }
     reporter.step(&format!(
-        "uploaded {} ({} bytes), mounted {}, skipped {} the registry had; manifest {}",
+        "uploaded {} ({}), mounted {}, skipped {} the registry had; manifest {}",
         Count(summary.uploaded_blobs, "blob"),
-        summary.uploaded_bytes,
+        Bytes(summary.uploaded_bytes),
         summary.mounted.len(),
         summary.skipped_blobs,
         summary.manifest_digest

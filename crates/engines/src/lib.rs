@@ -146,6 +146,25 @@ pub fn image_env(engine: Engine, image: &str) -> Result<Vec<String>, EngineError
     Ok(env.unwrap_or_default())
 }
 
+/// The ID `engine` gives `image` (`ENGINE image inspect --format {{.Id}}`, no
+/// export), as `sha256:HEX`: the digest of its config as the engine stores it, for
+/// podman and for Docker's own image store (Docker's containerd store answers with a
+/// manifest digest instead).
+pub fn image_id(engine: Engine, image: &str) -> Result<String, EngineError> {
+    let out = run_engine(
+        engine,
+        &["image", "inspect", "--format", "{{.Id}}", image],
+        &format!("{engine} image inspect {image}"),
+    )?;
+    let said = String::from_utf8_lossy(&out).trim().to_owned();
+    // podman prints the bare hex, Docker `sha256:HEX`.
+    Ok(if said.contains(':') {
+        said
+    } else {
+        format!("sha256:{said}")
+    })
+}
+
 /// Runs the engine's CLI and returns its standard output.
 fn run_engine(engine: Engine, args: &[&str], shown: &str) -> Result<Vec<u8>, EngineError> {
     let output = Command::new(engine.program())

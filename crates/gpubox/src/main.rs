@@ -78,6 +78,11 @@ enum Command {
         /// Write the pushed manifest's digest to FILE.
         #[arg(long, value_name = "FILE")]
         digestfile: Option<PathBuf>,
+        /// The layer cache the image was built with, whose compressed layers and
+        /// manifest an engine's image (podman:, docker-daemon:) goes up with
+        /// [default: as for `gpubox build`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -434,6 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             spec,
             sbom,
             digestfile,
+            cache_dir,
             registry,
         } => {
             let request = gpubox_build::push::PushRequest {
@@ -442,7 +448,12 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 sbom,
                 options: registry.options()?,
             };
-            let digest = gpubox_build::push::run(&request, &progress)?;
+            // Without a cache folder, an engine's image goes up as exported.
+            let cache_root = match cache_dir {
+                Some(dir) => Some(dir),
+                None => gpubox_build::cache_dir(None).ok(),
+            };
+            let digest = gpubox_build::push::run(&request, cache_root.as_deref(), &progress)?;
             report_digest(&digest, digestfile.as_ref(), cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -35,6 +35,11 @@ fn write_report(out: &mut dyn Write, info: &CacheInfo) -> std::io::Result<()> {
         "Pulled images:  {} ({} broken)",
         info.images, info.broken_images
     )?;
+    writeln!(
+        out,
+        "Built images:   {} ({} broken)",
+        info.built_images, info.broken_built_images
+    )?;
     let tally = |t: gpubox_layers::cache::Tally| format!("{}, {}", t.count, Bytes(t.bytes));
     writeln!(out, "Blobs:          {}", tally(info.blobs))?;
     writeln!(out, "  in use:       {}", tally(info.referenced))?;
@@ -61,15 +66,18 @@ pub fn gc(
     ));
     let report = LayerCache::open_exclusive(&root)?.gc(max_size)?;
     reporter.step(&format!(
-        "removed {} broken layer and {} broken image entries, {} unfinished files, \
-         {} unreferenced blobs, {} least recently used layers and {} pulled images, \
-         and {} base-files records of layers no longer cached; freed {}, {} left in {} blobs",
+        "removed {} broken layer, {} broken pulled-image and {} broken built-image \
+         entries, {} unfinished files, {} unreferenced blobs, {} least recently used \
+         layers, {} pulled and {} built images, and {} base-files records of layers no \
+         longer cached; freed {}, {} left in {} blobs",
         report.broken_entries,
         report.broken_images,
+        report.broken_built_images,
         report.temp_files.count,
         report.unreferenced_blobs.count,
         report.evicted_entries,
         report.evicted_images,
+        report.evicted_built_images,
         report.base_files.count,
         Bytes(report.freed_bytes()),
         Bytes(report.remaining_blobs.bytes),

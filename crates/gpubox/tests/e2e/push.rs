@@ -50,7 +50,7 @@ fn builds_push_to_a_registry_and_pushing_again_sends_nothing() {
     );
     assert_eq!(stdout(&again).trim(), digest);
     let said = String::from_utf8_lossy(&again.stderr);
-    assert!(said.contains("uploaded 0 blobs (0 bytes)"), "{said}");
+    assert!(said.contains("uploaded 0 blobs (0 B)"), "{said}");
     let retagged = registry.skopeo_inspect("hello:v2");
     assert_eq!(retagged["Digest"].as_str(), Some(digest.as_str()));
 }
@@ -310,7 +310,7 @@ fn a_second_repository_mounts_the_blobs_the_first_received() {
         run_ok(push_built(work.path(), &built, &registry.image("b:v1")).arg("--tls-verify=false"));
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(
-        said.contains(&format!("uploaded 0 blobs (0 bytes), mounted {blobs},")),
+        said.contains(&format!("uploaded 0 blobs (0 B), mounted {blobs},")),
         "{said}"
     );
     assert_eq!(said.matches("from repository a").count(), blobs, "{said}");
@@ -663,6 +663,20 @@ fn a_podman_image_gpubox_built_goes_up_as_built() {
     let (_, manifest) = raw_manifest(&registry, "x:derived");
     assert_ne!(manifest["config"], built["config"]);
     assert_eq!(manifest["layers"], built["layers"]);
+
+    // `--cache-dir` names the cache the image was built with, over the default.
+    let pushed = run_ok(
+        gpubox(&work.path().join("another-cache"))
+            .arg("push")
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg(format!("podman:{name}:t1"))
+            .arg(registry.image("x:from-flag"))
+            .arg("--tls-verify=false"),
+    );
+    let said = unwrapped(&String::from_utf8_lossy(&pushed.stderr));
+    assert!(said.contains("is the image gpubox built"), "{said}");
+    assert_eq!(raw_manifest(&registry, "x:from-flag").1, built);
     let pulled = format!("{}/x:derived", registry.address());
     runs_in_podman(&pulled);
     remove_images(

@@ -266,7 +266,7 @@ fn copy_to_registry_pushes_once_and_diff_compares_with_what_is_there() {
     assert_eq!(inspected["Digest"].as_str(), Some(digest.as_str()));
     let again = run_ok(&mut push());
     let said = String::from_utf8_lossy(&again.stderr);
-    assert!(said.contains("uploaded 0 blobs (0 bytes)"), "{said}");
+    assert!(said.contains("uploaded 0 blobs (0 B)"), "{said}");
     assert_eq!(digest_printed(&again), digest);
 
     // `diff` compares the image the flake describes with the one pushed.
