@@ -1135,3 +1135,33 @@ fn check_compression(text: &str) -> Result<Compression, Problem> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TOP_KEYS;
+
+    /// The README's spec tables (the spec's own keys, then the machine keys) name
+    /// every key a spec may have, in a row's first cell.
+    #[test]
+    fn the_readme_spec_tables_list_every_key() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("## The spec").expect("the README has `## The spec`");
+        let end = readme[start..]
+            .find("## What the build checks")
+            .map_or(readme.len(), |end| start + end);
+        let first_cells: Vec<&str> = readme[start..end]
+            .lines()
+            .filter(|line| line.starts_with("| "))
+            .filter_map(|line| line.split('|').nth(1))
+            .collect();
+        let missing: Vec<&&str> = TOP_KEYS
+            .iter()
+            .filter(|key| {
+                !first_cells.iter().any(|cell| {
+                    cell.contains(&format!("`{key}`")) || cell.contains(&format!("`{key}."))
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "the README's spec tables lack {missing:?}");
+    }
+}
