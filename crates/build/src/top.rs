@@ -13,7 +13,7 @@ use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
 
 use crate::base::Base;
 use crate::error::BuildError;
-use crate::reporter::{Bytes, Reporter};
+use crate::reporter::{Bytes, Count, Reporter};
 use crate::store::StoreContents;
 
 /// The static `gpubox-init` built by this crate's build script.
@@ -237,7 +237,7 @@ fn host_binary_targets(
             }
             // Matches keep their own paths, as libraries do.
             let matches = gpubox_hostbin::expand_pattern(path)?;
-            let label = format!("{} ({} files)", path.display(), matches.len());
+            let label = format!("{} ({})", path.display(), Count(matches.len(), "file"));
             Ok((label, matches.into_iter().map(|m| (m.clone(), m)).collect()))
         }
         HostBinarySrc::Path(path) => {
@@ -276,9 +276,9 @@ fn report_added(reporter: &dyn Reporter, label: &str, added: &gpubox_hostbin::Ad
             ));
         } else {
             reporter.step(&format!(
-                "hostBinaries {label}: bringing {} ({} files, {}) from the dpkg database",
+                "hostBinaries {label}: bringing {} ({}, {}) from the dpkg database",
                 names.join(", "),
-                added.package_files,
+                Count(added.package_files, "file"),
                 Bytes(added.package_bytes)
             ));
         }
@@ -314,17 +314,17 @@ fn report_added(reporter: &dyn Reporter, label: &str, added: &gpubox_hostbin::Ad
             _ => String::new(),
         };
         reporter.step(&format!(
-            "hostBinaries {label}: {} files of its packages are copied but will not load in \
-             the image: {}{more}",
-            added.unloadable.len(),
+            "hostBinaries {label}: {} of its packages are copied but will not load in the \
+             image: {}{more}",
+            Count(added.unloadable.len(), "file"),
             shown.join("; ")
         ));
     }
     if let Some(first) = added.unreadable.first() {
         reporter.step(&format!(
-            "hostBinaries {label}: {} files of its packages cannot be read here and are left \
-             out, e.g. {}; build as a user who may read them, or add them with copyToRoot",
-            added.unreadable.len(),
+            "hostBinaries {label}: {} of its packages cannot be read here and are left out, \
+             e.g. {}; build as a user who may read them, or add them with copyToRoot",
+            Count(added.unreadable.len(), "file"),
             first.display()
         ));
     }

@@ -1145,7 +1145,9 @@ mod tests {
     #[test]
     fn the_readme_spec_tables_list_every_key() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("## The spec").expect("the README has `## The spec`");
+        let start = readme
+            .find("## The spec")
+            .expect("the README has `## The spec`");
         let end = readme[start..]
             .find("## What the build checks")
             .map_or(readme.len(), |end| start + end);
@@ -1162,6 +1164,9 @@ mod tests {
                 })
             })
             .collect();
-        assert!(missing.is_empty(), "the README's spec tables lack {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "the README's spec tables lack {missing:?}"
+        );
     }
 }
