@@ -464,6 +464,12 @@ impl Base {
         }
         Ok(BaseLayers {
             layers,
+            annotations: image
+                .reader
+                .layers()
+                .iter()
+                .map(|layer| layer.annotations.clone())
+                .collect(),
             history: self.config.history.clone(),
         })
     }
@@ -580,6 +586,7 @@ mod tests {
                 .write_layer(entries.into_iter().map(Ok), Compression::Gzip, 0, &|_| {})
                 .unwrap(),
             created_by: "base".to_owned(),
+            annotations: Default::default(),
         })
         .collect();
         let image = assemble(

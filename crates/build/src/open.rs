@@ -10,9 +10,10 @@ use std::path::Path;
 use gpubox_engines::{Engine, EngineError};
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::diff::ImageDiff;
+use gpubox_oci::image::summary_from_annotations;
 use gpubox_oci::source::{summarize_layer, ImageReader, LayerRef, LayerSummary};
 use gpubox_oci::Digest;
-use gpubox_registry::PushOptions;
+use gpubox_registry::{PullScope, PushOptions};
 use serde_json::Value;
 
 use crate::error::BuildError;
@@ -48,6 +49,23 @@ pub fn open_from(
     source: &ImageLocation,
     registry: Option<&RegistryAccess<'_>>,
 ) -> Result<OpenedImage, BuildError> {
+    open_scoped(source, registry, PullScope::Image)
+}
+
+/// Opens the image at `source` for its manifest and config: a `docker://` image's
+/// layers are not downloaded (reading one fails), as `skopeo inspect` does.
+pub fn open_metadata(
+    source: &ImageLocation,
+    registry: &RegistryAccess<'_>,
+) -> Result<OpenedImage, BuildError> {
+    open_scoped(source, Some(registry), PullScope::Metadata)
+}
+
+fn open_scoped(
+    source: &ImageLocation,
+    registry: Option<&RegistryAccess<'_>>,
+    scope: PullScope,
+) -> Result<OpenedImage, BuildError> {
     let (reader, saved, cache) = match source {
         ImageLocation::OciDir { dir, tag } => {
             (ImageReader::open_oci_dir(dir, tag.as_deref())?, None, None)
@@ -73,7 +91,7 @@ pub fn open_from(
             let Some(registry) = registry else {
                 return Err(BadLocation::NotReadFromRegistry(source.to_string()).into());
             };
-            let (reader, cache) = pull(reference, registry)?;
+            let (reader, cache) = pull(reference, registry, scope)?;
             (reader, None, Some(cache))
         }
     };
@@ -84,18 +102,27 @@ pub fn open_from(
     })
 }
 
-/// Pulls `reference` into the layer cache, records it there as a pulled
-/// image, and opens it, saying which digest a tag resolved to and how much
-/// came down.
+/// Pulls `reference` (all of it, or its metadata) into the layer cache, records
+/// a whole image there as a pulled image, and opens it, saying which digest a tag
+/// resolved to and how much came down.
 fn pull(
     reference: &str,
     registry: &RegistryAccess<'_>,
+    scope: PullScope,
 ) -> Result<(ImageReader, LayerCache), BuildError> {
     let cache = LayerCache::open(registry.cache_root)?;
     let name = format!("docker://{reference}");
     let architecture = crate::platform::oci_architecture();
-    let pulled = gpubox_registry::pull(reference, architecture, cache.store(), registry.options)?;
-    cache.put_image(&pulled.manifest_digest, &pulled.blobs)?;
+    let pulled = gpubox_registry::pull(
+        reference,
+        architecture,
+        cache.store(),
+        registry.options,
+        scope,
+    )?;
+    if scope == PullScope::Image {
+        cache.put_image(&pulled.manifest_digest, &pulled.blobs)?;
+    }
     let reporter = registry.reporter;
     if pulled.tag.is_some() {
         let platform = match &pulled.index_digest {
@@ -164,19 +191,36 @@ pub struct ImageReport {
     pub repo_tags: Vec<String>,
     /// The image's config document as stored.
     pub config: Value,
-    pub layers: Vec<(LayerRef, LayerSummary)>,
+    /// Each layer with what it holds; `None` for a registry layer without gpubox's
+    /// annotations, which was not downloaded.
+    pub layers: Vec<(LayerRef, Option<LayerSummary>)>,
 }
 
-/// Reads the image at `source` (wherever it is) and summarises each layer.
+/// Reads the image at `source` (wherever it is) and summarises each layer: from
+/// the annotations gpubox wrote on it when there are any, else by reading it. A
+/// registry's layers are downloaded only with `read_layers` (which also reads every
+/// layer rather than trusting annotations); without it, a registry layer another
+/// tool built has no summary.
 pub fn inspect(
     source: &ImageLocation,
     registry: &RegistryAccess<'_>,
+    read_layers: bool,
 ) -> Result<ImageReport, BuildError> {
-    let opened = open_from(source, Some(registry))?;
+    let remote = matches!(source, ImageLocation::Registry { .. });
+    let opened = if read_layers || !remote {
+        open_from(source, Some(registry))?
+    } else {
+        open_metadata(source, registry)?
+    };
     let reader = &opened.reader;
     let mut layers = Vec::new();
     for (index, layer) in reader.layers().iter().enumerate() {
-        let summary = summarize_layer(reader.open_layer(index)?)?;
+        let annotated = summary_from_annotations(&layer.annotations).filter(|_| !read_layers);
+        let summary = match annotated {
+            Some(summary) => Some(summary),
+            None if read_layers || !remote => Some(summarize_layer(reader.open_layer(index)?)?),
+            None => None,
+        };
         layers.push((layer.clone(), summary));
     }
     Ok(ImageReport {

@@ -191,6 +191,7 @@ mod tests {
             &[LayerInput {
                 blob,
                 created_by: "test".into(),
+                annotations: Default::default(),
             }],
         )
         .unwrap()

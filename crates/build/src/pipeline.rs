@@ -8,7 +8,10 @@ use gpubox_layers::cache::LayerCache;
 use gpubox_layers::plan::plan;
 use gpubox_nix::Nix;
 use gpubox_oci::blob::LayerBlob;
-use gpubox_oci::image::{assemble_on, BaseLayers, BuiltImage, ImageConfigInput, LayerInput};
+use gpubox_oci::image::{
+    assemble_on, layer_annotations, BaseLayers, BuiltImage, ImageConfigInput, LayerInput,
+};
+use gpubox_oci::source::LayerSummary;
 use gpubox_oci::Compression;
 use gpubox_registry::PushOptions;
 use gpubox_rootfs::Rootfs;
@@ -236,9 +239,26 @@ fn assemble(
     let layer_inputs: Vec<LayerInput> = jobs
         .iter()
         .zip(blobs)
-        .map(|(job, blob)| LayerInput {
-            blob,
-            created_by: job.describe(),
+        .map(|(job, blob)| {
+            // What made the layer, on its descriptor (see `layer_annotations`).
+            let (mut store_paths, key) = match job {
+                LayerJob::Store { paths, key, .. } => (
+                    paths.iter().map(|p| p.as_str().to_owned()).collect(),
+                    Some(key.as_str()),
+                ),
+                LayerJob::Top { .. } => (Vec::new(), None),
+            };
+            store_paths.sort();
+            let summary = LayerSummary {
+                uncompressed_size: blob.uncompressed_size,
+                entry_count: blob.entry_count,
+                store_paths,
+            };
+            LayerInput {
+                annotations: layer_annotations(&summary, key),
+                blob,
+                created_by: job.describe(),
+            }
         })
         .collect();
     let GpuSettings { env, labels } = settings;

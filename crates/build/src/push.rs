@@ -301,6 +301,11 @@ fn engine_upload(
         ),
         None => Default::default(),
     };
+    // A layer taken from a build keeps the annotations the build gave it.
+    let built_annotations = match (&cache, &under) {
+        (Some(cache), Some(record)) => layer_annotations_of(cache, record),
+        _ => BTreeMap::new(),
+    };
     let mut descriptors = Vec::new();
     let mut blobs = vec![config_blob(reader.config_json())];
     let mut from_cache = BTreeMap::<&'static str, usize>::new();
@@ -311,11 +316,17 @@ fn engine_upload(
                 *from_cache
                     .entry(compression_name(built.compression))
                     .or_default() += 1;
-                descriptors.push(descriptor(
-                    built.compression.oci_layer_media_type(),
-                    &built.digest,
-                    built.size,
-                ));
+                descriptors.push(Descriptor {
+                    annotations: built_annotations
+                        .get(&built.digest)
+                        .cloned()
+                        .unwrap_or_default(),
+                    ..descriptor(
+                        built.compression.oci_layer_media_type(),
+                        &built.digest,
+                        built.size,
+                    )
+                });
                 blobs.push((blob(&built.digest, built.size), BlobSource::Cache));
             }
             None => {
@@ -430,6 +441,25 @@ fn compression_name(compression: Compression) -> &'static str {
         Compression::Zstd => "zstd",
         Compression::None => "uncompressed",
     }
+}
+
+/// The annotations of each layer (by digest) in the manifest `record` names, as
+/// the build wrote it; empty when the cache no longer has the manifest.
+fn layer_annotations_of(
+    cache: &LayerCache,
+    record: &BuiltRecord,
+) -> BTreeMap<Digest, BTreeMap<String, String>> {
+    std::fs::read(cache.store().path(&record.manifest.digest))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .map(|manifest| {
+            manifest
+                .layers
+                .into_iter()
+                .map(|layer| (layer.digest, layer.annotations))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// An OCI manifest for `config` and `layers`.

@@ -190,11 +190,16 @@ enum Command {
     Inspect {
         /// oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE,
         /// docker-daemon:NAME:TAG, podman:NAME:TAG or
-        /// docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (pulled into the layer cache).
+        /// docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (its manifest and config only;
+        /// layers gpubox built are described by their annotations).
         source: String,
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
+        /// Read every layer (downloading a registry image's) instead of trusting
+        /// the annotations gpubox writes on its layers.
+        #[arg(long)]
+        layers: bool,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -498,11 +503,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Inspect {
             source,
             json,
+            layers,
             registry,
         } => {
             registry.read_with(&progress, |registry| {
                 let source = ImageLocation::parse_or_local(&source)?;
-                commands::inspect::run(&source, registry, json, &mut std::io::stdout().lock())
+                commands::inspect::run(
+                    &source,
+                    registry,
+                    json,
+                    layers,
+                    &mut std::io::stdout().lock(),
+                )
             })?;
             Ok(ExitCode::SUCCESS)
         }

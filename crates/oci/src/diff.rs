@@ -532,6 +532,7 @@ mod tests {
                     .write_layer(entries.into_iter().map(Ok), compression, 0, &|_| {})
                     .unwrap(),
                 created_by: format!("layer {i}"),
+                annotations: Default::default(),
             })
             .collect();
         let built = assemble(input, &inputs).unwrap();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blob::LayerBlob;
 use crate::digest::Digest;
+use crate::source::LayerSummary;
 
 /// Media type of an OCI image manifest.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -31,6 +32,52 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The name podman, Docker (25 and later) and containerd give an image loaded from an
 /// OCI archive: a fully qualified reference (`localhost/app:1`).
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// Layer annotation: the Nix store paths with anything in the layer, a JSON array of
+/// `/nix/store/HASH-NAME` strings, sorted (`[]` for a layer with none).
+pub const LAYER_STORE_PATHS: &str = "io.gpubox.layer.store-paths";
+/// Layer annotation: how many entries the layer's tar holds (decimal).
+pub const LAYER_ENTRIES: &str = "io.gpubox.layer.entries";
+/// Layer annotation: the size of the uncompressed tar in bytes (decimal).
+pub const LAYER_UNCOMPRESSED_SIZE: &str = "io.gpubox.layer.uncompressed-size";
+/// Layer annotation: what made a store-path layer, the layer cache's key (its store
+/// paths, compression, mtime and format version hashed), so a build elsewhere can
+/// know the layer without its bytes.
+pub const LAYER_KEY: &str = "io.gpubox.layer.key";
+
+/// The annotations gpubox writes on a layer it built: what [`summary_from_annotations`]
+/// reads back (so `gpubox inspect` of a registry image needs no layer download), and
+/// the cache `key` of a store-path layer. Deterministic: the same layer always gets the
+/// same annotations.
+pub fn layer_annotations(summary: &LayerSummary, key: Option<&str>) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        (
+            LAYER_STORE_PATHS.to_owned(),
+            serde_json::Value::from(summary.store_paths.clone()).to_string(),
+        ),
+        (LAYER_ENTRIES.to_owned(), summary.entry_count.to_string()),
+        (
+            LAYER_UNCOMPRESSED_SIZE.to_owned(),
+            summary.uncompressed_size.to_string(),
+        ),
+    ]);
+    if let Some(key) = key {
+        annotations.insert(LAYER_KEY.to_owned(), key.to_owned());
+    }
+    annotations
+}
+
+/// What a layer holds, from the annotations [`layer_annotations`] wrote; `None` when
+/// any is missing or malformed (a layer another tool built).
+pub fn summary_from_annotations(annotations: &BTreeMap<String, String>) -> Option<LayerSummary> {
+    let store_paths: Vec<String> =
+        serde_json::from_str(annotations.get(LAYER_STORE_PATHS)?).ok()?;
+    Some(LayerSummary {
+        uncompressed_size: annotations.get(LAYER_UNCOMPRESSED_SIZE)?.parse().ok()?,
+        entry_count: annotations.get(LAYER_ENTRIES)?.parse().ok()?,
+        store_paths,
+    })
+}
 
 /// The annotations that name an index entry `reference`: always `ref.name`, which skopeo
 /// matches exactly (`oci:DIR:REF`); and, when the reference names a repository (it holds
@@ -99,12 +146,14 @@ pub struct ImageConfigInput {
     pub version: String,
 }
 
-/// A layer and the history line that explains it.
+/// A layer, the history line that explains it, and its descriptor's annotations.
 #[derive(Clone, Debug)]
 pub struct LayerInput {
     pub blob: LayerBlob,
     /// History text, e.g. `gpubox: 3 store paths`.
     pub created_by: String,
+    /// See [`layer_annotations`].
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What a base image brings to a new one: its layers, bottom first, already in
@@ -113,6 +162,9 @@ pub struct LayerInput {
 #[derive(Clone, Debug, Default)]
 pub struct BaseLayers {
     pub layers: Vec<LayerBlob>,
+    /// Each layer's annotations in the base's manifest, in the same order; kept,
+    /// since they still describe the same blob.
+    pub annotations: Vec<BTreeMap<String, String>>,
     pub history: Vec<serde_json::Value>,
 }
 
@@ -308,13 +360,19 @@ pub fn assemble_on(
             size: config.len() as u64,
             annotations: BTreeMap::new(),
         },
+        // The base's layers keep their annotations; ours say what made them.
         layers: all_layers
             .iter()
-            .map(|l| Descriptor {
+            .zip(
+                (0..base.layers.len())
+                    .map(|i| base.annotations.get(i))
+                    .chain(layers.iter().map(|l| Some(&l.annotations))),
+            )
+            .map(|(l, annotations)| Descriptor {
                 media_type: l.compression.oci_layer_media_type().to_owned(),
                 digest: l.digest.clone(),
                 size: l.size,
-                annotations: BTreeMap::new(),
+                annotations: annotations.cloned().unwrap_or_default(),
             })
             .collect(),
         annotations: annotations.clone(),
@@ -415,14 +473,21 @@ mod tests {
         };
         let base = BaseLayers {
             layers: vec![blob(b"base", Compression::None)],
+            annotations: vec![BTreeMap::from([("a.b".to_owned(), "c".to_owned())])],
             history: vec![
                 serde_json::json!({"created_by": "ENV A=b", "empty_layer": true}),
                 serde_json::json!({"created_by": "ADD base"}),
             ],
         };
+        let summary = LayerSummary {
+            uncompressed_size: 2048,
+            entry_count: 3,
+            store_paths: vec!["/nix/store/aaaa-hello-1.0".to_owned()],
+        };
         let ours = LayerInput {
             blob: blob(b"ours", Compression::Gzip),
             created_by: "gpubox: top".to_owned(),
+            annotations: layer_annotations(&summary, Some("key-1")),
         };
         let input = ImageConfigInput {
             created: 1,
@@ -446,6 +511,20 @@ mod tests {
             manifest.layers[0].media_type,
             "application/vnd.oci.image.layer.v1.tar"
         );
+        // The base's layer keeps its annotations; ours reads back as it was made.
+        assert_eq!(manifest.layers[0].annotations, base.annotations[0]);
+        assert_eq!(manifest.layers[1].annotations[LAYER_KEY], "key-1");
+        assert_eq!(
+            manifest.layers[1].annotations[LAYER_STORE_PATHS],
+            r#"["/nix/store/aaaa-hello-1.0"]"#
+        );
+        assert_eq!(
+            summary_from_annotations(&manifest.layers[1].annotations),
+            Some(summary)
+        );
+        let mut partial = manifest.layers[1].annotations.clone();
+        partial.remove(LAYER_ENTRIES);
+        assert_eq!(summary_from_annotations(&partial), None);
         let config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
         assert_eq!(
             config["rootfs"]["diff_ids"],

@@ -35,7 +35,7 @@ mod session;
 mod tls;
 
 pub use auth::{default_auth_files, Credentials};
-pub use pull::{pull, PullError, PulledImage};
+pub use pull::{pull, PullError, PullScope, PulledImage};
 pub use push::{push, Blob, MountedBlob, PushSummary};
 pub use referrer::{push_sbom, ReferrerSummary, SPDX_MEDIA_TYPE};
 pub use session::{names_a_registry_host, PushError, PushOptions};

@@ -115,17 +115,29 @@ pub enum PullError {
     },
 }
 
+/// How much of an image [`pull`] fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullScope {
+    /// The manifest, the config and every layer.
+    Image,
+    /// The manifest and the config only (what `skopeo inspect` reads): the layers
+    /// stay in the registry, so the pulled image cannot be recorded as complete.
+    Metadata,
+}
+
 /// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
 /// `HOST[:PORT]/REPO@sha256:HEX`) for `linux/architecture` (GOARCH's
 /// spelling) into `store`, which the caller holds open, fetching only the
-/// blobs it lacks; reaches the registry as a push would (`options`). It
-/// records nothing: the returned [`PulledImage`] names the manifest and the
-/// blobs, for the caller to record where it keeps images.
+/// blobs it lacks (and with [`PullScope::Metadata`], no layer); reaches the
+/// registry as a push would (`options`). It records nothing: the returned
+/// [`PulledImage`] names the manifest and the blobs, for the caller to record
+/// where it keeps images.
 pub fn pull(
     reference: &str,
     architecture: &str,
     store: &BlobStore,
     options: &PushOptions,
+    scope: PullScope,
 ) -> Result<PulledImage, PullError> {
     let image = parse_reference(reference)?;
     let work = async {
@@ -156,7 +168,11 @@ pub fn pull(
             .collect();
         let downloaded = Cell::new(0u64);
         let counted = |n: u64| downloaded.set(downloaded.get() + n);
-        let fetched: Vec<bool> = stream::iter(&blobs)
+        let wanted = match scope {
+            PullScope::Image => &blobs[..],
+            PullScope::Metadata => &blobs[..1],
+        };
+        let fetched: Vec<bool> = stream::iter(wanted)
             .map(|blob| puller.blob(blob, store, &counted))
             .buffer_unordered(PARALLEL_DOWNLOADS)
             .try_collect()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gpubox_oci::blob::BlobStore;
-use gpubox_registry::{pull, push, Blob, Credentials, PushError, PushOptions};
+use gpubox_registry::{pull, push, Blob, Credentials, PullScope, PushError, PushOptions};
 
 const WRITER: &str = "writer";
 const WRITER_PASSWORD: &str = "push-pw-9876";
@@ -250,8 +250,30 @@ fn an_anonymous_pull_works_where_an_anonymous_push_is_refused() {
 
     // Anonymous: the pull gets what was pushed, asking only to pull.
     tokens.scopes.lock().expect("scopes").clear();
+    // The metadata alone: the config comes down, the layer stays in the registry.
+    let metadata_store = BlobStore::open(&work.path().join("metadata")).expect("a blob store");
+    let metadata = pull(
+        &reference,
+        "amd64",
+        &metadata_store,
+        &options(None),
+        PullScope::Metadata,
+    )
+    .expect("the metadata");
+    assert_eq!(metadata.manifest, manifest.as_bytes());
+    assert_eq!(metadata.downloaded_blobs, 1);
+    assert!(!metadata_store
+        .path(&digest(&layer).parse().expect("a digest"))
+        .exists());
     let store = BlobStore::open(&work.path().join("blobs")).expect("the blob store");
-    let pulled = pull(&reference, "amd64", &store, &options(None)).expect("anyone may pull");
+    let pulled = pull(
+        &reference,
+        "amd64",
+        &store,
+        &options(None),
+        PullScope::Image,
+    )
+    .expect("anyone may pull");
     assert_eq!(pulled.manifest, manifest.as_bytes());
     assert_eq!(
         pulled.manifest_digest.to_string(),
@@ -283,7 +305,14 @@ fn an_anonymous_pull_works_where_an_anonymous_push_is_refused() {
             .collect::<Vec<_>>()
     );
     // A second pull into the same store downloads nothing but the manifest.
-    let again = pull(&reference, "amd64", &store, &options(None)).expect("a second pull");
+    let again = pull(
+        &reference,
+        "amd64",
+        &store,
+        &options(None),
+        PullScope::Image,
+    )
+    .expect("a second pull");
     assert_eq!((again.downloaded_blobs, again.cached_blobs), (0, 2));
     assert_eq!(again.blobs, pulled.blobs);
 

@@ -10,11 +10,13 @@ use serde_json::{json, Value};
 
 use crate::error::CliError;
 
-/// Prints the image at `source`, as a report or as JSON.
+/// Prints the image at `source`, as a report or as JSON; `read_layers` reads (and
+/// for a registry image, downloads) every layer instead of trusting annotations.
 pub fn run(
     source: &ImageLocation,
     registry: &RegistryAccess<'_>,
     as_json: bool,
+    read_layers: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let ImageReport {
@@ -22,7 +24,7 @@ pub fn run(
         repo_tags,
         config,
         layers,
-    } = gpubox_build::open::inspect(source, registry)?;
+    } = gpubox_build::open::inspect(source, registry, read_layers)?;
     let report = json!({
         "source": source.to_string(),
         "manifestDigest": manifest_digest,
@@ -43,22 +45,25 @@ pub fn run(
     .map_err(CliError::Stdout)
 }
 
-fn layer_json(layer: &LayerRef, summary: &LayerSummary) -> Value {
+/// A layer as JSON; what it holds is `null` where it is not known (a registry
+/// layer without gpubox's annotations, not downloaded).
+fn layer_json(layer: &LayerRef, summary: &Option<LayerSummary>) -> Value {
     json!({
         "digest": layer.digest.to_string(),
         "diffId": layer.diff_id.as_ref().map(|d| d.to_string()),
         "compression": layer.compression.to_string(),
         "size": layer.size,
-        "uncompressedSize": summary.uncompressed_size,
-        "entries": summary.entry_count,
-        "storePaths": summary.store_paths,
+        "uncompressedSize": summary.as_ref().map(|s| s.uncompressed_size),
+        "entries": summary.as_ref().map(|s| s.entry_count),
+        "storePaths": summary.as_ref().map(|s| &s.store_paths),
+        "annotations": layer.annotations,
     })
 }
 
 fn write_report(
     out: &mut dyn Write,
     report: &Value,
-    layers: &[(LayerRef, LayerSummary)],
+    layers: &[(LayerRef, Option<LayerSummary>)],
 ) -> std::io::Result<()> {
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -113,9 +118,22 @@ fn write_report(
         "  {:>3}  {:<71}  {:>10}  {:>12}  {:>8}  store paths",
         "#", "digest", "size", "uncompressed", "entries"
     )?;
-    let (mut total, mut total_raw) = (0, 0);
+    let (mut total, mut total_raw, mut unknown) = (0, 0, 0);
     for (index, (layer, summary)) in layers.iter().enumerate() {
         total += layer.size;
+        let Some(summary) = summary else {
+            unknown += 1;
+            writeln!(
+                out,
+                "  {:>3}  {:<71}  {:>10}  {:>12}  {:>8}  -",
+                index + 1,
+                layer.digest.to_string(),
+                Bytes(layer.size),
+                "-",
+                "-"
+            )?;
+            continue;
+        };
         total_raw += summary.uncompressed_size;
         writeln!(
             out,
@@ -131,11 +149,23 @@ fn write_report(
             writeln!(out, "  {:>3}  {path}", "")?;
         }
     }
-    writeln!(
-        out,
-        "  {}, {} ({} uncompressed)",
-        Count(layers.len(), "layer"),
-        Bytes(total),
-        Bytes(total_raw)
-    )
+    if unknown == 0 {
+        writeln!(
+            out,
+            "  {}, {} ({} uncompressed)",
+            Count(layers.len(), "layer"),
+            Bytes(total),
+            Bytes(total_raw)
+        )
+    } else {
+        writeln!(
+            out,
+            "  {}, {}; what {} not built by gpubox hold{} is not known without \
+             downloading: pass --layers",
+            Count(layers.len(), "layer"),
+            Bytes(total),
+            Count(unknown, "layer"),
+            if unknown == 1 { "s" } else { "" }
+        )
+    }
 }

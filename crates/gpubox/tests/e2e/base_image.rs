@@ -320,6 +320,57 @@ fn inspect_and_diff_read_registry_images() {
         assert_eq!(ours["digest"], *theirs);
         assert!(ours["entries"].as_u64().unwrap_or(0) > 0, "{ours}");
     }
+    // Its layers are described by their annotations: none was downloaded.
+    let layer_gets = |registry: &Registry, repository: &str| {
+        let log = registry.log();
+        skopeo_layers
+            .iter()
+            .filter(|digest| {
+                let digest = digest.as_str().unwrap_or_default();
+                log.contains(&format!("\"GET /v2/{repository}/blobs/{digest}"))
+            })
+            .count()
+    };
+    assert_eq!(layer_gets(&registry, "base"), 0, "{}", registry.log());
+    // --layers reads them, and finds what the annotations said.
+    let read = run_ok(
+        gpubox(&cache)
+            .args(["inspect", "--json", "--layers", "--tls-verify=false"])
+            .arg(&remote),
+    );
+    let read: serde_json::Value = serde_json::from_slice(&read.stdout).expect("JSON");
+    assert_eq!(layer_gets(&registry, "base"), skopeo_layers.len());
+    for (annotated, read) in layers
+        .iter()
+        .zip(read["layers"].as_array().expect("layers"))
+    {
+        for field in ["entries", "uncompressedSize", "storePaths"] {
+            assert_eq!(annotated[field], read[field], "{field}");
+        }
+    }
+    // An image whose layers carry no annotations (a Docker v2s2 copy) is shown
+    // without their contents, and still nothing is downloaded.
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &remote,
+        &registry.image("foreign:v1"),
+    ]));
+    let foreign = run_ok(
+        gpubox(&work.path().join("foreign-cache"))
+            .args(["inspect", "--tls-verify=false"])
+            .arg(registry.image("foreign:v1")),
+    );
+    let said = unwrapped(&stdout(&foreign));
+    assert!(
+        said.contains("is not known without downloading: pass --layers"),
+        "{said}"
+    );
+    assert_eq!(layer_gets(&registry, "foreign"), 0, "{}", registry.log());
 
     let diff = run_ok(
         gpubox(&cache)

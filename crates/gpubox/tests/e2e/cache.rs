@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::common::*;
 use super::registry::{Registry, RegistrySetup};
+use gpubox_build::Count;
 
 /// Builds the bundled example into an oci-archive in `work`; returns the
 /// manifest digest gpubox printed.
@@ -139,23 +140,32 @@ fn an_image_inspected_with_a_login_stays_cached() {
     let image = registry.image("inspected:v1");
     let blobs = push_example(work.path(), &image, &login);
     let cache = work.path().join("pull-cache");
-    let inspect = || {
-        let out = run_ok(gpubox(&cache).arg("inspect").args(login).arg(&image));
+    let inspect = |flags: &[&str]| {
+        let out = run_ok(
+            gpubox(&cache)
+                .arg("inspect")
+                .args(login)
+                .args(flags)
+                .arg(&image),
+        );
         let said = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(stdout(&out).contains("sha256:"), "{}", stdout(&out));
         assert!(!said.contains("pull-pw-1234"), "{said}");
         said
     };
 
-    let said = inspect();
+    // The config alone, then (--layers) the whole image, kept in the cache.
+    let said = inspect(&[]);
+    assert!(said.contains("1 blob downloaded"), "{said}");
+    let said = inspect(&["--layers"]);
     assert!(
-        said.contains(&format!("{blobs} blobs downloaded")),
+        said.contains(&format!("{} downloaded", Count(blobs - 1, "blob"))),
         "{said}"
     );
     run_ok(gpubox(&cache).args(["cache", "gc"]));
     let info = cache_info(&cache);
     assert_eq!(info["images"], 1, "{info}");
     assert_eq!(info["referenced"]["count"], blobs, "{info}");
-    let said = inspect();
+    let said = inspect(&["--layers"]);
     assert!(said.contains("0 blobs downloaded"), "{said}");
 }

@@ -132,3 +132,59 @@ fn a_rebuild_reuses_cached_store_layers() {
         "second build did not reuse the store layers:\n{log}"
     );
 }
+
+/// Each layer's annotations say what it holds, exactly what reading it finds; the
+/// store-path layers also carry their cache key.
+#[test]
+fn layer_annotations_describe_each_layer_as_reading_it_does() {
+    if !have("nix") {
+        return;
+    }
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!(
+            "name = \"annotated\"\nsystemPackages = [{}]\nmaxLayers = 3\n",
+            toml_str(nix_fixture("app"))
+        ),
+    );
+    run_ok(
+        gpubox(&cache)
+            .arg("build")
+            .arg(&spec)
+            .args(["-q", "-o", "oci:image"])
+            .current_dir(work.path()),
+    );
+    let inspect = |read: bool| {
+        let mut command = gpubox(&cache);
+        command
+            .args(["inspect", "--json", "oci:image"])
+            .current_dir(work.path());
+        if read {
+            command.arg("--layers");
+        }
+        let out = run_ok(&mut command);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")["layers"]
+            .as_array()
+            .expect("layers")
+            .clone()
+    };
+    let (annotated, read) = (inspect(false), inspect(true));
+    assert_eq!(annotated.len(), 3);
+    let mut store_paths = 0;
+    for (annotated, read) in annotated.iter().zip(&read) {
+        for field in ["entries", "uncompressedSize", "storePaths"] {
+            assert_eq!(annotated[field], read[field], "{field}: {annotated}");
+        }
+        let paths = annotated["storePaths"]
+            .as_array()
+            .expect("store paths")
+            .len();
+        store_paths += paths;
+        let key = &annotated["annotations"]["io.gpubox.layer.key"];
+        assert_eq!(key.is_string(), paths > 0, "{annotated}");
+    }
+    assert_eq!(store_paths, nix_closure(&nix_fixture("app")).len());
+}

@@ -3,7 +3,7 @@
 //! and skopeo write) or a blob store that a registry pull filled; its config,
 //! its layers, and copies of them into a [`BlobStore`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
@@ -30,6 +30,9 @@ pub struct LayerRef {
     pub compression: Compression,
     /// The digest of the uncompressed tar, from the config's `rootfs.diff_ids`.
     pub diff_id: Option<Digest>,
+    /// The manifest's annotations of the layer (none in a Docker archive); gpubox
+    /// writes what made the layer there ([`crate::image::layer_annotations`]).
+    pub annotations: BTreeMap<String, String>,
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(
@@ -164,6 +167,7 @@ impl ImageReader {
                     size: layer.size,
                     compression,
                     diff_id: diff_ids.get(i).cloned(),
+                    annotations: layer.annotations.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ReadError>>()?;
@@ -217,6 +221,7 @@ impl ImageReader {
                 size,
                 compression,
                 diff_id: diff_ids.get(i).cloned(),
+                annotations: BTreeMap::new(),
             });
             layer_members.push(name);
         }

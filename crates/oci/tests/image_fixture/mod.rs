@@ -127,6 +127,7 @@ pub fn assemble_with(input: &ImageConfigInput, layers: &[LayerBlob]) -> BuiltIma
         .map(|(i, blob)| LayerInput {
             blob: blob.clone(),
             created_by: format!("gpubox: layer {i}"),
+            annotations: Default::default(),
         })
         .collect();
     assemble(input, &inputs).unwrap()
