@@ -65,7 +65,7 @@ use sha2::{Digest as _, Sha256};
 
 /// Bumped whenever the bytes gpubox writes for the same inputs change, so old
 /// cache entries are never mistaken for new ones.
-const LAYER_FORMAT_VERSION: &str = "gpubox-store-layer-v1";
+const LAYER_FORMAT_VERSION: &str = "gpubox-store-layer-v2";
 
 /// Bumped when what [`ImageReader::layer_files`] records changes, so old
 /// records are not mistaken for new ones.
