@@ -194,6 +194,7 @@ fn compression(spec: &Spec) -> Compression {
     match spec.compression {
         gpubox_spec::Compression::Gzip => Compression::Gzip,
         gpubox_spec::Compression::Zstd => Compression::Zstd,
+        gpubox_spec::Compression::ZstdChunked => Compression::ZstdChunked,
         gpubox_spec::Compression::None => Compression::None,
     }
 }
@@ -254,8 +255,11 @@ fn assemble(
                 entry_count: blob.entry_count,
                 store_paths,
             };
+            // The blob's own (zstd:chunked's TOC position) travel with it.
+            let mut annotations = blob.annotations.clone();
+            annotations.extend(layer_annotations(&summary, key));
             LayerInput {
-                annotations: layer_annotations(&summary, key),
+                annotations,
                 blob,
                 created_by: job.describe(),
             }

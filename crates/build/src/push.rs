@@ -316,11 +316,17 @@ fn engine_upload(
                 *from_cache
                     .entry(compression_name(built.compression))
                     .or_default() += 1;
-                descriptors.push(Descriptor {
-                    annotations: built_annotations
+                // The blob's own annotations (zstd:chunked's TOC) even when
+                // the build's manifest is gone.
+                let mut annotations = built.annotations.clone();
+                annotations.extend(
+                    built_annotations
                         .get(&built.digest)
                         .cloned()
                         .unwrap_or_default(),
+                );
+                descriptors.push(Descriptor {
+                    annotations,
                     ..descriptor(
                         built.compression.oci_layer_media_type(),
                         &built.digest,
@@ -439,6 +445,7 @@ fn compression_name(compression: Compression) -> &'static str {
     match compression {
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
+        Compression::ZstdChunked => "zstd:chunked",
         Compression::None => "uncompressed",
     }
 }
@@ -583,6 +590,7 @@ mod tests {
             uncompressed_size: 20,
             entry_count: 1,
             compression: Compression::Zstd,
+            annotations: Default::default(),
         };
         BuiltRecord {
             written_to: "podman:demo:v1".to_owned(),

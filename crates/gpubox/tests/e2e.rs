@@ -8,6 +8,7 @@ mod e2e {
     mod base_files;
     mod base_image;
     mod cache;
+    mod chunked;
     mod cli;
     pub mod common;
     mod diff;

@@ -8,12 +8,14 @@
 //! are not fsynced: the benchmark this pipeline is measured against
 //! (`tar | pigz`) does not either, and every read checks a blob's digest.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use gpubox_atomic::{Options, PendingFile};
 
+use crate::chunked::ChunkedWriter;
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::entry::Entry;
@@ -33,6 +35,10 @@ pub struct LayerBlob {
     /// Entries in the tar, not counting PAX headers.
     pub entry_count: u64,
     pub compression: Compression,
+    /// Annotations the layer's descriptor must carry: for `zstd:chunked`, where
+    /// its table of contents is ([`crate::chunked`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Written as `"gzip"`, `"zstd"` or `"none"`, the names the CLI accepts.
@@ -165,6 +171,14 @@ impl BlobStore {
             let (file, tar) = write_tar(entries, file, mtime, progress, &write_error)?;
             let (digest, size) = (tar.diff_id.clone(), tar.uncompressed_size);
             (file, tar.into_layer(digest, size, compression))
+        } else if compression == Compression::ZstdChunked {
+            let chunked = ChunkedWriter::new(HashingWriter::new(file)).map_err(write_error)?;
+            let (chunked, tar) = write_tar(entries, chunked, mtime, progress, &write_error)?;
+            let (hashing, info) = chunked.finish().map_err(write_error)?;
+            let (file, digest, size) = hashing.finish();
+            let mut layer = tar.into_layer(digest, size, compression);
+            layer.annotations = info.annotations;
+            (file, layer)
         } else {
             let encoder = compression
                 .encoder(HashingWriter::new(file))
@@ -245,6 +259,7 @@ impl WrittenTar {
             uncompressed_size: self.uncompressed_size,
             entry_count: self.entry_count,
             compression,
+            annotations: BTreeMap::new(),
         }
     }
 }

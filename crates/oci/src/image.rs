@@ -470,6 +470,7 @@ mod tests {
             uncompressed_size: 10,
             entry_count: 1,
             compression,
+            annotations: BTreeMap::new(),
         };
         let base = BaseLayers {
             layers: vec![blob(b"base", Compression::None)],

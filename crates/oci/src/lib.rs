@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod blob;
+pub mod chunked;
 pub mod compress;
 pub mod diff;
 pub mod digest;

@@ -222,6 +222,7 @@ fn layer_blobs_round_trip_through_json_with_compression_names() {
         uncompressed_size: 2,
         entry_count: 3,
         compression: Compression::Zstd,
+        annotations: Default::default(),
     };
     let json = serde_json::to_string(&blob).unwrap();
     assert!(json.contains(r#""compression":"zstd""#), "{json}");

@@ -1131,7 +1131,7 @@ fn check_compression(text: &str) -> Result<Compression, Problem> {
     text.parse().map_err(|_| {
         Problem::new(
             format!("unknown compression {text:?}"),
-            "use \"gzip\" (the default), \"zstd\" or \"none\"",
+            "use \"gzip\" (the default), \"zstd\", \"zstd:chunked\" or \"none\"",
         )
     })
 }

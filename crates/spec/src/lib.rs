@@ -213,6 +213,9 @@ pub enum Compression {
     #[default]
     Gzip,
     Zstd,
+    /// zstd with each file in frames of its own and a table of contents, for
+    /// partial (lazy) pulls: `zstd:chunked`.
+    ZstdChunked,
     None,
 }
 
@@ -222,6 +225,7 @@ impl Compression {
         match self {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::ZstdChunked => "zstd:chunked",
             Compression::None => "none",
         }
     }
@@ -232,10 +236,17 @@ impl std::str::FromStr for Compression {
 
     /// Parses the spec's spelling, so a CLI flag can take the same words.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Compression::Gzip, Compression::Zstd, Compression::None]
-            .into_iter()
-            .find(|compression| compression.as_str() == text)
-            .ok_or_else(|| format!("unknown compression {text:?}; use gzip, zstd or none"))
+        [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::ZstdChunked,
+            Compression::None,
+        ]
+        .into_iter()
+        .find(|compression| compression.as_str() == text)
+        .ok_or_else(|| {
+            format!("unknown compression {text:?}; use gzip, zstd, zstd:chunked or none")
+        })
     }
 }
 

@@ -332,6 +332,7 @@ impl ImageReader {
             uncompressed_size: summary.uncompressed_size,
             entry_count: summary.entry_count,
             compression: layer.compression,
+            annotations: crate::chunked::blob_annotations(&layer.annotations),
         })
     }
 

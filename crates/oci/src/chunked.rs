@@ -1,0 +1,989 @@
+//! `zstd:chunked` layers: zstd blobs that engines with partial pulls (podman,
+//! CRI-O: containers/storage) fetch file by file with HTTP range requests, and
+//! that every other engine reads as an ordinary `tar+zstd` layer.
+//!
+//! # The format
+//!
+//! The blob is a sequence of zstd frames whose decompressed bytes, concatenated,
+//! are exactly the layer's tar (so its diff_id is the plain tar's):
+//!
+//! ```text
+//! [frame: tar headers (and the previous file's padding)] [frame: file 1's content]
+//! [frame: padding + next headers]  [frame: file 2's content] ...
+//! [frame: last padding + the two zero blocks that end the tar]
+//! [skippable frame: the TOC, JSON compressed as one zstd frame]
+//! [skippable frame: the 40-byte footer]
+//! ```
+//!
+//! Every regular file with content has its bytes, and nothing else, in one frame
+//! of its own, so `bytes=offset-endOffset` of the blob decompresses to the file.
+//! Headers, PAX records and padding sit in the frames between. Skippable frames
+//! (magic `0x184D2A50`) are ignored by every zstd decoder, which is what keeps the
+//! blob plain zstd for engines that know nothing of this.
+//!
+//! The TOC (containers/storage calls it the manifest) is `{"version":1,
+//! "entries":[...]}`, one entry per tar entry in tar order: `type` (`reg`, `dir`,
+//! `symlink`, `hardlink`, `char`, `block`, `fifo`), `name` (as in the tar, folders
+//! with their trailing `/`), `linkName`, `mode` (permission bits), `size`, `uid`,
+//! `gid`, `modtime` (RFC 3339), and for files with content `digest` (sha256 of the
+//! content), `offset` and `endOffset` (the content frame's place in the blob).
+//! Zero values are left out, as Go's `omitempty` does. Big files are not split
+//! into chunks: one frame per file is what every reader accepts, and the TOC's
+//! optional `chunk*` fields only add dedup inside a changed big file.
+//!
+//! The footer holds the TOC's offset (past the skippable frame's 8-byte header),
+//! compressed and uncompressed lengths and type 1 as little-endian u64, then the
+//! magic `GnUlInUx`. The layer descriptor carries the same facts as annotations:
+//! `…zstd-chunked.manifest-checksum` (sha256 of the compressed TOC bytes) and
+//! `…zstd-chunked.manifest-position` (`offset:length:uncompressed:1`).
+//!
+//! # Which version, and which podman reads it
+//!
+//! - podman 4.3 (containers/storage 1.43, Debian 12's podman): reads the
+//!   `io.containers.zstd-chunked.*` annotations, the 40-byte footer, and entry keys
+//!   `UID`, `GID`, `ModTime` (its TOC parser misses the lower-case keys its own
+//!   writer emits, so without these a partial pull gives every file uid 0 and the
+//!   pull time as mtime). Partial pulls work: this is what the e2e test checks.
+//! - podman 4.4 to 5.3 (storage 1.44 to 1.56): read the renamed
+//!   `io.github.containers.zstd-chunked.*` annotations and lower-case keys; a tar-
+//!   split is optional there. Both annotation sets and both key spellings are
+//!   written (newer parsers fold case and keep the last value, which is the same),
+//!   so these pull partially too.
+//! - podman 5.4 and later (storage 1.57+) want a tar-split (`tarSplitDigest` in the
+//!   TOC, a third skippable frame, a 64-byte footer, the `…tarsplit-position`
+//!   annotation) to compute the diff_id of a partial pull; without one they fall
+//!   back to an ordinary full pull of the blob as zstd (unless
+//!   `insecure_allow_unpredictable_image_contents` is set). Our blobs do not carry a
+//!   tar-split yet, so on those versions they pull like `compression = "zstd"`
+//!   layers: correct, not lazy.
+//!
+//! # Determinism
+//!
+//! The bytes depend only on the tar: zstd level 3 ([`ZSTD_LEVEL`]), one
+//! single-threaded context, frame checksums on, no pledged sizes; the TOC is
+//! serialised with a fixed key order and no whitespace, and times come from the
+//! tar's own mtime. Frame boundaries follow tar entry boundaries, which the
+//! deterministic tar writer fixes.
+//!
+//! # Trust
+//!
+//! podman 4.3 checks the compressed TOC against the checksum annotation (which the
+//! manifest's digest covers) and every file it fetches against the TOC's sha256;
+//! it does not check the layer's diff_id on a partial pull, so what it extracts is
+//! only as good as the TOC. Ours is written from the same tar stream, so the files
+//! are the tar's files. Storage 1.57+ closes that gap with the tar-split.
+//!
+//! # Why not eStargz too
+//!
+//! eStargz is the gzip-compatible equivalent (containerd's stargz snapshotter,
+//! and podman reads it as well). It is not offered: a gzip stream of one member per
+//! file compresses worse than zstd, gzip decompression is several times slower
+//! than zstd's on a full pull, Docker and plain containerd do not pull it lazily
+//! (they need the stargz snapshotter installed and configured, and then they
+//! mount it through FUSE rather than storing it), and podman, the engine that
+//! pulls partially here, already reads zstd:chunked. Engines that cannot read zstd
+//! at all (Docker before 23) are served by `compression = "gzip"`. Should the
+//! stargz snapshotter matter, eStargz can be written from the same entry
+//! boundaries this module finds.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use sha2::{Digest as _, Sha256};
+use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuffer, OutBuffer};
+
+use crate::compress::ZSTD_LEVEL;
+use crate::digest::Digest;
+
+/// The annotations of podman 4.4 and later.
+pub const MANIFEST_CHECKSUM_KEY: &str = "io.github.containers.zstd-chunked.manifest-checksum";
+pub const MANIFEST_POSITION_KEY: &str = "io.github.containers.zstd-chunked.manifest-position";
+/// The same, as podman 4.3 (containers/storage 1.43) names them.
+pub const LEGACY_MANIFEST_CHECKSUM_KEY: &str = "io.containers.zstd-chunked.manifest-checksum";
+pub const LEGACY_MANIFEST_POSITION_KEY: &str = "io.containers.zstd-chunked.manifest-position";
+
+/// The zstd skippable frame magic that readers skip, little-endian.
+const SKIPPABLE_MAGIC: [u8; 4] = [0x50, 0x2a, 0x4d, 0x18];
+/// What ends the footer: `GnUlInUx`.
+pub const FOOTER_MAGIC: [u8; 8] = *b"GnUlInUx";
+/// Bytes of footer data (in its own skippable frame).
+pub const FOOTER_SIZE: usize = 40;
+/// The TOC format: CRFS-compatible JSON.
+const MANIFEST_TYPE_CRFS: u64 = 1;
+
+const BLOCK: usize = 512;
+/// Compressed bytes gathered before they are passed on.
+const OUT_BUFFER: usize = 128 * 1024;
+
+/// Where the tar parser is.
+enum State {
+    /// Collecting a 512-byte header; `filled` bytes so far.
+    Header { filled: usize },
+    /// A PAX extended header's records: `remaining` bytes of data, then padding.
+    /// A global header's (`global`) are passed through and not read.
+    Pax {
+        remaining: u64,
+        padding: u64,
+        global: bool,
+    },
+    /// A regular file's content.
+    Content { remaining: u64, padding: u64 },
+    /// Zero bytes after a file's content, up to the block boundary.
+    Padding { remaining: u64 },
+    /// After the first zero block: the rest of the archive's end.
+    Trailer,
+}
+
+/// One TOC entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TocEntry {
+    pub kind: &'static str,
+    pub name: Vec<u8>,
+    pub link_name: Vec<u8>,
+    pub mode: u64,
+    pub size: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    /// sha256 of the content, files with content only.
+    pub digest: Option<Digest>,
+    /// The content frame's start and end in the blob.
+    pub offset: u64,
+    pub end_offset: u64,
+}
+
+/// What a finished blob adds to its layer descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkedInfo {
+    pub annotations: BTreeMap<String, String>,
+    pub entries: Vec<TocEntry>,
+}
+
+/// Takes a tar stream (as [`crate::tar::TarWriter`] writes it) and writes the
+/// zstd:chunked blob of it to `W`, finding entry boundaries by reading the tar
+/// headers as they pass. Call [`ChunkedWriter::finish`] once the tar is complete.
+pub struct ChunkedWriter<W: Write> {
+    out: W,
+    /// Bytes written to `out` so far.
+    written: u64,
+    cctx: CCtx<'static>,
+    zbuf: Vec<u8>,
+    /// Whether the current frame has had input.
+    frame_open: bool,
+    state: State,
+    header: Box<[u8; BLOCK]>,
+    pax: Vec<u8>,
+    /// Overrides from the last PAX header, for the next entry.
+    pax_values: PaxValues,
+    content_hash: Sha256,
+    entries: Vec<TocEntry>,
+}
+
+#[derive(Default)]
+struct PaxValues {
+    path: Option<Vec<u8>>,
+    linkpath: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
+}
+
+impl<W: Write> ChunkedWriter<W> {
+    pub fn new(out: W) -> io::Result<ChunkedWriter<W>> {
+        Ok(ChunkedWriter {
+            out,
+            written: 0,
+            cctx: new_cctx()?,
+            zbuf: Vec::with_capacity(OUT_BUFFER),
+            frame_open: false,
+            state: State::Header { filled: 0 },
+            header: Box::new([0; BLOCK]),
+            pax: Vec::new(),
+            pax_values: PaxValues::default(),
+            content_hash: Sha256::new(),
+            entries: Vec::new(),
+        })
+    }
+
+    /// Ends the last frame, appends the TOC and the footer, and returns the
+    /// writer with the descriptor annotations and the TOC entries.
+    pub fn finish(mut self) -> io::Result<(W, ChunkedInfo)> {
+        if !matches!(self.state, State::Trailer) {
+            return Err(invalid(
+                "the layer tar ended before its end-of-archive blocks".to_owned(),
+            ));
+        }
+        self.end_frame()?;
+        let toc = toc_json(&self.entries);
+        let mut compressed = Vec::new();
+        let mut cctx = new_cctx()?;
+        compress_frame(&mut cctx, &toc, &mut compressed)?;
+        let toc_offset = self.written + 8;
+        self.write_skippable(&compressed)?;
+        let mut footer = Vec::with_capacity(FOOTER_SIZE);
+        for n in [
+            toc_offset,
+            compressed.len() as u64,
+            toc.len() as u64,
+            MANIFEST_TYPE_CRFS,
+        ] {
+            footer.extend_from_slice(&n.to_le_bytes());
+        }
+        footer.extend_from_slice(&FOOTER_MAGIC);
+        self.write_skippable(&footer)?;
+        self.out.flush()?;
+        let checksum = Digest::of(&compressed).to_string();
+        let position = format!(
+            "{toc_offset}:{}:{}:{MANIFEST_TYPE_CRFS}",
+            compressed.len(),
+            toc.len()
+        );
+        let mut annotations = BTreeMap::new();
+        for (key, value) in [
+            (MANIFEST_CHECKSUM_KEY, &checksum),
+            (MANIFEST_POSITION_KEY, &position),
+            (LEGACY_MANIFEST_CHECKSUM_KEY, &checksum),
+            (LEGACY_MANIFEST_POSITION_KEY, &position),
+        ] {
+            annotations.insert(key.to_owned(), value.clone());
+        }
+        let info = ChunkedInfo {
+            annotations,
+            entries: self.entries,
+        };
+        Ok((self.out, info))
+    }
+
+    fn write_skippable(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(&SKIPPABLE_MAGIC)?;
+        self.out.write_all(&(data.len() as u32).to_le_bytes())?;
+        self.out.write_all(data)?;
+        self.written += 8 + data.len() as u64;
+        Ok(())
+    }
+
+    /// Compresses `data` into the current frame.
+    fn compress(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.frame_open = true;
+        let mut input = InBuffer::around(data);
+        while input.pos < data.len() {
+            let pos = self.zbuf.len();
+            let mut output = OutBuffer::around_pos(&mut self.zbuf, pos);
+            self.cctx
+                .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
+                .map_err(zstd_error)?;
+            if self.zbuf.len() == self.zbuf.capacity() {
+                self.flush_zbuf()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current frame, if it has had input, and passes its bytes on, so
+    /// that `written` is where the next frame starts.
+    fn end_frame(&mut self) -> io::Result<()> {
+        if !self.frame_open {
+            return Ok(());
+        }
+        loop {
+            if self.zbuf.len() == self.zbuf.capacity() {
+                self.flush_zbuf()?;
+            }
+            let pos = self.zbuf.len();
+            let mut output = OutBuffer::around_pos(&mut self.zbuf, pos);
+            let left = self
+                .cctx
+                .compress_stream2(
+                    &mut output,
+                    &mut InBuffer::around(&[]),
+                    ZSTD_EndDirective::ZSTD_e_end,
+                )
+                .map_err(zstd_error)?;
+            if left == 0 {
+                break;
+            }
+        }
+        self.flush_zbuf()?;
+        self.frame_open = false;
+        Ok(())
+    }
+
+    fn flush_zbuf(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.zbuf)?;
+        self.written += self.zbuf.len() as u64;
+        self.zbuf.clear();
+        Ok(())
+    }
+
+    /// A complete header block is in `self.header`.
+    fn on_header(&mut self) -> io::Result<()> {
+        let h = &*self.header;
+        if h.iter().all(|&b| b == 0) {
+            self.state = State::Trailer;
+            return Ok(());
+        }
+        let typeflag = h[156];
+        let pax = std::mem::take(&mut self.pax_values);
+        let size = match pax.size {
+            Some(size) => size,
+            None => number(&h[124..136])?,
+        };
+        let padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        if typeflag == b'x' || typeflag == b'g' {
+            self.pax.clear();
+            self.state = if size == 0 {
+                State::Header { filled: 0 }
+            } else {
+                State::Pax {
+                    remaining: size,
+                    padding,
+                    global: typeflag == b'g',
+                }
+            };
+            // A PAX header applies to the next entry only; `pax` is dropped.
+            if typeflag == b'g' {
+                self.pax_values = pax;
+            }
+            return Ok(());
+        }
+        let kind = match typeflag {
+            b'0' | 0 => "reg",
+            b'1' => "hardlink",
+            b'2' => "symlink",
+            b'3' => "char",
+            b'4' => "block",
+            b'5' => "dir",
+            b'6' => "fifo",
+            other => {
+                return Err(invalid(format!(
+                    "zstd:chunked cannot describe tar entries of type {:?}",
+                    other as char
+                )))
+            }
+        };
+        let name = match pax.path {
+            Some(path) => path,
+            None => {
+                let mut name = Vec::new();
+                if &h[257..263] == b"ustar\0" && h[345] != 0 {
+                    name.extend_from_slice(cstr(&h[345..500]));
+                    name.push(b'/');
+                }
+                name.extend_from_slice(cstr(&h[0..100]));
+                name
+            }
+        };
+        let link_name = pax.linkpath.unwrap_or_else(|| cstr(&h[157..257]).to_vec());
+        let entry = TocEntry {
+            kind,
+            name,
+            link_name,
+            mode: number(&h[100..108])?,
+            size: if kind == "reg" { size } else { 0 },
+            uid: match pax.uid {
+                Some(uid) => uid,
+                None => number(&h[108..116])?,
+            },
+            gid: match pax.gid {
+                Some(gid) => gid,
+                None => number(&h[116..124])?,
+            },
+            mtime: match pax.mtime {
+                Some(mtime) => mtime,
+                None => number(&h[136..148])?,
+            },
+            digest: None,
+            offset: 0,
+            end_offset: 0,
+        };
+        self.entries.push(entry);
+        self.state = if kind == "reg" && size > 0 {
+            // The content gets a frame of its own.
+            self.end_frame()?;
+            self.entries.last_mut().expect("just pushed").offset = self.written;
+            self.content_hash = Sha256::new();
+            State::Content {
+                remaining: size,
+                padding,
+            }
+        } else if size > 0 {
+            // Data after a non-file header (hard links may carry some): kept in
+            // the metadata frame like padding.
+            State::Padding {
+                remaining: size + padding,
+            }
+        } else {
+            State::Header { filled: 0 }
+        };
+        Ok(())
+    }
+
+    fn on_pax_done(&mut self) -> io::Result<()> {
+        let records = std::mem::take(&mut self.pax);
+        let mut rest = &records[..];
+        let mut values = PaxValues::default();
+        while !rest.is_empty() {
+            let space = rest
+                .iter()
+                .position(|&b| b == b' ')
+                .ok_or_else(|| invalid("a PAX record has no length".to_owned()))?;
+            let len: usize = std::str::from_utf8(&rest[..space])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .filter(|&len| len > space + 1 && len <= rest.len())
+                .ok_or_else(|| invalid("a PAX record has a bad length".to_owned()))?;
+            let record = &rest[space + 1..len - 1];
+            rest = &rest[len..];
+            let Some(eq) = record.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let (key, value) = (&record[..eq], &record[eq + 1..]);
+            let parse = |v: &[u8]| -> io::Result<u64> {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.split('.').next()?.parse().ok())
+                    .ok_or_else(|| invalid("a PAX number is not a number".to_owned()))
+            };
+            match key {
+                b"path" => values.path = Some(value.to_vec()),
+                b"linkpath" => values.linkpath = Some(value.to_vec()),
+                b"size" => values.size = Some(parse(value)?),
+                b"uid" => values.uid = Some(parse(value)?),
+                b"gid" => values.gid = Some(parse(value)?),
+                b"mtime" => values.mtime = Some(parse(value)?),
+                _ => {}
+            }
+        }
+        self.pax_values = values;
+        Ok(())
+    }
+
+    fn on_content_done(&mut self, padding: u64) -> io::Result<()> {
+        self.end_frame()?;
+        let hash = std::mem::replace(&mut self.content_hash, Sha256::new());
+        let entry = self.entries.last_mut().expect("a file entry");
+        entry.end_offset = self.written;
+        entry.digest = Some(
+            format!("sha256:{}", hex::encode(hash.finalize()))
+                .parse()
+                .expect("a sha256 digest"),
+        );
+        self.state = if padding > 0 {
+            State::Padding { remaining: padding }
+        } else {
+            State::Header { filled: 0 }
+        };
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for ChunkedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut data = buf;
+        while !data.is_empty() {
+            match self.state {
+                State::Header { filled } => {
+                    let n = (BLOCK - filled).min(data.len());
+                    self.header[filled..filled + n].copy_from_slice(&data[..n]);
+                    self.compress(&data[..n])?;
+                    data = &data[n..];
+                    if filled + n == BLOCK {
+                        self.on_header()?;
+                    } else {
+                        self.state = State::Header { filled: filled + n };
+                    }
+                }
+                State::Pax {
+                    remaining,
+                    padding,
+                    global,
+                } => {
+                    let n = remaining.min(data.len() as u64) as usize;
+                    if !global {
+                        self.pax.extend_from_slice(&data[..n]);
+                    }
+                    self.compress(&data[..n])?;
+                    data = &data[n..];
+                    let remaining = remaining - n as u64;
+                    if remaining == 0 {
+                        if !global {
+                            self.on_pax_done()?;
+                        }
+                        self.state = if padding > 0 {
+                            State::Padding { remaining: padding }
+                        } else {
+                            State::Header { filled: 0 }
+                        };
+                    } else {
+                        self.state = State::Pax {
+                            remaining,
+                            padding,
+                            global,
+                        };
+                    }
+                }
+                State::Content { remaining, padding } => {
+                    let n = remaining.min(data.len() as u64) as usize;
+                    self.content_hash.update(&data[..n]);
+                    self.compress(&data[..n])?;
+                    data = &data[n..];
+                    let remaining = remaining - n as u64;
+                    if remaining == 0 {
+                        self.on_content_done(padding)?;
+                    } else {
+                        self.state = State::Content { remaining, padding };
+                    }
+                }
+                State::Padding { remaining } => {
+                    let n = remaining.min(data.len() as u64) as usize;
+                    self.compress(&data[..n])?;
+                    data = &data[n..];
+                    let remaining = remaining - n as u64;
+                    self.state = if remaining == 0 {
+                        State::Header { filled: 0 }
+                    } else {
+                        State::Padding { remaining }
+                    };
+                }
+                State::Trailer => {
+                    self.compress(data)?;
+                    data = &[];
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    /// Compressed bytes are passed on at frame ends and when the buffer fills;
+    /// flushing mid-frame would change the blob's bytes, so it only flushes `W`.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn new_cctx() -> io::Result<CCtx<'static>> {
+    let mut cctx = CCtx::try_create().ok_or_else(|| io::Error::other("zstd: out of memory"))?;
+    for parameter in [
+        CParameter::CompressionLevel(ZSTD_LEVEL),
+        CParameter::ChecksumFlag(true),
+        CParameter::NbWorkers(0),
+    ] {
+        cctx.set_parameter(parameter).map_err(zstd_error)?;
+    }
+    Ok(cctx)
+}
+
+/// `data` as one complete zstd frame appended to `out`.
+fn compress_frame(cctx: &mut CCtx<'static>, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let mut input = InBuffer::around(data);
+    loop {
+        out.reserve(OUT_BUFFER);
+        let pos = out.len();
+        let mut output = OutBuffer::around_pos(out, pos);
+        let left = cctx
+            .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_end)
+            .map_err(zstd_error)?;
+        if left == 0 && input.pos == data.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// A NUL-terminated header field's bytes.
+fn cstr(field: &[u8]) -> &[u8] {
+    match field.iter().position(|&b| b == 0) {
+        Some(end) => &field[..end],
+        None => field,
+    }
+}
+
+/// An octal header number, or base-256 when its first byte has the high bit.
+fn number(field: &[u8]) -> io::Result<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut n = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            n = n
+                .checked_mul(256)
+                .and_then(|n| n.checked_add(u64::from(b)))
+                .ok_or_else(|| invalid("a tar header number is too large".to_owned()))?;
+        }
+        return Ok(n);
+    }
+    let text = cstr(field);
+    let text = std::str::from_utf8(text)
+        .map_err(|_| invalid("a tar header number is not octal".to_owned()))?
+        .trim_matches(|c| c == ' ' || c == '\0');
+    if text.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(text, 8).map_err(|_| invalid(format!("`{text}` is not an octal number")))
+}
+
+/// The TOC's JSON: fixed key order, no whitespace, zero values left out.
+fn toc_json(entries: &[TocEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + entries.len() * 160);
+    out.extend_from_slice(b"{\"version\":1,\"entries\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut fields: Vec<(&str, String)> = vec![
+            ("type", json_string(e.kind.as_bytes())),
+            ("name", json_string(&e.name)),
+        ];
+        if !e.link_name.is_empty() {
+            fields.push(("linkName", json_string(&e.link_name)));
+        }
+        if e.mode != 0 {
+            fields.push(("mode", e.mode.to_string()));
+        }
+        if e.size != 0 {
+            fields.push(("size", e.size.to_string()));
+        }
+        if e.uid != 0 {
+            fields.push(("uid", e.uid.to_string()));
+        }
+        if e.gid != 0 {
+            fields.push(("gid", e.gid.to_string()));
+        }
+        let modtime = rfc3339(e.mtime);
+        if let Some(modtime) = &modtime {
+            fields.push(("modtime", modtime.clone()));
+        }
+        if let Some(digest) = &e.digest {
+            fields.push(("digest", json_string(digest.to_string().as_bytes())));
+        }
+        if e.offset != 0 {
+            fields.push(("offset", e.offset.to_string()));
+        }
+        if e.end_offset != 0 {
+            fields.push(("endOffset", e.end_offset.to_string()));
+        }
+        // containers/storage 1.43 (podman 4.3) reads only these spellings.
+        if e.uid != 0 {
+            fields.push(("UID", e.uid.to_string()));
+        }
+        if e.gid != 0 {
+            fields.push(("GID", e.gid.to_string()));
+        }
+        if let Some(modtime) = modtime {
+            fields.push(("ModTime", modtime));
+        }
+        out.push(b'{');
+        for (j, (key, value)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// `"..."` with JSON escapes; bytes that are not UTF-8 become U+FFFD, as Go's
+/// encoder writes them (such names cannot be fetched lazily, nor by Go's tar).
+fn json_string(bytes: &[u8]) -> String {
+    serde_json::to_string(&String::from_utf8_lossy(bytes)).expect("a string serialises")
+}
+
+/// `"1970-01-01T00:00:00Z"`, or `None` past what RFC 3339 can write.
+fn rfc3339(seconds: u64) -> Option<String> {
+    let seconds = i64::try_from(seconds).ok()?;
+    let t = jiff::Timestamp::from_second(seconds).ok()?;
+    Some(format!("\"{}\"", t.strftime("%Y-%m-%dT%H:%M:%SZ")))
+}
+
+/// The zstd:chunked annotations among a layer descriptor's `annotations`: those
+/// that describe the blob's bytes and must travel with it.
+pub fn blob_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations
+        .iter()
+        .filter(|(key, _)| {
+            key.starts_with("io.github.containers.zstd-chunked.")
+                || key.starts_with("io.containers.zstd-chunked.")
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Reads the TOC back out of a blob (for tests and `inspect`): the JSON bytes,
+/// found through the footer.
+pub fn read_toc(blob: &[u8]) -> io::Result<Vec<u8>> {
+    let footer_frame = 8 + FOOTER_SIZE;
+    if blob.len() < footer_frame {
+        return Err(invalid("the blob is too small for a footer".to_owned()));
+    }
+    let footer = &blob[blob.len() - FOOTER_SIZE..];
+    let head = &blob[blob.len() - footer_frame..blob.len() - FOOTER_SIZE];
+    if head[..4] != SKIPPABLE_MAGIC || footer[32..40] != FOOTER_MAGIC {
+        return Err(invalid("no zstd:chunked footer".to_owned()));
+    }
+    let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().unwrap());
+    let (offset, length) = (word(0) as usize, word(1) as usize);
+    let compressed = blob
+        .get(offset..offset + length)
+        .ok_or_else(|| invalid("the footer points past the blob".to_owned()))?;
+    zstd::stream::decode_all(compressed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, EntryKind, ImagePath};
+    use crate::tar::TarWriter;
+    use std::io::Read;
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::new(s).unwrap()
+    }
+
+    /// Entries covering every kind: empty and big files, a hard link, a
+    /// symlink, a long name (PAX), a non-root owner.
+    fn entries() -> Vec<Entry> {
+        let big: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let long = format!("nix/store/{}-long", "x".repeat(150));
+        let mut owned = Entry::bytes(p("home/user/notes"), 0o600, &b"mine\n"[..]);
+        owned.uid = 1000;
+        owned.gid = 100;
+        vec![
+            Entry::directory(p("bin"), 0o755),
+            Entry::bytes(p("bin/big"), 0o755, big),
+            Entry::bytes(p("bin/empty"), 0o644, &b""[..]),
+            Entry {
+                path: p("bin/link"),
+                kind: EntryKind::HardLink {
+                    target: p("bin/big"),
+                },
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+            Entry::symlink(p("bin/sh"), "busybox"),
+            Entry::bytes(
+                p("etc"),
+                0o4755,
+                &b"setuid, 1 byte past a block".repeat(19)[..],
+            ),
+            Entry::directory(p("home"), 0o755),
+            Entry::directory(p("home/user"), 0o700),
+            owned,
+            Entry::directory(p("nix"), 0o755),
+            Entry::directory(p("nix/store"), 0o755),
+            Entry::bytes(p(&long), 0o444, &b"long name\n"[..]),
+        ]
+    }
+
+    fn tar_of(entries: &[Entry]) -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new(), 1_700_000_000);
+        for e in entries {
+            w.append(e).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn chunked_of(entries: &[Entry]) -> (Vec<u8>, ChunkedInfo) {
+        let mut w = TarWriter::new(ChunkedWriter::new(Vec::new()).unwrap(), 1_700_000_000);
+        for e in entries {
+            w.append(e).unwrap();
+        }
+        w.finish().unwrap().finish().unwrap()
+    }
+
+    fn content(e: &Entry) -> Option<&[u8]> {
+        match &e.kind {
+            EntryKind::File {
+                source: crate::entry::FileSource::Bytes(b),
+                ..
+            } => Some(b),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_blob_decompresses_to_the_plain_tar() {
+        let entries = entries();
+        let (blob, _) = chunked_of(&entries);
+        let mut back = Vec::new();
+        zstd::stream::read::Decoder::new(&blob[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar_of(&entries));
+        assert_eq!(Digest::of(&back), Digest::of(&tar_of(&entries)));
+    }
+
+    #[test]
+    fn toc_offsets_point_at_frames_holding_each_file() {
+        let entries = entries();
+        let (blob, info) = chunked_of(&entries);
+        let toc: serde_json::Value = serde_json::from_slice(&read_toc(&blob).unwrap()).unwrap();
+        assert_eq!(toc["version"], 1);
+        let listed = toc["entries"].as_array().unwrap();
+        assert_eq!(listed.len(), entries.len());
+        for (e, t) in entries.iter().zip(listed) {
+            let name = t["name"].as_str().unwrap();
+            assert_eq!(
+                name.trim_end_matches('/'),
+                String::from_utf8_lossy(e.path.as_bytes())
+            );
+            assert_eq!(t["mode"].as_u64().unwrap_or(0), u64::from(e.mode));
+            assert_eq!(t["ModTime"], "2023-11-14T22:13:20Z");
+            assert_eq!(t["modtime"], t["ModTime"]);
+            match &e.kind {
+                EntryKind::Directory => {
+                    assert_eq!(t["type"], "dir");
+                    assert!(name.ends_with('/'));
+                }
+                EntryKind::Symlink { .. } => {
+                    assert_eq!(
+                        (&t["type"], &t["linkName"]),
+                        (&"symlink".into(), &"busybox".into())
+                    );
+                }
+                EntryKind::HardLink { .. } => {
+                    assert_eq!(
+                        (&t["type"], &t["linkName"]),
+                        (&"hardlink".into(), &"bin/big".into())
+                    );
+                }
+                EntryKind::File { size, .. } => {
+                    assert_eq!(t["type"], "reg");
+                    assert_eq!(t["size"].as_u64().unwrap_or(0), *size);
+                    let data = content(e).unwrap();
+                    if data.is_empty() {
+                        assert!(t.get("digest").is_none() && t.get("offset").is_none());
+                        continue;
+                    }
+                    assert_eq!(t["digest"], Digest::of(data).to_string());
+                    let (from, to) = (
+                        t["offset"].as_u64().unwrap() as usize,
+                        t["endOffset"].as_u64().unwrap() as usize,
+                    );
+                    // One range, decompressed on its own, is the file.
+                    let got = zstd::stream::decode_all(&blob[from..to]).unwrap();
+                    assert_eq!(Digest::of(&got), Digest::of(data), "{name}");
+                }
+            }
+        }
+        let owned = listed
+            .iter()
+            .find(|t| t["name"] == "home/user/notes")
+            .unwrap();
+        assert_eq!(
+            (owned["uid"].as_u64(), owned["UID"].as_u64()),
+            (Some(1000), Some(1000))
+        );
+        assert_eq!(
+            (owned["gid"].as_u64(), owned["GID"].as_u64()),
+            (Some(100), Some(100))
+        );
+
+        let checksum = Digest::of(&{
+            let pos = &info.annotations[MANIFEST_POSITION_KEY];
+            let parts: Vec<usize> = pos.split(':').map(|x| x.parse().unwrap()).collect();
+            assert_eq!(parts[3], 1);
+            assert_eq!(&blob[parts[0] - 8..parts[0] - 4], &SKIPPABLE_MAGIC);
+            blob[parts[0]..parts[0] + parts[1]].to_vec()
+        });
+        assert_eq!(
+            info.annotations[MANIFEST_CHECKSUM_KEY],
+            checksum.to_string()
+        );
+        assert_eq!(
+            info.annotations[LEGACY_MANIFEST_CHECKSUM_KEY],
+            info.annotations[MANIFEST_CHECKSUM_KEY]
+        );
+        assert_eq!(
+            info.annotations[LEGACY_MANIFEST_POSITION_KEY],
+            info.annotations[MANIFEST_POSITION_KEY]
+        );
+        assert_eq!(&blob[blob.len() - 8..], b"GnUlInUx");
+    }
+
+    #[test]
+    fn the_same_entries_give_the_same_bytes() {
+        let (a, ia) = chunked_of(&entries());
+        let (b, ib) = chunked_of(&entries());
+        assert_eq!(Digest::of(&a), Digest::of(&b));
+        assert_eq!(ia, ib);
+    }
+
+    #[test]
+    fn any_write_sizes_give_the_same_bytes() {
+        let tar = tar_of(&entries());
+        let whole = {
+            let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+            w.write_all(&tar).unwrap();
+            w.finish().unwrap().0
+        };
+        for step in [1usize, 7, 511, 513, 100_000] {
+            let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+            for piece in tar.chunks(step) {
+                w.write_all(piece).unwrap();
+            }
+            assert_eq!(w.finish().unwrap().0, whole, "writes of {step} bytes");
+        }
+    }
+
+    #[test]
+    fn a_truncated_tar_is_refused() {
+        let tar = tar_of(&entries());
+        let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+        w.write_all(&tar[..tar.len() / 2]).unwrap();
+        assert!(w.finish().is_err());
+    }
+
+    #[test]
+    fn a_layer_written_through_the_blob_store_carries_the_annotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::blob::BlobStore::open(dir.path()).unwrap();
+        let plain = store
+            .write_layer(
+                entries().into_iter().map(Ok),
+                crate::Compression::Zstd,
+                1,
+                &|_| {},
+            )
+            .unwrap();
+        let chunked = store
+            .write_layer(
+                entries().into_iter().map(Ok),
+                crate::Compression::ZstdChunked,
+                1,
+                &|_| {},
+            )
+            .unwrap();
+        assert_eq!(chunked.diff_id, plain.diff_id);
+        assert_eq!(chunked.uncompressed_size, plain.uncompressed_size);
+        assert_eq!(chunked.entry_count, plain.entry_count);
+        assert_ne!(chunked.digest, plain.digest);
+        assert!(plain.annotations.is_empty());
+        assert_eq!(chunked.annotations.len(), 4);
+        let blob = std::fs::read(store.path(&chunked.digest)).unwrap();
+        assert_eq!(Digest::of(&blob), chunked.digest);
+        assert_eq!(blob.len() as u64, chunked.size);
+        let json = serde_json::to_string(&chunked).unwrap();
+        assert!(json.contains("zstd:chunked") && json.contains(MANIFEST_CHECKSUM_KEY));
+        let back: crate::blob::LayerBlob = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, chunked);
+    }
+}
