@@ -12,7 +12,8 @@
 //! [frame: padding + next headers]  [frame: file 2's content] ...
 //! [frame: last padding + the two zero blocks that end the tar]
 //! [skippable frame: the TOC, JSON compressed as one zstd frame]
-//! [skippable frame: the 40-byte footer]
+//! [skippable frame: the tar-split, JSON lines compressed as one zstd frame]
+//! [skippable frame: the 64-byte footer]
 //! ```
 //!
 //! Every regular file with content has its bytes, and nothing else, in one frame
@@ -22,40 +23,58 @@
 //! blob plain zstd for engines that know nothing of this.
 //!
 //! The TOC (containers/storage calls it the manifest) is `{"version":1,
-//! "entries":[...]}`, one entry per tar entry in tar order: `type` (`reg`, `dir`,
-//! `symlink`, `hardlink`, `char`, `block`, `fifo`), `name` (as in the tar, folders
-//! with their trailing `/`), `linkName`, `mode` (permission bits), `size`, `uid`,
-//! `gid`, `modtime` (RFC 3339), and for files with content `digest` (sha256 of the
-//! content), `offset` and `endOffset` (the content frame's place in the blob).
-//! Zero values are left out, as Go's `omitempty` does. Big files are not split
-//! into chunks: one frame per file is what every reader accepts, and the TOC's
-//! optional `chunk*` fields only add dedup inside a changed big file.
+//! "entries":[...],"tarSplitDigest":"sha256:..."}`, one entry per tar entry in tar
+//! order: `type` (`reg`, `dir`, `symlink`, `hardlink`, `char`, `block`, `fifo`),
+//! `name` (as in the tar, folders with their trailing `/`), `linkName`, `mode`
+//! (permission bits), `size`, `uid`, `gid`, `modtime` (RFC 3339), and for files
+//! with content `digest` (sha256 of the content), `offset` and `endOffset` (the
+//! content frame's place in the blob). Zero values are left out, as Go's
+//! `omitempty` does. Big files are not split into chunks: one frame per file is
+//! what every reader accepts, and the TOC's optional `chunk*` fields only add
+//! dedup inside a changed big file.
 //!
-//! The footer holds the TOC's offset (past the skippable frame's 8-byte header),
-//! compressed and uncompressed lengths and type 1 as little-endian u64, then the
-//! magic `GnUlInUx`. The layer descriptor carries the same facts as annotations:
-//! `…zstd-chunked.manifest-checksum` (sha256 of the compressed TOC bytes) and
-//! `…zstd-chunked.manifest-position` (`offset:length:uncompressed:1`).
+//! The tar-split (vbatts/tar-split's format) holds every tar byte that is not file
+//! content, in `{"type":2,"payload":BASE64}` segments, and for each tar entry a
+//! `{"type":1,"name":...,"size":...,"payload":CRC-64/ISO}` line: with the files it
+//! rebuilds the exact tar. `tarSplitDigest` is the sha256 of its compressed bytes.
+//! A layer with a name that is not UTF-8 gets no tar-split (JSON cannot carry the
+//! name, so the TOC and the tar-split could not agree).
+//!
+//! The footer holds, as little-endian u64: the TOC's offset (past its skippable
+//! frame's 8-byte header), compressed and uncompressed lengths, type 1; the
+//! tar-split's offset, compressed and uncompressed lengths; then the magic
+//! `GNUlInUx`. The layer descriptor carries the same facts as annotations:
+//! `…zstd-chunked.manifest-checksum` (sha256 of the compressed TOC bytes),
+//! `…zstd-chunked.manifest-position` (`offset:length:uncompressed:1`),
+//! `…tarsplit-position` (`offset:length:uncompressed`) and `…tarsplit-checksum`.
 //!
 //! # Which version, and which podman reads it
 //!
+//! The layout is containers/storage's current one (1.51 and later); the
+//! annotations and TOC keys are written so that every version since 1.43 finds
+//! what it reads, and every version reads the annotations rather than the footer
+//! when they are there:
+//!
 //! - podman 4.3 (containers/storage 1.43, Debian 12's podman): reads the
-//!   `io.containers.zstd-chunked.*` annotations, the 40-byte footer, and entry keys
-//!   `UID`, `GID`, `ModTime` (its TOC parser misses the lower-case keys its own
-//!   writer emits, so without these a partial pull gives every file uid 0 and the
-//!   pull time as mtime). Partial pulls work: this is what the e2e test checks.
+//!   `io.containers.zstd-chunked.*` annotations and entry keys `UID`, `GID`,
+//!   `ModTime` (its TOC parser misses the lower-case keys its own writer emits,
+//!   so without these a partial pull gives every file uid 0 and the pull time as
+//!   mtime); it ignores the tar-split. Partial pulls work: the e2e test
+//!   (`crates/gpubox/tests/e2e/chunked.rs`) checks it with this podman.
 //! - podman 4.4 to 5.3 (storage 1.44 to 1.56): read the renamed
-//!   `io.github.containers.zstd-chunked.*` annotations and lower-case keys; a tar-
-//!   split is optional there. Both annotation sets and both key spellings are
-//!   written (newer parsers fold case and keep the last value, which is the same),
-//!   so these pull partially too.
-//! - podman 5.4 and later (storage 1.57+) want a tar-split (`tarSplitDigest` in the
-//!   TOC, a third skippable frame, a 64-byte footer, the `…tarsplit-position`
-//!   annotation) to compute the diff_id of a partial pull; without one they fall
-//!   back to an ordinary full pull of the blob as zstd (unless
-//!   `insecure_allow_unpredictable_image_contents` is set). Our blobs do not carry a
-//!   tar-split yet, so on those versions they pull like `compression = "zstd"`
-//!   layers: correct, not lazy.
+//!   `io.github.containers.zstd-chunked.*` annotations and the lower-case keys;
+//!   from 1.47 on they also take the tar-split (checked against the
+//!   `tarsplit-checksum` annotation) to rebuild the tar on export. Both annotation
+//!   sets and both key spellings are written (newer parsers fold case and keep
+//!   the last value, which is the same).
+//! - podman 5.4 and later (storage 1.57+) need the tar-split to pull partially:
+//!   they check the TOC against its headers, and compute the diff_id from it and
+//!   the fetched files. Without one they would fall back to a full pull.
+//!
+//! Only podman 4.3 is run against these blobs here; for the later versions the
+//! unit tests check the tar-split the way their reader uses it (the segments
+//! start with whole headers past the previous file's padding, the CRCs are Go's,
+//! and segments plus files give back the tar byte for byte).
 //!
 //! # Determinism
 //!
@@ -71,7 +90,9 @@
 //! manifest's digest covers) and every file it fetches against the TOC's sha256;
 //! it does not check the layer's diff_id on a partial pull, so what it extracts is
 //! only as good as the TOC. Ours is written from the same tar stream, so the files
-//! are the tar's files. Storage 1.57+ closes that gap with the tar-split.
+//! are the tar's files. Storage 1.57+ closes that gap: the TOC's `tarSplitDigest`
+//! covers the tar-split, whose headers must match the TOC, and the tar rebuilt
+//! from it and the fetched files must have the config's diff_id.
 //!
 //! # Why not eStargz too
 //!
@@ -102,12 +123,17 @@ pub const MANIFEST_POSITION_KEY: &str = "io.github.containers.zstd-chunked.manif
 pub const LEGACY_MANIFEST_CHECKSUM_KEY: &str = "io.containers.zstd-chunked.manifest-checksum";
 pub const LEGACY_MANIFEST_POSITION_KEY: &str = "io.containers.zstd-chunked.manifest-position";
 
+/// Where the tar-split is, and its sha256 (podman 4.6 to 5.3 check this one;
+/// later ones the TOC's `tarSplitDigest`).
+pub const TARSPLIT_POSITION_KEY: &str = "io.github.containers.zstd-chunked.tarsplit-position";
+pub const TARSPLIT_CHECKSUM_KEY: &str = "io.github.containers.zstd-chunked.tarsplit-checksum";
+
 /// The zstd skippable frame magic that readers skip, little-endian.
 const SKIPPABLE_MAGIC: [u8; 4] = [0x50, 0x2a, 0x4d, 0x18];
-/// What ends the footer: `GnUlInUx`.
-pub const FOOTER_MAGIC: [u8; 8] = *b"GnUlInUx";
+/// What ends the footer: `GNUlInUx`.
+pub const FOOTER_MAGIC: [u8; 8] = *b"GNUlInUx";
 /// Bytes of footer data (in its own skippable frame).
-pub const FOOTER_SIZE: usize = 40;
+pub const FOOTER_SIZE: usize = 64;
 /// The TOC format: CRFS-compatible JSON.
 const MANIFEST_TYPE_CRFS: u64 = 1;
 
@@ -177,6 +203,7 @@ pub struct ChunkedWriter<W: Write> {
     pax_values: PaxValues,
     content_hash: Sha256,
     entries: Vec<TocEntry>,
+    split: TarSplit,
 }
 
 #[derive(Default)]
@@ -211,11 +238,12 @@ impl<W: Write> ChunkedWriter<W> {
             pax_values: PaxValues::default(),
             content_hash: Sha256::new(),
             entries: Vec::new(),
+            split: TarSplit::new()?,
         })
     }
 
-    /// Ends the last frame, appends the TOC and the footer, and returns the
-    /// writer with the descriptor annotations and the TOC entries.
+    /// Ends the last frame, appends the TOC, the tar-split and the footer, and
+    /// returns the writer with the descriptor annotations and the TOC entries.
     pub fn finish(mut self) -> io::Result<(W, ChunkedInfo)> {
         if !matches!(self.state, State::Trailer) {
             return Err(invalid(
@@ -223,18 +251,32 @@ impl<W: Write> ChunkedWriter<W> {
             ));
         }
         self.end_frame()?;
-        let toc = toc_json(&self.entries);
+        self.split.segment()?;
+        let split = self.split.finish()?;
+        let split_digest = split.as_ref().map(|(data, _)| Digest::of(data));
+        let toc = toc_json(&self.entries, split_digest.as_ref());
         let mut compressed = Vec::new();
         let mut cctx = new_cctx()?;
         compress_frame(&mut cctx, &toc, &mut compressed)?;
         let toc_offset = self.written + 8;
         self.write_skippable(&compressed)?;
+        let (split_offset, split_length, split_uncompressed) = match &split {
+            Some((data, uncompressed)) => {
+                let offset = self.written + 8;
+                self.write_skippable(data)?;
+                (offset, data.len() as u64, *uncompressed)
+            }
+            None => (0, 0, 0),
+        };
         let mut footer = Vec::with_capacity(FOOTER_SIZE);
         for n in [
             toc_offset,
             compressed.len() as u64,
             toc.len() as u64,
             MANIFEST_TYPE_CRFS,
+            split_offset,
+            split_length,
+            split_uncompressed,
         ] {
             footer.extend_from_slice(&n.to_le_bytes());
         }
@@ -255,6 +297,13 @@ impl<W: Write> ChunkedWriter<W> {
             (LEGACY_MANIFEST_POSITION_KEY, &position),
         ] {
             annotations.insert(key.to_owned(), value.clone());
+        }
+        if let Some(digest) = split_digest {
+            annotations.insert(
+                TARSPLIT_POSITION_KEY.to_owned(),
+                format!("{split_offset}:{split_length}:{split_uncompressed}"),
+            );
+            annotations.insert(TARSPLIT_CHECKSUM_KEY.to_owned(), digest.to_string());
         }
         let info = ChunkedInfo {
             annotations,
@@ -408,12 +457,19 @@ impl<W: Write> ChunkedWriter<W> {
             offset: 0,
             end_offset: 0,
         };
+        let has_content = kind == "reg" && size > 0;
+        self.split.segment()?;
+        if !has_content {
+            self.split.file(&entry.name, 0, None)?;
+        }
+        self.split.check_names(&entry);
         self.entries.push(entry);
-        self.state = if kind == "reg" && size > 0 {
+        self.state = if has_content {
             // The content gets a frame of its own.
             self.end_frame()?;
             self.entries.last_mut().expect("just pushed").offset = self.written;
             self.content_hash = Sha256::new();
+            self.split.crc = !0;
             State::Content {
                 remaining: size,
                 padding,
@@ -474,6 +530,8 @@ impl<W: Write> ChunkedWriter<W> {
         self.end_frame()?;
         let hash = std::mem::replace(&mut self.content_hash, Sha256::new());
         let entry = self.entries.last_mut().expect("a file entry");
+        let crc = !self.split.crc;
+        self.split.file(&entry.name, entry.size, Some(crc))?;
         entry.end_offset = self.written;
         entry.digest = Some(
             format!("sha256:{}", hex::encode(hash.finalize()))
@@ -498,6 +556,7 @@ impl<W: Write> Write for ChunkedWriter<W> {
                     let n = (BLOCK - filled).min(data.len());
                     self.header[filled..filled + n].copy_from_slice(&data[..n]);
                     self.compress(&data[..n])?;
+                    self.split.raw.extend_from_slice(&data[..n]);
                     data = &data[n..];
                     if filled + n == BLOCK {
                         self.on_header()?;
@@ -515,6 +574,7 @@ impl<W: Write> Write for ChunkedWriter<W> {
                         self.pax.extend_from_slice(&data[..n]);
                     }
                     self.compress(&data[..n])?;
+                    self.split.raw.extend_from_slice(&data[..n]);
                     data = &data[n..];
                     let remaining = remaining - n as u64;
                     if remaining == 0 {
@@ -538,6 +598,7 @@ impl<W: Write> Write for ChunkedWriter<W> {
                     let n = remaining.min(data.len() as u64) as usize;
                     self.content_hash.update(&data[..n]);
                     self.compress(&data[..n])?;
+                    self.split.crc = crc64_update(self.split.crc, &data[..n]);
                     data = &data[n..];
                     let remaining = remaining - n as u64;
                     if remaining == 0 {
@@ -549,6 +610,7 @@ impl<W: Write> Write for ChunkedWriter<W> {
                 State::Padding { remaining } => {
                     let n = remaining.min(data.len() as u64) as usize;
                     self.compress(&data[..n])?;
+                    self.split.raw.extend_from_slice(&data[..n]);
                     data = &data[n..];
                     let remaining = remaining - n as u64;
                     self.state = if remaining == 0 {
@@ -559,6 +621,7 @@ impl<W: Write> Write for ChunkedWriter<W> {
                 }
                 State::Trailer => {
                     self.compress(data)?;
+                    self.split.raw.extend_from_slice(data);
                     data = &[];
                 }
             }
@@ -571,6 +634,134 @@ impl<W: Write> Write for ChunkedWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// The tar-split (vbatts/tar-split's JSON lines, as containers/storage reads
+/// them): the tar's bytes other than file contents in `type: 2` segments, and a
+/// `type: 1` entry per tar entry with its name, size and the CRC-64 (ISO) of its
+/// content. With the files it gives back the exact tar, which is how podman 5.4+
+/// computes the diff_id of a partial pull. Kept zstd-compressed as it is written.
+struct TarSplit {
+    json: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    uncompressed: u64,
+    position: u64,
+    /// Header, padding and trailer bytes since the last entry.
+    raw: Vec<u8>,
+    /// The running CRC-64 of the current file (before the final inversion).
+    crc: u64,
+    /// False once a name cannot be written in it as it is (not UTF-8): then
+    /// there is no tar-split, and newer podman pulls the layer whole.
+    names_ok: bool,
+}
+
+impl TarSplit {
+    fn new() -> io::Result<TarSplit> {
+        let mut json = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+        json.include_checksum(true)?;
+        Ok(TarSplit {
+            json,
+            uncompressed: 0,
+            position: 0,
+            raw: Vec::new(),
+            crc: !0,
+            names_ok: true,
+        })
+    }
+
+    fn line(&mut self, line: &str) -> io::Result<()> {
+        self.json.write_all(line.as_bytes())?;
+        self.uncompressed += line.len() as u64;
+        self.position += 1;
+        Ok(())
+    }
+
+    /// Writes the pending raw bytes, if any, as a segment.
+    fn segment(&mut self) -> io::Result<()> {
+        if self.raw.is_empty() {
+            return Ok(());
+        }
+        let line = format!(
+            "{{\"type\":2,\"payload\":\"{}\",\"position\":{}}}\n",
+            base64(&self.raw),
+            self.position
+        );
+        self.raw.clear();
+        self.line(&line)
+    }
+
+    /// The entry for one tar entry; `crc` for files with content.
+    fn file(&mut self, name: &[u8], size: u64, crc: Option<u64>) -> io::Result<()> {
+        let mut line = format!("{{\"type\":1,\"name\":{}", json_string(name));
+        if size > 0 {
+            line.push_str(&format!(",\"size\":{size}"));
+        }
+        match crc {
+            Some(crc) => line.push_str(&format!(",\"payload\":\"{}\"", base64(&crc.to_be_bytes()))),
+            None => line.push_str(",\"payload\":null"),
+        }
+        line.push_str(&format!(",\"position\":{}}}\n", self.position));
+        self.line(&line)
+    }
+
+    fn check_names(&mut self, entry: &TocEntry) {
+        if std::str::from_utf8(&entry.name).is_err()
+            || std::str::from_utf8(&entry.link_name).is_err()
+        {
+            self.names_ok = false;
+        }
+    }
+
+    /// The compressed tar-split and its uncompressed size, or `None` when a name
+    /// ruled it out.
+    fn finish(&mut self) -> io::Result<Option<(Vec<u8>, u64)>> {
+        self.json.do_finish()?;
+        let data = std::mem::take(self.json.get_mut());
+        Ok(self.names_ok.then_some((data, self.uncompressed)))
+    }
+}
+
+/// CRC-64 with the ISO polynomial, as Go's `hash/crc64` computes it (reflected);
+/// `crc` is the running value, started at `!0` and inverted at the end.
+fn crc64_update(mut crc: u64, data: &[u8]) -> u64 {
+    static TABLE: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = [0u64; 256];
+        for (i, slot) in table.iter_mut().enumerate() {
+            let mut crc = i as u64;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xD800_0000_0000_0000
+                } else {
+                    crc >> 1
+                };
+            }
+            *slot = crc;
+        }
+        table
+    });
+    for &b in data {
+        crc = table[((crc as u8) ^ b) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// Standard base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn new_cctx() -> io::Result<CCtx<'static>> {
@@ -632,7 +823,7 @@ fn number(field: &[u8]) -> io::Result<u64> {
 }
 
 /// The TOC's JSON: fixed key order, no whitespace, zero values left out.
-fn toc_json(entries: &[TocEntry]) -> Vec<u8> {
+fn toc_json(entries: &[TocEntry], tar_split: Option<&Digest>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + entries.len() * 160);
     out.extend_from_slice(b"{\"version\":1,\"entries\":[");
     for (i, e) in entries.iter().enumerate() {
@@ -693,7 +884,11 @@ fn toc_json(entries: &[TocEntry]) -> Vec<u8> {
         }
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if let Some(digest) = tar_split {
+        out.extend_from_slice(format!(",\"tarSplitDigest\":\"{digest}\"").as_bytes());
+    }
+    out.push(b'}');
     out
 }
 
@@ -732,7 +927,7 @@ pub fn read_toc(blob: &[u8]) -> io::Result<Vec<u8>> {
     }
     let footer = &blob[blob.len() - FOOTER_SIZE..];
     let head = &blob[blob.len() - footer_frame..blob.len() - FOOTER_SIZE];
-    if head[..4] != SKIPPABLE_MAGIC || footer[32..40] != FOOTER_MAGIC {
+    if head[..4] != SKIPPABLE_MAGIC || footer[56..64] != FOOTER_MAGIC {
         return Err(invalid("no zstd:chunked footer".to_owned()));
     }
     let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().unwrap());
@@ -916,7 +1111,7 @@ mod tests {
             info.annotations[LEGACY_MANIFEST_POSITION_KEY],
             info.annotations[MANIFEST_POSITION_KEY]
         );
-        assert_eq!(&blob[blob.len() - 8..], b"GnUlInUx");
+        assert_eq!(&blob[blob.len() - 8..], b"GNUlInUx");
     }
 
     #[test]
@@ -977,7 +1172,7 @@ mod tests {
         assert_eq!(chunked.entry_count, plain.entry_count);
         assert_ne!(chunked.digest, plain.digest);
         assert!(plain.annotations.is_empty());
-        assert_eq!(chunked.annotations.len(), 4);
+        assert_eq!(chunked.annotations.len(), 6);
         let blob = std::fs::read(store.path(&chunked.digest)).unwrap();
         assert_eq!(Digest::of(&blob), chunked.digest);
         assert_eq!(blob.len() as u64, chunked.size);
@@ -985,5 +1180,136 @@ mod tests {
         assert!(json.contains("zstd:chunked") && json.contains(MANIFEST_CHECKSUM_KEY));
         let back: crate::blob::LayerBlob = serde_json::from_str(&json).unwrap();
         assert_eq!(back, chunked);
+    }
+
+    #[test]
+    fn crc64_and_base64_match_go() {
+        // Go: crc64.Checksum([]byte("123456789"), crc64.MakeTable(crc64.ISO)).
+        assert_eq!(!crc64_update(!0, b"123456789"), 0xB909_56C7_75A4_1001);
+        let split = [b"12345".as_slice(), b"6789"];
+        let crc = split.iter().fold(!0, |crc, part| crc64_update(crc, part));
+        assert_eq!(!crc, 0xB909_56C7_75A4_1001);
+        for (raw, text) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), text);
+        }
+    }
+
+    fn unbase64(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        };
+        let mut out = Vec::new();
+        for chunk in text.as_bytes().chunks(4) {
+            let digits: Vec<u8> = chunk
+                .iter()
+                .filter(|&&c| c != b'=')
+                .map(|&c| value(c))
+                .collect();
+            let n = digits
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+            out.extend_from_slice(&n.to_be_bytes()[1..digits.len()]);
+        }
+        out
+    }
+
+    #[test]
+    fn the_tar_split_and_the_files_give_back_the_tar() {
+        let entries = entries();
+        let tar = tar_of(&entries);
+        let (blob, info) = chunked_of(&entries);
+        let position: Vec<usize> = info.annotations[TARSPLIT_POSITION_KEY]
+            .split(':')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let compressed = &blob[position[0]..position[0] + position[1]];
+        assert_eq!(&blob[position[0] - 8..position[0] - 4], &SKIPPABLE_MAGIC);
+        let digest = Digest::of(compressed).to_string();
+        assert_eq!(info.annotations[TARSPLIT_CHECKSUM_KEY], digest);
+        let toc: serde_json::Value = serde_json::from_slice(&read_toc(&blob).unwrap()).unwrap();
+        assert_eq!(toc["tarSplitDigest"], digest);
+        let json = zstd::stream::decode_all(compressed).unwrap();
+        assert_eq!(json.len(), position[2]);
+
+        let by_name: std::collections::HashMap<String, &Entry> = entries
+            .iter()
+            .map(|e| (String::from_utf8_lossy(e.path.as_bytes()).into_owned(), e))
+            .collect();
+        let mut rebuilt = Vec::new();
+        let mut files = 0;
+        let mut pending_padding = 0usize;
+        for (i, line) in json
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let item: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(item["position"], i as u64);
+            match item["type"].as_u64().unwrap() {
+                2 => {
+                    let payload = unbase64(item["payload"].as_str().unwrap());
+                    // What asm.IterateHeaders does: past the last file's padding
+                    // a segment starts with whole header blocks.
+                    let headers = &payload[pending_padding..];
+                    assert!(headers.len() % BLOCK == 0, "segment {i}");
+                    pending_padding = 0;
+                    rebuilt.extend_from_slice(&payload);
+                }
+                1 => {
+                    files += 1;
+                    let name = item["name"].as_str().unwrap();
+                    let entry = by_name[name.trim_end_matches('/')];
+                    let size = item["size"].as_u64().unwrap_or(0);
+                    match content(entry).filter(|c| !c.is_empty()) {
+                        Some(data) => {
+                            assert_eq!(size, data.len() as u64);
+                            let crc = (!crc64_update(!0, data)).to_be_bytes();
+                            assert_eq!(unbase64(item["payload"].as_str().unwrap()), crc);
+                            rebuilt.extend_from_slice(data);
+                            pending_padding = (BLOCK - data.len() % BLOCK) % BLOCK;
+                        }
+                        None => {
+                            assert_eq!(size, 0);
+                            assert!(item["payload"].is_null());
+                        }
+                    }
+                }
+                other => panic!("type {other}"),
+            }
+        }
+        assert_eq!(files, entries.len());
+        assert_eq!(rebuilt, tar);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_leaves_out_the_tar_split() {
+        let mut entries = entries();
+        entries.push(Entry::bytes(
+            ImagePath::new(b"z\xff").unwrap(),
+            0o644,
+            &b"x"[..],
+        ));
+        let (blob, info) = chunked_of(&entries);
+        assert!(!info.annotations.contains_key(TARSPLIT_POSITION_KEY));
+        let toc: serde_json::Value = serde_json::from_slice(&read_toc(&blob).unwrap()).unwrap();
+        assert!(toc.get("tarSplitDigest").is_none());
+        let mut back = Vec::new();
+        zstd::stream::read::Decoder::new(&blob[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, tar_of(&entries));
     }
 }

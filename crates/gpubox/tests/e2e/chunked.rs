@@ -209,6 +209,8 @@ fn podman_pulls_zstd_chunked_layers_partially_and_runs_them() {
             "io.github.containers.zstd-chunked.manifest-position",
             "io.containers.zstd-chunked.manifest-checksum",
             "io.containers.zstd-chunked.manifest-position",
+            "io.github.containers.zstd-chunked.tarsplit-position",
+            "io.github.containers.zstd-chunked.tarsplit-checksum",
         ] {
             assert!(
                 annotations[key].is_string(),
