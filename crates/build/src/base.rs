@@ -404,14 +404,10 @@ impl Base {
             .map_or(0, |image| image.reader.layers().len())
     }
 
-    /// How many layers the closure may have: `maxLayers`, less gpubox's top
-    /// layer and the base's layers. Fails when the base leaves no room for
-    /// the top layer and, when there are store paths, one layer of them.
-    pub fn store_path_budget(
-        &self,
-        spec: &Spec,
-        closure_is_empty: bool,
-    ) -> Result<usize, BuildError> {
+    /// How many layers gpubox's own layers (the closure's and the top ones) may
+    /// have: `maxLayers` less the base's layers. Fails when the base leaves no room
+    /// for one top layer and, when there are store paths, one layer of them.
+    pub fn own_layer_room(&self, spec: &Spec, closure_is_empty: bool) -> Result<usize, BuildError> {
         let ours = if closure_is_empty { 1 } else { 2 };
         let room = spec.max_layers.saturating_sub(ours);
         let base = self.layer_count();
@@ -427,7 +423,7 @@ impl Base {
                 format!("fromImage `{}` has too many layers", self.name),
             ));
         }
-        Ok(spec.max_layers.saturating_sub(1 + base))
+        Ok(spec.max_layers.saturating_sub(base))
     }
 
     /// Copies the base's layers into `store` as they are and returns them with
@@ -709,7 +705,7 @@ mod tests {
         let tight = fixture.spec("maxLayers = 3\n");
         let base = fixture.open(&tight, "amd64").unwrap();
         // Two base layers, the top layer and one layer of store paths.
-        let error = base.store_path_budget(&tight, false).unwrap_err();
+        let error = base.own_layer_room(&tight, false).unwrap_err();
         let message = format!(
             "{error} {}",
             std::error::Error::source(&error)
@@ -721,10 +717,10 @@ mod tests {
             "{message}"
         );
         // Without store paths the top layer alone fits.
-        assert_eq!(base.store_path_budget(&tight, true).unwrap(), 0);
+        assert_eq!(base.own_layer_room(&tight, true).unwrap(), 1);
         let roomy = fixture.spec("maxLayers = 10\n");
         let base = fixture.open(&roomy, "amd64").unwrap();
-        assert_eq!(base.store_path_budget(&roomy, false).unwrap(), 7);
+        assert_eq!(base.own_layer_room(&roomy, false).unwrap(), 8);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //!    transport and merged under the spec's settings;
 //! 2. **spec -> closure** ([`store`]): packages realised with Nix, the
 //!    closure asked of the store;
-//! 3. **closure -> layers** ([`schedule`], [`top`]): store paths planned into
-//!    layers, built on every core or taken from the layer cache, and gpubox's
-//!    own top layer;
+//! 3. **closure -> layers** ([`schedule`], [`top`], [`reuse`]): store paths
+//!    planned into layers, gpubox's own files in layers of their own, each built
+//!    on every core, taken from the layer cache, or, for a registry output,
+//!    reused from the registry by its key;
 //! 4. **layers -> image** ([`pipeline`]): config and manifest;
 //! 5. **image -> output** ([`output`], [`push`]): an OCI folder or archive, a
 //!    docker-archive, podman or Docker, or a registry; with an SBOM
@@ -40,6 +41,8 @@
 //!     sbom: None,
 //!     registry: Default::default(),
 //!     source_date_epoch: None,
+//!     cache_from: Vec::new(),
+//!     substituter: None,
 //! };
 //! let built = build(&spec, &request, &Silent)?;
 //! assert!(built.manifest_digest.starts_with("sha256:"));
@@ -58,6 +61,7 @@ pub mod pipeline;
 mod platform;
 pub mod push;
 mod reporter;
+pub mod reuse;
 pub mod runnable;
 pub mod sbom;
 pub mod schedule;

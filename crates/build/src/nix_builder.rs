@@ -92,7 +92,7 @@ pub fn spec_builder(reporter: &dyn Reporter) -> Result<(), BuildError> {
     let spec = gpubox_spec::parse(&text, &out)?;
     let closure = Closure::from_exported_graph(attrs.get("/closure")?)?;
     let store = StoreContents::from_closure(&spec, &closure)?;
-    gpu_settings(&spec, &store.closure)?;
+    gpu_settings(&spec, &store)?;
     match unchecked_here(&spec) {
         None => {
             top_layer(&spec, &store, &[], &Base::default(), None, reporter)?;

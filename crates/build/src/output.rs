@@ -17,20 +17,22 @@ use gpubox_spec::Spec;
 
 use crate::error::BuildError;
 use crate::location::{with_default_tag, ImageLocation};
-use crate::push::push_built;
+use crate::push::{push_built, PushHints};
 use crate::reporter::Reporter;
 
 /// Writes `image` (its layers in `store`, the layer cache's blob store) to
 /// `output`; a name or tag the output does not give is the spec's. An image
 /// loaded into an engine is also recorded in the layer cache
 /// ([`LayerCache::put_built`]), so `gpubox push` of the engine's image sends
-/// the layers and manifest built here rather than the engine's export.
+/// the layers and manifest built here rather than the engine's export. A push
+/// follows `hints` (layers to mount, blobs already sent).
 pub fn write_output(
     output: &ImageLocation,
     spec: &Spec,
     image: &BuiltImage,
     store: &BlobStore,
     registry: &PushOptions,
+    hints: &PushHints,
     reporter: &dyn Reporter,
 ) -> Result<(), BuildError> {
     let default_reference = format!("{}:{}", spec.name, spec.tag);
@@ -71,7 +73,7 @@ pub fn write_output(
         }
         ImageLocation::Registry { reference } => {
             let reference = with_default_tag(reference, &spec.tag);
-            push_built(&reference, image, store, registry, reporter)?;
+            push_built(&reference, image, store, registry, hints, reporter)?;
         }
     }
     reporter.step(&format!("wrote {output} ({})", image.manifest_digest));
@@ -219,6 +221,7 @@ mod tests {
                 &image,
                 &store,
                 &PushOptions::default(),
+                &PushHints::default(),
                 &Silent,
             )
             .unwrap();
@@ -316,9 +319,17 @@ mod tests {
             tls_verify: false,
             ..PushOptions::default()
         };
-        let error = write_output(&output, &spec(), &image, &store, &options, &Silent)
-            .unwrap_err()
-            .to_string();
+        let error = write_output(
+            &output,
+            &spec(),
+            &image,
+            &store,
+            &options,
+            &PushHints::default(),
+            &Silent,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("127.0.0.1:1"), "{error}");
     }
 }

@@ -1,19 +1,19 @@
 //! `spec -> closure -> layers -> image -> output`: the build, as the named
 //! steps [`build`] runs in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use gpubox_layers::cache::LayerCache;
 use gpubox_layers::plan::plan;
-use gpubox_nix::Nix;
+use gpubox_nix::{Nix, StorePath, UnpackedPaths};
 use gpubox_oci::blob::LayerBlob;
 use gpubox_oci::image::{
     assemble_on, layer_annotations, BaseLayers, BuiltImage, ImageConfigInput, LayerInput,
 };
 use gpubox_oci::source::LayerSummary;
 use gpubox_oci::Compression;
-use gpubox_registry::PushOptions;
+use gpubox_registry::{Blob, BlobUploader, PushOptions};
 use gpubox_rootfs::Rootfs;
 use gpubox_spec::Spec;
 
@@ -23,10 +23,12 @@ use crate::location::{with_default_tag, ImageLocation};
 use crate::open::RegistryAccess;
 use crate::output::{check_file_writable, check_output_writable, parent_folder, partial_folders};
 use crate::push::attach_sbom;
+use crate::push::PushHints;
 use crate::reporter::{Bytes, Count, Reporter};
-use crate::schedule::{build_layers, LayerJob};
+use crate::reuse::{RegistryLayers, Reused};
+use crate::schedule::{build_layers, files_key, Came, LayerJob, LayerSources, ProducedLayer};
 use crate::store::StoreContents;
-use crate::top::{gpu_settings, resolve_host_binaries, top_layer, GpuSettings};
+use crate::top::{gpu_settings, resolve_host_binaries, split_top, top_layer, GpuSettings};
 
 /// What to build and where it goes.
 pub struct BuildRequest {
@@ -41,6 +43,12 @@ pub struct BuildRequest {
     /// `SOURCE_DATE_EPOCH` as the environment gives it, when the spec sets no
     /// `created`.
     pub source_date_epoch: Option<String>,
+    /// Images (`docker://HOST/REPO:TAG`) whose layers a build for a registry
+    /// may reuse besides the destination's own ([`crate::reuse`]).
+    pub cache_from: Vec<String>,
+    /// A binary cache that store paths this store lacks are read from, and
+    /// copied from only when a layer built here holds them ([`crate::store`]).
+    pub substituter: Option<String>,
 }
 
 impl BuildRequest {
@@ -85,7 +93,7 @@ pub fn build(
     let base = crate::base::open(spec, crate::platform::oci_architecture(), &registry)?;
     // spec -> closure
     let nix = Nix::new();
-    let store = StoreContents::realise(spec, &nix, reporter)?;
+    let store = StoreContents::realise(spec, &nix, request.substituter.as_deref(), reporter)?;
     if !store.closure.is_empty() {
         reporter.step(&format!(
             "closure: {}, {}",
@@ -97,9 +105,12 @@ pub fn build(
     let GpuSettings {
         env: gpu_env,
         labels: gpu_labels,
-    } = gpu_settings(spec, &store.closure)?;
+    } = gpu_settings(spec, &store)?;
     let host_files = resolve_host_binaries(spec, reporter)?;
     let nix_db = if spec.machine.nix_enable {
+        // The image's database is this store's registration of every path.
+        let everything: Vec<StorePath> = store.fs.elsewhere().cloned().collect();
+        store.copy_into_store(&nix, &everything, reporter)?;
         reporter.step("registering the closure in the image's Nix database");
         Some(
             gpubox_rootfs::nix_db(&nix, &store.closure, created)
@@ -124,10 +135,14 @@ pub fn build(
         &request.cache_root,
     )?;
     let cache = LayerCache::open(&request.cache_root)?;
-    let planned = plan(
-        &store.closure,
-        base.store_path_budget(spec, store.closure.is_empty())?,
+    // The closure keeps at least one layer; gpubox's own layers take what is left.
+    let room = base.own_layer_room(spec, store.closure.is_empty())?;
+    let top = split_top(
+        &rootfs.entries,
+        &rootfs.parts,
+        room - usize::from(!store.closure.is_empty()),
     );
+    let planned = plan(&store.closure, room - top.len());
     let base_layers = base.copy_layers(&cache, reporter)?;
     let compression = compression(spec);
     let mut jobs: Vec<LayerJob<'_>> = planned
@@ -138,17 +153,79 @@ pub fn build(
             estimate: layer.size,
         })
         .collect();
-    jobs.push(LayerJob::Top {
-        entries: &rootfs.entries,
-    });
-    let blobs = build_layers(&jobs, &cache, compression, mtime, reporter)?;
+    for layer in &top {
+        jobs.push(LayerJob::Files {
+            entries: &layer.entries,
+            created_by: layer.describe(spec),
+            key: files_key(&layer.entries, compression, mtime)?,
+        });
+    }
+    let reused = reuse_from_registry(spec, request, &jobs, &cache, compression, &registry);
+    let to_read: Vec<StorePath> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(index, job)| !reused.contains_key(index) && cache.get(job.key()).is_none())
+        .flat_map(|(_, job)| match job {
+            LayerJob::Store { paths, .. } => paths.to_vec(),
+            LayerJob::Files { .. } => Vec::new(),
+        })
+        .collect();
+    let mut unpacked = UnpackedPaths::default();
+    store.unpack(&nix, &to_read, &mut unpacked, reporter)?;
+    // For a registry, each layer goes up as soon as it is made, while the
+    // others are still compressing; the push then sends the config and manifest.
+    let uploader = match &request.output {
+        ImageLocation::Registry { reference } => Some(BlobUploader::start(
+            &with_default_tag(reference, &spec.tag),
+            &request.registry,
+        )?),
+        _ => None,
+    };
+    let send_early = |blob: &LayerBlob| {
+        if let Some(uploader) = &uploader {
+            let digest = blob.digest.to_string();
+            let (size, path) = (blob.size, cache.store().path(&blob.digest));
+            uploader.send(
+                Blob {
+                    digest,
+                    size,
+                    mount_from: None,
+                },
+                path,
+            );
+        }
+    };
+    let sources = LayerSources {
+        reused: &reused,
+        unpacked: &unpacked,
+        on_stored: &send_early,
+    };
+    let layers = build_layers(&jobs, &sources, &cache, compression, mtime, reporter)?;
+    let early = uploader.map(BlobUploader::finish).transpose()?;
+    for (digest, why) in early.iter().flat_map(|early| &early.failed) {
+        reporter.step(&format!(
+            "sending {digest} early failed, the push sends it: {why}"
+        ));
+    }
+    let hints = PushHints {
+        mounts: layers
+            .iter()
+            .filter_map(|layer| match &layer.came {
+                Came::Registry { repository } => {
+                    Some((layer.blob.digest.clone(), repository.clone()))
+                }
+                _ => None,
+            })
+            .collect(),
+        early,
+    };
     // layers -> image
     let image = assemble(
         spec,
         &base,
         &base_layers,
         &jobs,
-        blobs,
+        layers,
         &rootfs,
         settings,
         created,
@@ -160,6 +237,7 @@ pub fn build(
         &image,
         cache.store(),
         &request.registry,
+        &hints,
         reporter,
     )?;
     if let Some(file) = &request.sbom {
@@ -188,6 +266,37 @@ pub fn build(
         manifest_digest: image.manifest_digest.to_string(),
         store_paths: store.closure.len(),
     })
+}
+
+/// For a build whose output is a registry, the layers the layer cache lacks that
+/// the destination's image or a `--cache-from` image has ([`crate::reuse`]), by
+/// job index.
+fn reuse_from_registry(
+    spec: &Spec,
+    request: &BuildRequest,
+    jobs: &[LayerJob<'_>],
+    cache: &LayerCache,
+    compression: Compression,
+    registry: &RegistryAccess<'_>,
+) -> HashMap<usize, Reused> {
+    let ImageLocation::Registry { reference } = &request.output else {
+        return HashMap::new();
+    };
+    let wanted: Vec<(usize, &str)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, job)| cache.get(job.key()).is_none())
+        .map(|(index, job)| (index, job.key()))
+        .collect();
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    let destination = with_default_tag(reference, &spec.tag);
+    RegistryLayers::read(&destination, &request.cache_from, registry).take(
+        &wanted,
+        compression,
+        registry,
+    )
 }
 
 fn compression(spec: &Spec) -> Compression {
@@ -232,22 +341,21 @@ fn assemble(
     base: &Base,
     base_layers: &BaseLayers,
     jobs: &[LayerJob<'_>],
-    blobs: Vec<LayerBlob>,
+    layers: Vec<ProducedLayer>,
     rootfs: &Rootfs,
     settings: GpuSettings,
     created: i64,
 ) -> Result<BuiltImage, BuildError> {
     let layer_inputs: Vec<LayerInput> = jobs
         .iter()
-        .zip(blobs)
-        .map(|(job, blob)| {
+        .zip(layers)
+        .map(|(job, ProducedLayer { blob, key, .. })| {
             // What made the layer, on its descriptor (see `layer_annotations`).
-            let (mut store_paths, key) = match job {
-                LayerJob::Store { paths, key, .. } => (
-                    paths.iter().map(|p| p.as_str().to_owned()).collect(),
-                    Some(key.as_str()),
-                ),
-                LayerJob::Top { .. } => (Vec::new(), None),
+            let mut store_paths: Vec<String> = match job {
+                LayerJob::Store { paths, .. } => {
+                    paths.iter().map(|p| p.as_str().to_owned()).collect()
+                }
+                LayerJob::Files { .. } => Vec::new(),
             };
             store_paths.sort();
             let summary = LayerSummary {
@@ -257,7 +365,7 @@ fn assemble(
             };
             // The blob's own (zstd:chunked's TOC position) travel with it.
             let mut annotations = blob.annotations.clone();
-            annotations.extend(layer_annotations(&summary, key));
+            annotations.extend(layer_annotations(&summary, Some(&key)));
             LayerInput {
                 annotations,
                 blob,

@@ -15,7 +15,7 @@ use gpubox_oci::image::{
     canonical_json, BuiltImage, Descriptor, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
 };
 use gpubox_oci::{Compression, Digest};
-use gpubox_registry::{Blob, PushError, PushOptions, PushSummary};
+use gpubox_registry::{Blob, EarlyUploads, PushError, PushOptions, PushSummary};
 
 use crate::error::BuildError;
 use crate::location::{with_default_tag, BadLocation, ImageLocation};
@@ -487,17 +487,33 @@ fn config_blob(config: &[u8]) -> (Blob, BlobSource) {
     )
 }
 
-/// Pushes a freshly built image: its layers from `store`, its config and
-/// manifest as built.
+/// What a build knows about its push before it starts.
+#[derive(Default)]
+pub struct PushHints {
+    /// Layers reused from a registry, not in the store: the repository of the
+    /// same registry each (by digest) can be mounted from.
+    pub mounts: BTreeMap<Digest, String>,
+    /// What went up while the layers were being made ([`BlobUploader`]).
+    ///
+    /// [`BlobUploader`]: gpubox_registry::BlobUploader
+    pub early: Option<EarlyUploads>,
+}
+
+/// Pushes a freshly built image: its layers from `store` (or mounted as `hints`
+/// say), its config and manifest as built.
 pub fn push_built(
     reference: &str,
     image: &BuiltImage,
     store: &BlobStore,
     options: &PushOptions,
+    hints: &PushHints,
     reporter: &dyn Reporter,
 ) -> Result<PushSummary, BuildError> {
     let mut blobs = vec![blob(&image.config_digest, image.config.len() as u64)];
-    blobs.extend(image.layers.iter().map(|l| blob(&l.digest, l.size)));
+    blobs.extend(image.layers.iter().map(|l| Blob {
+        mount_from: hints.mounts.get(&l.digest).cloned(),
+        ..blob(&l.digest, l.size)
+    }));
     let config_digest = image.config_digest.to_string();
     reporter.step(&format!("pushing to docker://{reference}"));
     let summary = gpubox_registry::push(
@@ -514,6 +530,10 @@ pub fn push_built(
         },
         options,
     )?;
+    let summary = match &hints.early {
+        Some(early) => early.merged_into(summary),
+        None => summary,
+    };
     report(&summary, reporter);
     Ok(summary)
 }
@@ -565,6 +585,7 @@ fn blob(digest: &Digest, size: u64) -> Blob {
     Blob {
         digest: digest.to_string(),
         size,
+        mount_from: None,
     }
 }
 

@@ -7,9 +7,10 @@
 //! interpreter (and, for `#!/usr/bin/env NAME`, NAME on `PATH`), an ELF program's loader
 //! (`PT_INTERP`).
 //!
-//! The image is seen through three sources, the upper one winning: gpubox's top layer
+//! The image is seen through three sources, the upper one winning: gpubox's own layers
 //! (copyToRoot, hostBinaries and generated files), the closure's store paths (read on the
-//! build machine, where Nix realised them), and the base image's layers. A base's files
+//! build machine where Nix realised them, else from the binary cache's listings), and the
+//! base image's layers. A base's files
 //! are read by path (cached by layer), and only small text files are kept, so for a
 //! program found in the base the check knows it exists and, for a script, its
 //! interpreter, but not its mode or ELF loader.
@@ -18,7 +19,6 @@
 //! volume at run time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use gpubox_hostbin::Launcher;
@@ -30,6 +30,7 @@ use miette::SourceSpan;
 use crate::base::Base;
 use crate::error::BuildError;
 use crate::store::StoreContents;
+use gpubox_nix::{StoreFs, StoreNode};
 
 /// How many interpreters deep a script may go (Linux allows 4 nested `#!` levels).
 const MAX_INTERPRETERS: usize = 4;
@@ -239,7 +240,8 @@ enum Checked {
 #[derive(Clone)]
 enum FileAt<'a> {
     Top(&'a Entry),
-    /// A store path's file on the build machine, with its mode.
+    /// A store path's file, with its mode; its bytes are read through the
+    /// [`StoreFs`] (from disk, or a binary cache).
     Store(PathBuf, u32),
     /// What the base's layers hold there (text, or something else).
     Base(LayerFile),
@@ -276,13 +278,15 @@ struct ImageView<'a> {
     top_folders: HashSet<Vec<u8>>,
     /// `nix/store/HASH-NAME` of every closure path.
     store_paths: HashSet<String>,
+    /// Where the closure's files are read.
+    store_fs: &'a StoreFs,
     has_base: bool,
     /// The paths of the base read so far, and its files there.
     base: Option<(BTreeSet<String>, BTreeMap<String, LayerFile>)>,
 }
 
 impl<'a> ImageView<'a> {
-    fn new(top: &'a [Entry], store: &StoreContents, has_base: bool) -> ImageView<'a> {
+    fn new(top: &'a [Entry], store: &'a StoreContents, has_base: bool) -> ImageView<'a> {
         let mut top_folders = HashSet::new();
         for entry in top {
             let mut path = entry.path.as_bytes();
@@ -301,6 +305,7 @@ impl<'a> ImageView<'a> {
                 .paths()
                 .map(|info| info.path.as_str().trim_start_matches('/').to_owned())
                 .collect(),
+            store_fs: &store.fs,
             has_base,
             base: None,
         }
@@ -376,14 +381,14 @@ impl<'a> ImageView<'a> {
             return None;
         }
         let host = Path::new("/").join(path);
-        Some(match std::fs::symlink_metadata(&host) {
-            Ok(meta) if meta.is_symlink() => match std::fs::read_link(&host) {
-                Ok(target) => Node::Link(target.to_string_lossy().into_owned()),
-                Err(_) => Node::Nothing,
-            },
-            Ok(meta) if meta.is_dir() => Node::Folder,
-            Ok(meta) => Node::File(FileAt::Store(host, meta.permissions().mode())),
-            Err(_) => Node::Nothing,
+        Some(match self.store_fs.node(&host) {
+            Some(StoreNode::Symlink(target)) => Node::Link(target.to_string_lossy().into_owned()),
+            Some(StoreNode::Directory) => Node::Folder,
+            // The store keeps files read-only, executable or not.
+            Some(StoreNode::File { executable }) => {
+                Node::File(FileAt::Store(host, if executable { 0o555 } else { 0o444 }))
+            }
+            None => Node::Nothing,
         })
     }
 
@@ -509,7 +514,7 @@ impl<'a> ImageView<'a> {
                 mode,
             });
         }
-        match launcher(&file) {
+        match launcher(&file, self.store_fs) {
             Launcher::Script {
                 interpreter,
                 argument,
@@ -617,8 +622,13 @@ fn file_mode(file: &FileAt<'_>) -> Option<u32> {
 
 /// How the kernel starts `file`; what cannot be read counts as startable (the
 /// build's copy reports unreadable files itself).
-fn launcher(file: &FileAt<'_>) -> Launcher {
+fn launcher(file: &FileAt<'_>, store_fs: &StoreFs) -> Launcher {
     match file {
+        FileAt::Store(path, _) if store_fs.is_elsewhere_path(path) => store_fs
+            .read(path)
+            .ok()
+            .and_then(|bytes| gpubox_hostbin::launcher_of(&bytes, path).ok())
+            .unwrap_or(Launcher::Unknown),
         FileAt::Top(Entry {
             kind:
                 EntryKind::File {

@@ -1,12 +1,24 @@
 //! The closure step: which store paths an image holds. The spec's packages
 //! and `home` are realised with Nix (or, for a spec Nix wrote, taken from the
 //! closure Nix exported), and the store is asked for the closure.
+//!
+//! With a substituter (`gpubox build --substituter URL`, a binary cache), store
+//! paths the spec names that this store lacks are not realised: their closure
+//! comes from the cache's metadata, what is inside them from its listings
+//! ([`StoreFs`]), and only the paths a layer built here holds are unpacked, to a
+//! temporary folder outside the store ([`StoreContents::unpack`]): the store would
+//! need a path's whole closure, a layer needs only its files. What the build's
+//! own layers copy whole (`copyToRoot` sources and `age` secrets in the store)
+//! and, with `nix.enable`, the whole closure (the image's database registers it)
+//! are copied into the store ([`StoreContents::copy_into_store`]).
 
-use gpubox_nix::{Closure, Installable, Nix, StorePath};
+use std::collections::BTreeSet;
+
+use gpubox_nix::{Closure, Installable, Nix, StoreFs, StorePath, UnpackedPaths};
 use gpubox_spec::{PackageRef, Spec};
 
 use crate::error::BuildError;
-use crate::reporter::Reporter;
+use crate::reporter::{Bytes, Count, Reporter};
 
 /// What an image holds from the Nix store: its top-level packages (whose
 /// programs get links), `home`, and the closure of every store path the spec
@@ -20,16 +32,23 @@ pub struct StoreContents {
     pub packages: Vec<StorePath>,
     pub home: Option<StorePath>,
     pub closure: Closure,
+    /// Where what is inside the closure's paths is read, and the substituter
+    /// the paths this store lacks come from.
+    pub fs: StoreFs,
+    substituter: Option<String>,
 }
 
 impl StoreContents {
-    /// Builds what the spec names with Nix and asks the store for the closure.
+    /// Builds what the spec names with Nix and asks the store for the closure;
+    /// with a `substituter`, store paths this store lacks are left where they
+    /// are (see the module doc).
     pub fn realise(
         spec: &Spec,
         nix: &Nix,
+        substituter: Option<&str>,
         reporter: &dyn Reporter,
     ) -> Result<StoreContents, BuildError> {
-        let packages = realise_packages(spec, nix, reporter)?;
+        let packages = realise_packages(spec, nix, substituter.is_some(), reporter)?;
         let home = realise_home(spec, nix, reporter)?;
         let named = named_store_paths(spec)?;
         let copied = copied_store_paths(spec);
@@ -40,14 +59,99 @@ impl StoreContents {
             .chain(&copied)
             .cloned()
             .collect();
-        let closure = if roots.is_empty() {
-            Closure::from_infos(Vec::new())
-        } else {
-            nix.closure(&roots)?
+        let (closure, elsewhere) = match substituter {
+            _ if roots.is_empty() => (Closure::from_infos(Vec::new()), BTreeSet::new()),
+            None => (nix.closure(&roots)?, BTreeSet::new()),
+            Some(substituter) => nix.closure_from(&roots, substituter)?,
         };
-        Ok(StoreContents::select(
-            packages, home, &named, &copied, &closure,
-        ))
+        let mut store = StoreContents::select(packages, home, &named, &copied, &closure);
+        let elsewhere: BTreeSet<StorePath> = elsewhere
+            .into_iter()
+            .filter(|path| store.closure.get(path).is_some())
+            .collect();
+        if let (Some(substituter), false) = (substituter, elsewhere.is_empty()) {
+            reporter.step(&format!(
+                "{} of the closure not on this machine: reading {} from {substituter}",
+                Count(elsewhere.len(), "store path"),
+                if elsewhere.len() == 1 {
+                    "its listing"
+                } else {
+                    "their listings"
+                }
+            ));
+            store.fs = StoreFs::with_substituter(nix, substituter, &elsewhere)?;
+            store.substituter = Some(substituter.to_owned());
+            // Files the build's own layers copy must be here to be read.
+            let read_whole: Vec<StorePath> =
+                copied.into_iter().chain(secret_store_paths(spec)).collect();
+            store.copy_into_store(nix, &read_whole, reporter)?;
+        }
+        Ok(store)
+    }
+
+    /// Copies those of `paths` this store lacks (and their closure, as Nix
+    /// must) from the substituter into the store; says how many.
+    pub fn copy_into_store(
+        &self,
+        nix: &Nix,
+        paths: &[StorePath],
+        reporter: &dyn Reporter,
+    ) -> Result<(), BuildError> {
+        let Some((substituter, wanted)) = self.elsewhere_of(paths) else {
+            return Ok(());
+        };
+        reporter.step(&format!(
+            "copying {} ({}) and their closure from {substituter} into the Nix store",
+            Count(wanted.len(), "store path"),
+            Bytes(self.nar_size(&wanted))
+        ));
+        nix.fetch(&wanted, substituter)?;
+        Ok(())
+    }
+
+    /// Unpacks those of `paths` this store lacks from the substituter into
+    /// `unpacked`, outside the store, for the layers that hold them.
+    pub fn unpack(
+        &self,
+        nix: &Nix,
+        paths: &[StorePath],
+        unpacked: &mut UnpackedPaths,
+        reporter: &dyn Reporter,
+    ) -> Result<(), BuildError> {
+        let Some((substituter, wanted)) = self.elsewhere_of(paths) else {
+            return Ok(());
+        };
+        reporter.step(&format!(
+            "unpacking {} ({}) from {substituter} for the layers built here",
+            Count(wanted.len(), "store path"),
+            Bytes(self.nar_size(&wanted))
+        ));
+        for path in &wanted {
+            unpacked.unpack(nix, path, substituter)?;
+        }
+        Ok(())
+    }
+
+    /// The substituter and those of `paths` this store lacks, sorted; `None`
+    /// when there are none.
+    fn elsewhere_of(&self, paths: &[StorePath]) -> Option<(&str, Vec<StorePath>)> {
+        let substituter = self.substituter.as_deref()?;
+        let mut wanted: Vec<StorePath> = paths
+            .iter()
+            .filter(|path| self.fs.is_elsewhere(path))
+            .cloned()
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        (!wanted.is_empty()).then_some((substituter, wanted))
+    }
+
+    fn nar_size(&self, paths: &[StorePath]) -> u64 {
+        paths
+            .iter()
+            .filter_map(|path| self.closure.get(path))
+            .map(|info| info.nar_size)
+            .sum()
     }
 
     /// The same from a closure that already holds everything the spec names
@@ -103,6 +207,8 @@ impl StoreContents {
             packages,
             home,
             closure,
+            fs: StoreFs::local(),
+            substituter: None,
         }
     }
 }
@@ -165,13 +271,33 @@ fn installable(package: &PackageRef) -> Result<Installable, gpubox_nix::NixError
     }
 }
 
+/// The store paths holding `age` secret files the spec names from the store.
+fn secret_store_paths(spec: &Spec) -> impl Iterator<Item = StorePath> + '_ {
+    spec.machine
+        .age
+        .secrets
+        .iter()
+        .filter_map(|secret| StorePath::containing(&secret.value.file.value).map(|(path, _)| path))
+}
+
+/// Realises the `systemPackages`; with `leave_store_paths`, a store path is
+/// taken as it is, wherever it is (its closure says whether it is here).
 fn realise_packages(
     spec: &Spec,
     nix: &Nix,
+    leave_store_paths: bool,
     reporter: &dyn Reporter,
 ) -> Result<Vec<StorePath>, BuildError> {
     let mut roots = Vec::new();
     for (index, item) in spec.system_packages.iter().enumerate() {
+        if let (true, PackageRef::StorePath(path)) = (leave_store_paths, &item.value) {
+            if !path.ends_with(".drv") {
+                roots.push(StorePath::parse(path).map_err(|e| {
+                    BuildError::from(e).in_spec(spec, item.span, format!("systemPackages[{index}]"))
+                })?);
+                continue;
+            }
+        }
         let realised = installable(&item.value).and_then(|what| {
             reporter.step(&format!("realising systemPackages[{index}]"));
             nix.realise(&what)

@@ -2,13 +2,12 @@
 //! variables and labels) from the closure's CUDA, and the host programs
 //! `hostBinaries` copies in with their libraries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gpubox_nix::Closure;
 use gpubox_oci::{Entry, EntryKind, ImagePath};
-use gpubox_rootfs::RootfsInput;
+use gpubox_rootfs::{Part, RootfsInput};
 use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
 
 use crate::base::Base;
@@ -31,9 +30,12 @@ pub fn top_layer(
     reporter: &dyn Reporter,
 ) -> Result<gpubox_rootfs::Rootfs, BuildError> {
     let mut rootfs = assemble(spec, store, host_files, base, nix_db)?;
-    let (entries, used) =
-        through_base_links(std::mem::take(&mut rootfs.entries), base.folder_links());
-    rootfs.entries = entries;
+    let placed = std::mem::take(&mut rootfs.entries)
+        .into_iter()
+        .zip(std::mem::take(&mut rootfs.parts))
+        .collect();
+    let (placed, used) = through_base_links(placed, base.folder_links());
+    (rootfs.entries, rootfs.parts) = placed.into_iter().unzip();
     for (folder, target) in used {
         reporter.step(&format!(
             "the base's {folder} is a link to {target}: gpubox's files for {folder} are \
@@ -48,12 +50,12 @@ pub fn top_layer(
 /// `usr/bin/gpubox-init` when the base's `/bin` is a link to `/usr/bin`. A folder
 /// entry where the base has the link is left out: the runtime would replace the link
 /// with the folder and hide what the base keeps behind it. Where a moved entry meets
-/// one written at its new path, the one written there wins. Returns the entries,
-/// sorted, and the links used.
-pub fn through_base_links(
-    entries: Vec<Entry>,
+/// one written at its new path, the one written there wins. Each entry keeps what
+/// goes with it (its [`Part`]). Returns the entries, sorted, and the links used.
+pub fn through_base_links<T>(
+    entries: Vec<(Entry, T)>,
     links: &BTreeMap<String, String>,
-) -> (Vec<Entry>, BTreeMap<ImagePath, ImagePath>) {
+) -> (Vec<(Entry, T)>, BTreeMap<ImagePath, ImagePath>) {
     let links: Vec<(ImagePath, ImagePath)> = links
         .iter()
         .filter_map(|(folder, target)| {
@@ -63,14 +65,14 @@ pub fn through_base_links(
     let mut used = BTreeMap::new();
     let mut direct = BTreeMap::new();
     let mut moved = Vec::new();
-    for mut entry in entries {
+    for (mut entry, with) in entries {
         let link = links
             .iter()
             .filter(|(folder, _)| entry.path.starts_with(folder))
             .max_by_key(|(folder, _)| folder.as_bytes().len());
         match link {
             None => {
-                direct.insert(entry.path.clone(), entry);
+                direct.insert(entry.path.clone(), (entry, with));
             }
             // The folder itself: left out, so the base's link stays.
             Some((folder, target))
@@ -80,22 +82,108 @@ pub fn through_base_links(
             }
             // Something else where the base has the link replaces it, as written.
             Some((folder, _)) if entry.path == *folder => {
-                direct.insert(entry.path.clone(), entry);
+                direct.insert(entry.path.clone(), (entry, with));
             }
             Some((folder, target)) => {
                 let rest = &entry.path.as_bytes()[folder.as_bytes().len() + 1..];
                 if let Ok(path) = target.join(rest) {
                     used.insert(folder.clone(), target.clone());
                     entry.path = path;
-                    moved.push(entry);
+                    moved.push((entry, with));
                 }
             }
         }
     }
-    for entry in moved {
-        direct.entry(entry.path.clone()).or_insert(entry);
+    for (entry, with) in moved {
+        direct.entry(entry.path.clone()).or_insert((entry, with));
     }
     (direct.into_values().collect(), used)
+}
+
+/// One of gpubox's own layers above the closure: the entries of one or more
+/// [`Part`]s, with the folders above them.
+#[derive(Debug)]
+pub struct TopLayer {
+    pub parts: Vec<Part>,
+    pub entries: Vec<Entry>,
+}
+
+impl TopLayer {
+    /// The image history's `created_by` for this layer.
+    pub fn describe(&self, spec: &Spec) -> String {
+        let names: Vec<String> = self
+            .parts
+            .iter()
+            .map(|part| match part {
+                // No index: the order the spec lists items in changes nothing.
+                Part::CopyToRoot(index) => match spec.copy_to_root.get(*index) {
+                    Some(item) => format!("copyToRoot to {}", item.value.dst),
+                    None => "copyToRoot".to_owned(),
+                },
+                Part::HostBinaries => "hostBinaries".to_owned(),
+                Part::Init => "gpubox-init".to_owned(),
+                Part::Generated => {
+                    "generated files (accounts, /etc, links, start-up plan)".to_owned()
+                }
+            })
+            .collect();
+        format!("gpubox: {}", names.join(", "))
+    }
+}
+
+/// Splits the top of the image (`entries` sorted by path, `parts[i]` the part of
+/// `entries[i]`) into at most `room` layers, one per part: the `copyToRoot` items
+/// first, ordered by the paths their layers hold (so the order the spec lists
+/// them in changes nothing), then `hostBinaries`, `gpubox-init`, and last the
+/// generated files, which change with the tag and the labels. With more parts
+/// than room, the last content parts share one layer; with room for one,
+/// everything does. Each layer also holds the folders above its entries as the
+/// whole top has them, so no layer changes another's folders.
+pub fn split_top(entries: &[Entry], parts: &[Part], room: usize) -> Vec<TopLayer> {
+    // Each part's entries and the folders above them, by index into `entries`.
+    let mut members: BTreeMap<Part, BTreeSet<usize>> = BTreeMap::new();
+    for (index, (entry, part)) in entries.iter().zip(parts).enumerate() {
+        let indexes = members.entry(*part).or_default();
+        indexes.insert(index);
+        for folder in entry.path.ancestors() {
+            if let Ok(found) = entries.binary_search_by(|e| e.path.cmp(&folder)) {
+                indexes.insert(found);
+            }
+        }
+    }
+    let paths_of = |indexes: &BTreeSet<usize>| -> Vec<&ImagePath> {
+        indexes.iter().map(|&i| &entries[i].path).collect()
+    };
+    let mut ordered: Vec<(Part, BTreeSet<usize>)> = members.into_iter().collect();
+    ordered.sort_by(|(a, a_members), (b, b_members)| match (a, b) {
+        (Part::CopyToRoot(_), Part::CopyToRoot(_)) => {
+            paths_of(a_members).cmp(&paths_of(b_members)).then(a.cmp(b))
+        }
+        _ => a.cmp(b),
+    });
+    let groups: Vec<Vec<(Part, BTreeSet<usize>)>> = if ordered.len() <= room {
+        ordered.into_iter().map(|part| vec![part]).collect()
+    } else if room <= 1 {
+        vec![ordered]
+    } else {
+        let last = ordered.split_off(ordered.len() - 1);
+        let shared = ordered.split_off(room - 2);
+        let mut groups: Vec<_> = ordered.into_iter().map(|part| vec![part]).collect();
+        groups.push(shared);
+        groups.push(last);
+        groups
+    };
+    groups
+        .into_iter()
+        .map(|group| {
+            let parts = group.iter().map(|(part, _)| *part).collect();
+            let indexes: BTreeSet<usize> = group.into_iter().flat_map(|(_, m)| m).collect();
+            TopLayer {
+                parts,
+                entries: indexes.into_iter().map(|i| entries[i].clone()).collect(),
+            }
+        })
+        .collect()
 }
 
 fn assemble(
@@ -113,6 +201,7 @@ fn assemble(
     gpubox_rootfs::assemble_over(
         &RootfsInput {
             closure: &store.closure,
+            store_fs: &store.fs,
             packages: &store.packages,
             copy_to_root: &copy_to_root,
             host_files,
@@ -160,7 +249,7 @@ pub struct GpuSettings {
     pub labels: BTreeMap<String, String>,
 }
 
-pub fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, BuildError> {
+pub fn gpu_settings(spec: &Spec, store: &StoreContents) -> Result<GpuSettings, BuildError> {
     if !spec.cuda.enable {
         return Ok(GpuSettings {
             env: BTreeMap::new(),
@@ -173,11 +262,12 @@ pub fn gpu_settings(spec: &Spec, closure: &Closure) -> Result<GpuSettings, Build
         .as_deref()
         .map(str::parse::<gpubox_cuda::CudaVersion>)
         .transpose()?;
-    let paths: Vec<&Path> = closure
+    let paths: Vec<&Path> = store
+        .closure
         .paths()
         .map(|info| Path::new(info.path.as_str()))
         .collect();
-    let packages = gpubox_cuda::detect(&paths);
+    let packages = gpubox_cuda::detect(&paths, &|dir| store.fs.read_dir(dir));
     let version =
         gpubox_cuda::resolve_version(&packages, spec.cuda.allow_mixed_versions, declared)?;
     Ok(GpuSettings {
@@ -393,6 +483,117 @@ mod tests {
     }
 
     #[test]
+    fn the_top_splits_into_a_layer_per_part_each_with_its_folders() {
+        let placed = [
+            (Entry::directory(path("app"), 0o700), Part::CopyToRoot(0)),
+            (
+                Entry::bytes(path("app/run.sh"), 0o755, &b"run"[..]),
+                Part::CopyToRoot(0),
+            ),
+            (Entry::directory(path("bin"), 0o755), Part::Generated),
+            (
+                Entry::bytes(path("bin/gpubox-init"), 0o755, &b"init"[..]),
+                Part::Init,
+            ),
+            (Entry::directory(path("data"), 0o755), Part::CopyToRoot(1)),
+            (
+                Entry::bytes(path("data/x"), 0o644, &b"x"[..]),
+                Part::CopyToRoot(1),
+            ),
+            (Entry::directory(path("etc"), 0o755), Part::Generated),
+            (
+                Entry::bytes(path("etc/os-release"), 0o644, &b"ID=gpubox\n"[..]),
+                Part::Generated,
+            ),
+            (Entry::directory(path("usr"), 0o755), Part::HostBinaries),
+            (Entry::directory(path("usr/lib"), 0o755), Part::HostBinaries),
+            (
+                Entry::bytes(path("usr/lib/libz.so.1"), 0o644, &b"z"[..]),
+                Part::HostBinaries,
+            ),
+        ];
+        let (entries, parts): (Vec<Entry>, Vec<Part>) = placed.into_iter().unzip();
+        let shown = |layers: &[TopLayer]| -> Vec<(Vec<Part>, Vec<String>)> {
+            layers
+                .iter()
+                .map(|l| {
+                    (
+                        l.parts.clone(),
+                        l.entries.iter().map(|e| e.path.to_string()).collect(),
+                    )
+                })
+                .collect()
+        };
+        let all = split_top(&entries, &parts, 10);
+        assert_eq!(
+            shown(&all),
+            [
+                (
+                    vec![Part::CopyToRoot(0)],
+                    vec!["/app".to_owned(), "/app/run.sh".to_owned()]
+                ),
+                (
+                    vec![Part::CopyToRoot(1)],
+                    vec!["/data".to_owned(), "/data/x".to_owned()]
+                ),
+                (
+                    vec![Part::HostBinaries],
+                    vec![
+                        "/usr".to_owned(),
+                        "/usr/lib".to_owned(),
+                        "/usr/lib/libz.so.1".to_owned()
+                    ]
+                ),
+                // The folder `bin` is the generated files', and comes along.
+                (
+                    vec![Part::Init],
+                    vec!["/bin".to_owned(), "/bin/gpubox-init".to_owned()]
+                ),
+                (
+                    vec![Part::Generated],
+                    vec![
+                        "/bin".to_owned(),
+                        "/etc".to_owned(),
+                        "/etc/os-release".to_owned()
+                    ]
+                ),
+            ]
+        );
+        // Listed the other way round, the copyToRoot layers come in the same
+        // order: by what they hold.
+        let swapped: Vec<Part> = parts
+            .iter()
+            .map(|part| match part {
+                Part::CopyToRoot(i) => Part::CopyToRoot(1 - i),
+                other => *other,
+            })
+            .collect();
+        let entries_of = |layers: &[TopLayer]| -> Vec<Vec<Entry>> {
+            layers.iter().map(|l| l.entries.clone()).collect()
+        };
+        assert_eq!(
+            entries_of(&split_top(&entries, &swapped, 10)),
+            entries_of(&all)
+        );
+        // Short of room, the last content parts share a layer and the generated
+        // files stay alone; with room for one, everything is together.
+        let three = split_top(&entries, &parts, 3);
+        let groups: Vec<Vec<Part>> = three.iter().map(|l| l.parts.clone()).collect();
+        assert_eq!(
+            groups,
+            [
+                vec![Part::CopyToRoot(0)],
+                vec![Part::CopyToRoot(1), Part::HostBinaries, Part::Init],
+                vec![Part::Generated],
+            ]
+        );
+        assert_eq!(three[1].entries.len(), 7);
+        let one = split_top(&entries, &parts, 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].entries, entries);
+    }
+
+    #[test]
     fn the_top_layer_writes_through_the_base_folder_links() {
         let entries = vec![
             Entry::directory(path("bin"), 0o755),
@@ -411,10 +612,11 @@ mod tests {
             ("usr/local/bin".to_owned(), "opt/bin".to_owned()),
             ("lib64".to_owned(), "usr/lib64".to_owned()),
         ]);
+        let entries = entries.into_iter().map(|entry| (entry, ())).collect();
         let (written, used) = through_base_links(entries, &links);
         let shown: Vec<String> = written
             .iter()
-            .map(|entry| match &entry.kind {
+            .map(|(entry, ())| match &entry.kind {
                 EntryKind::Symlink { target } => {
                     format!("{} -> {}", entry.path, String::from_utf8_lossy(target))
                 }

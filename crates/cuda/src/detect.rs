@@ -15,7 +15,6 @@
 //! - `libcudart.so.<version>` files in `lib/` or `lib64/`: the runtime's real version.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::{CudaError, CudaVersion};
@@ -44,9 +43,14 @@ const TOOLKIT_NAMES: &[(&str, u32)] = &[
 /// Every CUDA package among `store_paths`, sorted by version then path.
 ///
 /// A name is read only from folders named like store paths (`<32 characters>-<name>`);
-/// output suffixes such as `-lib` or `-dev` are allowed after the version. Folders that
-/// cannot be listed are skipped: a closure path without `lib/` is normal.
-pub fn detect(store_paths: &[&Path]) -> Vec<CudaPackage> {
+/// output suffixes such as `-lib` or `-dev` are allowed after the version. Folders are
+/// listed with `list` (the names in a folder, `None` where there is none), so a caller
+/// can answer for store paths that are not on disk; a closure path without `lib/` is
+/// normal.
+pub fn detect(
+    store_paths: &[&Path],
+    list: &dyn Fn(&Path) -> Option<Vec<std::ffi::OsString>>,
+) -> Vec<CudaPackage> {
     let mut found = Vec::new();
     for path in store_paths {
         if let Some((version, full_version)) = path
@@ -62,7 +66,7 @@ pub fn detect(store_paths: &[&Path]) -> Vec<CudaPackage> {
             });
         }
         for lib in ["lib", "lib64"] {
-            found.extend(cudart_in(&path.join(lib)));
+            found.extend(cudart_in(&path.join(lib), list));
         }
     }
     found.sort_by(|a, b| {
@@ -104,11 +108,12 @@ fn toolkit_version(name: &str) -> Option<(CudaVersion, String)> {
 
 /// The most precise `libcudart.so.X.Y[...]` in `dir`: the one with the most numbers
 /// (`libcudart.so.12` alone names no minor and does not count).
-fn cudart_in(dir: &Path) -> Option<CudaPackage> {
-    let entries = fs::read_dir(dir).ok()?;
+fn cudart_in(
+    dir: &Path,
+    list: &dyn Fn(&Path) -> Option<Vec<std::ffi::OsString>>,
+) -> Option<CudaPackage> {
     let mut best: Option<(Vec<u32>, PathBuf, String)> = None;
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
+    for file_name in list(dir)? {
         let Some(suffix) = file_name
             .to_str()
             .and_then(|name| name.strip_prefix("libcudart.so."))
@@ -123,7 +128,7 @@ fn cudart_in(dir: &Path) -> Option<CudaPackage> {
             Some((best_parts, _, _)) => (parts.len(), &parts) > (best_parts.len(), best_parts),
         };
         if parts.len() >= 2 && better {
-            best = Some((parts, entry.path(), suffix.to_string()));
+            best = Some((parts, dir.join(&file_name), suffix.to_string()));
         }
     }
     let (parts, path, full_version) = best?;
@@ -168,7 +173,12 @@ pub fn resolve_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::File;
+    use std::fs::{self, File};
+
+    fn on_disk(dir: &Path) -> Option<Vec<std::ffi::OsString>> {
+        let read = fs::read_dir(dir).ok()?;
+        Some(read.flatten().map(|e| e.file_name()).collect())
+    }
 
     const HASH: &str = "0123456789abcdfghijklmnpqrsvwxyz";
 
@@ -203,7 +213,7 @@ mod tests {
             store_path(root.path(), "libnvjitlink-12.4.127", &[]),
         ];
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        let found = detect(&refs);
+        let found = detect(&refs, &on_disk);
         assert_eq!(found.len(), 6, "{found:?}");
         assert!(found.iter().all(|p| p.version == CudaVersion::new(12, 4)));
         assert!(versions(&found).contains(&"12.4 12.4.5.8".to_string()));
@@ -227,7 +237,7 @@ mod tests {
         let plain = root.path().join("cuda_cudart-12.4.127");
         fs::create_dir(&plain).unwrap();
         refs.push(&plain);
-        assert_eq!(detect(&refs), Vec::new());
+        assert_eq!(detect(&refs, &on_disk), Vec::new());
     }
 
     #[test]
@@ -249,7 +259,7 @@ mod tests {
             &["lib64/libcudart.so.11.8.89", "lib64/libcudart.so.11"],
         );
         let only_major = store_path(root.path(), "some-app-1.0", &["lib/libcudart.so.12"]);
-        let found = detect(&[&vendored, &runtime, &only_major]);
+        let found = detect(&[&vendored, &runtime, &only_major], &on_disk);
         assert_eq!(
             found,
             vec![
@@ -277,8 +287,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let a = store_path(root.path(), "cuda_cudart-12.6.77", &[]);
         let b = store_path(root.path(), "cuda_cudart-12.4.127", &[]);
-        assert_eq!(detect(&[&a, &b]), detect(&[&b, &a]));
-        assert_eq!(detect(&[&a, &b])[0].version, CudaVersion::new(12, 4));
+        assert_eq!(detect(&[&a, &b], &on_disk), detect(&[&b, &a], &on_disk));
+        assert_eq!(
+            detect(&[&a, &b], &on_disk)[0].version,
+            CudaVersion::new(12, 4)
+        );
     }
 
     #[test]
@@ -286,7 +299,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let old = store_path(root.path(), "cuda_cudart-12.4.127", &[]);
         let new = store_path(root.path(), "cuda_cudart-12.6.77", &[]);
-        let found = detect(&[&new, &old]);
+        let found = detect(&[&new, &old], &on_disk);
         let error = resolve_version(&found, false, None).unwrap_err();
         let message = error.to_string();
         assert!(message.contains(&old.display().to_string()), "{message}");
@@ -311,7 +324,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let old = store_path(root.path(), "cuda_cudart-12.4.127", &[]);
         let new = store_path(root.path(), "libcublas-12.6.4.1", &[]);
-        let found = detect(&[&old, &new]);
+        let found = detect(&[&old, &new], &on_disk);
         assert_eq!(
             resolve_version(&found, true, None).unwrap(),
             Some(CudaVersion::new(12, 6))

@@ -21,6 +21,15 @@ pub enum CliError {
     Signals(std::io::Error),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
+    #[error("--cache-from {reference}: {reason}")]
+    #[diagnostic(help(
+        "--cache-from names a registry image (docker://HOST[:PORT]/REPO:TAG) on the registry \
+         that `-o docker://...` pushes to; layers are reused by mounting them there"
+    ))]
+    CacheFrom {
+        reference: String,
+        reason: &'static str,
+    },
     #[error("{0} already exists; nothing was written")]
     #[diagnostic(help("keep your file, or move it away and run `gpubox init` again"))]
     StarterExists(std::path::PathBuf),

@@ -58,6 +58,16 @@ enum Command {
         /// Also write an SPDX 2.3 JSON software bill of materials to FILE.
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
+        /// Reuse the layers of this registry image, on the registry DEST names,
+        /// that this build would make the same (as it always does those of the
+        /// image DEST holds now); repeatable.
+        #[arg(long, value_name = "docker://HOST/REPO:TAG")]
+        cache_from: Vec<String>,
+        /// A Nix binary cache (file://, https://, s3://) that store paths this
+        /// machine lacks are read from: their closure and listings from its
+        /// metadata, their files copied in only for layers built here.
+        #[arg(long, value_name = "URL")]
+        substituter: Option<String>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -401,6 +411,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--cache-from` names registry images, for a build whose output is a registry.
+fn check_cache_from(cache_from: &[String], output: &ImageLocation) -> Result<(), CliError> {
+    for reference in cache_from {
+        let reason = if !matches!(
+            reference.parse::<ImageLocation>(),
+            Ok(ImageLocation::Registry { .. })
+        ) {
+            "not a registry image"
+        } else if !matches!(output, ImageLocation::Registry { .. }) {
+            "layers are reused only by a build whose output is a registry (-o docker://...)"
+        } else {
+            continue;
+        };
+        return Err(CliError::CacheFrom {
+            reference: reference.clone(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
 /// Writes the image's digest where the user asked: `--digestfile`, and
 /// standard output unless `--quiet`.
 fn report_digest(digest: &str, digestfile: Option<&PathBuf>, quiet: bool) -> Result<(), CliError> {
@@ -422,15 +453,21 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             digestfile,
             cache_dir,
             sbom,
+            cache_from,
+            substituter,
             registry,
         } => {
             let spec = gpubox_spec::load(&spec)?;
+            let output = output.parse::<ImageLocation>()?;
+            check_cache_from(&cache_from, &output)?;
             let request = BuildRequest {
-                output: output.parse::<ImageLocation>()?,
+                output,
                 cache_root: gpubox_build::cache_dir(cache_dir.as_deref())?,
                 sbom,
                 registry: registry.options()?,
                 source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                cache_from,
+                substituter,
             };
             interrupt::remove_partials_on_signal(request.unfinished_folders())
                 .map_err(CliError::Signals)?;

@@ -15,6 +15,7 @@ mod e2e {
     mod engines;
     mod examples;
     mod faults;
+    mod fleet;
     mod from_nix;
     mod gpu;
     mod interrupt;

@@ -82,14 +82,22 @@ pub(crate) fn read(path: &Path) -> Result<Option<ElfObject>, HostBinError> {
         path: path.to_owned(),
         source,
     })?;
-    let data = ReadCache::new(file);
+    read_from(&ReadCache::new(file), path)
+}
+
+/// [`read`] of a file's bytes already in memory; `path` names it in errors.
+pub(crate) fn read_bytes(bytes: &[u8], path: &Path) -> Result<Option<ElfObject>, HostBinError> {
+    read_from(bytes, path)
+}
+
+fn read_from<'d, R: ReadRef<'d>>(data: R, path: &Path) -> Result<Option<ElfObject>, HostBinError> {
     let ident = match data.read_bytes_at(0, IDENT_LEN) {
         Ok(ident) if ident.starts_with(&elf::ELFMAG) => ident,
         _ => return Ok(None),
     };
     match ident[CLASS_INDEX] {
-        elf::ELFCLASS32 => parse::<elf::FileHeader32<Endianness>>(&data, path).map(Some),
-        elf::ELFCLASS64 => parse::<elf::FileHeader64<Endianness>>(&data, path).map(Some),
+        elf::ELFCLASS32 => parse::<elf::FileHeader32<Endianness>, R>(data, path).map(Some),
+        elf::ELFCLASS64 => parse::<elf::FileHeader64<Endianness>, R>(data, path).map(Some),
         class => Err(HostBinError::BadElf {
             path: path.to_owned(),
             detail: format!("unknown ELF class {class}"),
@@ -97,8 +105,8 @@ pub(crate) fn read(path: &Path) -> Result<Option<ElfObject>, HostBinError> {
     }
 }
 
-fn parse<Elf: FileHeader<Endian = Endianness>>(
-    data: &ReadCache<File>,
+fn parse<'d, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'d>>(
+    data: R,
     path: &Path,
 ) -> Result<ElfObject, HostBinError> {
     let bad = |detail: String| HostBinError::BadElf {

@@ -43,11 +43,26 @@ pub fn launcher(path: &Path) -> Result<Launcher, HostBinError> {
     if head.starts_with(b"#!") {
         return Ok(script_launcher(&head));
     }
-    match crate::elf::read(path)? {
-        Some(object) => Ok(Launcher::Elf {
+    Ok(elf_launcher(crate::elf::read(path)?))
+}
+
+/// [`launcher`] of a file whose bytes are in memory (read from a binary cache, say);
+/// `path` names it in errors.
+pub fn launcher_of(bytes: &[u8], path: &Path) -> Result<Launcher, HostBinError> {
+    if bytes.starts_with(b"#!") {
+        return Ok(script_launcher(bytes));
+    }
+    Ok(elf_launcher(crate::elf::read_bytes(bytes, path)?))
+}
+
+/// An ELF file's launcher (its loader), or [`Launcher::Unknown`] for a file that is
+/// not ELF.
+fn elf_launcher(object: Option<crate::elf::ElfObject>) -> Launcher {
+    match object {
+        Some(object) => Launcher::Elf {
             loader: object.interpreter,
-        }),
-        None => Ok(Launcher::Unknown),
+        },
+        None => Launcher::Unknown,
     }
 }
 

@@ -95,7 +95,7 @@ pub use crate::bring::{Added, PackageDatabase, Resolver};
 pub use crate::elf::soname;
 use crate::elf::{Abi, ElfObject};
 pub use crate::glob::{expand as expand_pattern, is_pattern};
-pub use crate::launch::{launcher, script_launcher, Launcher};
+pub use crate::launch::{launcher, launcher_of, script_launcher, Launcher};
 
 /// One file the image needs: put the bytes of `source` (a real file on the build machine,
 /// symlinks already resolved) at `image_path` (absolute path in the image) with permission

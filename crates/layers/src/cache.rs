@@ -55,7 +55,7 @@ use std::time::SystemTime;
 
 use gpubox_atomic::partial::is_partial;
 use gpubox_atomic::Options;
-use gpubox_nix::StorePath;
+use gpubox_nix::{StorePath, UnpackedPaths};
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
 use gpubox_oci::image::{BuiltImage, Descriptor, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use gpubox_oci::source::LayerFiles;
@@ -216,6 +216,18 @@ impl LayerCache {
         hex::encode(hasher.finalize())
     }
 
+    /// The key of a layer of files (`copyToRoot`, `hostBinaries`, generated)
+    /// whose uncompressed tar has digest `diff_id`: its content decides it.
+    pub fn content_key(diff_id: &Digest, compression: Compression) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(LAYER_FORMAT_VERSION);
+        hasher.update([0]);
+        hasher.update(compression.to_string());
+        hasher.update([0]);
+        hasher.update(diff_id.to_string());
+        hex::encode(hasher.finalize())
+    }
+
     /// The key of a base image's layer. Its blob is content-addressed, so its
     /// digest alone decides everything gpubox records about it.
     pub fn base_key(digest: &Digest) -> String {
@@ -240,6 +252,15 @@ impl LayerCache {
         // ages as if unused.
         let _ = file.set_modified(SystemTime::now());
         Some(blob)
+    }
+
+    /// Whether the layer with digest `digest` is stored under `key`, blob and
+    /// all; unlike [`LayerCache::get`], asking does not count as a use.
+    pub fn holds(&self, key: &str, digest: &Digest) -> bool {
+        std::fs::read(self.index.join(format!("{key}.json")))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<LayerBlob>(&text).ok())
+            .is_some_and(|blob| blob.digest == *digest && self.is_intact(&blob.digest, blob.size))
     }
 
     /// Records `blob` under `key`.
@@ -903,10 +924,12 @@ fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
 /// then each store path's tree in order. Files inside store paths are written as
 /// plain files even where the local store hard-links them: `nix-store --optimise`
 /// decides those links per machine and a NAR has none, so honouring them would
-/// make the same closure tar differently on two machines.
-pub fn store_layer_entries(
-    paths: &[StorePath],
-) -> impl Iterator<Item = Result<Entry, WalkError>> + '_ {
+/// make the same closure tar differently on two machines. A path in `unpacked`
+/// is read from its copy there (see [`UnpackedPaths`]), else from the store.
+pub fn store_layer_entries<'a>(
+    paths: &'a [StorePath],
+    unpacked: &'a UnpackedPaths,
+) -> impl Iterator<Item = Result<Entry, WalkError>> + 'a {
     let mut sorted: Vec<&StorePath> = paths.iter().collect();
     sorted.sort();
     let parents = ["nix", "nix/store"].into_iter().map(|dir| {
@@ -922,7 +945,10 @@ pub fn store_layer_entries(
     parents.chain(sorted.into_iter().flat_map(move |path| {
         let walked: Box<dyn Iterator<Item = Result<Entry, WalkError>>> =
             match ImagePath::new(path.as_str()) {
-                Ok(dst) => Box::new(walk(Path::new(path.as_str()), dst, &options)),
+                Ok(dst) => {
+                    let src = unpacked.get(path).unwrap_or(Path::new(path.as_str()));
+                    Box::new(walk(src, dst, &options))
+                }
                 Err(e) => Box::new(std::iter::once(Err(WalkError::BadPath(e.to_string())))),
             };
         walked

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::ErrorKind;
@@ -102,6 +102,179 @@ impl Nix {
     /// The closure of `roots`: every path they reference, transitively, with
     /// its NAR size and references.
     pub fn closure(&self, roots: &[StorePath]) -> Result<Closure, NixError> {
+        self.closure_in(roots, None)
+    }
+
+    /// The closure of `roots`, where the roots this store lacks are asked of
+    /// `substituter` (a binary cache: `file://`, `https://`, `s3://`), metadata
+    /// only: nothing is copied. Returns the closure and its paths this store
+    /// lacks.
+    pub fn closure_from(
+        &self,
+        roots: &[StorePath],
+        substituter: &str,
+    ) -> Result<(Closure, BTreeSet<StorePath>), NixError> {
+        let missing = self.invalid(roots)?;
+        let (elsewhere, here): (Vec<StorePath>, Vec<StorePath>) = roots
+            .iter()
+            .cloned()
+            .partition(|root| missing.contains(root));
+        let mut infos: BTreeMap<StorePath, PathInfo> = BTreeMap::new();
+        if !here.is_empty() {
+            infos.extend(
+                self.closure(&here)?
+                    .paths()
+                    .map(|i| (i.path.clone(), i.clone())),
+            );
+        }
+        if elsewhere.is_empty() {
+            return Ok((
+                Closure::from_infos(infos.into_values().collect()),
+                BTreeSet::new(),
+            ));
+        }
+        let remote = self.closure_in(&elsewhere, Some(substituter))?;
+        let candidates: Vec<StorePath> = remote
+            .paths()
+            .map(|info| info.path.clone())
+            .filter(|path| !infos.contains_key(path))
+            .collect();
+        let not_here = self.invalid(&candidates)?;
+        for info in remote.paths() {
+            infos
+                .entry(info.path.clone())
+                .or_insert_with(|| info.clone());
+        }
+        Ok((
+            Closure::from_infos(infos.into_values().collect()),
+            not_here.into_iter().collect(),
+        ))
+    }
+
+    /// Copies `paths` from `substituter` into this store (`nix copy --from`),
+    /// with Nix's own signature checks (`require-sigs`, `trusted-public-keys`).
+    pub fn fetch(&self, paths: &[StorePath], substituter: &str) -> Result<(), NixError> {
+        for chunk in paths.chunks(PATHS_PER_COMMAND) {
+            let mut args = [
+                "copy",
+                "--extra-experimental-features",
+                "nix-command",
+                "--from",
+                substituter,
+            ]
+            .map(OsStr::new)
+            .to_vec();
+            args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
+            self.run("nix", &args)?;
+        }
+        Ok(())
+    }
+
+    /// Unpacks `path` as `substituter` has it into the folder `into` (which must
+    /// not exist yet): `nix store dump-path` into `nix-store --restore`. The files
+    /// land outside the store, which learns nothing of them and needs none of
+    /// their references. Modes are then made the store's own (files 0444 or 0555,
+    /// folders 0555, by [`crate::UnpackedPaths`]), so the copy reads as the store would.
+    pub fn unpack(&self, path: &StorePath, substituter: &str, into: &Path) -> Result<(), NixError> {
+        let dump_args = [
+            OsStr::new("store"),
+            OsStr::new("dump-path"),
+            OsStr::new("--extra-experimental-features"),
+            OsStr::new("nix-command"),
+            OsStr::new("--store"),
+            OsStr::new(substituter),
+            OsStr::new(path.as_str()),
+        ];
+        let restore_args = [OsStr::new("--restore"), into.as_os_str()];
+        let dump_line = command_line("nix", &dump_args);
+        let restore_line = command_line("nix-store", &restore_args);
+        let starting = |program: &str, line: &str, source: std::io::Error| match source.kind() {
+            ErrorKind::NotFound => NixError::NotInstalled {
+                program: program.to_owned(),
+            },
+            _ => NixError::Io {
+                action: format!("starting `{line}`"),
+                source,
+            },
+        };
+        let mut dump = Command::new("nix")
+            .args(dump_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| starting("nix", &dump_line, e))?;
+        let Some(nar) = dump.stdout.take() else {
+            return Err(NixError::Io {
+                action: format!("reading the output of `{dump_line}`"),
+                source: std::io::Error::other("no pipe"),
+            });
+        };
+        let restore = Command::new("nix-store")
+            .args(restore_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(nar)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| starting("nix-store", &restore_line, e))?;
+        let waited = |child: std::process::Child, line: &str| {
+            child.wait_with_output().map_err(|source| NixError::Io {
+                action: format!("waiting for `{line}`"),
+                source,
+            })
+        };
+        let restored = waited(restore, &restore_line)?;
+        let dumped = waited(dump, &dump_line)?;
+        for (output, line) in [(dumped, dump_line), (restored, restore_line)] {
+            if !output.status.success() {
+                return Err(NixError::CommandFailed {
+                    command: line,
+                    status: output.status,
+                    stderr: stderr_tail(&String::from_utf8_lossy(&output.stderr)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `nix store ls --json --recursive` of `path` in `substituter`: its NAR
+    /// listing, from the cache's `.ls` file where it has one, else read from
+    /// its NAR; nothing is copied into this store.
+    pub fn listing(&self, path: &StorePath, substituter: &str) -> Result<Value, NixError> {
+        let args = [
+            "store",
+            "ls",
+            "--extra-experimental-features",
+            "nix-command",
+            "--store",
+            substituter,
+            "--json",
+            "--recursive",
+            path.as_str(),
+        ]
+        .map(OsStr::new);
+        let out = self.run("nix", &args)?;
+        serde_json::from_str(&out.stdout).map_err(|e| out.bad(format!("invalid JSON: {e}")))
+    }
+
+    /// The bytes of the file `path` (inside a store path) in `substituter`
+    /// (`nix store cat`), without copying its store path here.
+    pub fn cat(&self, path: &Path, substituter: &str) -> Result<Vec<u8>, NixError> {
+        let args = [
+            OsStr::new("store"),
+            OsStr::new("cat"),
+            OsStr::new("--extra-experimental-features"),
+            OsStr::new("nix-command"),
+            OsStr::new("--store"),
+            OsStr::new(substituter),
+            path.as_os_str(),
+        ];
+        self.run_bytes("nix", &args)
+    }
+
+    fn closure_in(&self, roots: &[StorePath], store: Option<&str>) -> Result<Closure, NixError> {
         let mut infos = BTreeMap::new();
         for chunk in roots.chunks(PATHS_PER_COMMAND) {
             let mut args = [
@@ -113,10 +286,13 @@ impl Nix {
             ]
             .map(OsStr::new)
             .to_vec();
+            if let Some(store) = store {
+                args.extend([OsStr::new("--store"), OsStr::new(store)]);
+            }
             args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
             let out = match self.run("nix", &args) {
                 Ok(out) => out,
-                Err(failed @ NixError::CommandFailed { .. }) => {
+                Err(failed @ NixError::CommandFailed { .. }) if store.is_none() => {
                     // Nix before 2.19 fails on an invalid path; say which one.
                     self.ensure_valid(chunk)?;
                     return Err(failed);
@@ -133,25 +309,25 @@ impl Nix {
         Ok(Closure::from_infos(infos.into_values().collect()))
     }
 
-    /// Fails with [`NixError::PathMissing`] for the first path that the store
-    /// database does not list as valid or that is absent on disk.
-    fn ensure_valid(&self, paths: &[StorePath]) -> Result<(), NixError> {
+    /// Those of `paths` that the store database does not list as valid or that
+    /// are absent on disk, in the order given.
+    fn invalid(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, NixError> {
+        let mut invalid = Vec::new();
         for chunk in paths.chunks(PATHS_PER_COMMAND) {
             let mut args = ["--check-validity", "--print-invalid"]
                 .map(OsStr::new)
                 .to_vec();
             args.extend(chunk.iter().map(|p| OsStr::new(p.as_str())));
             let out = self.run("nix-store", &args)?;
-            if let Some(invalid) = out.stdout.lines().find(|line| !line.trim().is_empty()) {
-                let path = StorePath::parse(invalid.trim()).map_err(|e| out.bad(e.to_string()))?;
-                return Err(NixError::PathMissing { path });
-            }
+            let listed: BTreeSet<&str> = out.stdout.lines().map(str::trim).collect();
             for path in chunk {
+                if listed.contains(path.as_str()) {
+                    invalid.push(path.clone());
+                    continue;
+                }
                 match std::fs::symlink_metadata(path) {
                     Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        return Err(NixError::PathMissing { path: path.clone() })
-                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => invalid.push(path.clone()),
                     Err(source) => {
                         return Err(NixError::Io {
                             action: format!("checking that {path} exists"),
@@ -161,7 +337,16 @@ impl Nix {
                 }
             }
         }
-        Ok(())
+        Ok(invalid)
+    }
+
+    /// Fails with [`NixError::PathMissing`] for the first path that the store
+    /// database does not list as valid or that is absent on disk.
+    fn ensure_valid(&self, paths: &[StorePath]) -> Result<(), NixError> {
+        match self.invalid(paths)?.into_iter().next() {
+            Some(path) => Err(NixError::PathMissing { path }),
+            None => Ok(()),
+        }
     }
 
     /// Nix's registration data for `paths` (`nix-store --dump-db`): each path's
@@ -198,6 +383,29 @@ impl Nix {
         args: &[&OsStr],
         input: Option<&[u8]>,
     ) -> Result<Output, NixError> {
+        let (command, stdout) = self.run_raw(program, args, input)?;
+        match String::from_utf8(stdout) {
+            Ok(stdout) => Ok(Output { command, stdout }),
+            Err(_) => Err(NixError::BadOutput {
+                command,
+                detail: "its output is not UTF-8".to_owned(),
+            }),
+        }
+    }
+
+    /// Runs `program` for its standard output as bytes.
+    fn run_bytes(&self, program: &str, args: &[&OsStr]) -> Result<Vec<u8>, NixError> {
+        Ok(self.run_raw(program, args, None)?.1)
+    }
+
+    /// Runs `program`, giving it `input` on stdin; returns the command line (for
+    /// errors) and its standard output.
+    fn run_raw(
+        &self,
+        program: &str,
+        args: &[&OsStr],
+        input: Option<&[u8]>,
+    ) -> Result<(String, Vec<u8>), NixError> {
         let command = command_line(program, args);
         let starting = |source: std::io::Error| match source.kind() {
             ErrorKind::NotFound => NixError::NotInstalled {
@@ -239,13 +447,7 @@ impl Nix {
                 stderr: stderr_tail(&String::from_utf8_lossy(&output.stderr)),
             });
         }
-        match String::from_utf8(output.stdout) {
-            Ok(stdout) => Ok(Output { command, stdout }),
-            Err(_) => Err(NixError::BadOutput {
-                command,
-                detail: "its output is not UTF-8".to_owned(),
-            }),
-        }
+        Ok((command, output.stdout))
     }
 }
 

@@ -62,7 +62,7 @@ impl StorePath {
     }
 
     /// The base name: `<hash>-<name>`.
-    fn base_name(&self) -> &str {
+    pub fn base_name(&self) -> &str {
         &self.0[STORE_DIR.len() + 1..]
     }
 

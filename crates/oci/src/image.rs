@@ -40,9 +40,10 @@ pub const LAYER_STORE_PATHS: &str = "io.gpubox.layer.store-paths";
 pub const LAYER_ENTRIES: &str = "io.gpubox.layer.entries";
 /// Layer annotation: the size of the uncompressed tar in bytes (decimal).
 pub const LAYER_UNCOMPRESSED_SIZE: &str = "io.gpubox.layer.uncompressed-size";
-/// Layer annotation: what made a store-path layer, the layer cache's key (its store
-/// paths, compression, mtime and format version hashed), so a build elsewhere can
-/// know the layer without its bytes.
+/// Layer annotation: what made a layer, the layer cache's key (for store paths:
+/// the paths, compression, mtime and format version hashed; for files: their
+/// tar's digest, compression and format version), so a build elsewhere can know
+/// the layer without its bytes.
 pub const LAYER_KEY: &str = "io.gpubox.layer.key";
 
 /// The annotations gpubox writes on a layer it built: what [`summary_from_annotations`]

@@ -11,6 +11,10 @@
 //!   wherever it keeps images (the layer cache).
 //! - [`push_sbom()`] (`referrer.rs`): attaches an SBOM to a pushed image as an
 //!   OCI referrer.
+//! - [`BlobUploader`] (`upload.rs`): sends a build's layers while it is still
+//!   making the others, so the push after it sends only the config and manifest;
+//!   [`blobs_present`] checks blobs with HEAD requests (the registry as a build
+//!   cache).
 //! - `session.rs`: what all three share: the logged-in session, retries of
 //!   transient failures, reading references and manifests, and the wording
 //!   of failures ([`PushError`]); how to reach a registry ([`PushOptions`]).
@@ -33,9 +37,11 @@ mod push;
 mod referrer;
 mod session;
 mod tls;
+mod upload;
 
 pub use auth::{default_auth_files, Credentials};
 pub use pull::{pull, PullError, PullScope, PulledImage};
-pub use push::{push, Blob, MountedBlob, PushSummary};
+pub use push::{blobs_present, push, Blob, MountedBlob, PushSummary};
 pub use referrer::{push_sbom, ReferrerSummary, SPDX_MEDIA_TYPE};
 pub use session::{names_a_registry_host, PushError, PushOptions};
+pub use upload::{BlobUploader, EarlyUploads};

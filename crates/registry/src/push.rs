@@ -33,6 +33,9 @@ pub struct Blob {
     /// `sha256:HEX`.
     pub digest: String,
     pub size: u64,
+    /// A repository of the same registry known to hold the blob (one a build
+    /// reused the layer from), tried first when the destination lacks it.
+    pub mount_from: Option<String>,
 }
 
 /// A blob the registry copied from another of its repositories.
@@ -86,11 +89,44 @@ where
     })
 }
 
+/// Which of `digests` the repository `reference` names holds, one HEAD request
+/// each (a few at a time), in the order given. Nothing is downloaded.
+pub fn blobs_present(
+    reference: &str,
+    digests: &[String],
+    options: &PushOptions,
+) -> Result<Vec<bool>, PushError> {
+    let image = parse_reference(reference)?;
+    block_on(async {
+        let session = Session::open(&image, RegistryOperation::Pull, options).await?;
+        stream::iter(digests)
+            .map(|digest| {
+                let session = &session;
+                let image = &image;
+                async move {
+                    retry(|| session.client.blob_exists(image, digest), is_transient)
+                        .await
+                        .map_err(session.fail(format!("checking for blob {digest}")))
+                }
+            })
+            .buffered(PARALLEL_UPLOADS)
+            .try_collect()
+            .await
+    })
+}
+
 /// What happened to each blob of a push.
 pub(crate) struct SentBlobs {
     uploaded: Vec<u64>,
     skipped: usize,
     mounted: Vec<MountedBlob>,
+}
+
+impl SentBlobs {
+    /// How many blobs went up (not found there, not mounted).
+    pub(crate) fn uploaded_count(&self) -> usize {
+        self.uploaded.len()
+    }
 }
 
 enum BlobOutcome {
@@ -151,7 +187,7 @@ impl Session {
         if exists {
             return Ok(BlobOutcome::Present);
         }
-        if let Some(from) = self.mount(image, &blob.digest).await {
+        if let Some(from) = self.mount(image, blob).await {
             return Ok(BlobOutcome::Mounted(MountedBlob {
                 digest: blob.digest.clone(),
                 from,
@@ -177,12 +213,21 @@ impl Session {
         Ok(BlobOutcome::Uploaded(blob.size))
     }
 
-    /// Asks the registry to mount `digest` from a repository that received it
-    /// in an earlier push; the first that works names where it came from.
+    /// Asks the registry to mount `blob` from the repository it names or one
+    /// that received it in an earlier push; the first that works names where it
+    /// came from.
     /// A refused mount is no error: the blob is uploaded instead.
-    async fn mount(&self, image: &Reference, digest: &str) -> Option<String> {
-        let (_, record) = self.record.as_ref()?;
-        for from in record.holders(&self.registry, digest, image.repository()) {
+    async fn mount(&self, image: &Reference, blob: &Blob) -> Option<String> {
+        let digest = blob.digest.as_str();
+        let recorded = self.record.as_ref().map_or_else(Vec::new, |(_, record)| {
+            record.holders(&self.registry, digest, image.repository())
+        });
+        let named = blob
+            .mount_from
+            .iter()
+            .filter(|from| from.as_str() != image.repository())
+            .cloned();
+        for from in named.chain(recorded) {
             let source = Reference::with_tag(self.registry.clone(), from.clone(), "latest".into());
             if retry(
                 || self.client.mount_blob(image, &source, digest),

@@ -57,10 +57,12 @@ pub fn push_sbom(
         Blob {
             digest: Digest::of(EMPTY_CONFIG).to_string(),
             size: EMPTY_CONFIG.len() as u64,
+            mount_from: None,
         },
         Blob {
             digest: Digest::of(sbom).to_string(),
             size: sbom.len() as u64,
+            mount_from: None,
         },
     ];
     block_on(async {

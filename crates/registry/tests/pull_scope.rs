@@ -220,10 +220,12 @@ fn an_anonymous_pull_works_where_an_anonymous_push_is_refused() {
         Blob {
             digest: digest(config),
             size: config.len() as u64,
+            mount_from: None,
         },
         Blob {
             digest: digest(&layer),
             size: layer.len() as u64,
+            mount_from: None,
         },
     ];
     let read_blob = |blob: &Blob| {

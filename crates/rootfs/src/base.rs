@@ -5,10 +5,9 @@
 //! `/sbin/ldconfig`. On a base image, the base's `/etc/nsswitch.conf` is kept.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
-use gpubox_nix::StorePath;
+use gpubox_nix::{StoreFs, StorePath};
 use gpubox_oci::source::LayerFile;
 use gpubox_oci::{Entry, ImagePath};
 
@@ -45,7 +44,7 @@ pub(crate) fn add_generated(
         tree.insert_default(Entry::directory(path(dir)?, mode));
     }
     tree.insert_default(Entry::directory(path(input.working_dir)?, 0o755));
-    tree.insert_default(Entry::bytes(
+    tree.insert_init(Entry::bytes(
         path("bin/gpubox-init")?,
         0o755,
         input.init.clone(),
@@ -116,7 +115,7 @@ pub(crate) fn add_generated(
         }
     }
 
-    add_program_links(tree, input.packages)?;
+    add_program_links(tree, input.packages, input.store_fs)?;
     Ok(env)
 }
 
@@ -124,6 +123,7 @@ pub(crate) fn add_generated(
 /// then at every other path in store-path order, so the answer is deterministic.
 pub(crate) struct ClosureSearch<'a> {
     order: Vec<&'a StorePath>,
+    fs: &'a StoreFs,
 }
 
 impl<'a> ClosureSearch<'a> {
@@ -139,6 +139,7 @@ impl<'a> ClosureSearch<'a> {
             .collect();
         ClosureSearch {
             order: packages.into_iter().chain(rest).collect(),
+            fs: input.store_fs,
         }
     }
 
@@ -146,8 +147,9 @@ impl<'a> ClosureSearch<'a> {
     pub(crate) fn find(&self, inside: &str) -> Option<String> {
         self.order.iter().find_map(|store_path| {
             let candidate = Path::new(store_path.as_str()).join(inside);
-            fs::symlink_metadata(&candidate)
-                .is_ok()
+            self.fs
+                .node(&candidate)
+                .is_some()
                 .then(|| candidate.to_string_lossy().into_owned())
         })
     }
@@ -155,7 +157,11 @@ impl<'a> ClosureSearch<'a> {
 
 /// Links `/usr/local/bin/NAME` (and `sbin`) to every program of the top-level
 /// packages, like a Nix profile, so `cmd = ["hello"]` works.
-fn add_program_links(tree: &mut Tree, packages: &[StorePath]) -> Result<(), RootfsError> {
+fn add_program_links(
+    tree: &mut Tree,
+    packages: &[StorePath],
+    store_fs: &StoreFs,
+) -> Result<(), RootfsError> {
     let mut sorted: Vec<&StorePath> = packages.iter().collect();
     sorted.sort();
     sorted.dedup();
@@ -163,12 +169,12 @@ fn add_program_links(tree: &mut Tree, packages: &[StorePath]) -> Result<(), Root
         let mut links: BTreeMap<String, (&StorePath, String)> = BTreeMap::new();
         for package in &sorted {
             let dir = Path::new(package.as_str()).join(folder);
-            let Ok(read) = fs::read_dir(&dir) else {
+            let Some(read) = store_fs.read_dir(&dir) else {
                 continue;
             };
             let mut names: Vec<String> = read
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
+                .into_iter()
+                .filter_map(|name| name.into_string().ok())
                 .collect();
             names.sort();
             for name in names {

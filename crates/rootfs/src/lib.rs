@@ -1,9 +1,10 @@
-//! `gpubox-rootfs` decides what goes into the image's top layer: the files gpubox
+//! `gpubox-rootfs` decides what goes into gpubox's own layers above the closure: the files gpubox
 //! generates (base `/etc` files, runtime folders, `gpubox-init`, links into the
 //! closure) and the user's own files (`copyToRoot`, `hostBinaries`).
 //!
-//! It returns a sorted list of [`Entry`] values and the environment variables the
-//! generated files imply (`SSL_CERT_FILE`, `LOCALE_ARCHIVE`); it writes nothing.
+//! It returns a sorted list of [`Entry`] values, the [`Part`] (layer) each goes
+//! to, and the environment variables the generated files imply (`SSL_CERT_FILE`,
+//! `LOCALE_ARCHIVE`); it writes nothing.
 //!
 //! Precedence, so that the result never depends on the order sources are listed:
 //! - the user's sources must agree with each other: two of them writing the same
@@ -70,7 +71,7 @@ use std::sync::Arc;
 
 use gpubox_hostbin::HostFile;
 use gpubox_initplan::InitPlan;
-use gpubox_nix::{Closure, StorePath};
+use gpubox_nix::{Closure, StoreFs, StorePath};
 use gpubox_oci::entry::BadImagePath;
 use gpubox_oci::source::LayerFile;
 use gpubox_oci::tar::{walk, WalkError, WalkOptions};
@@ -81,14 +82,17 @@ use accounts::Accounts;
 use base::ClosureSearch;
 pub use machine::MachineError;
 pub use nixdb::{nix_db, NixDb, NixDbError};
-pub use tree::Origin;
 use tree::Tree;
+pub use tree::{Origin, Part};
 
 /// Everything the top layer is made from.
 pub struct RootfsInput<'a> {
     /// The whole closure, searched for a shell, CA certificates, locales and
     /// `/etc/services`.
     pub closure: &'a Closure,
+    /// Where what is inside the closure's paths is read: on disk, or a binary
+    /// cache's listings for paths this machine lacks.
+    pub store_fs: &'a StoreFs,
     /// The top-level packages: their `bin` and `sbin` programs get links in
     /// `/usr/local/bin` and `/usr/local/sbin`.
     pub packages: &'a [StorePath],
@@ -117,6 +121,8 @@ pub struct RootfsInput<'a> {
 #[derive(Debug)]
 pub struct Rootfs {
     pub entries: Vec<Entry>,
+    /// The layer each entry goes to: `parts[i]` is `entries[i]`'s.
+    pub parts: Vec<Part>,
     pub env: BTreeMap<String, String>,
     /// The start-up plan written at [`gpubox_initplan::PLAN_PATH`], when the spec
     /// asks `gpubox-init` for anything.
@@ -196,7 +202,7 @@ impl RootfsError {
         };
         match origin {
             Origin::CopyToRoot { index, .. } => Some(*index),
-            Origin::HostBinaries { .. } | Origin::Generated => None,
+            Origin::HostBinaries { .. } | Origin::Init | Origin::Generated => None,
         }
     }
 }
@@ -241,8 +247,10 @@ pub fn assemble_over(
     let search = ClosureSearch::new(input);
     let env = base::add_generated(&mut tree, input, &search, base_files)?;
     let plan = machine::add_machine(&mut tree, input, &search, base_files, &accounts.homes)?;
+    let (entries, parts) = tree.into_entries();
     Ok(Rootfs {
-        entries: tree.into_entries(),
+        entries,
+        parts,
         env,
         plan,
         user: machine::config_user(input.machine, input.user).0,

@@ -14,9 +14,41 @@ use crate::RootfsError;
 /// Where an entry of the top layer came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
-    CopyToRoot { index: usize, src: PathBuf },
-    HostBinaries { src: PathBuf },
+    CopyToRoot {
+        index: usize,
+        src: PathBuf,
+    },
+    HostBinaries {
+        src: PathBuf,
+    },
+    /// `/bin/gpubox-init`.
+    Init,
     Generated,
+}
+
+/// Which of gpubox's own layers an entry goes to: each `copyToRoot` source, the
+/// `hostBinaries` files, `gpubox-init` and the generated files each have their
+/// own, so a change to one (a new tag in `/etc/os-release`) leaves the others'
+/// bytes alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The `copyToRoot` item at this index.
+    CopyToRoot(usize),
+    HostBinaries,
+    Init,
+    /// Accounts, `/etc` files, links, runtime folders, the start-up plan.
+    Generated,
+}
+
+impl From<&Origin> for Part {
+    fn from(origin: &Origin) -> Part {
+        match origin {
+            Origin::CopyToRoot { index, .. } => Part::CopyToRoot(*index),
+            Origin::HostBinaries { .. } => Part::HostBinaries,
+            Origin::Init => Part::Init,
+            Origin::Generated => Part::Generated,
+        }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -26,6 +58,7 @@ impl fmt::Display for Origin {
                 write!(f, "copyToRoot[{index}] ({})", src.display())
             }
             Origin::HostBinaries { src } => write!(f, "hostBinaries ({})", src.display()),
+            Origin::Init => f.write_str("gpubox-init"),
             Origin::Generated => f.write_str("gpubox's generated files"),
         }
     }
@@ -107,14 +140,26 @@ impl Tree {
         self.insert_unless_taken(entry, Origin::Generated);
     }
 
+    /// [`Tree::insert_default`] for `gpubox-init`, which has a layer of its own.
+    pub(crate) fn insert_init(&mut self, entry: Entry) {
+        self.insert_unless_taken(entry, Origin::Init);
+    }
+
     /// Whether `path` ended up holding a user's or a generated entry.
     pub(crate) fn get(&self, path: &ImagePath) -> Option<&Entry> {
         self.nodes.get(path).map(|n| &n.entry)
     }
 
-    /// The entries in tar order.
-    pub(crate) fn into_entries(self) -> Vec<Entry> {
-        self.nodes.into_values().map(|n| n.entry).collect()
+    /// The entries in tar order, each with the layer it goes to (a folder made
+    /// only to hold something goes with the source that made it first).
+    pub(crate) fn into_entries(self) -> (Vec<Entry>, Vec<Part>) {
+        self.nodes
+            .into_values()
+            .map(|n| {
+                let part = Part::from(&n.origin);
+                (n.entry, part)
+            })
+            .unzip()
     }
 
     fn add_implicit(&mut self, path: ImagePath, origin: &Origin) {

@@ -8,10 +8,10 @@ use gpubox_oci::tar::{read_entries, TarEntryKind};
 
 use super::common::*;
 
-/// The symbolic links of an image's top layer, path to target.
+/// The symbolic links of gpubox's own layers, path to target.
 fn top_layer_links(reader: &gpubox_oci::source::ImageReader) -> BTreeMap<String, String> {
-    let top = reader.layers().len() - 1;
-    read_entries(reader.open_layer(top).unwrap())
+    own_layers(reader)
+        .flat_map(|index| read_entries(reader.open_layer(index).unwrap()))
         .map(|e| e.unwrap())
         .filter(|e| e.kind == TarEntryKind::Symlink)
         .map(|e| {

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use gpubox_oci::source::ImageReader;
+
 use super::common::*;
 
 #[test]
@@ -117,12 +119,23 @@ fn cache_gc_reports_as_json_too() {
             .current_dir(work.path())
             .arg("-q"),
     );
-    let out = run_ok(gpubox(&cache).args(["cache", "gc", "--json"]));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    // The example has only a top layer, which no cache entry refers to.
-    assert_eq!(report["unreferencedBlobs"]["count"], 1, "{report}");
+    let layers = ImageReader::open_oci_dir(&work.path().join("built"), None)
+        .expect("the built image")
+        .layers()
+        .len();
+    let gc = |args: &[&str]| -> serde_json::Value {
+        let out = run_ok(gpubox(&cache).args(["cache", "gc", "--json"]).args(args));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    // Every layer the build made has its cache entry: nothing to collect.
+    let report = gc(&[]);
+    assert_eq!(report["unreferencedBlobs"]["count"], 0, "{report}");
+    assert_eq!(report["remainingBlobs"]["count"], layers, "{report}");
+    // With no room, every entry and its blob goes.
+    let report = gc(&["--max-size", "0"]);
+    assert_eq!(report["evictedBlobs"]["count"], layers, "{report}");
     assert!(
-        report["unreferencedBlobs"]["bytes"].as_u64().unwrap() > 0,
+        report["evictedBlobs"]["bytes"].as_u64().unwrap() > 0,
         "{report}"
     );
     assert_eq!(report["remainingBlobs"]["count"], 0, "{report}");

@@ -146,6 +146,35 @@ pub fn build_and_read(work: &Path, spec: &Path) -> (ImageReader, Vec<LayerSummar
 }
 
 /// Unpacks layer `index` of `reader` into `dest` with GNU tar, keeping modes.
+/// The indexes of gpubox's own layers (copyToRoot, hostBinaries, gpubox-init and
+/// the generated files): the last layers whose history line says gpubox made
+/// them from files rather than store paths.
+pub fn own_layers(reader: &ImageReader) -> std::ops::Range<usize> {
+    let config = reader.config().expect("the image's config");
+    let made_by: Vec<String> = config["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .map(|h| h["created_by"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(made_by.len(), reader.layers().len(), "{made_by:?}");
+    let own = made_by
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with("gpubox: ") && !line.starts_with("gpubox: store paths"))
+        .count();
+    made_by.len() - own..made_by.len()
+}
+
+/// Unpacks gpubox's own layers ([`own_layers`]) with GNU tar into `dest`, in
+/// order, as a runtime stacks them.
+pub fn unpack_own_layers_with_gnu_tar(reader: &ImageReader, dest: &Path) {
+    for index in own_layers(reader) {
+        unpack_layer_with_gnu_tar(reader, index, dest);
+    }
+}
+
 pub fn unpack_layer_with_gnu_tar(reader: &ImageReader, index: usize, dest: &Path) {
     std::fs::create_dir_all(dest).expect("create unpack folder");
     let mut tar = Command::new("tar")

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::common::*;
+use super::registry::{have_registry_and_skopeo, Registry};
 
 #[test]
 fn every_store_path_is_in_exactly_one_layer_for_several_budgets() {
@@ -20,7 +21,7 @@ fn every_store_path_is_in_exactly_one_layer_for_several_budgets() {
     let cache = work.path().join("cache");
 
     // 2 and 5 are far below the closure's size, 16 is one layer per path plus
-    // the top layer, 50 is the default.
+    // gpubox's own two (gpubox-init and the generated files), 50 is the default.
     for max_layers in [2usize, 5, 9, 16, 50] {
         let spec = write_spec(
             work.path(),
@@ -60,24 +61,25 @@ fn every_store_path_is_in_exactly_one_layer_for_several_budgets() {
             seen.values().all(|&n| n == 1),
             "a store path is in two layers: {seen:?}"
         );
-        // The top layer is gpubox's own and holds no store path.
-        let top = summaries.last().expect("at least one layer");
-        assert!(
-            top.store_paths.is_empty(),
-            "top layer holds store paths: {:?}",
-            top.store_paths
-        );
-        if max_layers > closure.len() {
+        // gpubox's own layers come last and hold no store path: two when there
+        // is room (gpubox-init, then the generated files), else one.
+        let own = summaries
+            .iter()
+            .rev()
+            .take_while(|s| s.store_paths.is_empty())
+            .count();
+        assert_eq!(own, if max_layers > 2 { 2 } else { 1 }, "{summaries:?}");
+        if max_layers >= closure.len() + 2 {
             assert_eq!(
                 reader.layers().len(),
-                closure.len() + 1,
+                closure.len() + 2,
                 "one layer per store path expected"
             );
         }
         if max_layers < closure.len() {
             // Size-aware grouping: no store layer holds most of the bytes unless one
             // path alone does.
-            let sizes: Vec<u64> = summaries[..summaries.len() - 1]
+            let sizes: Vec<u64> = summaries[..summaries.len() - own]
                 .iter()
                 .map(|s| s.uncompressed_size)
                 .collect();
@@ -133,8 +135,8 @@ fn a_rebuild_reuses_cached_store_layers() {
     );
 }
 
-/// Each layer's annotations say what it holds, exactly what reading it finds; the
-/// store-path layers also carry their cache key.
+/// Each layer's annotations say what it holds, exactly what reading it finds, and
+/// carry its cache key.
 #[test]
 fn layer_annotations_describe_each_layer_as_reading_it_does() {
     if !have("nix") {
@@ -183,8 +185,125 @@ fn layer_annotations_describe_each_layer_as_reading_it_does() {
             .expect("store paths")
             .len();
         store_paths += paths;
+        // Every layer says what made it: store paths, or the files' content.
         let key = &annotated["annotations"]["io.gpubox.layer.key"];
-        assert_eq!(key.is_string(), paths > 0, "{annotated}");
+        assert!(key.is_string(), "{annotated}");
     }
     assert_eq!(store_paths, nix_closure(&nix_fixture("app")).len());
+}
+
+/// What each layer of `name:tag` in `registry` is, bottom first: its digest and
+/// its history line.
+fn layers_of(registry: &Registry, name: &str, tag: &str) -> Vec<(String, String)> {
+    // skopeo reads them: a second opinion on what gpubox pushed.
+    let read = |config: bool| -> serde_json::Value {
+        let mut skopeo = std::process::Command::new("skopeo");
+        skopeo.args(["inspect", "--raw", "--tls-verify=false"]);
+        if config {
+            skopeo.arg("--config");
+        }
+        let out = run_ok(skopeo.arg(registry.image(&format!("{name}:{tag}"))));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let (manifest, config) = (read(false), read(true));
+    let history = config["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .map(|h| h["created_by"].as_str().unwrap_or_default().to_owned());
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap_or_default().to_owned())
+        .zip(history)
+        .collect()
+}
+
+/// gpubox's own files come in layers of their own: each `copyToRoot` source,
+/// `gpubox-init`, and the generated files. A new tag or label changes only the
+/// generated files' layer, and a changed source only its own layer, so a push
+/// sends that layer and the config, and nothing else.
+#[test]
+fn a_new_tag_a_label_or_one_changed_source_sends_one_layer() {
+    if !have_registry_and_skopeo() {
+        return;
+    }
+    let work = tempdir();
+    let registry = Registry::start(&work.path().join("registry"));
+    let cache = work.path().join("cache");
+    std::fs::create_dir_all(work.path().join("app")).unwrap();
+    std::fs::write(work.path().join("app/run.sh"), "#!/bin/sh\necho one\n").unwrap();
+    std::fs::create_dir_all(work.path().join("data")).unwrap();
+    std::fs::write(work.path().join("data/big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let spec = |tag: &str, team: &str| {
+        write_spec(
+            work.path(),
+            "gpubox.toml",
+            &format!(
+                "name = \"split\"\ntag = \"{tag}\"\nlabels = {{ team = \"{team}\" }}\n\
+                 copyToRoot = [{{ src = \"app\", dst = \"/app\" }}, {{ src = \"data\", dst = \"/data\" }}]\n"
+            ),
+        )
+    };
+    let push = |spec: &std::path::Path, tag: &str| {
+        let out = run_ok(
+            gpubox(&cache)
+                .arg("build")
+                .arg(spec)
+                .args(["-o", &registry.image(&format!("split:{tag}"))])
+                .arg("--tls-verify=false")
+                .current_dir(work.path()),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    push(&spec("v1", "a"), "v1");
+    let first = layers_of(&registry, "split", "v1");
+    let described: Vec<&str> = first.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(
+        described,
+        [
+            "gpubox: copyToRoot to /app",
+            "gpubox: copyToRoot to /data",
+            "gpubox: gpubox-init",
+            "gpubox: generated files (accounts, /etc, links, start-up plan)",
+        ]
+    );
+    let changed = |before: &[(String, String)], after: &[(String, String)]| -> Vec<usize> {
+        assert_eq!(before.len(), after.len());
+        (0..before.len())
+            .filter(|&i| before[i].0 != after[i].0)
+            .collect()
+    };
+
+    // A new tag: /etc/os-release changes, nothing else.
+    let said = push(&spec("v2", "a"), "v2");
+    let retagged = layers_of(&registry, "split", "v2");
+    assert_eq!(changed(&first, &retagged), [3], "{said}");
+    assert!(
+        said.contains("uploaded 2 blobs"),
+        "layer and config only:\n{said}"
+    );
+
+    // A new label: only the config changes.
+    let said = push(&spec("v2", "b"), "v2-b");
+    assert_eq!(
+        changed(&retagged, &layers_of(&registry, "split", "v2-b")),
+        Vec::<usize>::new()
+    );
+    assert!(said.contains("uploaded 1 blob "), "config only:\n{said}");
+
+    // One line of one source: that source's layer.
+    std::fs::write(work.path().join("app/run.sh"), "#!/bin/sh\necho two\n").unwrap();
+    let said = push(&spec("v2", "b"), "v3");
+    assert_eq!(
+        changed(&retagged, &layers_of(&registry, "split", "v3")),
+        [0],
+        "{said}"
+    );
+    assert!(
+        said.contains("uploaded 2 blobs"),
+        "layer and config only:\n{said}"
+    );
 }

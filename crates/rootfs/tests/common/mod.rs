@@ -26,6 +26,7 @@ pub fn assemble_without_nix(
     let closure = Closure::from_infos(Vec::new());
     assemble(&gpubox_rootfs::RootfsInput {
         closure: &closure,
+        store_fs: &gpubox_nix::StoreFs::local(),
         packages: &[],
         copy_to_root: copies,
         host_files,
