@@ -70,6 +70,18 @@ fn spec_for(work: &Path, name: &str, store_path: &str) -> std::path::PathBuf {
     )
 }
 
+/// Runner A, with everything local: pushes the image of store path `v1` to
+/// `dest`, then builds the one of `v2` into a folder. Returns v2's spec and that
+/// image's digest, what every other runner must arrive at.
+fn runner_a(work: &Path, dest: &str, v1: &str, v2: &str) -> (std::path::PathBuf, String) {
+    let (spec_v1, spec_v2) = (spec_for(work, "v1.toml", v1), spec_for(work, "v2.toml", v2));
+    let cache = work.join("runner-a");
+    build_to(work, &cache, &spec_v1, dest, &[]);
+    let into = format!("oci:{}", work.join("a-v2").display());
+    let (expected, _) = build_to(work, &cache, &spec_v2, &into, &[]);
+    (spec_v2, expected)
+}
+
 #[test]
 fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     if !(have("nix") && have_registry_and_skopeo()) {
@@ -81,22 +93,8 @@ fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     // hello -> greeting, libb -> liba: a new greeting changes hello and greeting.
     let v1 = nix_fixture("hello");
     let v2 = nix_fixture_with("hello", &[("greetingText", "fleet v2")]);
-    let (spec_v1, spec_v2) = (
-        spec_for(work, "v1.toml", &v1),
-        spec_for(work, "v2.toml", &v2),
-    );
     let dest = registry.image("app");
-
-    // Runner A pushes v1 and, with everything local, builds v2 for comparison.
-    let runner_a = work.join("runner-a");
-    build_to(work, &runner_a, &spec_v1, &dest, &[]);
-    let (expected, _) = build_to(
-        work,
-        &runner_a,
-        &spec_v2,
-        &format!("oci:{}", work.join("a-v2").display()),
-        &[],
-    );
+    let (spec_v2, expected) = runner_a(work, &dest, &v1, &v2);
 
     // Runner B, with an empty cache, builds v2: the two changed store paths are
     // read and compressed, every other layer is the registry's.
@@ -213,20 +211,8 @@ fn a_runner_without_the_store_paths_reads_only_what_it_builds() {
     );
     let v1 = nix_fixture_with("hello", &[("salt", &salt)]);
     let v2 = nix_fixture_with("hello", &[("salt", &salt), ("greetingText", "lazy v2")]);
-    let (spec_v1, spec_v2) = (
-        spec_for(work, "v1.toml", &v1),
-        spec_for(work, "v2.toml", &v2),
-    );
     let dest = registry.image("lazy");
-    let runner_a = work.join("runner-a");
-    build_to(work, &runner_a, &spec_v1, &dest, &[]);
-    let (expected, _) = build_to(
-        work,
-        &runner_a,
-        &spec_v2,
-        &format!("oci:{}", work.join("a-v2").display()),
-        &[],
-    );
+    let (spec_v2, expected) = runner_a(work, &dest, &v1, &v2);
 
     // v2's closure goes to a signed file:// binary cache; then both versions
     // leave this machine's store.
