@@ -219,6 +219,20 @@ fn podman_pulls_zstd_chunked_layers_partially_and_runs_them() {
         }
     }
 
+    // gpubox inspect says which layers are chunked, from the manifest alone.
+    let inspected = run_ok(
+        gpubox(&dir.join("cache"))
+            .args(["inspect", "--json", "--tls-verify=false"])
+            .arg(registry.image("chunked:one")),
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    for layer in inspected["layers"].as_array().expect("layers") {
+        assert_eq!(layer["chunked"], true, "{layer}");
+        assert_eq!(layer["compression"], "zstd:chunked", "{layer}");
+        // Built with this cache, so a build here takes it from there.
+        assert_eq!(layer["cached"], true, "{layer}");
+    }
+
     // Partial pull of the first image: only range requests for its layers.
     let partial = Podman::new(&dir.join("podman-partial"), true);
     let digests1: Vec<String> = layers1.iter().map(|l| l.0.clone()).collect();
