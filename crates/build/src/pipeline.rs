@@ -365,7 +365,7 @@ fn assemble(
             };
             // The blob's own (zstd:chunked's TOC position) travel with it.
             let mut annotations = blob.annotations.clone();
-            annotations.extend(layer_annotations(&summary, Some(&key)));
+            annotations.extend(layer_annotations(&summary, Some((&key, blob.size))));
             LayerInput {
                 annotations,
                 blob,

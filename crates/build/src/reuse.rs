@@ -11,8 +11,10 @@
 //! one of them has is checked with one HEAD request in the repository that has
 //! it ([`RegistryLayers::take`]) and then used as it is: the push skips it (the
 //! destination has it) or mounts it from that repository. A key whose blob is
-//! gone is reported and the layer is built; an image another tool pushed to the
-//! tag has no keys, so nothing of it is reused.
+//! gone, or whose blob is not the size gpubox made under it
+//! ([`gpubox_oci::image::LAYER_SIZE`]: another tool recompressed it and kept the
+//! annotations), is reported and the layer is built; an image another tool
+//! pushed to the tag has no keys, so nothing of it is reused.
 //!
 //! Trust: a key is only as trustworthy as the registry that serves it. Anyone
 //! who can push to the destination repository can already replace its image,
@@ -26,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use gpubox_oci::blob::LayerBlob;
-use gpubox_oci::image::{summary_from_annotations, LAYER_KEY};
+use gpubox_oci::image::{summary_from_annotations, LAYER_KEY, LAYER_SIZE};
 use gpubox_oci::source::LayerRef;
 use gpubox_oci::Compression;
 use gpubox_registry::blobs_present;
@@ -93,10 +95,21 @@ impl RegistryLayers {
             };
             let mut found = 0;
             for layer in opened.reader.layers() {
-                let Some(candidate) = Candidate::of(reference, layer) else {
+                let Some(key) = layer.annotations.get(LAYER_KEY) else {
                     continue;
                 };
-                let Some(key) = layer.annotations.get(LAYER_KEY) else {
+                let made = layer.annotations.get(LAYER_SIZE);
+                if made != Some(&layer.size.to_string()) {
+                    registry.reporter.step(&format!(
+                        "docker://{reference}'s layer {} has a gpubox key, but it is {} bytes where \
+                         gpubox made {}: rewritten since (recompressed?), so not reused",
+                        layer.digest,
+                        layer.size,
+                        made.map_or("a layer of another size", String::as_str),
+                    ));
+                    continue;
+                }
+                let Some(candidate) = Candidate::of(reference, layer) else {
                     continue;
                 };
                 found += 1;

@@ -45,12 +45,19 @@ pub const LAYER_UNCOMPRESSED_SIZE: &str = "io.gpubox.layer.uncompressed-size";
 /// tar's digest, compression and format version), so a build elsewhere can know
 /// the layer without its bytes.
 pub const LAYER_KEY: &str = "io.gpubox.layer.key";
+/// Layer annotation: the size in bytes (decimal) of the blob gpubox made under
+/// [`LAYER_KEY`]. A tool that recompresses the layer keeps the annotations but
+/// not the size, so a build does not take the rewritten blob for its key.
+pub const LAYER_SIZE: &str = "io.gpubox.layer.size";
 
 /// The annotations gpubox writes on a layer it built: what [`summary_from_annotations`]
 /// reads back (so `gpubox inspect` of a registry image needs no layer download), and
-/// the cache `key` of a store-path layer. Deterministic: the same layer always gets the
-/// same annotations.
-pub fn layer_annotations(summary: &LayerSummary, key: Option<&str>) -> BTreeMap<String, String> {
+/// what `made` it: its cache key and the size of the blob made under it.
+/// Deterministic: the same layer always gets the same annotations.
+pub fn layer_annotations(
+    summary: &LayerSummary,
+    made: Option<(&str, u64)>,
+) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::from([
         (
             LAYER_STORE_PATHS.to_owned(),
@@ -62,8 +69,9 @@ pub fn layer_annotations(summary: &LayerSummary, key: Option<&str>) -> BTreeMap<
             summary.uncompressed_size.to_string(),
         ),
     ]);
-    if let Some(key) = key {
+    if let Some((key, size)) = made {
         annotations.insert(LAYER_KEY.to_owned(), key.to_owned());
+        annotations.insert(LAYER_SIZE.to_owned(), size.to_string());
     }
     annotations
 }
@@ -489,7 +497,7 @@ mod tests {
         let ours = LayerInput {
             blob: blob(b"ours", Compression::Gzip),
             created_by: "gpubox: top".to_owned(),
-            annotations: layer_annotations(&summary, Some("key-1")),
+            annotations: layer_annotations(&summary, Some(("key-1", 11))),
         };
         let input = ImageConfigInput {
             created: 1,
@@ -516,6 +524,7 @@ mod tests {
         // The base's layer keeps its annotations; ours reads back as it was made.
         assert_eq!(manifest.layers[0].annotations, base.annotations[0]);
         assert_eq!(manifest.layers[1].annotations[LAYER_KEY], "key-1");
+        assert_eq!(manifest.layers[1].annotations[LAYER_SIZE], "11");
         assert_eq!(
             manifest.layers[1].annotations[LAYER_STORE_PATHS],
             r#"["/nix/store/aaaa-hello-1.0"]"#

@@ -142,6 +142,24 @@ fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     assert_eq!(layer_counts(&said), (1, 5), "{said}");
     registry.skopeo_copy_to_layout("app:ci", &work.join("copied"));
 
+    // Another tool recompressed a layer and kept gpubox's annotations: the key
+    // is there, but the blob is not the one gpubox made under it, so the layer
+    // is built again and the image is still the one runner A made.
+    let crafted = recompress_first_layer(&work.join("a-v2"), &work.join("recompressed"));
+    run_ok(
+        gpubox(&work.join("runner-a"))
+            .args(["push", "--tls-verify=false"])
+            .arg(format!("oci:{}:ci", crafted.display()))
+            .arg(registry.image("app:ci")),
+    );
+    let (again, said) = build_to(work, &work.join("runner-f"), &spec_v2, &dest, &[]);
+    assert_eq!(again, expected, "{said}");
+    assert!(
+        said.contains("rewritten since (recompressed?), so not reused"),
+        "{said}"
+    );
+    assert_eq!(layer_counts(&said), (1, 5), "{said}");
+
     // Another repository of the registry, with --cache-from: every layer is
     // mounted, only the config goes up.
     let (other, said) = build_to(
@@ -283,4 +301,50 @@ fn a_runner_without_the_store_paths_reads_only_what_it_builds() {
         registry.skopeo_inspect("lazy:ci")["Digest"].as_str(),
         Some(expected.as_str())
     );
+}
+
+/// A copy at `into` of the OCI layout `layout` (tag `ci`) whose first layer is
+/// recompressed with `gzip -9` under a new digest and size, its annotations kept,
+/// as a tool that recompresses layers leaves it. Returns `into`.
+fn recompress_first_layer(layout: &Path, into: &Path) -> std::path::PathBuf {
+    run_ok(Command::new("cp").arg("-r").arg(layout).arg(into));
+    let blob = |digest: &str| {
+        into.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let read_json = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("JSON")
+    };
+    let mut index = read_json(&into.join("index.json"));
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let mut manifest = read_json(&blob(&manifest_digest));
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_owned();
+    let recompressed = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("gzip -dc | gzip -9 -n")
+            .stdin(std::fs::File::open(blob(&layer)).expect("the layer")),
+    )
+    .stdout;
+    let digest = gpubox_oci::Digest::of(&recompressed).to_string();
+    std::fs::write(blob(&digest), &recompressed).expect("write the layer");
+    manifest["layers"][0]["digest"] = digest.into();
+    manifest["layers"][0]["size"] = recompressed.len().into();
+    let bytes = serde_json::to_vec(&manifest).expect("manifest JSON");
+    let manifest_digest = gpubox_oci::Digest::of(&bytes).to_string();
+    std::fs::write(blob(&manifest_digest), &bytes).expect("write the manifest");
+    index["manifests"][0]["digest"] = manifest_digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(
+        into.join("index.json"),
+        serde_json::to_vec(&index).expect("index JSON"),
+    )
+    .expect("write the index");
+    into.to_path_buf()
 }
