@@ -171,7 +171,8 @@ pub fn build(
         })
         .collect();
     let mut unpacked = UnpackedPaths::default();
-    store.unpack(&nix, &to_read, &mut unpacked, reporter)?;
+    let tmp = request.cache_root.join("tmp");
+    store.unpack(&nix, &to_read, &tmp, &mut unpacked, reporter)?;
     // For a registry, each layer goes up as soon as it is made, while the
     // others are still compressing; the push then sends the config and manifest.
     let uploader = match &request.output {

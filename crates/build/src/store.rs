@@ -13,6 +13,7 @@
 //! are copied into the store ([`StoreContents::copy_into_store`]).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use gpubox_nix::{Closure, Installable, Nix, StoreFs, StorePath, UnpackedPaths};
 use gpubox_spec::{PackageRef, Spec};
@@ -110,11 +111,13 @@ impl StoreContents {
     }
 
     /// Unpacks those of `paths` this store lacks from the substituter into
-    /// `unpacked`, outside the store, for the layers that hold them.
+    /// `unpacked`, outside the store (in a folder in `tmp`, named as unfinished
+    /// so an interrupt removes it), for the layers that hold them.
     pub fn unpack(
         &self,
         nix: &Nix,
         paths: &[StorePath],
+        tmp: &Path,
         unpacked: &mut UnpackedPaths,
         reporter: &dyn Reporter,
     ) -> Result<(), BuildError> {
@@ -127,7 +130,8 @@ impl StoreContents {
             Bytes(self.nar_size(&wanted))
         ));
         for path in &wanted {
-            unpacked.unpack(nix, path, substituter)?;
+            let name = format!("{}unpacked-", gpubox_atomic::partial::prefix());
+            unpacked.unpack(nix, path, substituter, tmp, &name)?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ use gpubox_nix::{StorePath, UnpackedPaths};
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
 use gpubox_oci::image::{BuiltImage, Descriptor, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use gpubox_oci::source::LayerFiles;
-use gpubox_oci::tar::{walk, WalkError, WalkOptions};
+use gpubox_oci::tar::{walk, Modes, WalkError, WalkOptions};
 use gpubox_oci::{Compression, Digest, Entry, ImagePath};
 use sha2::{Digest as _, Sha256};
 
@@ -937,7 +937,8 @@ pub fn store_layer_entries<'a>(
         Ok(Entry::directory(path, 0o755))
     });
     let options = WalkOptions {
-        mode: None,
+        // The store's modes, so an unpacked copy reads as the store would.
+        modes: Modes::Store,
         uid: 0,
         gid: 0,
         hard_links: false,

@@ -173,8 +173,8 @@ impl Nix {
     /// Unpacks `path` as `substituter` has it into the folder `into` (which must
     /// not exist yet): `nix store dump-path` into `nix-store --restore`. The files
     /// land outside the store, which learns nothing of them and needs none of
-    /// their references. Modes are then made the store's own (files 0444 or 0555,
-    /// folders 0555, by [`crate::UnpackedPaths`]), so the copy reads as the store would.
+    /// their references. Its modes are the unpacking user's, not the store's: a
+    /// layer made from it takes the store's (`gpubox_oci::tar::Modes::Store`).
     pub fn unpack(&self, path: &StorePath, substituter: &str, into: &Path) -> Result<(), NixError> {
         let dump_args = [
             OsStr::new("store"),

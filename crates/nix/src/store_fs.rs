@@ -141,9 +141,9 @@ impl StoreFs {
     }
 }
 
-/// Store paths unpacked outside the store ([`Nix::unpack`]) to be read as the
-/// store would have them, in a temporary folder (under `$TMPDIR`) removed when
-/// this is dropped.
+/// Store paths unpacked outside the store ([`Nix::unpack`]), for layers to read
+/// them from (with the store's modes, see `gpubox_oci::tar::Modes::Store`), in
+/// a temporary folder removed when this is dropped.
 #[derive(Debug, Default)]
 pub struct UnpackedPaths {
     dir: Option<tempfile::TempDir>,
@@ -151,27 +151,34 @@ pub struct UnpackedPaths {
 }
 
 impl UnpackedPaths {
-    /// Unpacks `path` from `substituter`, with the store's modes: files 0444 or
-    /// 0555 (executable), folders 0555.
+    /// Unpacks `path` from `substituter` into a temporary folder made in `tmp`
+    /// on first use (named by `folder_name`, so an interrupted build's leftovers
+    /// can be found and removed).
     pub fn unpack(
         &mut self,
         nix: &Nix,
         path: &StorePath,
         substituter: &str,
+        tmp: &Path,
+        folder_name: &str,
     ) -> Result<(), NixError> {
-        let io = |action: String| move |source| NixError::Io { action, source };
         let dir = match &self.dir {
             Some(dir) => dir,
             None => self.dir.insert(
                 tempfile::Builder::new()
-                    .prefix("gpubox-unpacked-")
-                    .tempdir()
-                    .map_err(io("making a folder to unpack store paths in".to_owned()))?,
+                    .prefix(folder_name)
+                    .tempdir_in(tmp)
+                    .map_err(|source| NixError::Io {
+                        action: format!(
+                            "making a folder in {} to unpack store paths in",
+                            tmp.display()
+                        ),
+                        source,
+                    })?,
             ),
         };
         let into = dir.path().join(path.base_name());
         nix.unpack(path, substituter, &into)?;
-        set_store_modes(&into).map_err(io(format!("setting the modes of {}", into.display())))?;
         self.paths.insert(path.clone(), into);
         Ok(())
     }
@@ -180,49 +187,6 @@ impl UnpackedPaths {
     pub fn get(&self, path: &StorePath) -> Option<&Path> {
         self.paths.get(path).map(PathBuf::as_path)
     }
-}
-
-impl Drop for UnpackedPaths {
-    fn drop(&mut self) {
-        // Read-only folders cannot be emptied: open them up for the removal.
-        for path in self.paths.values() {
-            let _ = set_folder_modes(path, 0o755);
-        }
-    }
-}
-
-/// Gives `path` and everything below it the modes the store gives them.
-fn set_store_modes(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            set_store_modes(&entry?.path())?;
-        }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555))
-    } else if meta.is_file() {
-        let mode = if meta.permissions().mode() & 0o100 != 0 {
-            0o555
-        } else {
-            0o444
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-    } else {
-        Ok(())
-    }
-}
-
-/// Sets every folder's mode at and below `path` to `mode`, top first.
-fn set_folder_modes(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if !std::fs::symlink_metadata(path)?.is_dir() {
-        return Ok(());
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    for entry in std::fs::read_dir(path)? {
-        set_folder_modes(&entry?.path(), mode)?;
-    }
-    Ok(())
 }
 
 /// A listing entry as a [`StoreNode`].

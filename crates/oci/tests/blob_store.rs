@@ -12,7 +12,7 @@ mod gnu_tar;
 
 use gnu_tar::gnu_tar;
 use gpubox_oci::blob::{BlobError, BlobStore, LayerBlob};
-use gpubox_oci::tar::{read_entries, walk, WalkError, WalkOptions};
+use gpubox_oci::tar::{read_entries, walk, Modes, WalkError, WalkOptions};
 use gpubox_oci::{Compression, Digest, Entry, ImagePath};
 
 const ALL: [Compression; 3] = [Compression::Gzip, Compression::Zstd, Compression::None];
@@ -34,7 +34,7 @@ fn sample_tree(root: &Path) {
 
 fn entries(root: &Path) -> impl Iterator<Item = Result<Entry, WalkError>> {
     let options = WalkOptions {
-        mode: None,
+        modes: Modes::OnDisk,
         uid: 0,
         gid: 0,
         hard_links: true,

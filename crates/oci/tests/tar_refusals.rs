@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use gpubox_oci::tar::{walk, TarError, TarWriter, WalkError, WalkOptions};
+use gpubox_oci::tar::{walk, Modes, TarError, TarWriter, WalkError, WalkOptions};
 use gpubox_oci::{Entry, EntryKind, ImagePath};
 
 fn p(s: &str) -> ImagePath {
@@ -16,7 +16,7 @@ fn p(s: &str) -> ImagePath {
 
 fn options() -> WalkOptions {
     WalkOptions {
-        mode: None,
+        modes: Modes::OnDisk,
         uid: 0,
         gid: 0,
         hard_links: true,
@@ -82,7 +82,7 @@ fn walk_yields_sorted_entries_with_options_applied() {
     fs::write(dir.path().join("a/inner"), b"").unwrap();
     std::os::unix::fs::symlink("b", dir.path().join("link")).unwrap();
     let options = WalkOptions {
-        mode: Some(0o640),
+        modes: Modes::All(0o640),
         uid: 7,
         gid: 8,
         hard_links: false,

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 mod gnu_tar;
 
 use gnu_tar::gnu_tar;
-use gpubox_oci::tar::{read_entries, walk, TarEntryInfo, TarEntryKind, TarWriter, WalkOptions};
+use gpubox_oci::tar::{
+    read_entries, walk, Modes, TarEntryInfo, TarEntryKind, TarWriter, WalkOptions,
+};
 use gpubox_oci::{Entry, ImagePath};
 
 const MTIME: u64 = 1_700_000_000;
@@ -97,7 +99,7 @@ fn awkward_tree(root: &Path, big: bool) {
 
 fn write_tar(src: &Path, dst: &str, out: &Path) -> u64 {
     let options = WalkOptions {
-        mode: None,
+        modes: Modes::OnDisk,
         uid: 0,
         gid: 0,
         hard_links: true,

@@ -74,7 +74,7 @@ use gpubox_initplan::InitPlan;
 use gpubox_nix::{Closure, StoreFs, StorePath};
 use gpubox_oci::entry::BadImagePath;
 use gpubox_oci::source::LayerFile;
-use gpubox_oci::tar::{walk, WalkError, WalkOptions};
+use gpubox_oci::tar::{walk, Modes, WalkError, WalkOptions};
 use gpubox_oci::{Entry, EntryKind, FileSource, ImagePath};
 use gpubox_spec::{CopyToRoot, MachineSpec};
 
@@ -295,7 +295,7 @@ fn image_path(raw: &str, origin: &Origin) -> Result<ImagePath, RootfsError> {
 
 fn add_copy(tree: &mut Tree, item: &CopyToRoot, origin: &Origin) -> Result<(), RootfsError> {
     let options = WalkOptions {
-        mode: item.mode,
+        modes: Modes::all_or_on_disk(item.mode),
         uid: item.uid.unwrap_or(0),
         gid: item.gid.unwrap_or(0),
         hard_links: true,

@@ -297,6 +297,11 @@ fn a_runner_without_the_store_paths_reads_only_what_it_builds() {
     // Nothing entered the store: the two changed paths were unpacked beside
     // it for their layers, the unchanged ones never left the cache.
     assert_eq!(not_in_store(&everything).len(), everything.len());
+    // And the unpacked copies are gone with the build.
+    let left: Vec<_> = std::fs::read_dir(work.join("runner-b/tmp"))
+        .expect("the cache's tmp folder")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert_eq!(
         registry.skopeo_inspect("lazy:ci")["Digest"].as_str(),
         Some(expected.as_str())

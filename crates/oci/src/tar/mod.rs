@@ -14,7 +14,7 @@ mod walk;
 mod writer;
 
 pub use read::{read_entries, TarEntries, TarEntryInfo, TarEntryKind, TarReadError};
-pub use walk::{walk, Walk, WalkError, WalkOptions};
+pub use walk::{walk, Modes, Walk, WalkError, WalkOptions};
 pub use writer::{TarError, TarWriter};
 
 /// Size of the buffers used to read files and write tar bytes: large enough that

@@ -11,12 +11,41 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::{Entry, EntryKind, FileSource, ImagePath};
 
+/// The permission bits walked folders and files get. Symbolic links keep `0777`
+/// whatever the rule: Linux ignores their mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Modes {
+    /// Those on disk.
+    #[default]
+    OnDisk,
+    /// These, for every folder and file, like `COPY --chmod`.
+    All(u32),
+    /// The Nix store's: folders 0555, files 0555 when their owner may run them,
+    /// else 0444. The same as on disk for a path in the store; for a store path
+    /// unpacked elsewhere, what the store would have.
+    Store,
+}
+
+impl Modes {
+    /// `Some(mode)` is [`Modes::All`], `None` [`Modes::OnDisk`].
+    pub fn all_or_on_disk(mode: Option<u32>) -> Modes {
+        mode.map_or(Modes::OnDisk, Modes::All)
+    }
+
+    fn of(self, metadata: &Metadata) -> u32 {
+        match self {
+            Modes::OnDisk => metadata.mode() & 0o7777,
+            Modes::All(mode) => mode,
+            Modes::Store if metadata.is_dir() || metadata.mode() & 0o100 != 0 => 0o555,
+            Modes::Store => 0o444,
+        }
+    }
+}
+
 /// How walked entries are owned and permissioned.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalkOptions {
-    /// Replaces the permission bits of every folder and file, like `COPY --chmod`.
-    /// Symbolic links keep `0777`: Linux ignores their mode.
-    pub mode: Option<u32>,
+    pub modes: Modes,
     pub uid: u32,
     pub gid: u32,
     /// Whether a file with several names on disk becomes one file and hard links
@@ -120,7 +149,7 @@ impl Walk {
         metadata: &Metadata,
     ) -> Result<Entry, WalkError> {
         let file_type = metadata.file_type();
-        let mode = self.options.mode.unwrap_or(metadata.mode() & 0o7777);
+        let mode = self.options.modes.of(metadata);
         let kind = if file_type.is_dir() {
             let children = sorted_children(&disk)?;
             self.open_folders.push(OpenFolder {
@@ -209,5 +238,40 @@ fn special_kind(file_type: &FileType) -> &'static str {
         "block device"
     } else {
         "special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn store_modes_are_the_nix_stores_whatever_the_disk_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("p");
+        fs::create_dir_all(root.join("bin")).unwrap();
+        for (name, mode) in [("bin/run", 0o750), ("data", 0o664)] {
+            fs::write(root.join(name), "x").unwrap();
+            fs::set_permissions(root.join(name), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let options = WalkOptions {
+            modes: Modes::Store,
+            ..WalkOptions::default()
+        };
+        let modes: Vec<(String, u32)> = walk(&root, ImagePath::new("p").unwrap(), &options)
+            .map(|entry| entry.unwrap())
+            .map(|entry| (entry.path.to_string(), entry.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/p".to_owned(), 0o555),
+                ("/p/bin".to_owned(), 0o555),
+                ("/p/bin/run".to_owned(), 0o555),
+                ("/p/data".to_owned(), 0o444),
+            ]
+        );
     }
 }
