@@ -32,13 +32,16 @@
 //! in parallel (the build compresses several at once) and the blocks within each
 //! share the cores instead of multiplying threads. Each encoder keeps at most 4
 //! blocks per pool thread (64 at most) in flight, writes them out in input order,
-//! and turns a failed or panicking block into an `io::Error`. zstd uses one
-//! libzstd worker per core. [`Compression::encoder_with_threads`] picks a thread
+//! and turns a failed or panicking block into an `io::Error`. zstd encoders share
+//! one libzstd worker per core between them ([`WorkerLease`]: the first takes
+//! every free one, each at least one), so a big layer alone gets all cores and
+//! parallel layers do not multiply threads. [`Compression::encoder_with_threads`] picks a thread
 //! count for tests and benchmarks; the bytes are the same.
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod gzip;
 mod pool;
@@ -106,11 +109,18 @@ impl Compression {
     /// end the stream. The output is the same as [`Compression::encoder_with_threads`]'s
     /// for any thread count.
     pub fn encoder<W: Write>(self, inner: W) -> io::Result<Encoder<W>> {
-        self.encoder_on(
-            inner,
-            gzip::Threads::default_pool(),
-            pool::default_threads(),
-        )
+        match self {
+            Compression::Zstd | Compression::ZstdChunked => {
+                let lease = WorkerLease::claim(pool::default_threads());
+                let encoder = zstd_encoder(inner, lease.workers)?;
+                Ok(Encoder::Zstd(encoder, Some(lease)))
+            }
+            _ => self.encoder_on(
+                inner,
+                gzip::Threads::default_pool(),
+                pool::default_threads(),
+            ),
+        }
     }
 
     /// Wraps `inner` in an encoder that compresses on `threads` threads of its own
@@ -137,7 +147,7 @@ impl Compression {
         Ok(match self {
             Compression::Gzip => Encoder::Gzip(gzip::Encoder::new(inner, gzip_threads)?),
             Compression::Zstd | Compression::ZstdChunked => {
-                Encoder::Zstd(zstd_encoder(inner, zstd_workers)?)
+                Encoder::Zstd(zstd_encoder(inner, zstd_workers)?, None)
             }
             Compression::None => Encoder::None(inner),
         })
@@ -168,11 +178,50 @@ fn zstd_encoder<W: Write>(
     Ok(enc)
 }
 
+/// libzstd workers held by encoders from [`Compression::encoder`], process-wide.
+static ZSTD_WORKERS_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// Some of the process's libzstd workers, held by one encoder until it is
+/// finished or dropped. Encoders from [`Compression::encoder`] share one worker
+/// per core (each gets at least one), so layers compressed in parallel do not
+/// start cores × cores threads and their buffers; the bytes do not depend on how
+/// many an encoder got.
+pub struct WorkerLease {
+    workers: usize,
+    in_use: &'static AtomicUsize,
+}
+
+impl WorkerLease {
+    /// The workers of `cores` no encoder holds, at least one.
+    fn claim(cores: usize) -> WorkerLease {
+        WorkerLease::claim_from(&ZSTD_WORKERS_IN_USE, cores)
+    }
+
+    fn claim_from(in_use: &'static AtomicUsize, cores: usize) -> WorkerLease {
+        let mut workers = 1;
+        let _ = in_use.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            workers = cores.saturating_sub(used).max(1);
+            Some(used + workers)
+        });
+        WorkerLease { workers, in_use }
+    }
+}
+
+impl Drop for WorkerLease {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(self.workers, Ordering::AcqRel);
+    }
+}
+
 /// A compressing writer. Dropping it without [`Encoder::finish`] leaves a truncated
 /// stream, so callers always finish.
 pub enum Encoder<W: Write> {
     Gzip(gzip::Encoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// With the workers it holds, when they come from the shared budget.
+    Zstd(
+        zstd::stream::write::Encoder<'static, W>,
+        Option<WorkerLease>,
+    ),
     None(W),
 }
 
@@ -181,7 +230,7 @@ impl<W: Write> Encoder<W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
+            Encoder::Zstd(e, _lease) => e.finish(),
             Encoder::None(w) => Ok(w),
         }
     }
@@ -191,7 +240,7 @@ impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Zstd(e, _) => e.write(buf),
             Encoder::None(w) => w.write(buf),
         }
     }
@@ -202,7 +251,7 @@ impl<W: Write> Write for Encoder<W> {
             // Not the zstd stream's own flush, which ends a block (with several
             // workers, a job) wherever it is called: the bytes would depend on
             // where flushes happen.
-            Encoder::Zstd(e) => e.get_mut().flush(),
+            Encoder::Zstd(e, _) => e.get_mut().flush(),
             Encoder::None(w) => w.flush(),
         }
     }
@@ -482,6 +531,18 @@ mod tests {
         ] {
             assert_same_for_any_threads(Compression::Gzip, &data[..len]);
         }
+    }
+
+    #[test]
+    fn zstd_encoders_share_one_worker_per_core() {
+        static IN_USE: AtomicUsize = AtomicUsize::new(0);
+        let first = WorkerLease::claim_from(&IN_USE, 4);
+        let second = WorkerLease::claim_from(&IN_USE, 4);
+        assert_eq!((first.workers, second.workers), (4, 1));
+        drop(first);
+        assert_eq!(WorkerLease::claim_from(&IN_USE, 4).workers, 3);
+        drop(second);
+        assert_eq!(IN_USE.load(Ordering::Acquire), 0);
     }
 
     #[test]
