@@ -31,8 +31,9 @@ use gpubox_oci::blob::LayerBlob;
 use gpubox_oci::image::{summary_from_annotations, LAYER_KEY, LAYER_SIZE};
 use gpubox_oci::source::LayerRef;
 use gpubox_oci::Compression;
-use gpubox_registry::blobs_present;
+use gpubox_registry::{blobs_present, PullError};
 
+use crate::error::BuildError;
 use crate::location::ImageLocation;
 use crate::open::{open_metadata, RegistryAccess};
 use crate::reporter::Count;
@@ -86,6 +87,13 @@ impl RegistryLayers {
             };
             let opened = match open_metadata(&location, registry) {
                 Ok(opened) => opened,
+                // A first push: nothing there yet, nothing to say but that.
+                Err(BuildError::Pull(PullError::NotFound { .. })) => {
+                    registry.reporter.step(&format!(
+                        "docker://{reference} has no image yet: no layers to reuse"
+                    ));
+                    continue;
+                }
                 Err(error) => {
                     registry.reporter.step(&format!(
                         "no layers to reuse from docker://{reference}: {error}"

@@ -76,7 +76,11 @@ fn spec_for(work: &Path, name: &str, store_path: &str) -> std::path::PathBuf {
 fn runner_a(work: &Path, dest: &str, v1: &str, v2: &str) -> (std::path::PathBuf, String) {
     let (spec_v1, spec_v2) = (spec_for(work, "v1.toml", v1), spec_for(work, "v2.toml", v2));
     let cache = work.join("runner-a");
-    build_to(work, &cache, &spec_v1, dest, &[]);
+    let (_, said) = build_to(work, &cache, &spec_v1, dest, &[]);
+    assert!(
+        said.contains("has no image yet: no layers to reuse"),
+        "{said}"
+    );
     let into = format!("oci:{}", work.join("a-v2").display());
     let (expected, _) = build_to(work, &cache, &spec_v2, &into, &[]);
     (spec_v2, expected)
