@@ -202,7 +202,17 @@ pub fn build(
         on_stored: &send_early,
     };
     let layers = build_layers(&jobs, &sources, &cache, compression, mtime, reporter)?;
-    let early = uploader.map(BlobUploader::finish).transpose()?;
+    // Sending early is a head start: what failed, the push sends (or names).
+    let early = match uploader.map(BlobUploader::finish) {
+        Some(Ok(early)) => Some(early),
+        Some(Err(error)) => {
+            reporter.step(&format!(
+                "sending layers early failed, the push sends them: {error}"
+            ));
+            None
+        }
+        None => None,
+    };
     for (digest, why) in early.iter().flat_map(|early| &early.failed) {
         reporter.step(&format!(
             "sending {digest} early failed, the push sends it: {why}"

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, HashMap};
 use gpubox_oci::blob::LayerBlob;
 use gpubox_oci::image::{summary_from_annotations, LAYER_KEY, LAYER_SIZE};
 use gpubox_oci::source::LayerRef;
-use gpubox_oci::Compression;
-use gpubox_registry::{blobs_present, PullError};
+use gpubox_oci::{chunked, Compression};
+use gpubox_registry::{blobs_present, mount_blobs, registry_and_repository, Blob, PullError};
 
 use crate::error::BuildError;
 use crate::location::ImageLocation;
@@ -41,6 +41,8 @@ use crate::reporter::Count;
 /// The layers that images in registries have, by key.
 #[derive(Default)]
 pub struct RegistryLayers {
+    /// Where the image goes: its reference, registry and repository.
+    destination: Option<(String, String, String)>,
     by_key: HashMap<String, Candidate>,
 }
 
@@ -48,11 +50,13 @@ pub struct RegistryLayers {
 struct Candidate {
     /// The image reference it was read from, `HOST[:PORT]/REPO:TAG`.
     reference: String,
+    /// That image's repository, as the registry names it.
+    repository: String,
     blob: LayerBlob,
 }
 
 /// A layer taken from a registry: its blob as the manifest there names it (the
-/// bytes are not here), and the repository that holds it.
+/// bytes are not here), and the repository it was found in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reused {
     pub blob: LayerBlob,
@@ -71,17 +75,29 @@ impl RegistryLayers {
         registry: &RegistryAccess<'_>,
     ) -> RegistryLayers {
         let mut layers = RegistryLayers::default();
-        let host = host_of(destination);
+        let Ok((host, repository)) = registry_and_repository(destination) else {
+            return layers;
+        };
+        layers.destination = Some((destination.to_owned(), host.clone(), repository));
         let references = std::iter::once(destination).chain(cache_from.iter().map(String::as_str));
         for reference in references {
             let reference = reference.trim_start_matches("docker://");
-            if host_of(reference) != host {
-                registry.reporter.step(&format!(
-                    "--cache-from docker://{reference} is not on {host}, where the image goes: \
-                     its layers cannot be mounted there, so none is reused"
-                ));
-                continue;
-            }
+            let repository = match registry_and_repository(reference) {
+                Ok((there, repository)) if there == host => repository,
+                Ok((there, _)) => {
+                    registry.reporter.step(&format!(
+                        "--cache-from docker://{reference} is on {there}, not on {host} where the \
+                         image goes: layers are mounted within a registry, so none is reused"
+                    ));
+                    continue;
+                }
+                Err(error) => {
+                    registry
+                        .reporter
+                        .step(&format!("no layers to reuse: {error}"));
+                    continue;
+                }
+            };
             let location = ImageLocation::Registry {
                 reference: reference.to_owned(),
             };
@@ -117,11 +133,15 @@ impl RegistryLayers {
                     ));
                     continue;
                 }
-                let Some(candidate) = Candidate::of(reference, layer) else {
+                let Some(blob) = blob_of(layer) else {
                     continue;
                 };
                 found += 1;
-                layers.by_key.entry(key.clone()).or_insert(candidate);
+                layers.by_key.entry(key.clone()).or_insert(Candidate {
+                    reference: reference.to_owned(),
+                    repository: repository.clone(),
+                    blob,
+                });
             }
             registry.reporter.step(&format!(
                 "docker://{reference}: {} with a gpubox key, of {}",
@@ -133,47 +153,63 @@ impl RegistryLayers {
     }
 
     /// For each `(index, key)` wanted, the layer with that key and
-    /// `compression`, when its repository still holds its blob (one HEAD
-    /// request per layer, grouped by image). A layer whose blob is gone, or that
-    /// cannot be checked, is reported and left out, to be built.
+    /// `compression` that the destination holds or now holds: one the
+    /// destination's image names is checked with a HEAD request; one another
+    /// repository has is mounted into the destination now, so a registry that
+    /// refuses the mount (or a blob gone since) means the layer is built rather
+    /// than the push failing. A layer left out is reported, to be built.
     pub fn take(
         &self,
         wanted: &[(usize, &str)],
         compression: Compression,
         registry: &RegistryAccess<'_>,
     ) -> HashMap<usize, Reused> {
-        let mut by_image: BTreeMap<&str, Vec<(usize, &Candidate)>> = BTreeMap::new();
+        let Some((destination, _, own_repository)) = &self.destination else {
+            return HashMap::new();
+        };
+        let mut by_repository: BTreeMap<&str, Vec<(usize, &Candidate)>> = BTreeMap::new();
         for &(index, key) in wanted {
             if let Some(candidate) = self.by_key.get(key) {
                 if candidate.blob.compression == compression {
-                    by_image
-                        .entry(candidate.reference.as_str())
+                    by_repository
+                        .entry(candidate.repository.as_str())
                         .or_default()
                         .push((index, candidate));
                 }
             }
         }
         let mut taken = HashMap::new();
-        for (reference, candidates) in by_image {
-            let digests: Vec<String> = candidates
+        for (repository, candidates) in by_repository {
+            let blobs: Vec<Blob> = candidates
                 .iter()
-                .map(|(_, c)| c.blob.digest.to_string())
+                .map(|(_, c)| Blob {
+                    digest: c.blob.digest.to_string(),
+                    size: c.blob.size,
+                    mount_from: Some(repository.to_owned()),
+                })
                 .collect();
-            let present = match blobs_present(reference, &digests, registry.options) {
-                Ok(present) => present,
+            let there = if repository == own_repository {
+                let digests: Vec<String> = blobs.into_iter().map(|b| b.digest).collect();
+                blobs_present(destination, &digests, registry.options)
+            } else {
+                mount_blobs(destination, &blobs, registry.options)
+            };
+            let there = match there {
+                Ok(there) => there,
                 Err(error) => {
                     registry.reporter.step(&format!(
-                        "cannot check the layers of docker://{reference}, so they are built: {error}"
+                        "cannot check the layers of docker://{destination} from {repository}, so \
+                         they are built: {error}"
                     ));
                     continue;
                 }
             };
-            for ((index, candidate), there) in candidates.into_iter().zip(present) {
+            for ((index, candidate), there) in candidates.into_iter().zip(there) {
                 if !there {
                     registry.reporter.step(&format!(
-                        "docker://{reference} names layer {} but no longer has its blob: \
-                         building it",
-                        candidate.blob.digest
+                        "docker://{} names layer {} but {repository} no longer has its blob, or \
+                         the registry would not mount it: building it",
+                        candidate.reference, candidate.blob.digest
                     ));
                     continue;
                 }
@@ -181,7 +217,7 @@ impl RegistryLayers {
                     index,
                     Reused {
                         blob: candidate.blob.clone(),
-                        repository: repository_of(reference).to_owned(),
+                        repository: repository.to_owned(),
                     },
                 );
             }
@@ -190,50 +226,30 @@ impl RegistryLayers {
     }
 }
 
-impl Candidate {
-    /// The layer as gpubox would have made it, when its descriptor and the
-    /// config say everything a [`LayerBlob`] holds.
-    fn of(reference: &str, layer: &LayerRef) -> Option<Candidate> {
-        let summary = summary_from_annotations(&layer.annotations)?;
-        // The descriptor's own annotations (zstd:chunked's table of contents)
-        // go with the blob; gpubox's are written again from the key and summary.
-        let annotations = layer
-            .annotations
-            .iter()
-            .filter(|(name, _)| !name.starts_with("io.gpubox."))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        let blob = LayerBlob {
-            digest: layer.digest.clone(),
-            size: layer.size,
-            diff_id: layer.diff_id.clone()?,
-            uncompressed_size: summary.uncompressed_size,
-            entry_count: summary.entry_count,
-            compression: layer.compression,
-            annotations,
-        };
-        Some(Candidate {
-            reference: reference.to_owned(),
-            blob,
-        })
-    }
-}
-
-/// `HOST[:PORT]` of `HOST[:PORT]/REPO[:TAG|@DIGEST]`.
-fn host_of(reference: &str) -> &str {
-    reference.split('/').next().unwrap_or(reference)
-}
-
-/// `REPO` of `HOST[:PORT]/REPO[:TAG|@DIGEST]`.
-fn repository_of(reference: &str) -> &str {
-    let path = reference
-        .split_once('/')
-        .map_or(reference, |(_, path)| path);
-    let path = path.split_once('@').map_or(path, |(path, _)| path);
-    match path.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => repository,
-        _ => path,
-    }
+/// The layer as gpubox would have made it, when its descriptor and the config
+/// say everything a [`LayerBlob`] holds.
+fn blob_of(layer: &LayerRef) -> Option<LayerBlob> {
+    let summary = summary_from_annotations(&layer.annotations)?;
+    // The blob's own annotations, the ones gpubox writes with it (where
+    // zstd:chunked's table of contents is), go with it; gpubox's are written
+    // again from the key and summary, and any other tool's are left behind,
+    // so the image is the one a build without the registry makes.
+    let annotations = chunked::blob_annotations(&layer.annotations);
+    // A zstd:chunked layer has zstd's media type; its annotations tell.
+    let compression = match layer.compression {
+        Compression::Zstd if chunked::is_chunked(&annotations) => Compression::ZstdChunked,
+        other => other,
+    };
+    let blob = LayerBlob {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        diff_id: layer.diff_id.clone()?,
+        uncompressed_size: summary.uncompressed_size,
+        entry_count: summary.entry_count,
+        compression,
+        annotations,
+    };
+    Some(blob)
 }
 
 #[cfg(test)]
@@ -241,10 +257,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn references_split_into_host_and_repository() {
-        assert_eq!(host_of("127.0.0.1:5000/team/app:v1"), "127.0.0.1:5000");
-        assert_eq!(repository_of("127.0.0.1:5000/team/app:v1"), "team/app");
-        assert_eq!(repository_of("reg.example/app@sha256:abc"), "app");
-        assert_eq!(repository_of("reg.example/app"), "app");
+    fn references_name_their_registry_and_repository_as_the_registry_does() {
+        let split = |reference: &str| registry_and_repository(reference).unwrap();
+        assert_eq!(
+            split("127.0.0.1:5000/team/app:v1"),
+            ("127.0.0.1:5000".to_owned(), "team/app".to_owned())
+        );
+        assert_eq!(split("reg.example/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").1, "app");
+        // Docker Hub's official images live under library/.
+        assert_eq!(split("docker.io/ubuntu:24.04").1, "library/ubuntu");
+        // Without a host, nothing is guessed.
+        assert!(registry_and_repository("myorg/app:v1").is_err());
     }
 }

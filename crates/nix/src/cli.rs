@@ -205,34 +205,53 @@ impl Nix {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| starting("nix", &dump_line, e))?;
-        let Some(nar) = dump.stdout.take() else {
+        let (Some(nar), Some(mut dump_errors)) = (dump.stdout.take(), dump.stderr.take()) else {
+            let _ = dump.kill();
+            let _ = dump.wait();
             return Err(NixError::Io {
                 action: format!("reading the output of `{dump_line}`"),
                 source: std::io::Error::other("no pipe"),
             });
         };
+        // Read beside the NAR, so a chatty dump never blocks on a full pipe.
+        let dump_errors = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut dump_errors, &mut text);
+            text
+        });
         let restore = Command::new("nix-store")
             .args(restore_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(nar)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| starting("nix-store", &restore_line, e))?;
-        let waited = |child: std::process::Child, line: &str| {
-            child.wait_with_output().map_err(|source| NixError::Io {
-                action: format!("waiting for `{line}`"),
-                source,
-            })
+            .spawn();
+        let restore = match restore {
+            Ok(restore) => restore,
+            Err(e) => {
+                let _ = dump.kill();
+                let _ = dump.wait();
+                return Err(starting("nix-store", &restore_line, e));
+            }
         };
-        let restored = waited(restore, &restore_line)?;
-        let dumped = waited(dump, &dump_line)?;
-        for (output, line) in [(dumped, dump_line), (restored, restore_line)] {
-            if !output.status.success() {
+        let restored = restore.wait_with_output().map_err(|source| NixError::Io {
+            action: format!("waiting for `{restore_line}`"),
+            source,
+        })?;
+        let dumped = dump.wait().map_err(|source| NixError::Io {
+            action: format!("waiting for `{dump_line}`"),
+            source,
+        })?;
+        let dump_errors = dump_errors.join().unwrap_or_default();
+        for (status, stderr, line) in [
+            (dumped, dump_errors, dump_line),
+            (restored.status, restored.stderr, restore_line),
+        ] {
+            if !status.success() {
                 return Err(NixError::CommandFailed {
                     command: line,
-                    status: output.status,
-                    stderr: stderr_tail(&String::from_utf8_lossy(&output.stderr)),
+                    status,
+                    stderr: stderr_tail(&String::from_utf8_lossy(&stderr)),
                 });
             }
         }

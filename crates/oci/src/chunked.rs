@@ -910,12 +910,22 @@ fn rfc3339(seconds: u64) -> Option<String> {
 pub fn blob_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     annotations
         .iter()
-        .filter(|(key, _)| {
-            key.starts_with("io.github.containers.zstd-chunked.")
-                || key.starts_with("io.containers.zstd-chunked.")
-        })
+        .filter(|(key, _)| is_blob_annotation(key))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect()
+}
+
+/// Whether a descriptor with `annotations` names a zstd:chunked table of contents.
+pub fn is_chunked(annotations: &BTreeMap<String, String>) -> bool {
+    [MANIFEST_POSITION_KEY, LEGACY_MANIFEST_POSITION_KEY]
+        .iter()
+        .any(|key| annotations.contains_key(*key))
+}
+
+/// Whether `key` is one of the annotations a zstd:chunked blob carries.
+fn is_blob_annotation(key: &str) -> bool {
+    key.starts_with("io.github.containers.zstd-chunked.")
+        || key.starts_with("io.containers.zstd-chunked.")
 }
 
 /// Reads the TOC back out of a blob (for tests and `inspect`): the JSON bytes,

@@ -41,7 +41,9 @@ mod upload;
 
 pub use auth::{default_auth_files, Credentials};
 pub use pull::{pull, PullError, PullScope, PulledImage};
-pub use push::{blobs_present, push, Blob, MountedBlob, PushSummary};
+pub use push::{
+    blobs_present, mount_blobs, push, registry_and_repository, Blob, MountedBlob, PushSummary,
+};
 pub use referrer::{push_sbom, ReferrerSummary, SPDX_MEDIA_TYPE};
 pub use session::{names_a_registry_host, PushError, PushOptions};
 pub use upload::{BlobUploader, EarlyUploads};

@@ -89,6 +89,48 @@ where
     })
 }
 
+/// The registry and repository `reference` (`HOST[:PORT]/REPO[:TAG]`) names, as
+/// the distribution API knows them (Docker Hub's official images under
+/// `library/`, say).
+pub fn registry_and_repository(reference: &str) -> Result<(String, String), PushError> {
+    let image = parse_reference(reference)?;
+    Ok((
+        image.resolve_registry().to_owned(),
+        image.repository().to_owned(),
+    ))
+}
+
+/// Makes the repository `reference` names hold each of `blobs` without sending
+/// any bytes: it has it already, or the registry mounts it from the repository
+/// the blob's `mount_from` names (or the blob record's). Returns, in order,
+/// which it holds now; a refused mount is a `false`, not an error.
+pub fn mount_blobs(
+    reference: &str,
+    blobs: &[Blob],
+    options: &PushOptions,
+) -> Result<Vec<bool>, PushError> {
+    let image = parse_reference(reference)?;
+    block_on(async {
+        let session = Session::open(&image, RegistryOperation::Push, options).await?;
+        stream::iter(blobs)
+            .map(|blob| {
+                let (session, image) = (&session, &image);
+                async move {
+                    let exists = retry(
+                        || session.client.blob_exists(image, &blob.digest),
+                        is_transient,
+                    )
+                    .await
+                    .map_err(session.fail(format!("checking for blob {}", blob.digest)))?;
+                    Ok(exists || session.mount(image, blob).await.is_some())
+                }
+            })
+            .buffered(PARALLEL_UPLOADS)
+            .try_collect()
+            .await
+    })
+}
+
 /// Which of `digests` the repository `reference` names holds, one HEAD request
 /// each (a few at a time), in the order given. Nothing is downloaded.
 pub fn blobs_present(

@@ -114,7 +114,10 @@ impl BlobUploader {
         self.sender.take();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) | None => Ok(EarlyUploads::default()),
+            Some(Err(_)) => Err(PushError::Runtime(std::io::Error::other(
+                "the thread sending layers stopped unexpectedly",
+            ))),
+            None => Ok(EarlyUploads::default()),
         }
     }
 }

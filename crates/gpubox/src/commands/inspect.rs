@@ -6,7 +6,7 @@ use std::io::Write;
 use gpubox_build::open::{ImageReport, RegistryAccess};
 use gpubox_build::{Bytes, Count, ImageLocation};
 use gpubox_layers::cache::LayerCache;
-use gpubox_oci::chunked::{LEGACY_MANIFEST_POSITION_KEY, MANIFEST_POSITION_KEY};
+use gpubox_oci::chunked::is_chunked;
 use gpubox_oci::image::LAYER_KEY;
 use gpubox_oci::source::{LayerRef, LayerSummary};
 use serde_json::{json, Value};
@@ -73,9 +73,7 @@ struct ShownLayer {
 
 impl ShownLayer {
     fn new(layer: LayerRef, summary: Option<LayerSummary>, cache: Option<&LayerCache>) -> Self {
-        let chunked = [MANIFEST_POSITION_KEY, LEGACY_MANIFEST_POSITION_KEY]
-            .iter()
-            .any(|name| layer.annotations.contains_key(*name));
+        let chunked = is_chunked(&layer.annotations);
         let key = layer.annotations.get(LAYER_KEY).cloned();
         let cached = match (&key, cache) {
             (Some(key), Some(cache)) => cache.holds(key, &layer.digest),

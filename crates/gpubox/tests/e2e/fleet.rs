@@ -140,7 +140,7 @@ fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     let (again, said) = build_to(work, &work.join("runner-c"), &spec_v2, &dest, &[]);
     assert_eq!(again, expected, "{said}");
     assert!(
-        said.contains("no longer has its blob: building it"),
+        said.contains("no longer has its blob, or the registry would not mount it: building it"),
         "{said}"
     );
     assert_eq!(layer_counts(&said), (1, 5), "{said}");
@@ -165,7 +165,12 @@ fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     assert_eq!(layer_counts(&said), (1, 5), "{said}");
 
     // Another repository of the registry, with --cache-from: every layer is
-    // mounted, only the config goes up.
+    // mounted (before anything is built, so a refused mount would mean building
+    // it), only the config goes up.
+    let mounts_before = registry
+        .log()
+        .matches("\"POST /v2/other/blobs/uploads/?mount=")
+        .count();
     let (other, said) = build_to(
         work,
         &work.join("runner-d"),
@@ -176,7 +181,12 @@ fn a_fresh_runner_builds_only_what_the_registry_lacks() {
     assert_eq!(other, expected, "{said}");
     assert_eq!(layer_counts(&said), (0, 6), "{said}");
     assert!(said.contains("uploaded 1 blob "), "{said}");
-    assert!(said.contains("mounted 6,"), "{said}");
+    assert!(said.contains("skipped 6 the registry had"), "{said}");
+    let mounts = registry
+        .log()
+        .matches("\"POST /v2/other/blobs/uploads/?mount=")
+        .count();
+    assert_eq!(mounts - mounts_before, 6, "{}", registry.log());
 
     // Without a registry output, --cache-from is refused before any work.
     let refused = run_fails(
