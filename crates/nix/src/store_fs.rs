@@ -79,13 +79,16 @@ impl StoreFs {
     }
 
     /// What is at `path`, not following a final link; `None` where nothing is.
+    /// Links on the way are followed, in the listings as on disk.
     pub fn node(&self, path: &Path) -> Option<StoreNode> {
-        if let Some(listed) = self.listed(path) {
-            return listed.and_then(node_of);
-        }
-        let meta = std::fs::symlink_metadata(path).ok()?;
+        let disk = match self.find(path, false) {
+            Found::Listed(entry, _) => return node_of(entry),
+            Found::Missing => return None,
+            Found::Disk(disk) => disk,
+        };
+        let meta = std::fs::symlink_metadata(&disk).ok()?;
         Some(if meta.is_symlink() {
-            StoreNode::Symlink(std::fs::read_link(path).ok()?)
+            StoreNode::Symlink(std::fs::read_link(&disk).ok()?)
         } else if meta.is_dir() {
             StoreNode::Directory
         } else {
@@ -96,49 +99,141 @@ impl StoreFs {
         })
     }
 
-    /// The names in the folder `path` (not following a final link), unsorted;
-    /// `None` where it is no folder.
+    /// The names in the folder `path` leads to (links followed, a final one
+    /// too, as `read_dir` on disk does), unsorted; `None` where it is no folder.
     pub fn read_dir(&self, path: &Path) -> Option<Vec<OsString>> {
-        if let Some(listed) = self.listed(path) {
-            let entries = listed?.get("entries")?.as_object()?;
-            return Some(entries.keys().map(OsString::from).collect());
-        }
-        let read = std::fs::read_dir(path).ok()?;
-        Some(read.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
-    }
-
-    /// The bytes of the file at `path`: from disk, or from the binary cache
-    /// (`nix store cat`) for a path this store lacks.
-    pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        match &self.elsewhere {
-            Some((substituter, _)) if self.is_elsewhere_path(path) => {
-                self.nix.cat(path, substituter).map_err(io::Error::other)
+        match self.find(path, true) {
+            Found::Listed(entry, _) => {
+                let entries = entry.get("entries")?.as_object()?;
+                Some(entries.keys().map(OsString::from).collect())
             }
-            _ => std::fs::read(path),
+            Found::Missing => None,
+            Found::Disk(disk) => {
+                let read = std::fs::read_dir(disk).ok()?;
+                Some(read.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            }
         }
     }
 
-    /// For a path inside a store path read from the cache: `Some` with its
-    /// listing entry (`None` where the listing has nothing); `None` for a path
-    /// read from disk.
-    fn listed(&self, path: &Path) -> Option<Option<&Value>> {
-        let (_, listings) = self.elsewhere.as_ref()?;
-        let (store_path, rest) = StorePath::containing(path)?;
-        let mut node = listings.get(&store_path)?;
-        for component in rest.components() {
-            let Component::Normal(name) = component else {
-                continue;
+    /// The bytes of the file `path` leads to: from disk, or from the binary
+    /// cache (`nix store cat`) for a path this store lacks.
+    pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        match (self.find(path, true), &self.elsewhere) {
+            (Found::Listed(_, resolved), Some((substituter, _))) => self
+                .nix
+                .cat(&resolved, substituter)
+                .map_err(io::Error::other),
+            (Found::Disk(disk), _) => std::fs::read(disk),
+            _ => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    /// Where `path` leads: into a listing (its entry and the path with links
+    /// resolved), to disk (a path outside the listed store paths, which the
+    /// disk resolves itself), or nowhere. Links in the listings are followed as
+    /// the kernel would, relative ones from the folder they are in, absolute
+    /// ones from `/` (into another listed path, or to disk); the last one only
+    /// when `follow_last`.
+    fn find(&self, path: &Path, follow_last: bool) -> Found<'_> {
+        let mut path = path.to_path_buf();
+        for _ in 0..MAX_LINKS {
+            match self.step(&path, follow_last) {
+                Step::Done(found) => return found,
+                Step::Link(next) => path = next,
+            }
+        }
+        Found::Missing
+    }
+
+    /// Walks `path` through the listings up to its first link to follow.
+    fn step(&self, path: &Path, follow_last: bool) -> Step<'_> {
+        let Some((_, listings)) = &self.elsewhere else {
+            return Step::Done(Found::Disk(path.to_path_buf()));
+        };
+        let Some((store_path, rest)) = split_store_path(path) else {
+            return Step::Done(Found::Disk(path.to_path_buf()));
+        };
+        let Some(root) = listings.get(&store_path) else {
+            return Step::Done(Found::Disk(path.to_path_buf()));
+        };
+        // The folders walked so far, and their entries.
+        let mut names: Vec<OsString> = Vec::new();
+        let mut nodes: Vec<&Value> = vec![root];
+        let mut pending: std::collections::VecDeque<Component<'_>> = rest.into();
+        let here = |names: &[OsString]| -> PathBuf {
+            let mut at = PathBuf::from(store_path.as_str());
+            at.extend(names);
+            at
+        };
+        while let Some(component) = pending.pop_front() {
+            let name = match component {
+                Component::Normal(name) => name,
+                Component::ParentDir if names.pop().is_some() => {
+                    nodes.pop();
+                    continue;
+                }
+                // Above the store path: into the store folder itself.
+                Component::ParentDir => {
+                    let mut next = PathBuf::from(crate::STORE_DIR);
+                    next.extend(pending);
+                    return Step::Link(next);
+                }
+                _ => continue,
             };
-            let Some(next) = name
+            let Some(node) = nodes.last() else {
+                return Step::Done(Found::Missing);
+            };
+            let Some(child) = name
                 .to_str()
                 .and_then(|name| node.get("entries")?.get(name))
             else {
-                return Some(None);
+                return Step::Done(Found::Missing);
             };
-            node = next;
+            let is_link = child.get("type").and_then(Value::as_str) == Some("symlink");
+            if is_link && (follow_last || !pending.is_empty()) {
+                let Some(target) = child.get("target").and_then(Value::as_str) else {
+                    return Step::Done(Found::Missing);
+                };
+                let mut next = here(&names).join(target);
+                next.extend(pending);
+                return Step::Link(next);
+            }
+            names.push(name.to_os_string());
+            nodes.push(child);
         }
-        Some(Some(node))
+        match nodes.last() {
+            Some(node) => Step::Done(Found::Listed(node, here(&names))),
+            None => Step::Done(Found::Missing),
+        }
     }
+}
+
+/// How many links a lookup follows before it gives up, as Linux's `ELOOP`.
+const MAX_LINKS: usize = 40;
+
+/// Where a lookup ended.
+enum Found<'a> {
+    Listed(&'a Value, PathBuf),
+    Disk(PathBuf),
+    Missing,
+}
+
+/// One stretch of a lookup: its end, or the path a link sends it on to.
+enum Step<'a> {
+    Done(Found<'a>),
+    Link(PathBuf),
+}
+
+/// `/nix/store/HASH-NAME/REST` as the store path and REST's components, `..`
+/// kept (the lookup resolves them as it walks).
+fn split_store_path(path: &Path) -> Option<(StorePath, Vec<Component<'_>>)> {
+    let below = path.strip_prefix(crate::STORE_DIR).ok()?;
+    let mut components = below.components();
+    let Some(Component::Normal(base)) = components.next() else {
+        return None;
+    };
+    let store_path = StorePath::parse(&format!("{}/{}", crate::STORE_DIR, base.to_str()?)).ok()?;
+    Some((store_path, components.collect()))
 }
 
 /// Store paths unpacked outside the store ([`Nix::unpack`]), for layers to read
@@ -247,5 +342,65 @@ mod tests {
         assert!(fs.is_elsewhere(&StorePath::parse(PATH).unwrap()));
         // Anything else is read from disk.
         assert_eq!(fs.node(Path::new("/")), Some(StoreNode::Directory));
+    }
+
+    const OTHER: &str = "/nix/store/1123456789abcdfghijklmnpqrsvwxyz-other";
+
+    /// Two listed paths: PATH's `bin` is a relative link to `sbin`, its `etc`
+    /// an absolute link into OTHER, whose `lib64` links to `lib`.
+    fn linked() -> StoreFs {
+        let path = serde_json::json!({"type": "directory", "entries": {
+            "sbin": {"type": "directory", "entries": {
+                "tool": {"type": "regular", "size": 1, "executable": true},
+            }},
+            "bin": {"type": "symlink", "target": "sbin"},
+            "etc": {"type": "symlink", "target": format!("{OTHER}/etc")},
+            "up": {"type": "symlink", "target": "../1123456789abcdfghijklmnpqrsvwxyz-other/lib"},
+            "loop": {"type": "symlink", "target": "loop"},
+        }});
+        let other = serde_json::json!({"type": "directory", "entries": {
+            "etc": {"type": "directory", "entries": {
+                "ssl": {"type": "directory", "entries": {}},
+            }},
+            "lib": {"type": "directory", "entries": {
+                "libcudart.so.12.4.127": {"type": "regular", "size": 1},
+            }},
+            "lib64": {"type": "symlink", "target": "lib"},
+        }});
+        StoreFs {
+            elsewhere: Some((
+                "file:///nowhere".to_owned(),
+                BTreeMap::from([
+                    (StorePath::parse(PATH).unwrap(), path),
+                    (StorePath::parse(OTHER).unwrap(), other),
+                ]),
+            )),
+            nix: Nix::new(),
+        }
+    }
+
+    #[test]
+    fn links_in_listings_are_followed_as_on_disk() {
+        let fs = linked();
+        let at = |rest: &str| Path::new(PATH).join(rest);
+        // Not the last one for node, as symlink_metadata.
+        assert_eq!(fs.node(&at("bin")), Some(StoreNode::Symlink("sbin".into())));
+        assert_eq!(
+            fs.node(&at("bin/tool")),
+            Some(StoreNode::File { executable: true })
+        );
+        assert_eq!(fs.node(&at("etc/ssl")), Some(StoreNode::Directory));
+        assert_eq!(fs.read_dir(&at("bin")), Some(vec![OsString::from("tool")]));
+        let cuda = fs.read_dir(&Path::new(OTHER).join("lib64")).unwrap();
+        assert_eq!(cuda, [OsString::from("libcudart.so.12.4.127")]);
+        // `..` climbs from the folder the link is in, out of the store path.
+        assert_eq!(fs.read_dir(&at("up")).map(|names| names.len()), Some(1));
+        assert_eq!(
+            fs.node(&at("sbin/../bin/tool")),
+            Some(StoreNode::File { executable: true })
+        );
+        // A loop ends, as ELOOP does.
+        assert_eq!(fs.node(&at("loop/x")), None);
+        assert_eq!(fs.node(&at("bin/missing")), None);
     }
 }
