@@ -26,7 +26,7 @@ use crate::push::attach_sbom;
 use crate::push::PushHints;
 use crate::reporter::{Bytes, Count, Reporter};
 use crate::reuse::{RegistryLayers, Reused};
-use crate::schedule::{build_layers, files_key, Came, LayerJob, LayerSources, ProducedLayer};
+use crate::schedule::{build_layers, files_key, LayerJob, LayerSources, ProducedLayer};
 use crate::store::StoreContents;
 use crate::top::{gpu_settings, resolve_host_binaries, split_top, top_layer, GpuSettings};
 
@@ -160,12 +160,16 @@ pub fn build(
             key: files_key(&layer.entries, compression, mtime)?,
         });
     }
-    let reused = reuse_from_registry(spec, request, &jobs, &cache, compression, &registry);
-    let to_read: Vec<StorePath> = jobs
+    // What the layer cache lacks comes from the registry, or is made here.
+    let uncached: Vec<usize> = (0..jobs.len())
+        .filter(|&index| cache.get(jobs[index].key()).is_none())
+        .collect();
+    let reused = reuse_from_registry(spec, request, &jobs, &uncached, compression, &registry);
+    let to_read: Vec<StorePath> = uncached
         .iter()
-        .enumerate()
-        .filter(|(index, job)| !reused.contains_key(index) && cache.get(job.key()).is_none())
-        .flat_map(|(_, job)| match job {
+        .filter(|index| !reused.contains_key(index))
+        .map(|&index| &jobs[index])
+        .flat_map(|job| match job {
             LayerJob::Store { paths, .. } => paths.to_vec(),
             LayerJob::Files { .. } => Vec::new(),
         })
@@ -218,18 +222,7 @@ pub fn build(
             "sending {digest} early failed, the push sends it: {why}"
         ));
     }
-    let hints = PushHints {
-        mounts: layers
-            .iter()
-            .filter_map(|layer| match &layer.came {
-                Came::Registry { repository } => {
-                    Some((layer.blob.digest.clone(), repository.clone()))
-                }
-                _ => None,
-            })
-            .collect(),
-        early,
-    };
+    let hints = PushHints { early };
     // layers -> image
     let image = assemble(
         spec,
@@ -279,25 +272,23 @@ pub fn build(
     })
 }
 
-/// For a build whose output is a registry, the layers the layer cache lacks that
-/// the destination's image or a `--cache-from` image has ([`crate::reuse`]), by
-/// job index.
+/// For a build whose output is a registry, those of the `uncached` jobs whose
+/// layers the destination's image or a `--cache-from` image has
+/// ([`crate::reuse`]), by job index.
 fn reuse_from_registry(
     spec: &Spec,
     request: &BuildRequest,
     jobs: &[LayerJob<'_>],
-    cache: &LayerCache,
+    uncached: &[usize],
     compression: Compression,
     registry: &RegistryAccess<'_>,
 ) -> HashMap<usize, Reused> {
     let ImageLocation::Registry { reference } = &request.output else {
         return HashMap::new();
     };
-    let wanted: Vec<(usize, &str)> = jobs
+    let wanted: Vec<(usize, &str)> = uncached
         .iter()
-        .enumerate()
-        .filter(|(_, job)| cache.get(job.key()).is_none())
-        .map(|(index, job)| (index, job.key()))
+        .map(|&index| (index, jobs[index].key()))
         .collect();
     if wanted.is_empty() {
         return HashMap::new();

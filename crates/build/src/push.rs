@@ -490,17 +490,15 @@ fn config_blob(config: &[u8]) -> (Blob, BlobSource) {
 /// What a build knows about its push before it starts.
 #[derive(Default)]
 pub struct PushHints {
-    /// Layers reused from a registry, not in the store: the repository of the
-    /// same registry each (by digest) can be mounted from.
-    pub mounts: BTreeMap<Digest, String>,
     /// What went up while the layers were being made ([`BlobUploader`]).
     ///
     /// [`BlobUploader`]: gpubox_registry::BlobUploader
     pub early: Option<EarlyUploads>,
 }
 
-/// Pushes a freshly built image: its layers from `store` (or mounted as `hints`
-/// say), its config and manifest as built.
+/// Pushes a freshly built image: its layers from `store` (a layer reused from
+/// the registry is there already), its config and manifest as built; `hints`
+/// says what went up early.
 pub fn push_built(
     reference: &str,
     image: &BuiltImage,
@@ -510,10 +508,7 @@ pub fn push_built(
     reporter: &dyn Reporter,
 ) -> Result<PushSummary, BuildError> {
     let mut blobs = vec![blob(&image.config_digest, image.config.len() as u64)];
-    blobs.extend(image.layers.iter().map(|l| Blob {
-        mount_from: hints.mounts.get(&l.digest).cloned(),
-        ..blob(&l.digest, l.size)
-    }));
+    blobs.extend(image.layers.iter().map(|l| blob(&l.digest, l.size)));
     let config_digest = image.config_digest.to_string();
     reporter.step(&format!("pushing to docker://{reference}"));
     let summary = gpubox_registry::push(

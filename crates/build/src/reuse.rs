@@ -41,8 +41,8 @@ use crate::reporter::Count;
 /// The layers that images in registries have, by key.
 #[derive(Default)]
 pub struct RegistryLayers {
-    /// Where the image goes: its reference, registry and repository.
-    destination: Option<(String, String, String)>,
+    /// Where the image goes: its reference and its repository there.
+    destination: Option<(String, String)>,
     by_key: HashMap<String, Candidate>,
 }
 
@@ -78,7 +78,7 @@ impl RegistryLayers {
         let Ok((host, repository)) = registry_and_repository(destination) else {
             return layers;
         };
-        layers.destination = Some((destination.to_owned(), host.clone(), repository));
+        layers.destination = Some((destination.to_owned(), repository));
         let references = std::iter::once(destination).chain(cache_from.iter().map(String::as_str));
         for reference in references {
             let reference = reference.trim_start_matches("docker://");
@@ -164,7 +164,7 @@ impl RegistryLayers {
         compression: Compression,
         registry: &RegistryAccess<'_>,
     ) -> HashMap<usize, Reused> {
-        let Some((destination, _, own_repository)) = &self.destination else {
+        let Some((destination, own_repository)) = &self.destination else {
             return HashMap::new();
         };
         let mut by_repository: BTreeMap<&str, Vec<(usize, &Candidate)>> = BTreeMap::new();

@@ -127,6 +127,7 @@ pub struct LayerSources<'a> {
     pub on_stored: &'a (dyn Fn(&LayerBlob) + Sync),
 }
 
+#[cfg(test)]
 impl LayerSources<'_> {
     /// Nothing reused, nothing unpacked, nobody to tell.
     pub fn none() -> LayerSources<'static> {

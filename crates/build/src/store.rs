@@ -36,7 +36,6 @@ pub struct StoreContents {
     /// Where what is inside the closure's paths is read, and the substituter
     /// the paths this store lacks come from.
     pub fs: StoreFs,
-    substituter: Option<String>,
 }
 
 impl StoreContents {
@@ -81,7 +80,6 @@ impl StoreContents {
                 }
             ));
             store.fs = StoreFs::with_substituter(nix, substituter, &elsewhere)?;
-            store.substituter = Some(substituter.to_owned());
             // Files the build's own layers copy must be here to be read.
             let read_whole: Vec<StorePath> =
                 copied.into_iter().chain(secret_store_paths(spec)).collect();
@@ -139,7 +137,7 @@ impl StoreContents {
     /// The substituter and those of `paths` this store lacks, sorted; `None`
     /// when there are none.
     fn elsewhere_of(&self, paths: &[StorePath]) -> Option<(&str, Vec<StorePath>)> {
-        let substituter = self.substituter.as_deref()?;
+        let substituter = self.fs.substituter()?;
         let mut wanted: Vec<StorePath> = paths
             .iter()
             .filter(|path| self.fs.is_elsewhere(path))
@@ -212,7 +210,6 @@ impl StoreContents {
             home,
             closure,
             fs: StoreFs::local(),
-            substituter: None,
         }
     }
 }

@@ -241,26 +241,29 @@ impl LayerCache {
     /// The layer stored under `key`, if it and its blob are still there. A hit
     /// marks the entry as just used.
     pub fn get(&self, key: &str) -> Option<LayerBlob> {
-        let mut file = File::open(self.index.join(format!("{key}.json"))).ok()?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).ok()?;
-        let blob: LayerBlob = serde_json::from_slice(&text).ok()?;
-        if !self.is_intact(&blob.digest, blob.size) {
-            return None;
-        }
+        let (file, blob) = self.entry(key)?;
         // Best effort: a cache another user owns still serves hits, it only
         // ages as if unused.
         let _ = file.set_modified(SystemTime::now());
         Some(blob)
     }
 
+    /// The entry under `key` (its open file and its layer), if it and its blob
+    /// are still there.
+    fn entry(&self, key: &str) -> Option<(File, LayerBlob)> {
+        let mut file = File::open(self.index.join(format!("{key}.json"))).ok()?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).ok()?;
+        let blob: LayerBlob = serde_json::from_slice(&text).ok()?;
+        self.is_intact(&blob.digest, blob.size)
+            .then_some((file, blob))
+    }
+
     /// Whether the layer with digest `digest` is stored under `key`, blob and
     /// all; unlike [`LayerCache::get`], asking does not count as a use.
     pub fn holds(&self, key: &str, digest: &Digest) -> bool {
-        std::fs::read(self.index.join(format!("{key}.json")))
-            .ok()
-            .and_then(|text| serde_json::from_slice::<LayerBlob>(&text).ok())
-            .is_some_and(|blob| blob.digest == *digest && self.is_intact(&blob.digest, blob.size))
+        self.entry(key)
+            .is_some_and(|(_, blob)| blob.digest == *digest)
     }
 
     /// Records `blob` under `key`.

@@ -188,15 +188,6 @@ impl Nix {
         let restore_args = [OsStr::new("--restore"), into.as_os_str()];
         let dump_line = command_line("nix", &dump_args);
         let restore_line = command_line("nix-store", &restore_args);
-        let starting = |program: &str, line: &str, source: std::io::Error| match source.kind() {
-            ErrorKind::NotFound => NixError::NotInstalled {
-                program: program.to_owned(),
-            },
-            _ => NixError::Io {
-                action: format!("starting `{line}`"),
-                source,
-            },
-        };
         let mut dump = Command::new("nix")
             .args(dump_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -204,7 +195,7 @@ impl Nix {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| starting("nix", &dump_line, e))?;
+            .map_err(|e| not_started("nix", &dump_line, e))?;
         let (Some(nar), Some(mut dump_errors)) = (dump.stdout.take(), dump.stderr.take()) else {
             let _ = dump.kill();
             let _ = dump.wait();
@@ -231,7 +222,7 @@ impl Nix {
             Err(e) => {
                 let _ = dump.kill();
                 let _ = dump.wait();
-                return Err(starting("nix-store", &restore_line, e));
+                return Err(not_started("nix-store", &restore_line, e));
             }
         };
         let restored = restore.wait_with_output().map_err(|source| NixError::Io {
@@ -426,15 +417,6 @@ impl Nix {
         input: Option<&[u8]>,
     ) -> Result<(String, Vec<u8>), NixError> {
         let command = command_line(program, args);
-        let starting = |source: std::io::Error| match source.kind() {
-            ErrorKind::NotFound => NixError::NotInstalled {
-                program: program.to_owned(),
-            },
-            _ => NixError::Io {
-                action: format!("starting `{command}`"),
-                source,
-            },
-        };
         let mut child = Command::new(program)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -446,7 +428,7 @@ impl Nix {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(starting)?;
+            .map_err(|e| not_started(program, &command, e))?;
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // `--load-db` prints next to nothing, so writing all of the input
             // before reading its output cannot block.
@@ -467,6 +449,20 @@ impl Nix {
             });
         }
         Ok((command, output.stdout))
+    }
+}
+
+/// Why `program` (run as the command line `line`) did not start: not installed,
+/// or what the system said.
+fn not_started(program: &str, line: &str, source: std::io::Error) -> NixError {
+    match source.kind() {
+        ErrorKind::NotFound => NixError::NotInstalled {
+            program: program.to_owned(),
+        },
+        _ => NixError::Io {
+            action: format!("starting `{line}`"),
+            source,
+        },
     }
 }
 

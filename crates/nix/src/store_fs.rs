@@ -3,7 +3,8 @@
 //! so a build can answer "is there a `bin/sh` in this closure?" without copying
 //! gigabytes it will not put in a layer.
 //!
-//! Listings of the paths elsewhere are read once, when the [`StoreFs`] is made:
+//! Listings of the paths elsewhere are read once, a few at a time, when the
+//! [`StoreFs`] is made:
 //! the answers then cannot fail halfway through a build, and a cache that cannot
 //! list a path fails the build at its start, naming the path. A cache written
 //! with `?write-nar-listing=1` (cache.nixos.org has them) serves listings as small
@@ -49,14 +50,49 @@ impl StoreFs {
         substituter: &str,
         paths: &BTreeSet<StorePath>,
     ) -> Result<StoreFs, NixError> {
-        let listings = paths
-            .iter()
-            .map(|path| Ok((path.clone(), nix.listing(path, substituter)?)))
-            .collect::<Result<BTreeMap<_, _>, NixError>>()?;
+        // One `nix store ls` per path, a few at a time: each waits on the
+        // cache (a download, for a remote one) more than on a core.
+        let paths: Vec<&StorePath> = paths.iter().collect();
+        let per_thread = paths.len().div_ceil(LISTINGS_AT_ONCE).max(1);
+        let listed: Vec<Result<Vec<(StorePath, Value)>, NixError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = paths
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|path| Ok(((*path).clone(), nix.listing(path, substituter)?)))
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(NixError::Io {
+                            action: "listing store paths".to_owned(),
+                            source: io::Error::other("a listing thread stopped unexpectedly"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut listings = BTreeMap::new();
+        for chunk in listed {
+            listings.extend(chunk?);
+        }
         Ok(StoreFs {
             elsewhere: Some((substituter.to_owned(), listings)),
             nix: nix.clone(),
         })
+    }
+
+    /// The binary cache the paths this store lacks are read from, if any.
+    pub fn substituter(&self) -> Option<&str> {
+        self.elsewhere
+            .as_ref()
+            .map(|(substituter, _)| substituter.as_str())
     }
 
     /// The store paths this store lacks, read from the binary cache.
@@ -207,6 +243,9 @@ impl StoreFs {
         }
     }
 }
+
+/// How many `nix store ls` run at once when a build starts.
+const LISTINGS_AT_ONCE: usize = 4;
 
 /// How many links a lookup follows before it gives up, as Linux's `ELOOP`.
 const MAX_LINKS: usize = 40;

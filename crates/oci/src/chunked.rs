@@ -834,21 +834,19 @@ fn toc_json(entries: &[TocEntry], tar_split: Option<&Digest>) -> Vec<u8> {
             ("type", json_string(e.kind.as_bytes())),
             ("name", json_string(&e.name)),
         ];
+        // Numbers are left out where zero, as Go's `omitempty` does.
+        let numbers = |fields: &mut Vec<(&str, String)>, numbers: [(&'static str, u64); 2]| {
+            for (key, value) in numbers {
+                if value != 0 {
+                    fields.push((key, value.to_string()));
+                }
+            }
+        };
         if !e.link_name.is_empty() {
             fields.push(("linkName", json_string(&e.link_name)));
         }
-        if e.mode != 0 {
-            fields.push(("mode", e.mode.to_string()));
-        }
-        if e.size != 0 {
-            fields.push(("size", e.size.to_string()));
-        }
-        if e.uid != 0 {
-            fields.push(("uid", e.uid.to_string()));
-        }
-        if e.gid != 0 {
-            fields.push(("gid", e.gid.to_string()));
-        }
+        numbers(&mut fields, [("mode", e.mode), ("size", e.size)]);
+        numbers(&mut fields, [("uid", e.uid), ("gid", e.gid)]);
         let modtime = rfc3339(e.mtime);
         if let Some(modtime) = &modtime {
             fields.push(("modtime", modtime.clone()));
@@ -856,19 +854,12 @@ fn toc_json(entries: &[TocEntry], tar_split: Option<&Digest>) -> Vec<u8> {
         if let Some(digest) = &e.digest {
             fields.push(("digest", json_string(digest.to_string().as_bytes())));
         }
-        if e.offset != 0 {
-            fields.push(("offset", e.offset.to_string()));
-        }
-        if e.end_offset != 0 {
-            fields.push(("endOffset", e.end_offset.to_string()));
-        }
+        numbers(
+            &mut fields,
+            [("offset", e.offset), ("endOffset", e.end_offset)],
+        );
         // containers/storage 1.43 (podman 4.3) reads only these spellings.
-        if e.uid != 0 {
-            fields.push(("UID", e.uid.to_string()));
-        }
-        if e.gid != 0 {
-            fields.push(("GID", e.gid.to_string()));
-        }
+        numbers(&mut fields, [("UID", e.uid), ("GID", e.gid)]);
         if let Some(modtime) = modtime {
             fields.push(("ModTime", modtime));
         }

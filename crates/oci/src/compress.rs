@@ -310,17 +310,29 @@ mod tests {
         }
     }
 
-    /// Deterministic test data of `len` bytes mixing what layers hold: text,
-    /// runs of zeros, incompressible bytes and repeats of earlier input (some
-    /// within deflate's 32 KiB window across block boundaries, some beyond it).
-    fn mixed_data(len: usize) -> Vec<u8> {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// A xorshift64 generator from `state` (not 0): the same numbers everywhere.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// Appends up to `n` bytes copied from `back` bytes before the end of `out`.
+    fn repeat_back(out: &mut Vec<u8>, back: usize, n: usize) {
+        let start = out.len() - back;
+        for i in 0..n.min(back) {
+            out.push(out[start + i]);
+        }
+    }
+
+    /// Deterministic test data of `len` bytes mixing what layers hold: text,
+    /// runs of zeros, incompressible bytes and repeats of earlier input (some
+    /// within deflate's 32 KiB window across block boundaries, some beyond it).
+    fn mixed_data(len: usize) -> Vec<u8> {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let words = [
             "lib",
             "cuda",
@@ -361,10 +373,7 @@ mod tests {
                 2 => out.extend((0..n).map(|_| next() as u8)),
                 _ if out.len() > 1 => {
                     let back = (next() % out.len().min(200_000) as u64) as usize + 1;
-                    let start = out.len() - back;
-                    for i in 0..n.min(back) {
-                        out.push(out[start + i]);
-                    }
+                    repeat_back(&mut out, back, n);
                 }
                 _ => {}
             }
@@ -378,13 +387,7 @@ mod tests {
     /// such data a zlib-rs compressor that was reset (not new) after other input
     /// writes different bytes, so it guards against reusing deflate state.
     pub(super) fn library_like_data(seed: u64, len: usize) -> Vec<u8> {
-        let mut state = seed | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(seed | 1);
         let words = [
             "_ZN4core3fmt",
             "GLIBC_2.",
@@ -418,10 +421,7 @@ mod tests {
                 3 => out.extend((0..n).map(|_| code[(next() % 10) as usize])),
                 _ if out.len() > 5000 => {
                     let back = (next() % out.len() as u64) as usize;
-                    let start = out.len() - back;
-                    for i in 0..n.min(back) {
-                        out.push(out[start + i]);
-                    }
+                    repeat_back(&mut out, back, n);
                 }
                 _ => {}
             }

@@ -116,12 +116,7 @@ pub fn mount_blobs(
             .map(|blob| {
                 let (session, image) = (&session, &image);
                 async move {
-                    let exists = retry(
-                        || session.client.blob_exists(image, &blob.digest),
-                        is_transient,
-                    )
-                    .await
-                    .map_err(session.fail(format!("checking for blob {}", blob.digest)))?;
+                    let exists = session.has_blob(image, &blob.digest).await?;
                     Ok(exists || session.mount(image, blob).await.is_some())
                 }
             })
@@ -145,11 +140,7 @@ pub fn blobs_present(
             .map(|digest| {
                 let session = &session;
                 let image = &image;
-                async move {
-                    retry(|| session.client.blob_exists(image, digest), is_transient)
-                        .await
-                        .map_err(session.fail(format!("checking for blob {digest}")))
-                }
+                async move { session.has_blob(image, digest).await }
             })
             .buffered(PARALLEL_UPLOADS)
             .try_collect()
@@ -220,13 +211,7 @@ impl Session {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let exists = retry(
-            || self.client.blob_exists(image, &blob.digest),
-            is_transient,
-        )
-        .await
-        .map_err(self.fail(format!("checking for blob {}", blob.digest)))?;
-        if exists {
+        if self.has_blob(image, &blob.digest).await? {
             return Ok(BlobOutcome::Present);
         }
         if let Some(from) = self.mount(image, blob).await {
@@ -253,6 +238,14 @@ impl Session {
             UploadFailure::Registry(e) => self.fail(format!("uploading blob {}", blob.digest))(e),
         })?;
         Ok(BlobOutcome::Uploaded(blob.size))
+    }
+
+    /// Whether the repository of `image` holds the blob `digest` (one HEAD
+    /// request, retried when it fails transiently).
+    async fn has_blob(&self, image: &Reference, digest: &str) -> Result<bool, PushError> {
+        retry(|| self.client.blob_exists(image, digest), is_transient)
+            .await
+            .map_err(self.fail(format!("checking for blob {digest}")))
     }
 
     /// Asks the registry to mount `blob` from the repository it names or one
