@@ -59,9 +59,19 @@ pub fn write_output(
         ImageLocation::Engine { engine, reference } => {
             let reference = with_default_tag(reference, &spec.tag);
             reporter.step(&format!("loading into {engine} as {reference}"));
-            let said = gpubox_engines::load(*engine, |w| {
-                write_docker_archive(w, std::slice::from_ref(&reference), image, store).map(drop)
-            })?;
+            let said = gpubox_engines::load(
+                *engine,
+                |w| {
+                    write_docker_archive(w, std::slice::from_ref(&reference), image, store)
+                        .map(drop)
+                },
+                |lost| {
+                    reporter.step(&format!(
+                        "{engine}'s storage lost a layer to another load or pull running at the \
+                         same time; loading again ({lost})"
+                    ))
+                },
+            )?;
             if !said.is_empty() {
                 reporter.step(&said);
             }

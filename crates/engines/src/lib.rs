@@ -63,17 +63,65 @@ pub enum EngineError {
     },
 }
 
+/// How many times `load` sends the archive again after podman's storage lost
+/// a layer to another process loading or pulling the same layers at the same
+/// moment (containers/storage answers "layer not known"; a second try finds the
+/// layer the other process stored).
+const LOAD_RETRIES: usize = 2;
+
 /// Runs `ENGINE load`, with `write_archive` writing a docker-archive into its
 /// standard input. Returns what the engine printed (the loaded image's name).
+///
+/// When podman's storage reports a layer it lost to a concurrent load or pull
+/// ("layer not known"), the load is tried again, up to twice; `on_retry` is told
+/// each time with the error, so the caller can say so.
 pub fn load<E>(
     engine: Engine,
-    write_archive: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    write_archive: impl FnMut(&mut dyn Write) -> Result<(), E>,
+    on_retry: impl FnMut(&EngineError),
+) -> Result<String, EngineError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    load_with(engine.program(), engine, write_archive, on_retry)
+}
+
+fn load_with<E>(
+    program: &str,
+    engine: Engine,
+    mut write_archive: impl FnMut(&mut dyn Write) -> Result<(), E>,
+    mut on_retry: impl FnMut(&EngineError),
+) -> Result<String, EngineError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut retries_left = LOAD_RETRIES;
+    loop {
+        match load_once(program, engine, &mut write_archive) {
+            Err(error) if retries_left > 0 && lost_a_layer(&error) => {
+                retries_left -= 1;
+                on_retry(&error);
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `error` is containers/storage losing a layer to a concurrent writer.
+fn lost_a_layer(error: &EngineError) -> bool {
+    matches!(error, EngineError::Failed { stderr, .. } if stderr.contains("layer not known"))
+}
+
+fn load_once<E>(
+    program: &str,
+    engine: Engine,
+    write_archive: &mut impl FnMut(&mut dyn Write) -> Result<(), E>,
 ) -> Result<String, EngineError>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     let command = format!("{engine} load");
-    let mut child = Command::new(engine.program())
+    let mut child = Command::new(program)
         .arg("load")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -278,6 +326,68 @@ mod tests {
         assert!(!version_at_least("3.4.4", &[4, 1]));
         assert!(!version_at_least("4.0.2", &[4, 1]));
         assert!(version_at_least("4.1.0-dev", &[4, 1]));
+    }
+
+    #[test]
+    fn a_load_that_lost_a_layer_to_another_process_is_tried_again() {
+        // The race in containers/storage cannot be caused on demand, so a
+        // stand-in for podman answers the way podman 4.3 did in CI: the first
+        // load fails with "layer not known", the next takes the archive.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tries = dir.path().join("tries");
+        let program = dir.path().join("podman");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\ncat > /dev/null\necho x >> {tries}\n\
+                 [ \"$(wc -l < {tries})\" -ge 2 ] && {{ echo 'Loaded image: it'; exit 0; }}\n\
+                 echo 'writing blob: locating layer for blob \"sha256:11\": layer not known' >&2\nexit 125\n",
+                tries = tries.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let program = program.to_string_lossy().into_owned();
+        let mut writes = 0;
+        let mut told = Vec::new();
+        let said = load_with(
+            &program,
+            Engine::Podman,
+            |w| {
+                writes += 1;
+                w.write_all(b"archive")
+            },
+            |e| told.push(e.to_string()),
+        )
+        .expect("second try loads");
+        assert_eq!(said, "Loaded image: it");
+        assert_eq!(writes, 2, "the archive is written again for the retry");
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].contains("layer not known"), "{told:?}");
+
+        // Any other failure is not retried.
+        std::fs::write(
+            &program,
+            "#!/bin/sh\ncat > /dev/null\necho 'no space left' >&2\nexit 125\n",
+        )
+        .expect("script");
+        let mut writes = 0;
+        let error = load_with(
+            &program,
+            Engine::Podman,
+            |w| {
+                writes += 1;
+                w.write_all(b"archive")
+            },
+            |_| panic!("not a retry"),
+        )
+        .expect_err("fails");
+        assert_eq!(writes, 1);
+        assert!(error.to_string().contains("no space left"), "{error}");
     }
 
     #[test]

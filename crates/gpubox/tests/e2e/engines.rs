@@ -183,7 +183,24 @@ fn podman_loads_an_oci_archive_under_its_name() {
         let _ = Command::new("podman")
             .args(["rmi", "-f", podman_name])
             .output();
-        let loaded = run_ok(Command::new("podman").arg("load").arg("-i").arg(&archive));
+        // podman 4.3's storage can lose a layer another test loads at the same
+        // moment ("layer not known"); gpubox's own loads retry it, as this does.
+        let load = || {
+            Command::new("podman")
+                .arg("load")
+                .arg("-i")
+                .arg(&archive)
+                .output()
+        };
+        let mut loaded = load().expect("podman load");
+        if String::from_utf8_lossy(&loaded.stderr).contains("layer not known") {
+            loaded = load().expect("podman load");
+        }
+        assert!(
+            loaded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
         assert!(
             stdout(&loaded).contains(&format!("Loaded image: {podman_name}")),
             "{output}: {}",
