@@ -53,6 +53,7 @@
 pub mod base;
 mod error;
 pub mod image_commands;
+pub mod init_binary;
 pub mod location;
 pub mod nix_builder;
 pub mod open;
