@@ -211,7 +211,7 @@ fn assemble(
             image_name: &spec.name,
             image_tag: &spec.tag,
             driver_library_dirs: if spec.cuda.enable {
-                gpubox_cuda::DRIVER_LIBRARY_DIRS
+                gpubox_cuda::driver_library_dirs(crate::platform::oci_architecture())
             } else {
                 &[]
             },
@@ -271,7 +271,11 @@ pub fn gpu_settings(spec: &Spec, store: &StoreContents) -> Result<GpuSettings, B
     let version =
         gpubox_cuda::resolve_version(&packages, spec.cuda.allow_mixed_versions, declared)?;
     Ok(GpuSettings {
-        env: gpubox_cuda::image_env(version, &spec.cuda.capabilities),
+        env: gpubox_cuda::image_env(
+            version,
+            &spec.cuda.capabilities,
+            crate::platform::oci_architecture(),
+        ),
         labels: gpubox_cuda::image_labels(version),
     })
 }

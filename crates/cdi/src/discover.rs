@@ -6,21 +6,26 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use gpubox_cuda::{kernel_module_version, GpuInformation};
+use gpubox_cuda::{kernel_module_version, Architecture, GpuInformation};
 
 use crate::{CdiError, DriverVersion};
 
 /// Folders (relative to the driver root) that hold the driver's libraries, most specific
 /// first: with a merged `/usr`, `lib/x86_64-linux-gnu` is `usr/lib/x86_64-linux-gnu` again
-/// and is skipped as a duplicate.
+/// and is skipped as a duplicate. Debian's multiarch folders of both architectures are
+/// listed (x86-64, and arm64 for Grace Hopper hosts); a host's discovery searches only its
+/// own one when the tree shows which that is (see [`host_architecture`]).
 pub(crate) const LIBRARY_DIRS: &[&str] = &[
     "usr/lib64",
     "usr/lib/x86_64-linux-gnu",
+    "usr/lib/aarch64-linux-gnu",
     "usr/lib",
     "lib64",
     "lib/x86_64-linux-gnu",
+    "lib/aarch64-linux-gnu",
     "usr/local/nvidia/lib64",
 ];
+/// Where the binaries are: the same on every architecture (Debian has no multiarch `bin`).
 const BINARY_DIRS: &[&str] = &["usr/bin", "bin"];
 const BINARIES: &[&str] = &[
     "nvidia-smi",
@@ -90,10 +95,16 @@ pub struct Gpu {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Driver {
     pub version: DriverVersion,
+    /// The host's architecture as its driver's layout shows it: the multiarch folder its
+    /// `libcuda.so.<version>` is in (`usr/lib/aarch64-linux-gnu` on an arm64 Debian or
+    /// Ubuntu host). `None` when no multiarch folder holds one (Fedora's `usr/lib64`,
+    /// `usr/local/nvidia/lib64`), which name no architecture.
+    pub architecture: Option<Architecture>,
     /// `lib*.so.<version>` files in the driver root's library folders (`usr/lib64`,
-    /// `usr/lib/x86_64-linux-gnu`, ...). Libraries that carry their own version (the EGL
-    /// platform libraries such as `libnvidia-egl-wayland.so.1.1.13`) are graphics only and
-    /// are left out: CUDA, NVML and the compilers all carry the driver's version.
+    /// `usr/lib/x86_64-linux-gnu` or `usr/lib/aarch64-linux-gnu`, ...). Libraries that
+    /// carry their own version (the EGL platform libraries such as
+    /// `libnvidia-egl-wayland.so.1.1.13`) are graphics only and are left out: CUDA, NVML
+    /// and the compilers all carry the driver's version.
     pub libraries: Vec<PathBuf>,
     pub binaries: Vec<PathBuf>,
     /// Files in `lib/firmware/nvidia/<version>/` (the GSP firmware).
@@ -108,7 +119,8 @@ pub struct Driver {
 /// `<proc_root>/proc/driver/nvidia/version`, else from the `libcuda.so.<version>` suffix.
 pub fn discover(roots: &HostRoots) -> Result<Driver, CdiError> {
     let version_file = roots.proc_root.join(VERSION_FILE);
-    let library_dirs = library_dirs(&roots.driver_root);
+    let architecture = host_architecture(&roots.driver_root);
+    let library_dirs = library_dirs(&roots.driver_root, architecture);
     let libraries = versioned_libraries(&library_dirs)?;
 
     let (version, version_text) = match read_optional(&version_file)? {
@@ -149,6 +161,7 @@ pub fn discover(roots: &HostRoots) -> Result<Driver, CdiError> {
         .join(&version_text);
     Ok(Driver {
         version,
+        architecture,
         libraries,
         binaries: binaries(&roots.driver_root),
         firmware: files_in(&firmware_dir)?,
@@ -192,9 +205,56 @@ struct VersionedLibrary {
     version_text: String,
 }
 
-/// The existing library folders under `root`, minus those that resolve to one already listed.
-fn library_dirs(root: &Path) -> Vec<PathBuf> {
-    distinct_dirs(root, LIBRARY_DIRS)
+/// The existing library folders under `root`, minus those that resolve to one already
+/// listed, and minus the multiarch folders of architectures other than `architecture`
+/// (all are kept when it is `None`).
+fn library_dirs(root: &Path, architecture: Option<Architecture>) -> Vec<PathBuf> {
+    let foreign = |dir: &&str| {
+        architecture.is_some_and(|own| {
+            Architecture::ALL
+                .iter()
+                .any(|other| *other != own && Path::new(dir).ends_with(other.multiarch()))
+        })
+    };
+    let dirs: Vec<&str> = LIBRARY_DIRS
+        .iter()
+        .copied()
+        .filter(|dir| !foreign(dir))
+        .collect();
+    distinct_dirs(root, &dirs)
+}
+
+/// The host's architecture, from the tree under `root` rather than from the machine
+/// running gpubox (`--driver-root` may hold another machine's driver, and the tests' fake
+/// hosts are either): the architecture whose multiarch folder (`usr/lib/<triplet>` or
+/// `lib/<triplet>`) holds a `libcuda.so.<version>`. When both architectures' folders hold
+/// one (a multiarch host with the other architecture's driver package installed too), the
+/// machine running gpubox decides, as the loaded kernel module is its own; `None` when
+/// neither does, or when that tie cannot be broken.
+pub(crate) fn host_architecture(root: &Path) -> Option<Architecture> {
+    let holding: Vec<Architecture> = Architecture::ALL
+        .into_iter()
+        .filter(|arch| {
+            ["usr/lib", "lib"]
+                .iter()
+                .any(|lib| holds_libcuda(&root.join(lib).join(arch.multiarch())))
+        })
+        .collect();
+    match holding[..] {
+        [only] => Some(only),
+        _ => Architecture::native().filter(|native| holding.contains(native)),
+    }
+}
+
+/// Whether `dir` has a `libcuda.so.<version>` entry (an unreadable folder has none).
+fn holds_libcuda(dir: &Path) -> bool {
+    fs::read_dir(dir).into_iter().flatten().any(|entry| {
+        entry.ok().is_some_and(|entry| {
+            entry.file_name().to_str().is_some_and(|name| {
+                versioned_library_name(name).is_some_and(|(stem, _, _)| stem == "libcuda")
+            })
+        })
+    })
 }
 
 fn distinct_dirs(root: &Path, relative: &[&str]) -> Vec<PathBuf> {

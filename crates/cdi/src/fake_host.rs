@@ -1,7 +1,10 @@
 //! A fake NVIDIA host tree for tests: the files a real driver install has, in the places it
 //! has them, with `/proc/driver/nvidia` in the tree's own `proc/` (use
 //! [`crate::HostRoots::under`]). Shared by this crate's tests, the CLI's end-to-end tests
-//! and `gpubox doctor`'s tests, which is why it is public.
+//! and `gpubox doctor`'s tests, which is why it is public. The tree is an x86-64 Debian
+//! host's ([`build_fake_host`]) or an arm64 one's, as on Grace Hopper
+//! ([`build_fake_host_for`]): the two differ in the libraries' multiarch folder and in the
+//! kernel module's version line.
 
 use std::ffi::CString;
 use std::fs;
@@ -11,13 +14,16 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
+use gpubox_cuda::Architecture;
+
 /// Character device major of `/dev/nvidia*` and `/dev/nvidiactl` (fixed by the driver).
 const NVIDIA_MAJOR: u32 = 195;
 const NVIDIACTL_MINOR: u32 = 255;
 /// `nvidia-uvm` gets a dynamic major on real hosts; any unused one will do here.
 const NVIDIA_UVM_MAJOR: u32 = 235;
 
-/// The driver libraries the tree holds, each as `usr/lib/x86_64-linux-gnu/<name>.so.<driver>`.
+/// The driver libraries the tree holds, each as `<library_dir>/<name>.so.<driver>`
+/// (`usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14`; see [`library_dir`]).
 pub const LIBRARIES: &[&str] = &[
     "libcuda",
     "libnvidia-ml",
@@ -36,15 +42,37 @@ pub fn gpu_pci_bus_id(index: u32) -> String {
     format!("0000:{:02x}:00.0", index + 1)
 }
 
-/// Builds, under `root`, a host with driver `driver` (such as `"550.54.14"`) and `gpus` GPUs:
-/// the [`LIBRARIES`] (placeholder contents; `libcuda.so.1` and `libnvidia-ml.so.1` links),
+/// The folder, relative to the tree's root, that holds the driver libraries of a fake
+/// `architecture` host: Debian's multiarch folder, `usr/lib/x86_64-linux-gnu` or
+/// `usr/lib/aarch64-linux-gnu`, where Debian's and Ubuntu's driver packages put them.
+pub fn library_dir(architecture: Architecture) -> String {
+    format!("usr/lib/{}", architecture.multiarch())
+}
+
+/// Builds, under `root`, an x86-64 host with driver `driver` (such as `"550.54.14"`) and
+/// `gpus` GPUs: [`build_fake_host_for`] with [`Architecture::Amd64`].
+pub fn build_fake_host(root: &Path, driver: &str, gpus: u32) -> io::Result<()> {
+    build_fake_host_for(root, driver, gpus, Architecture::Amd64)
+}
+
+/// Builds, under `root`, an `architecture` host with driver `driver` (such as
+/// `"550.54.14"`) and `gpus` GPUs: the [`LIBRARIES`] in [`library_dir`] (placeholder
+/// contents; `libcuda.so.1` and `libnvidia-ml.so.1` links),
 /// `usr/bin/nvidia-smi` (a shell script printing the driver version), the GSP firmware,
 /// `proc/driver/nvidia/version` and `proc/driver/nvidia/gpus/<pci>/information` in the real
-/// format, the persistenced socket, and real character device nodes `dev/nvidia<N>`,
-/// `dev/nvidiactl` and `dev/nvidia-uvm` (made with `mknod`, so this needs root; without it
-/// the `mknod` error is returned, naming the node).
-pub fn build_fake_host(root: &Path, driver: &str, gpus: u32) -> io::Result<()> {
-    let lib_dir = root.join("usr/lib/x86_64-linux-gnu");
+/// format (an x86-64 host runs the proprietary kernel module and has H100s; an arm64 host
+/// runs the open module, which Grace Hopper needs, and has GH200s), the persistenced
+/// socket, and real character device nodes `dev/nvidia<N>`, `dev/nvidiactl` and
+/// `dev/nvidia-uvm` (made with `mknod`, so this needs root; without it the `mknod` error is
+/// returned, naming the node). Binaries, firmware, sockets and device nodes are where they
+/// are on either architecture.
+pub fn build_fake_host_for(
+    root: &Path,
+    driver: &str,
+    gpus: u32,
+    architecture: Architecture,
+) -> io::Result<()> {
+    let lib_dir = root.join(library_dir(architecture));
     for library in LIBRARIES {
         write(
             &lib_dir.join(format!("{library}.so.{driver}")),
@@ -73,19 +101,19 @@ pub fn build_fake_host(root: &Path, driver: &str, gpus: u32) -> io::Result<()> {
     let proc = root.join("proc/driver/nvidia");
     write(
         &proc.join("version"),
-        format!(
-            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Thu Feb 22 01:44:30 UTC 2024\n\
-             GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
-        )
-        .as_bytes(),
+        kernel_module_version_text(architecture, driver).as_bytes(),
     )?;
+    let model = match architecture {
+        Architecture::Amd64 => "NVIDIA H100 80GB HBM3",
+        Architecture::Arm64 => "NVIDIA GH200 480GB",
+    };
     for index in 0..gpus {
         let pci = gpu_pci_bus_id(index);
         let uuid = gpu_uuid(index);
         write(
             &proc.join("gpus").join(&pci).join("information"),
             format!(
-                "Model: \t\t NVIDIA H100 80GB HBM3\n\
+                "Model: \t\t {model}\n\
                  IRQ:   \t\t 0\n\
                  GPU UUID: \t {uuid}\n\
                  Video BIOS: \t 96.00.74.00.01\n\
@@ -113,6 +141,19 @@ pub fn build_fake_host(root: &Path, driver: &str, gpus: u32) -> io::Result<()> {
     }
     char_device(&dev.join("nvidiactl"), NVIDIA_MAJOR, NVIDIACTL_MINOR)?;
     char_device(&dev.join("nvidia-uvm"), NVIDIA_UVM_MAJOR, 0)
+}
+
+/// `proc/driver/nvidia/version` as the kernel module of `architecture` writes it.
+fn kernel_module_version_text(architecture: Architecture, driver: &str) -> String {
+    let first = match architecture {
+        Architecture::Amd64 => {
+            format!("NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Thu Feb 22 01:44:30 UTC 2024")
+        }
+        Architecture::Arm64 => format!(
+            "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  {driver}  Release Build  (dvs-builder@U16-I3-B03-4-3)  Thu Feb 22 01:44:30 UTC 2024"
+        ),
+    };
+    format!("{first}\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
 }
 
 fn write(path: &Path, contents: &[u8]) -> io::Result<()> {

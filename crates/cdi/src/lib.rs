@@ -3,6 +3,17 @@
 //! a CDI spec of kind `nvidia.com/gpu`, validates, renders and writes that spec, and inspects
 //! the CDI specs already installed.
 //!
+//! x86-64 and arm64 (Grace Hopper, GH200/GB200) hosts are discovered alike. The driver's
+//! libraries are looked for in `usr/lib64`, Debian's multiarch folder
+//! (`usr/lib/x86_64-linux-gnu` or `usr/lib/aarch64-linux-gnu`), `usr/lib`, `lib64`,
+//! `lib/<triplet>` and `usr/local/nvidia/lib64`. Which multiarch folder is the host's comes
+//! from the tree itself (the one holding `libcuda.so.<version>`, [`Driver::architecture`]),
+//! not from the machine running gpubox, so `--driver-root` works on another architecture's
+//! tree; the other architecture's folder is then left alone. Binaries (`usr/bin`), firmware
+//! (`lib/firmware/nvidia/<version>`), IPC sockets and device nodes are at the same paths on
+//! both, and a spec mounts every file at its own path, so the container sees the host's
+//! layout.
+//!
 //! It owns the CDI spec document ([`Spec`] and the types under it, serde structs with the
 //! specification's field names) and its validation. Both used to come from the CNCF
 //! `container-device-interface` crate, which brought a JSON Schema engine with an HTTP
@@ -46,7 +57,7 @@ mod spec;
 use std::path::PathBuf;
 
 pub use discover::{discover, Driver, Gpu, HostRoots};
-pub use gpubox_cuda::DriverVersion;
+pub use gpubox_cuda::{Architecture, DriverVersion};
 pub use installed::{
     installed_specs, spec_matches_driver, spec_status, InstalledSpec, SpecStatus, SPEC_DIRS,
 };

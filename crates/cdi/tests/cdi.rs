@@ -6,16 +6,19 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gpubox_cdi::fake_host::{build_fake_host, gpu_pci_bus_id, gpu_uuid};
+use gpubox_cdi::fake_host::{
+    build_fake_host, build_fake_host_for, gpu_pci_bus_id, gpu_uuid, library_dir, LIBRARIES,
+};
 use gpubox_cdi::{
     discover, generate, installed_specs, render, spec_matches_driver, validate, write_spec,
-    CdiError, Driver, DriverVersion, HostRoots, Spec, SpecFormat,
+    Architecture, CdiError, Driver, DriverVersion, HostRoots, Spec, SpecFormat,
 };
 use serde_json::Value;
 use tempfile::TempDir;
 
 const DRIVER: &str = "550.54.14";
 const LIB_DIR: &str = "usr/lib/x86_64-linux-gnu";
+const AARCH64_LIB_DIR: &str = "usr/lib/aarch64-linux-gnu";
 
 fn fake_host(driver: &str, gpus: u32) -> (TempDir, HostRoots) {
     let root = tempfile::tempdir().expect("tempdir");
@@ -521,4 +524,150 @@ fn installed_spec_with_a_too_low_version_names_the_reason() {
     let message = error.to_string();
     assert!(message.contains("cdiVersion 0.3.0"), "{message}");
     assert!(message.contains("needs CDI 0.5.0"), "{message}");
+}
+
+fn fake_host_for(architecture: Architecture) -> (TempDir, HostRoots) {
+    let root = tempfile::tempdir().expect("tempdir");
+    build_fake_host_for(root.path(), DRIVER, 1, architecture)
+        .expect("build fake host (run the tests as root)");
+    let roots = HostRoots::under(root.path());
+    (root, roots)
+}
+
+/// The driver libraries of [`LIBRARIES`] under `root/dir`, sorted.
+fn libraries_in(root: &Path, dir: &str) -> Vec<PathBuf> {
+    let mut libraries: Vec<PathBuf> = LIBRARIES
+        .iter()
+        .map(|name| root.join(dir).join(format!("{name}.so.{DRIVER}")))
+        .collect();
+    libraries.sort();
+    libraries
+}
+
+#[test]
+fn an_aarch64_host_gives_a_spec_of_its_multiarch_libraries() {
+    assert_eq!(library_dir(Architecture::Arm64), AARCH64_LIB_DIR);
+    let (root, roots) = fake_host_for(Architecture::Arm64);
+    let r = root.path();
+    assert!(!r.join(LIB_DIR).exists());
+    let driver = discover(&roots).expect("discover");
+    assert_eq!(driver.version, version(DRIVER));
+    assert_eq!(driver.architecture, Some(Architecture::Arm64));
+    assert_eq!(driver.libraries, libraries_in(r, AARCH64_LIB_DIR));
+    assert_eq!(driver.binaries, vec![r.join("usr/bin/nvidia-smi")]);
+    assert_eq!(
+        driver.firmware,
+        vec![r.join(format!("lib/firmware/nvidia/{DRIVER}/gsp_ga10x.bin"))]
+    );
+    assert_eq!(driver.gpus.len(), 1);
+    assert_eq!(driver.gpus[0].model.as_deref(), Some("NVIDIA GH200 480GB"));
+
+    let spec = generate(&driver, &roots).expect("generate");
+    validate(&spec).expect("valid spec");
+    let mounts = mounts(&spec);
+    for name in LIBRARIES {
+        let host = r
+            .join(AARCH64_LIB_DIR)
+            .join(format!("{name}.so.{DRIVER}"))
+            .display()
+            .to_string();
+        for container in [
+            format!("/{AARCH64_LIB_DIR}/{name}.so.{DRIVER}"),
+            format!("/run/opengl-driver/lib/{name}.so.{DRIVER}"),
+            format!("/run/opengl-driver/lib/{name}.so.1"),
+            format!("/run/opengl-driver/lib/{name}.so"),
+        ] {
+            assert!(
+                mounts.contains(&(host.clone(), container.clone())),
+                "no mount of {host} at {container} in {mounts:?}"
+            );
+        }
+    }
+    // Every library mount is of the aarch64 folder; nothing names x86_64.
+    let library_mounts: Vec<&(String, String)> = mounts
+        .iter()
+        .filter(|(host, _)| host.contains(".so."))
+        .collect();
+    assert_eq!(library_mounts.len(), LIBRARIES.len() * 4, "{mounts:?}");
+    assert!(
+        library_mounts
+            .iter()
+            .all(|(host, _)| host.starts_with(&r.join(AARCH64_LIB_DIR).display().to_string())),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .all(|(host, container)| !host.contains("x86_64") && !container.contains("x86_64")),
+        "{mounts:?}"
+    );
+}
+
+#[test]
+fn the_tree_not_the_machine_says_which_multiarch_folder_is_the_hosts() {
+    // An x86-64 tree is an x86-64 host whatever machine reads it.
+    let (_amd64_root, amd64_roots) = fake_host_for(Architecture::Amd64);
+    assert_eq!(
+        discover(&amd64_roots).expect("discover").architecture,
+        Some(Architecture::Amd64)
+    );
+
+    // An aarch64 host with a stray x86_64 folder of the same driver version (a foreign
+    // package without libcuda): that folder is not the host's and is not mounted.
+    let (root, roots) = fake_host_for(Architecture::Arm64);
+    let stray = root.path().join(LIB_DIR);
+    fs::create_dir_all(&stray).expect("mkdir");
+    fs::write(stray.join(format!("libnvidia-ml.so.{DRIVER}")), "x86_64").expect("write");
+    let driver = discover(&roots).expect("discover");
+    assert_eq!(driver.architecture, Some(Architecture::Arm64));
+    assert_eq!(driver.libraries, libraries_in(root.path(), AARCH64_LIB_DIR));
+    let spec = generate(&driver, &roots).expect("generate");
+    assert!(
+        mounts(&spec)
+            .iter()
+            .all(|(host, _)| !host.contains("x86_64")),
+        "{:?}",
+        mounts(&spec)
+    );
+}
+
+#[test]
+fn both_multiarch_folders_with_a_libcuda_defer_to_the_running_machine() {
+    let native = match Architecture::native() {
+        Some(native) => native,
+        None => return,
+    };
+    let foreign = Architecture::ALL
+        .into_iter()
+        .find(|arch| *arch != native)
+        .expect("another architecture");
+    let (root, roots) = fake_host_for(foreign);
+    // The running machine's own driver package installed beside the foreign one.
+    let own = root.path().join(library_dir(native));
+    fs::create_dir_all(&own).expect("mkdir");
+    fs::write(own.join(format!("libcuda.so.{DRIVER}")), "native").expect("write");
+    let driver = discover(&roots).expect("discover");
+    assert_eq!(driver.architecture, Some(native));
+    assert_eq!(
+        driver.libraries,
+        vec![own.join(format!("libcuda.so.{DRIVER}"))]
+    );
+}
+
+#[test]
+fn a_usr_lib64_driver_names_no_architecture() {
+    // Fedora and RHEL (x86-64 and aarch64 alike) install the driver in /usr/lib64.
+    let (root, roots) = fake_host_for(Architecture::Arm64);
+    let r = root.path();
+    fs::rename(r.join(AARCH64_LIB_DIR), r.join("usr/lib64")).expect("move to usr/lib64");
+    let driver = discover(&roots).expect("discover");
+    assert_eq!(driver.architecture, None);
+    assert_eq!(driver.libraries, libraries_in(r, "usr/lib64"));
+    let spec = generate(&driver, &roots).expect("generate");
+    assert!(mounts(&spec).contains(&(
+        r.join(format!("usr/lib64/libcuda.so.{DRIVER}"))
+            .display()
+            .to_string(),
+        format!("/usr/lib64/libcuda.so.{DRIVER}")
+    )));
 }

@@ -10,6 +10,11 @@
 //! row (590.44.01) is from memory and not confirmed. Updates that raised the minimum
 //! are listed as comments beside their release: only GA rows decide, because a build
 //! knows the CUDA major.minor and not which update it came from.
+//!
+//! The same table is used for arm64 (Grace Hopper and other SBSA) hosts: NVIDIA ships
+//! its Linux aarch64 drivers as the same releases, under the same version numbers, as
+//! the x86_64 ones (`NVIDIA-Linux-aarch64-550.54.14.run` beside
+//! `NVIDIA-Linux-x86_64-550.54.14.run`). No aarch64-specific minimum was checked here.
 
 use crate::{CudaVersion, DriverVersion};
 

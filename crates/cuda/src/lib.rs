@@ -1,15 +1,17 @@
 //! CUDA knowledge shared by the build (`gpubox build`), the runtime (`gpubox-init`) and
 //! the host tools (`gpubox doctor`, `gpubox run`): version numbers, finding the CUDA
 //! release a closure carries, the NVIDIA environment and labels an image gets, the
-//! `NVIDIA_REQUIRE_*` language that libnvidia-container reads, and NVIDIA's table of
-//! the minimum driver for each CUDA release, and the driver's own
-//! `/proc/driver/nvidia` files.
+//! `NVIDIA_REQUIRE_*` language that libnvidia-container reads, NVIDIA's table of
+//! the minimum driver for each CUDA release, the driver's own
+//! `/proc/driver/nvidia` files, and the names of the architectures gpubox knows
+//! ([`Architecture`]: amd64 and arm64, with their multiarch library folders).
 //!
 //! This crate is pure logic over paths and strings: it reads folder listings but never
 //! writes, never runs programs, never prints, and never touches the driver or the GPU.
 //! It is linked into the static `gpubox-init`, so it depends on `thiserror` and `serde`
 //! only.
 
+mod arch;
 mod detect;
 mod driver_table;
 mod env;
@@ -17,11 +19,12 @@ mod proc_driver;
 mod require;
 mod version;
 
+pub use arch::Architecture;
 pub use detect::{detect, resolve_version, CudaPackage};
 pub use driver_table::{
     compatibility, cuda_supported_by, minimum_driver, minor_compat_minimum, Compatibility,
 };
-pub use env::{image_env, image_labels, DRIVER_LIBRARY_DIRS};
+pub use env::{driver_library_dirs, image_env, image_labels};
 pub use proc_driver::{kernel_module_version, GpuInformation};
 pub use require::{
     disable_require, image_cuda, parse, requirements_from_env, Evaluation, HostFacts, RequireError,

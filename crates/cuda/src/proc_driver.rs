@@ -10,7 +10,7 @@ use crate::DriverVersion;
 /// `/proc/driver/nvidia/version`: the first token that is a dotted number. The
 /// proprietary module writes `NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14
 /// Thu Feb 22 ...`, the open one `... Open Kernel Module for x86_64  550.54.14  Release
-/// Build ...` (`x86_64` has no dot). The spelling names the firmware folder
+/// Build ...` (`x86_64` and `aarch64` have no dot). The spelling names the firmware folder
 /// (`/lib/firmware/nvidia/550.54.14`).
 ///
 /// ```
@@ -67,6 +67,9 @@ mod tests {
         let read = |text| kernel_module_version(text).map(|(v, s)| (v.to_string(), s));
         assert_eq!(read(proprietary), Some(("550.54.14".into(), "550.54.14")));
         assert_eq!(read(open), Some(("560.35.03".into(), "560.35.03")));
+        // Grace Hopper hosts run the open module, built for aarch64.
+        let aarch64 = "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  550.54.14  Release Build  (dvs-builder@U16-I3-B03-4-3)  Thu Feb 22 01:44:30 UTC 2024\n";
+        assert_eq!(read(aarch64), Some(("550.54.14".into(), "550.54.14")));
         assert_eq!(read("GCC version: 12.2.0\n"), None);
         assert_eq!(
             read("NVRM version: NVIDIA UNIX x86_64 Kernel Module 1.x 2..3\n"),

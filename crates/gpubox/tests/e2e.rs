@@ -18,6 +18,7 @@ mod e2e {
     mod fleet;
     mod from_nix;
     mod gpu;
+    mod gpu_aarch64;
     mod interrupt;
     mod layering;
     mod machine;

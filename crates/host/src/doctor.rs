@@ -69,10 +69,15 @@ pub fn checks(request: &DoctorRequest) -> Result<Vec<Check>, BuildError> {
         Ok(driver) => {
             let cuda = gpubox_cuda::cuda_supported_by(&driver.version)
                 .map_or_else(|| "an unknown CUDA".to_owned(), |c| format!("CUDA {c}"));
+            // The layout names the architecture (an arm64 Grace Hopper host's libraries are
+            // in usr/lib/aarch64-linux-gnu); Fedora's usr/lib64 names none.
+            let architecture = driver
+                .architecture
+                .map_or_else(String::new, |arch| format!("{arch}, "));
             checks.push(Check::pass(
                 "driver",
                 format!(
-                    "NVIDIA driver {} is installed (supports {cuda})",
+                    "NVIDIA driver {} is installed ({architecture}supports {cuda})",
                     driver.version
                 ),
             ));
@@ -350,5 +355,51 @@ mod tests {
         let cdi = check(&stale, "cdi-spec");
         assert_eq!(cdi.status, Status::Fail, "{}", cdi.message);
         assert!(cdi.message.contains("560.35.03"), "{}", cdi.message);
+    }
+
+    #[test]
+    fn an_arm64_host_passes_with_its_spec_and_names_its_architecture() {
+        let host = tempfile::tempdir().unwrap();
+        gpubox_cdi::fake_host::build_fake_host_for(
+            host.path(),
+            DRIVER,
+            1,
+            gpubox_cdi::Architecture::Arm64,
+        )
+        .unwrap();
+        let cdi_root = tempfile::tempdir().unwrap();
+        let request = request(host.path(), cdi_root.path());
+
+        let driver = gpubox_cdi::discover(&request.roots).unwrap();
+        let spec = gpubox_cdi::generate(&driver, &request.roots).unwrap();
+        let json = gpubox_cdi::render(&spec, gpubox_cdi::SpecFormat::Json).unwrap();
+        gpubox_cdi::write_spec(&cdi_root.path().join("etc/cdi/nvidia.json"), &json).unwrap();
+
+        let found = checks(&request).unwrap();
+        let driver_check = check(&found, "driver");
+        assert_eq!(
+            driver_check.status,
+            Status::Pass,
+            "{}",
+            driver_check.message
+        );
+        assert_eq!(
+            driver_check.message,
+            format!("NVIDIA driver {DRIVER} is installed (aarch64, supports CUDA 12.4)")
+        );
+        assert_eq!(check(&found, "devices").status, Status::Pass);
+        let cdi = check(&found, "cdi-spec");
+        assert_eq!(cdi.status, Status::Pass, "{}", cdi.message);
+
+        // The same driver on an x86-64 tree says so.
+        let amd64 = tempfile::tempdir().unwrap();
+        gpubox_cdi::fake_host::build_fake_host(amd64.path(), DRIVER, 1).unwrap();
+        let found = checks(&DoctorRequest {
+            roots: HostRoots::under(amd64.path()),
+            ..request
+        })
+        .unwrap();
+        let message = &check(&found, "driver").message;
+        assert!(message.contains("(x86_64, supports"), "{message}");
     }
 }

@@ -26,7 +26,9 @@
 //! is not ready in time, 126/127 when the main command cannot be run (or its user
 //! does not exist), 128 + signal when a stop signal arrives during the startup script.
 //!
-//! The GPU step links the NVIDIA driver the runtime injected into
+//! The GPU step links the NVIDIA driver the runtime injected (found in `/usr/lib64`,
+//! `/usr/local/nvidia/lib64` or the multiarch folder of the init's own architecture,
+//! `/usr/lib/x86_64-linux-gnu` or `/usr/lib/aarch64-linux-gnu`, before the other's) into
 //! `/run/opengl-driver/lib` and puts `nvidia-smi` on PATH. `gpubox-init check [--json]`
 //! prints that step's report and exits (0, or 1 when the requirement fails).
 //! `GPUBOX_INIT_ROOT` (tests only) takes every path the init reads or writes (the plan,

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gpubox_cuda::DriverVersion;
+use gpubox_cuda::{Architecture, DriverVersion};
 
 use crate::steps::{files, root_path};
 
@@ -20,21 +20,42 @@ pub const DRIVER_LIB_DIR: &str = "/run/opengl-driver/lib";
 pub const DRIVER_BIN_DIR: &str = "/run/opengl-driver/bin";
 
 /// The folders runtimes mount the driver libraries into (nvidia-container-toolkit uses
-/// the distribution's library folder, the GPU operator and older nvidia-docker
-/// `/usr/local/nvidia`), then `/run/opengl-driver/lib` itself, where a CDI spec made by
-/// `gpubox cdi generate` mounts them. Earlier folders win when a name appears twice.
-const LIBRARY_DIRS: &[&str] = &[
-    "/usr/lib64",
-    "/usr/lib/x86_64-linux-gnu",
-    "/usr/lib/aarch64-linux-gnu",
-    "/usr/local/nvidia/lib64",
-    "/usr/local/nvidia/lib",
-    "/lib64",
-    "/lib/x86_64-linux-gnu",
-    "/lib/aarch64-linux-gnu",
-    "/usr/lib",
-    DRIVER_LIB_DIR,
-];
+/// the distribution's library folder: `/usr/lib64`, or Debian's multiarch
+/// `/usr/lib/x86_64-linux-gnu` and `/usr/lib/aarch64-linux-gnu`; the GPU operator and older
+/// nvidia-docker `/usr/local/nvidia`), then `/run/opengl-driver/lib` itself, where a CDI
+/// spec made by `gpubox cdi generate` mounts them. Earlier folders win when a name appears
+/// twice.
+///
+/// Both architectures' multiarch folders are searched: `own`'s (the init's own, compiled-in
+/// architecture, [`Architecture::native`]: an arm64 image carries an aarch64 init) where
+/// the distribution folders are, and the other's after every folder that names no
+/// architecture. A working runtime only gives a container the driver of the container's
+/// own architecture, so the other folder is normally missing and costs one failed
+/// `read_dir`; searching it lets `gpubox-init check` work on either layout whatever
+/// machine runs it (the tests run an x86-64 init on an aarch64 tree), and a library of the
+/// wrong ELF machine linked from there fails to load no worse than a missing one would.
+/// An architecture gpubox does not know searches both, after `/usr/lib`, x86-64's first.
+fn library_dirs(own: Option<Architecture>) -> Vec<String> {
+    let mine = |lib: &str| -> Vec<String> {
+        own.into_iter()
+            .map(|arch| format!("{lib}/{}", arch.multiarch()))
+            .collect()
+    };
+    let mut dirs = vec!["/usr/lib64".to_owned()];
+    dirs.extend(mine("/usr/lib"));
+    dirs.extend(["/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/lib64"].map(String::from));
+    dirs.extend(mine("/lib"));
+    dirs.push("/usr/lib".to_owned());
+    for other in Architecture::ALL
+        .into_iter()
+        .filter(|arch| Some(*arch) != own)
+    {
+        dirs.push(format!("/usr/lib/{}", other.multiarch()));
+        dirs.push(format!("/lib/{}", other.multiarch()));
+    }
+    dirs.push(DRIVER_LIB_DIR.to_owned());
+    dirs
+}
 
 /// The folders runtimes mount `nvidia-smi` into, in order of preference.
 const NVIDIA_SMI_DIRS: &[&str] = &["/usr/bin", "/usr/local/nvidia/bin", "/bin", DRIVER_BIN_DIR];
@@ -142,7 +163,7 @@ impl DriverFiles {
 /// found) and keeps the driver libraries of that version, one per file name.
 pub fn find() -> DriverFiles {
     let mut seen = HashSet::new();
-    let candidates: Vec<DriverLibrary> = LIBRARY_DIRS
+    let candidates: Vec<DriverLibrary> = library_dirs(Architecture::native())
         .iter()
         .flat_map(|dir| list_dir(&root_path(dir)))
         .filter_map(DriverLibrary::from_path)
@@ -347,6 +368,35 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_own_architectures_folders_come_first() {
+        assert_eq!(
+            library_dirs(Some(Architecture::Arm64)),
+            [
+                "/usr/lib64",
+                "/usr/lib/aarch64-linux-gnu",
+                "/usr/local/nvidia/lib64",
+                "/usr/local/nvidia/lib",
+                "/lib64",
+                "/lib/aarch64-linux-gnu",
+                "/usr/lib",
+                "/usr/lib/x86_64-linux-gnu",
+                "/lib/x86_64-linux-gnu",
+                DRIVER_LIB_DIR,
+            ]
+        );
+        let amd64 = library_dirs(Some(Architecture::Amd64));
+        assert_eq!(amd64[1], "/usr/lib/x86_64-linux-gnu");
+        assert_eq!(amd64[5], "/lib/x86_64-linux-gnu");
+        assert_eq!(amd64[7], "/usr/lib/aarch64-linux-gnu");
+        // Unknown: both, after /usr/lib, x86-64's first.
+        let unknown = library_dirs(None);
+        assert_eq!(unknown.len(), amd64.len());
+        let at = |dir: &str| unknown.iter().position(|d| d == dir).unwrap();
+        assert!(at("/usr/lib") < at("/usr/lib/x86_64-linux-gnu"));
+        assert!(at("/usr/lib/x86_64-linux-gnu") < at("/usr/lib/aarch64-linux-gnu"));
+    }
 
     #[test]
     fn names_a_library_by_its_soname() {

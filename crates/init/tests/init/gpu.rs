@@ -18,9 +18,14 @@ const PROC_VERSION: &str = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.
 /// mounts them, `nvidia-smi`, the procfs version file, and an `ldconfig` that records
 /// that it ran.
 fn fake_root(with_driver: bool) -> TempDir {
+    fake_root_in(LIB_DIR, with_driver)
+}
+
+/// [`fake_root`] with the driver libraries in `lib_dir` (relative to the root).
+fn fake_root_in(lib_dir: &str, with_driver: bool) -> TempDir {
     let root = tempdir().unwrap();
     if with_driver {
-        let lib = root.path().join(LIB_DIR);
+        let lib = root.path().join(lib_dir);
         fs::create_dir_all(&lib).unwrap();
         for name in ["libcuda", "libnvidia-ml", "libGLX_nvidia"] {
             fs::write(
@@ -131,6 +136,83 @@ fn check_links_the_driver_and_reports_its_version() {
                 && link["target"] == libcuda.to_str().unwrap()
                 && link["state"] == "made"),
         "{links:?}"
+    );
+}
+
+/// Where an arm64 (Grace Hopper) host's runtime mounts the driver on Debian and Ubuntu.
+const AARCH64_LIB_DIR: &str = "usr/lib/aarch64-linux-gnu";
+/// The open kernel module's line, the one Grace Hopper hosts run.
+const AARCH64_PROC_VERSION: &str = "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  550.54.14  Release Build  (dvs-builder@U16-I3-B03-4-3)  Thu Feb 22 01:44:30 UTC 2024\nGCC version:  gcc version 12.2.0 (Ubuntu 12.3.0-1ubuntu1~22.04)\n";
+
+#[test]
+fn check_links_a_driver_in_the_aarch64_multiarch_folder() {
+    let root = fake_root_in(AARCH64_LIB_DIR, true);
+    fs::write(
+        root.path().join("proc/driver/nvidia/version"),
+        AARCH64_PROC_VERSION,
+    )
+    .unwrap();
+    assert!(!root.path().join(LIB_DIR).exists());
+    let (output, report) = check_json(root.path(), &[("NVIDIA_REQUIRE_CUDA", "cuda>=12.4")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(report["gpuVisible"], true);
+    assert_eq!(report["driverVersion"], DRIVER);
+    assert_eq!(report["requirement"]["met"], true, "{report}");
+
+    let lib = root.path().join(AARCH64_LIB_DIR);
+    for (name, target) in [
+        ("libcuda.so.550.54.14", "libcuda.so.550.54.14"),
+        ("libcuda.so.1", "libcuda.so.550.54.14"),
+        ("libcuda.so", "libcuda.so.550.54.14"),
+        ("libnvidia-ml.so.1", "libnvidia-ml.so.550.54.14"),
+        ("libGLX_nvidia.so.0", "libGLX_nvidia.so.550.54.14"),
+    ] {
+        assert_eq!(
+            fs::read_link(driver_lib(root.path(), name)).unwrap(),
+            lib.join(target),
+            "{name}"
+        );
+    }
+    assert!(!driver_lib(root.path(), "libnvidia-ml.so.535.104.05").exists());
+
+    // Without procfs the version comes from the aarch64 folder's libcuda.
+    fs::remove_dir_all(root.path().join("proc")).unwrap();
+    let (output, report) = check_json(root.path(), &[("NVIDIA_REQUIRE_CUDA", "cuda>=12.4")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(report["driverVersion"], DRIVER);
+    assert_eq!(report["driverVersionSource"], "the libcuda.so file name");
+}
+
+#[test]
+fn the_inits_own_architecture_wins_when_both_folders_hold_the_driver() {
+    // The init under test is built for the machine running the tests.
+    let (own, other) = match std::env::consts::ARCH {
+        "x86_64" => (LIB_DIR, AARCH64_LIB_DIR),
+        "aarch64" => (AARCH64_LIB_DIR, LIB_DIR),
+        _ => return,
+    };
+    let root = fake_root_in(other, true);
+    let own_dir = root.path().join(own);
+    fs::create_dir_all(&own_dir).unwrap();
+    for name in ["libcuda", "libnvidia-ml"] {
+        fs::write(own_dir.join(format!("{name}.so.{DRIVER}")), "own").unwrap();
+    }
+    let (output, _) = check_json(root.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    for name in ["libcuda.so.1", "libnvidia-ml.so.1"] {
+        let target = fs::read_link(driver_lib(root.path(), name)).unwrap();
+        assert!(
+            target.starts_with(&own_dir),
+            "{name} -> {}",
+            target.display()
+        );
+    }
+    // A library only the other folder has is still linked.
+    assert_eq!(
+        fs::read_link(driver_lib(root.path(), "libGLX_nvidia.so.0")).unwrap(),
+        root.path()
+            .join(other)
+            .join(format!("libGLX_nvidia.so.{DRIVER}"))
     );
 }
 
