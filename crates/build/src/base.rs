@@ -45,7 +45,7 @@ use serde_json::Value;
 
 use crate::error::{BaseError, BuildError};
 use crate::location::ImageLocation;
-use crate::open::{open_from, OpenedImage, RegistryAccess};
+use crate::open::{open_platform, OpenedImage, RegistryAccess};
 use crate::reporter::{Bytes, Reporter};
 
 /// The spec's base image, opened; with no `fromImage`, an empty base that
@@ -125,7 +125,7 @@ pub fn open(
         .parse::<ImageLocation>()
         .map_err(|e| in_spec(e.into()))?
         .relative_to(&spec.dir);
-    let image = open_from(&target, Some(registry)).map_err(in_spec)?;
+    let image = open_platform(&target, Some(registry), Some(architecture)).map_err(in_spec)?;
     let config = read_config(&name, &image, architecture).map_err(|e| in_spec(e.into()))?;
     let BasePaths {
         files,
@@ -590,6 +590,7 @@ mod tests {
                 created: 0,
                 architecture: architecture.to_owned(),
                 os: "linux".to_owned(),
+                variant: None,
                 env: vec![
                     "PATH=/base/bin".into(),
                     "FROM_BASE=1".into(),
@@ -610,7 +611,8 @@ mod tests {
             &layers,
         )
         .unwrap();
-        gpubox_oci::layout::write_oci_dir(&dir.join("base"), Some("1"), &image, &store).unwrap();
+        gpubox_oci::layout::write_oci_dir(&dir.join("base"), Some("1"), &image.into(), &store)
+            .unwrap();
     }
 
     struct Fixture {

@@ -93,6 +93,57 @@ pub enum BuildError {
     NotAStorePath { key: String },
     #[error("cannot create a temporary file: {0}")]
     Temp(std::io::Error),
+    #[error(
+        "{output} holds one platform's image, and this build makes {}",
+        platform_list(platforms)
+    )]
+    #[diagnostic(help(
+        "pick one with --platform (e.g. --platform {}), or write the index to oci:DIR, \
+         oci-archive:FILE or docker://HOST/REPO:TAG",
+        platforms.first().map(|p| p.as_str()).unwrap_or("linux/amd64")
+    ))]
+    OnePlatformOutput {
+        output: String,
+        platforms: Vec<gpubox_spec::Platform>,
+    },
+    // The advice is in the message: the error is shown under its spec item.
+    #[error("{what} is {machine} code, but it is meant for the {platform} image; {help}")]
+    WrongArchitecture {
+        what: String,
+        machine: String,
+        platform: gpubox_spec::Platform,
+        help: String,
+    },
+    #[error(
+        "{what} is for {system}, but this build makes only {}",
+        platform_list(platforms)
+    )]
+    #[diagnostic(help(
+        "add the platform to `platforms` (or pass --platform), or remove the entry"
+    ))]
+    NoPlatformFor {
+        what: String,
+        system: String,
+        platforms: Vec<gpubox_spec::Platform>,
+    },
+    #[error("this gpubox carries no gpubox-init for {platform}")]
+    #[diagnostic(help("{help}"))]
+    NoInitFor {
+        platform: gpubox_spec::Platform,
+        help: String,
+    },
+    #[error("gpubox builds images for linux/amd64 and linux/arm64, and this machine is {machine}")]
+    #[diagnostic(help("name the platforms to build with `platforms` or --platform"))]
+    UnknownBuildMachine { machine: &'static str },
+}
+
+/// `linux/amd64 and linux/arm64`.
+pub(crate) fn platform_list(platforms: &[gpubox_spec::Platform]) -> String {
+    let names: Vec<&str> = platforms.iter().map(|p| p.as_str()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 // Boxed: a spec error carries the spec's text, and every result of the

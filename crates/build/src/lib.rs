@@ -43,6 +43,7 @@
 //!     source_date_epoch: None,
 //!     cache_from: Vec::new(),
 //!     substituter: None,
+//!     platforms: Vec::new(),
 //! };
 //! let built = build(&spec, &request, &Silent)?;
 //! assert!(built.manifest_digest.starts_with("sha256:"));

@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use gpubox_nix::Closure;
-use gpubox_spec::Spec;
+use gpubox_spec::{Platform, Spec};
 use serde_json::Value;
 
 use crate::base::Base;
@@ -26,7 +26,7 @@ use crate::error::{BuildError, NixBuilderError};
 use crate::image_commands::ImageCommand;
 use crate::reporter::{Bytes, Count, Reporter};
 use crate::store::StoreContents;
-use crate::top::{gpu_settings, top_layer};
+use crate::top::{gpu_settings, top_layer, TopInputs};
 
 /// The attributes Nix gives a builder with `__structuredAttrs`.
 struct BuildAttributes {
@@ -92,10 +92,22 @@ pub fn spec_builder(reporter: &dyn Reporter) -> Result<(), BuildError> {
     let spec = gpubox_spec::parse(&text, &out)?;
     let closure = Closure::from_exported_graph(attrs.get("/closure")?)?;
     let store = StoreContents::from_closure(&spec, &closure)?;
-    gpu_settings(&spec, &store)?;
+    // The spec is checked as the first platform it builds sees it.
+    let platform = spec
+        .platforms_to_build()
+        .and_then(|platforms| platforms.first().copied())
+        .unwrap_or(Platform::Amd64);
+    gpu_settings(&spec, &store, platform)?;
     match unchecked_here(&spec) {
         None => {
-            top_layer(&spec, &store, &[], &Base::default(), None, reporter)?;
+            let inputs = TopInputs {
+                // Only the layer's shape is checked here; the image gets its own.
+                init: crate::init_binary::for_architecture(platform.architecture())
+                    .unwrap_or_default(),
+                platform,
+                nix_db: None,
+            };
+            top_layer(&spec, &store, &[], &Base::default(), inputs, reporter)?;
         }
         Some(keys) => reporter.step(&format!(
             "{keys} lie outside the store: they are read, and the top layer checked, when the image is copied"

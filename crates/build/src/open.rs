@@ -11,7 +11,7 @@ use gpubox_engines::{Engine, EngineError};
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::diff::ImageDiff;
 use gpubox_oci::image::summary_from_annotations;
-use gpubox_oci::source::{summarize_layer, ImageReader, LayerRef, LayerSummary};
+use gpubox_oci::source::{summarize_layer, ImageReader, LayerRef, LayerSummary, OpenedIndex};
 use gpubox_oci::Digest;
 use gpubox_registry::{PullScope, PushOptions};
 use serde_json::Value;
@@ -49,29 +49,45 @@ pub fn open_from(
     source: &ImageLocation,
     registry: Option<&RegistryAccess<'_>>,
 ) -> Result<OpenedImage, BuildError> {
-    open_scoped(source, registry, PullScope::Image)
+    open_scoped(source, registry, PullScope::Image, None)
+}
+
+/// [`open_from`], reading the `architecture` (GOARCH spelling) image where
+/// `source` is a multi-platform index; `None` means the build machine's.
+pub fn open_platform(
+    source: &ImageLocation,
+    registry: Option<&RegistryAccess<'_>>,
+    architecture: Option<&str>,
+) -> Result<OpenedImage, BuildError> {
+    open_scoped(source, registry, PullScope::Image, architecture)
 }
 
 /// Opens the image at `source` for its manifest and config: a `docker://` image's
 /// layers are not downloaded (reading one fails), as `skopeo inspect` does.
+/// Of an index, the `architecture` image (GOARCH spelling; `None`: the build
+/// machine's).
 pub fn open_metadata(
     source: &ImageLocation,
     registry: &RegistryAccess<'_>,
+    architecture: Option<&str>,
 ) -> Result<OpenedImage, BuildError> {
-    open_scoped(source, Some(registry), PullScope::Metadata)
+    open_scoped(source, Some(registry), PullScope::Metadata, architecture)
 }
 
 fn open_scoped(
     source: &ImageLocation,
     registry: Option<&RegistryAccess<'_>>,
     scope: PullScope,
+    architecture: Option<&str>,
 ) -> Result<OpenedImage, BuildError> {
     let (reader, saved, cache) = match source {
-        ImageLocation::OciDir { dir, tag } => {
-            (ImageReader::open_oci_dir(dir, tag.as_deref())?, None, None)
-        }
+        ImageLocation::OciDir { dir, tag } => (
+            ImageReader::open_oci_dir_for(dir, tag.as_deref(), architecture)?,
+            None,
+            None,
+        ),
         ImageLocation::OciArchive { file, tag } => (
-            ImageReader::open_oci_archive(file, tag.as_deref())?,
+            ImageReader::open_oci_archive_for(file, tag.as_deref(), architecture)?,
             None,
             None,
         ),
@@ -91,7 +107,7 @@ fn open_scoped(
             let Some(registry) = registry else {
                 return Err(BadLocation::NotReadFromRegistry(source.to_string()).into());
             };
-            let (reader, cache) = pull(reference, registry, scope)?;
+            let (reader, cache) = pull(reference, registry, scope, architecture)?;
             (reader, None, Some(cache))
         }
     };
@@ -109,10 +125,11 @@ fn pull(
     reference: &str,
     registry: &RegistryAccess<'_>,
     scope: PullScope,
+    architecture: Option<&str>,
 ) -> Result<(ImageReader, LayerCache), BuildError> {
     let cache = LayerCache::open(registry.cache_root)?;
     let name = format!("docker://{reference}");
-    let architecture = crate::platform::oci_architecture();
+    let architecture = architecture.unwrap_or(crate::platform::oci_architecture());
     let pulled = gpubox_registry::pull(
         reference,
         architecture,
@@ -140,12 +157,15 @@ fn pull(
         Bytes(pulled.downloaded_bytes),
         pulled.cached_blobs
     ));
-    let reader = ImageReader::open_pulled(
+    let mut reader = ImageReader::open_pulled(
         cache.store(),
         &pulled.manifest,
         pulled.manifest_digest,
         &name,
     )?;
+    if let (Some(digest), Some(document)) = (pulled.index_digest, pulled.index) {
+        reader.chosen_from(OpenedIndex::parse(digest, document, Path::new(&name))?);
+    }
     Ok((reader, cache))
 }
 
@@ -196,22 +216,67 @@ pub struct ImageReport {
     pub layers: Vec<(LayerRef, Option<LayerSummary>)>,
 }
 
+/// What `gpubox inspect` read: one image, or an index and the images of the
+/// platforms asked for.
+pub struct Inspected {
+    /// The index the source names, when it names one: its digest and every
+    /// platform it lists.
+    pub index: Option<(Digest, Vec<String>)>,
+    pub images: Vec<ImageReport>,
+}
+
 /// Reads the image at `source` (wherever it is) and summarises each layer: from
 /// the annotations gpubox wrote on it when there are any, else by reading it. A
 /// registry's layers are downloaded only with `read_layers` (which also reads every
 /// layer rather than trusting annotations); without it, a registry layer another
-/// tool built has no summary.
+/// tool built has no summary. Of an index, every platform's image is read, or
+/// only `architecture`'s (GOARCH spelling) when given.
 pub fn inspect(
     source: &ImageLocation,
     registry: &RegistryAccess<'_>,
     read_layers: bool,
-) -> Result<ImageReport, BuildError> {
+    architecture: Option<&str>,
+) -> Result<Inspected, BuildError> {
     let remote = matches!(source, ImageLocation::Registry { .. });
-    let opened = if read_layers || !remote {
-        open_from(source, Some(registry))?
+    let scope = if read_layers || !remote {
+        PullScope::Image
     } else {
-        open_metadata(source, registry)?
+        PullScope::Metadata
     };
+    let first = open_scoped(source, Some(registry), scope, architecture)?;
+    let Some(index) = first.reader.index().cloned() else {
+        return Ok(Inspected {
+            index: None,
+            images: vec![report(&first, remote, read_layers)?],
+        });
+    };
+    let mut images = Vec::new();
+    for (platform, descriptor) in &index.platforms {
+        if architecture.is_some_and(|wanted| wanted != platform.architecture) {
+            continue;
+        }
+        if first.reader.manifest_digest().as_ref() == Some(&descriptor.digest) {
+            images.push(report(&first, remote, read_layers)?);
+        } else {
+            let opened = open_scoped(source, Some(registry), scope, Some(&platform.architecture))?;
+            images.push(report(&opened, remote, read_layers)?);
+        }
+    }
+    Ok(Inspected {
+        index: Some((
+            index.digest.clone(),
+            index.platforms.iter().map(|(p, _)| p.to_string()).collect(),
+        )),
+        images,
+    })
+}
+
+/// One opened image as `gpubox inspect` reports it.
+fn report(
+    opened: &OpenedImage,
+    remote: bool,
+    read_layers: bool,
+) -> Result<ImageReport, BuildError> {
     let reader = &opened.reader;
     let mut layers = Vec::new();
     for (index, layer) in reader.layers().iter().enumerate() {
@@ -231,16 +296,46 @@ pub fn inspect(
     })
 }
 
-/// Which layers images `a` and `b` share and what changed in the others.
+/// Which layers images `a` and `b` share and what changed in the others. Of
+/// two indexes, each platform both hold is compared, or only `architecture`'s
+/// (GOARCH spelling) when given; each diff comes with its platform then.
 pub fn diff(
     a: &ImageLocation,
     b: &ImageLocation,
     registry: &RegistryAccess<'_>,
-) -> Result<ImageDiff, BuildError> {
-    let opened_a = open_from(a, Some(registry))?;
-    let opened_b = open_from(b, Some(registry))?;
-    Ok(gpubox_oci::diff::diff_images(
-        &opened_a.reader,
-        &opened_b.reader,
-    )?)
+    architecture: Option<&str>,
+) -> Result<Vec<(Option<String>, ImageDiff)>, BuildError> {
+    let opened_a = open_platform(a, Some(registry), architecture)?;
+    let opened_b = open_platform(b, Some(registry), architecture)?;
+    let (Some(index_a), Some(index_b), None) = (
+        opened_a.reader.index().cloned(),
+        opened_b.reader.index(),
+        architecture,
+    ) else {
+        let platform = opened_a
+            .reader
+            .index()
+            .and(architecture)
+            .map(|arch| format!("linux/{arch}"));
+        let diff = gpubox_oci::diff::diff_images(&opened_a.reader, &opened_b.reader)?;
+        return Ok(vec![(platform, diff)]);
+    };
+    let mut diffs = Vec::new();
+    for (platform, _) in &index_a.platforms {
+        let in_b = index_b
+            .platforms
+            .iter()
+            .any(|(other, _)| other.architecture == platform.architecture);
+        if !in_b {
+            continue;
+        }
+        let arch = Some(platform.architecture.as_str());
+        let one_a = open_platform(a, Some(registry), arch)?;
+        let one_b = open_platform(b, Some(registry), arch)?;
+        diffs.push((
+            Some(platform.to_string()),
+            gpubox_oci::diff::diff_images(&one_a.reader, &one_b.reader)?,
+        ));
+    }
+    Ok(diffs)
 }

@@ -10,18 +10,21 @@ use gpubox_atomic::Options;
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::archive::{write_docker_archive, write_oci_archive};
 use gpubox_oci::blob::BlobStore;
-use gpubox_oci::image::BuiltImage;
+use gpubox_oci::index::Artifact;
 use gpubox_oci::layout::write_oci_dir;
 use gpubox_registry::PushOptions;
-use gpubox_spec::Spec;
+use gpubox_spec::{Platform, Spec};
 
 use crate::error::BuildError;
 use crate::location::{with_default_tag, ImageLocation};
 use crate::push::{push_built, PushHints};
 use crate::reporter::Reporter;
 
-/// Writes `image` (its layers in `store`, the layer cache's blob store) to
-/// `output`; a name or tag the output does not give is the spec's. An image
+/// Writes `artifact` (one image, or an index of one per platform; the layers
+/// in `store`, the layer cache's blob store) to `output`; a name or tag the
+/// output does not give is the spec's. An index goes only to outputs that hold
+/// one (OCI layouts and archives, registries; the build narrowed the others to
+/// one platform). An image
 /// loaded into an engine is also recorded in the layer cache
 /// ([`LayerCache::put_built`]), so `gpubox push` of the engine's image sends
 /// the layers and manifest built here rather than the engine's export. A push
@@ -29,16 +32,33 @@ use crate::reporter::Reporter;
 pub fn write_output(
     output: &ImageLocation,
     spec: &Spec,
-    image: &BuiltImage,
+    artifact: &Artifact,
     store: &BlobStore,
     registry: &PushOptions,
     hints: &PushHints,
     reporter: &dyn Reporter,
 ) -> Result<(), BuildError> {
     let default_reference = format!("{}:{}", spec.name, spec.tag);
+    // The outputs that hold one image; the build chose one platform for them.
+    let one_image = || match artifact {
+        Artifact::Image(image) => Ok(image),
+        Artifact::Index(index) => Err(BuildError::OnePlatformOutput {
+            output: output.to_string(),
+            platforms: index
+                .images
+                .iter()
+                .filter_map(|image| Platform::of_architecture(&image.platform.architecture))
+                .collect(),
+        }),
+    };
     match output {
         ImageLocation::OciDir { dir, tag } => {
-            write_oci_dir(dir, Some(tag.as_deref().unwrap_or(&spec.tag)), image, store)?;
+            write_oci_dir(
+                dir,
+                Some(tag.as_deref().unwrap_or(&spec.tag)),
+                artifact,
+                store,
+            )?;
         }
         ImageLocation::OciArchive { file, tag } => {
             // An archive is loaded rather than browsed, so it is named in full, as
@@ -46,10 +66,11 @@ pub fn write_output(
             let reference = tag.as_deref().unwrap_or(&default_reference);
             create_folder_of(file)?;
             gpubox_atomic::write(file, &Options::new(), |f| {
-                write_oci_archive(f, Some(reference), image, store).map(drop)
+                write_oci_archive(f, Some(reference), artifact, store).map(drop)
             })?;
         }
         ImageLocation::DockerArchive { file } => {
+            let image = one_image()?;
             create_folder_of(file)?;
             gpubox_atomic::write(file, &Options::new(), |f| {
                 write_docker_archive(f, std::slice::from_ref(&default_reference), image, store)
@@ -57,6 +78,7 @@ pub fn write_output(
             })?;
         }
         ImageLocation::Engine { engine, reference } => {
+            let image = one_image()?;
             let reference = with_default_tag(reference, &spec.tag);
             reporter.step(&format!("loading into {engine} as {reference}"));
             let said = gpubox_engines::load(
@@ -83,10 +105,10 @@ pub fn write_output(
         }
         ImageLocation::Registry { reference } => {
             let reference = with_default_tag(reference, &spec.tag);
-            push_built(&reference, image, store, registry, hints, reporter)?;
+            push_built(&reference, artifact, store, registry, hints, reporter)?;
         }
     }
-    reporter.step(&format!("wrote {output} ({})", image.manifest_digest));
+    reporter.step(&format!("wrote {output} ({})", artifact.digest()));
     Ok(())
 }
 
@@ -176,7 +198,7 @@ mod tests {
 
     use crate::reporter::Silent;
 
-    fn image(store: &BlobStore) -> BuiltImage {
+    fn image(store: &BlobStore, architecture: &str) -> gpubox_oci::image::BuiltImage {
         let entries = [Entry::bytes(
             ImagePath::new("hello").unwrap(),
             0o644,
@@ -188,8 +210,9 @@ mod tests {
         assemble(
             &ImageConfigInput {
                 created: 0,
-                architecture: "amd64".into(),
+                architecture: architecture.into(),
                 os: "linux".into(),
+                variant: (architecture == "arm64").then(|| "v8".into()),
                 env: Vec::new(),
                 entrypoint: vec!["/bin/gpubox-init".into()],
                 cmd: Vec::new(),
@@ -221,14 +244,15 @@ mod tests {
     fn each_file_transport_writes_an_image_that_reads_back_with_the_spec_tag() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("store")).unwrap();
-        let image = image(&store);
+        let image = image(&store, "amd64");
+        let artifact = Artifact::Image(image.clone());
         let write = |output: &str| {
             let output: ImageLocation = output.parse().unwrap();
             check_output_writable(&output).unwrap();
             write_output(
                 &output,
                 &spec(),
-                &image,
+                &artifact,
                 &store,
                 &PushOptions::default(),
                 &PushHints::default(),
@@ -265,6 +289,68 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["docker.tar", "image.tar", "layout", "store"]);
+    }
+
+    #[test]
+    fn an_index_goes_to_the_outputs_that_hold_one_and_reads_back_per_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let (amd, arm) = (image(&store, "amd64"), image(&store, "arm64"));
+        let index =
+            gpubox_oci::index::assemble_index(vec![amd.clone(), arm.clone()], Default::default())
+                .unwrap();
+        let index_digest = index.index_digest.clone();
+        let artifact = Artifact::Index(index);
+        let write = |output: &str| {
+            write_output(
+                &output.parse().unwrap(),
+                &spec(),
+                &artifact,
+                &store,
+                &PushOptions::default(),
+                &PushHints::default(),
+                &Silent,
+            )
+        };
+        let layout = dir.path().join("layout");
+        write(&format!("oci:{}", layout.display())).unwrap();
+        let index_json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index_json["manifests"][0]["mediaType"],
+            gpubox_oci::image::INDEX_MEDIA_TYPE
+        );
+        assert_eq!(
+            index_json["manifests"][0]["digest"],
+            index_digest.to_string()
+        );
+        for (architecture, expected) in [("amd64", &amd), ("arm64", &arm)] {
+            let reader =
+                ImageReader::open_oci_dir_for(&layout, Some("v1"), Some(architecture)).unwrap();
+            assert_eq!(
+                reader.manifest_digest(),
+                Some(expected.manifest_digest.clone())
+            );
+            let opened = reader.index().expect("read through the index");
+            assert_eq!(opened.digest, index_digest);
+            assert_eq!(opened.platforms.len(), 2);
+        }
+        let error = ImageReader::open_oci_dir_for(&layout, Some("v1"), Some("s390x"))
+            .err()
+            .expect("no such platform");
+        assert!(
+            error.to_string().contains("linux/amd64, linux/arm64/v8"),
+            "{error}"
+        );
+
+        // An archive of one image refuses, naming the flag, and writes nothing.
+        let docker = dir.path().join("docker.tar");
+        let error = write(&format!("docker-archive:{}", docker.display())).unwrap_err();
+        assert!(
+            matches!(error, BuildError::OnePlatformOutput { .. }),
+            "{error}"
+        );
+        assert!(!docker.exists());
     }
 
     #[test]
@@ -323,7 +409,7 @@ mod tests {
     fn a_registry_that_does_not_answer_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("store")).unwrap();
-        let image = image(&store);
+        let image = image(&store, "amd64").into();
         let output: ImageLocation = "docker://127.0.0.1:1/demo".parse().unwrap();
         let options = PushOptions {
             tls_verify: false,

@@ -1,8 +1,8 @@
 //! `spec -> closure -> layers -> image -> output`: the build, as the named
 //! steps [`build`] runs in order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use gpubox_layers::cache::LayerCache;
 use gpubox_layers::plan::plan;
@@ -11,14 +11,15 @@ use gpubox_oci::blob::LayerBlob;
 use gpubox_oci::image::{
     assemble_on, layer_annotations, BaseLayers, BuiltImage, ImageConfigInput, LayerInput,
 };
+use gpubox_oci::index::Artifact;
 use gpubox_oci::source::LayerSummary;
 use gpubox_oci::Compression;
-use gpubox_registry::{Blob, BlobUploader, PushOptions};
+use gpubox_registry::{Blob, BlobUploader, EarlyUploads, PushOptions};
 use gpubox_rootfs::Rootfs;
-use gpubox_spec::Spec;
+use gpubox_spec::{Item, PackageRef, Platform, Spec};
 
 use crate::base::Base;
-use crate::error::BuildError;
+use crate::error::{platform_list, BuildError};
 use crate::location::{with_default_tag, ImageLocation};
 use crate::open::RegistryAccess;
 use crate::output::{check_file_writable, check_output_writable, parent_folder, partial_folders};
@@ -28,7 +29,9 @@ use crate::reporter::{Bytes, Count, Reporter};
 use crate::reuse::{RegistryLayers, Reused};
 use crate::schedule::{build_layers, files_key, LayerJob, LayerSources, ProducedLayer};
 use crate::store::StoreContents;
-use crate::top::{gpu_settings, resolve_host_binaries, split_top, top_layer, GpuSettings};
+use crate::top::{
+    gpu_settings, resolve_host_binaries, split_top, top_layer, GpuSettings, TopInputs,
+};
 
 /// What to build and where it goes.
 pub struct BuildRequest {
@@ -49,6 +52,9 @@ pub struct BuildRequest {
     /// A binary cache that store paths this store lacks are read from, and
     /// copied from only when a layer built here holds them ([`crate::store`]).
     pub substituter: Option<String>,
+    /// `--platform`: the platforms to build, in place of the spec's; empty
+    /// means the spec's `platforms` (or the build machine's).
+    pub platforms: Vec<Platform>,
 }
 
 impl BuildRequest {
@@ -64,35 +70,338 @@ impl BuildRequest {
 
 /// What a build made.
 pub struct Built {
-    /// The image's manifest digest (`sha256:HEX`): its identity.
+    /// The digest a tag names (`sha256:HEX`): the image's manifest's, or for
+    /// several platforms the index's. Its identity.
     pub manifest_digest: String,
-    /// Store paths in the image.
+    /// Store paths in the image (in all its platforms' images together).
     pub store_paths: usize,
 }
 
-/// Builds the image `spec` describes and writes it to `request.output`.
+/// One platform's image and what went into it, for the output and the SBOM.
+struct PlatformImage {
+    platform: Platform,
+    image: BuiltImage,
+    closure: gpubox_nix::Closure,
+    host_files: Vec<gpubox_hostbin::HostFile>,
+    base_digest: Option<String>,
+    early: Option<EarlyUploads>,
+}
+
+/// Builds the image `spec` describes and writes it to `request.output`: one
+/// image, or for several platforms one image each and the index naming them.
 pub fn build(
     spec: &Spec,
     request: &BuildRequest,
     reporter: &dyn Reporter,
 ) -> Result<Built, BuildError> {
     let created = gpubox_spec::created_epoch(spec.created, request.source_date_epoch.as_deref())?;
-    let mtime = u64::try_from(created).unwrap_or(0);
+    let platforms = platforms_to_build(spec, request, reporter)?;
     // Fail before any work when the output cannot be written.
     check_output_writable(&request.output)?;
     if let Some(sbom) = &request.sbom {
-        check_file_writable(sbom)?;
+        for platform in &platforms {
+            check_file_writable(&sbom_file(sbom, *platform, platforms.len()))?;
+        }
     }
     let registry = RegistryAccess {
         options: &request.registry,
         cache_root: &request.cache_root,
         reporter,
     };
+    // Every platform's packages are sorted out before any is built.
+    let platform_specs = platforms
+        .iter()
+        .map(|&platform| packages_for(spec, platform, &platforms))
+        .collect::<Result<Vec<Spec>, BuildError>>()?;
+    let mut made = Vec::with_capacity(platforms.len());
+    for (&platform, platform_spec) in platforms.iter().zip(&platform_specs) {
+        if platforms.len() > 1 {
+            reporter.step(&format!("building the {platform} image"));
+        }
+        made.push(build_platform(
+            platform_spec,
+            platform,
+            request,
+            &registry,
+            created,
+            reporter,
+        )?);
+    }
+    let cache = LayerCache::open(&request.cache_root)?;
+    let artifact = match made.as_slice() {
+        [one] => Artifact::Image(one.image.clone()),
+        _ => {
+            let index = gpubox_oci::index::assemble_index(
+                made.iter().map(|m| m.image.clone()).collect(),
+                made[0].image.annotations.clone(),
+            )?;
+            reporter.step(&format!(
+                "index {} of {}",
+                index.index_digest,
+                platform_list(&platforms)
+            ));
+            Artifact::Index(index)
+        }
+    };
+    let hints = PushHints {
+        early: sum_early(made.iter_mut().filter_map(|m| m.early.take())),
+    };
+    // image -> output
+    crate::output::write_output(
+        &request.output,
+        spec,
+        &artifact,
+        cache.store(),
+        &request.registry,
+        &hints,
+        reporter,
+    )?;
+    if let Some(file) = &request.sbom {
+        for made in &made {
+            let file = sbom_file(file, made.platform, platforms.len());
+            let subject = crate::sbom::SbomSubject {
+                image: &made.image,
+                closure: &made.closure,
+                host_files: &made.host_files,
+                base_image_digest: made.base_digest.clone(),
+                index_digest: match &artifact {
+                    Artifact::Index(index) => Some(index.index_digest.to_string()),
+                    Artifact::Image(_) => None,
+                },
+            };
+            let sbom = crate::sbom::write_sbom(&file, spec, created, subject)?;
+            reporter.step(&format!("wrote the SBOM {}", file.display()));
+            if let ImageLocation::Registry { reference } = &request.output {
+                let reference = with_default_tag(reference, &spec.tag);
+                attach_sbom(
+                    &reference,
+                    &made.image.manifest,
+                    &sbom,
+                    &request.registry,
+                    reporter,
+                )?;
+            }
+        }
+    }
+    let store_paths: BTreeSet<&StorePath> = made
+        .iter()
+        .flat_map(|m| m.closure.paths().map(|info| &info.path))
+        .collect();
+    Ok(Built {
+        manifest_digest: artifact.digest().to_string(),
+        store_paths: store_paths.len(),
+    })
+}
 
+/// The platforms this build makes: `--platform`, else the spec's `platforms`,
+/// else the build machine's; narrowed to one for an output that holds one
+/// image (podman: the build machine's), refused where that cannot be chosen.
+fn platforms_to_build(
+    spec: &Spec,
+    request: &BuildRequest,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Platform>, BuildError> {
+    let platforms = if request.platforms.is_empty() {
+        spec.platforms_to_build()
+            .ok_or(BuildError::UnknownBuildMachine {
+                machine: std::env::consts::ARCH,
+            })?
+    } else {
+        request.platforms.clone()
+    };
+    if platforms.len() < 2 {
+        return Ok(platforms);
+    }
+    match &request.output {
+        ImageLocation::Engine {
+            engine: gpubox_engines::Engine::Podman,
+            ..
+        } => match Platform::build_machine().filter(|p| platforms.contains(p)) {
+            Some(own) => {
+                reporter.step(&format!(
+                    "podman's storage takes one platform: building and loading {own}, this \
+                     machine's (pick another with --platform)"
+                ));
+                Ok(vec![own])
+            }
+            None => Err(BuildError::OnePlatformOutput {
+                output: request.output.to_string(),
+                platforms,
+            }),
+        },
+        ImageLocation::Engine { .. } | ImageLocation::DockerArchive { .. } => {
+            Err(BuildError::OnePlatformOutput {
+                output: request.output.to_string(),
+                platforms,
+            })
+        }
+        _ => Ok(platforms),
+    }
+}
+
+/// The spec as `platform` builds it: its `platform."…"` keys in place, and of
+/// its `systemPackages` those for this platform. An entry built for another
+/// Nix system (`{ system }`, `#legacyPackages.aarch64-linux.x`, or a store path
+/// whose programs are for that CPU) goes to that platform's image; one for a
+/// platform this build does not make, or written under this platform's own
+/// `systemPackages` for another CPU, is an error.
+fn packages_for(
+    spec: &Spec,
+    platform: Platform,
+    platforms: &[Platform],
+) -> Result<Spec, BuildError> {
+    let seen = spec.for_platform(platform);
+    let routing = Routing {
+        seen,
+        platform,
+        platforms,
+    };
+    let mut routed = seen.clone();
+    routed.system_packages = routing.route(
+        "systemPackages",
+        &seen.system_packages,
+        seen.system_packages != spec.system_packages,
+        |package| match package {
+            PackageRef::StorePath(path) => store_path_system(path),
+            other => other.system().map(|s| (s.to_owned(), None)),
+        },
+    )?;
+    routed.store_paths = routing.route(
+        "storePaths",
+        &seen.store_paths,
+        seen.store_paths != spec.store_paths,
+        |path| store_path_system(path),
+    )?;
+    Ok(routed)
+}
+
+/// Which of a list's entries go into one platform's image.
+struct Routing<'a> {
+    /// The spec as the platform sees it.
+    seen: &'a Spec,
+    platform: Platform,
+    platforms: &'a [Platform],
+}
+
+impl Routing<'_> {
+    /// The entries of `items` (the spec's `key`) for this platform: those with
+    /// no system, or its own. `system_of` gives an entry's Nix system and, for a
+    /// store path, the ELF file that says so. An entry for another platform of
+    /// the build is left to it, unless `own_list` (the platform's own table
+    /// wrote the list): then, as for a platform the build does not make, it is
+    /// an error.
+    fn route<T: Clone>(
+        &self,
+        key: &str,
+        items: &[Item<T>],
+        own_list: bool,
+        system_of: impl Fn(&T) -> Option<(String, Option<PathBuf>)>,
+    ) -> Result<Vec<Item<T>>, BuildError> {
+        let platform = self.platform;
+        let mut kept = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let Some((system, file)) = system_of(&item.value) else {
+                kept.push(item.clone());
+                continue;
+            };
+            if system == platform.nix_system() {
+                kept.push(item.clone());
+                continue;
+            }
+            let elsewhere = Platform::of_nix_system(&system).filter(|p| self.platforms.contains(p));
+            if elsewhere.is_some() && !own_list {
+                continue;
+            }
+            let what = format!("{key}[{index}]");
+            let error = match file {
+                Some(file) => BuildError::WrongArchitecture {
+                    what: format!("{what}'s {}", file.display()),
+                    machine: system_machine(&system),
+                    platform,
+                    help: format!(
+                        "give the {platform} image a store path built for {} (Nix system \
+                         {}), or list this one under the platform it was built for",
+                        platform.machine(),
+                        platform.nix_system()
+                    ),
+                },
+                None => BuildError::NoPlatformFor {
+                    what: what.clone(),
+                    system,
+                    platforms: self.platforms.to_vec(),
+                },
+            };
+            return Err(error.in_spec(self.seen, item.span, what));
+        }
+        Ok(kept)
+    }
+}
+
+/// The Nix system a store path's programs are built for, and the ELF file
+/// that says so ([`crate::store::store_path_machine`]).
+fn store_path_system(path: &str) -> Option<(String, Option<PathBuf>)> {
+    crate::store::store_path_machine(path).map(|(machine, file)| {
+        let system = Platform::of_machine(&machine).map_or(machine, |p| p.nix_system().to_owned());
+        (system, Some(file))
+    })
+}
+
+/// The CPU a Nix system (or a machine name already) names: `aarch64`.
+fn system_machine(system: &str) -> String {
+    Platform::of_nix_system(system).map_or_else(|| system.to_owned(), |p| p.machine().to_owned())
+}
+
+/// `--sbom FILE` for one platform of several: `FILE` with the platform before
+/// its extensions (`sbom.spdx.json` -> `sbom.linux-arm64.spdx.json`).
+fn sbom_file(file: &Path, platform: Platform, platforms: usize) -> PathBuf {
+    if platforms < 2 {
+        return file.to_owned();
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match name.split_once('.') {
+        Some((stem, extensions)) => format!("{stem}.{}.{extensions}", platform.file_stem()),
+        None => format!("{name}.{}", platform.file_stem()),
+    };
+    file.with_file_name(name)
+}
+
+/// What went up early for every platform, as one.
+fn sum_early(early: impl Iterator<Item = EarlyUploads>) -> Option<EarlyUploads> {
+    early.reduce(|mut all, one| {
+        all.uploaded_blobs += one.uploaded_blobs;
+        all.uploaded_bytes += one.uploaded_bytes;
+        all.failed.extend(one.failed);
+        all
+    })
+}
+
+/// Builds `platform`'s image: its base, closure, layers and config; the
+/// layers go to the cache (and, for a registry, up as they are made).
+fn build_platform(
+    spec: &Spec,
+    platform: Platform,
+    request: &BuildRequest,
+    registry: &RegistryAccess<'_>,
+    created: i64,
+    reporter: &dyn Reporter,
+) -> Result<PlatformImage, BuildError> {
+    let mtime = u64::try_from(created).unwrap_or(0);
+    let init = crate::init_binary::for_architecture(platform.architecture()).ok_or_else(|| {
+        BuildError::NoInitFor {
+            platform,
+            help: crate::init_binary::missing_help(platform.architecture()),
+        }
+    })?;
     // spec -> base image
-    let base = crate::base::open(spec, crate::platform::oci_architecture(), &registry)?;
+    let base = crate::base::open(spec, platform.architecture(), registry)?;
     // spec -> closure
-    let nix = Nix::new();
+    let nix = match Platform::build_machine() {
+        Some(own) if own == platform => Nix::new(),
+        _ => Nix::new().for_system(platform.nix_system()),
+    };
     let store = StoreContents::realise(spec, &nix, request.substituter.as_deref(), reporter)?;
     if !store.closure.is_empty() {
         reporter.step(&format!(
@@ -105,8 +414,8 @@ pub fn build(
     let GpuSettings {
         env: gpu_env,
         labels: gpu_labels,
-    } = gpu_settings(spec, &store)?;
-    let host_files = resolve_host_binaries(spec, reporter)?;
+    } = gpu_settings(spec, &store, platform)?;
+    let host_files = resolve_host_binaries(spec, platform, reporter)?;
     let nix_db = if spec.machine.nix_enable {
         // The image's database is this store's registration of every path.
         let everything: Vec<StorePath> = store.fs.elsewhere().cloned().collect();
@@ -119,7 +428,18 @@ pub fn build(
     } else {
         None
     };
-    let rootfs = top_layer(spec, &store, &host_files, &base, nix_db.as_ref(), reporter)?;
+    let rootfs = top_layer(
+        spec,
+        &store,
+        &host_files,
+        &base,
+        TopInputs {
+            init,
+            platform,
+            nix_db: nix_db.as_ref(),
+        },
+        reporter,
+    )?;
     // The config's environment and labels: what the programs are checked against.
     let settings = GpuSettings {
         env: image_env(spec, &base, &rootfs, gpu_env),
@@ -164,7 +484,7 @@ pub fn build(
     let uncached: Vec<usize> = (0..jobs.len())
         .filter(|&index| cache.get(jobs[index].key()).is_none())
         .collect();
-    let reused = reuse_from_registry(spec, request, &jobs, &uncached, compression, &registry);
+    let reused = reuse_from_registry(spec, request, &jobs, &uncached, compression, registry);
     let to_read: Vec<StorePath> = uncached
         .iter()
         .filter(|index| !reused.contains_key(index))
@@ -222,10 +542,10 @@ pub fn build(
             "sending {digest} early failed, the push sends it: {why}"
         ));
     }
-    let hints = PushHints { early };
     // layers -> image
     let image = assemble(
         spec,
+        platform,
         &base,
         &base_layers,
         &jobs,
@@ -234,41 +554,13 @@ pub fn build(
         settings,
         created,
     )?;
-    // image -> output
-    crate::output::write_output(
-        &request.output,
-        spec,
-        &image,
-        cache.store(),
-        &request.registry,
-        &hints,
-        reporter,
-    )?;
-    if let Some(file) = &request.sbom {
-        let sbom = crate::sbom::write_sbom(
-            file,
-            spec,
-            &image,
-            created,
-            &store.closure,
-            &host_files,
-            base.manifest_digest(),
-        )?;
-        reporter.step(&format!("wrote the SBOM {}", file.display()));
-        if let ImageLocation::Registry { reference } = &request.output {
-            let reference = with_default_tag(reference, &spec.tag);
-            attach_sbom(
-                &reference,
-                &image.manifest,
-                &sbom,
-                &request.registry,
-                reporter,
-            )?;
-        }
-    }
-    Ok(Built {
-        manifest_digest: image.manifest_digest.to_string(),
-        store_paths: store.closure.len(),
+    Ok(PlatformImage {
+        platform,
+        image,
+        closure: store.closure,
+        host_files,
+        base_digest: base.manifest_digest(),
+        early,
     })
 }
 
@@ -340,6 +632,7 @@ fn image_labels(
 #[allow(clippy::too_many_arguments)]
 fn assemble(
     spec: &Spec,
+    platform: Platform,
     base: &Base,
     base_layers: &BaseLayers,
     jobs: &[LayerJob<'_>],
@@ -379,8 +672,9 @@ fn assemble(
     Ok(assemble_on(
         &ImageConfigInput {
             created,
-            architecture: crate::platform::oci_architecture().to_owned(),
-            os: "linux".to_owned(),
+            architecture: platform.architecture().to_owned(),
+            os: platform.os().to_owned(),
+            variant: platform.variant().map(str::to_owned),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             entrypoint: spec
                 .entrypoint

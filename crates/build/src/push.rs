@@ -14,12 +14,13 @@ use gpubox_oci::blob::BlobStore;
 use gpubox_oci::image::{
     canonical_json, BuiltImage, Descriptor, Manifest, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
 };
+use gpubox_oci::index::Artifact;
 use gpubox_oci::{Compression, Digest};
 use gpubox_registry::{Blob, EarlyUploads, PushError, PushOptions, PushSummary};
 
 use crate::error::BuildError;
 use crate::location::{with_default_tag, BadLocation, ImageLocation};
-use crate::open::{engine_image_id, open, OpenedImage};
+use crate::open::{engine_image_id, open, open_platform, OpenedImage};
 use crate::reporter::{Bytes, Count, Reporter};
 
 /// What `gpubox push` was asked to do.
@@ -95,7 +96,13 @@ pub fn run(
             let cache = cache_root.map(LayerCache::open).transpose()?;
             engine_upload(&request.source, *engine, reference, cache, reporter)?
         }
-        source => Upload::exported(open(source)?, source)?,
+        source => {
+            let opened = open(source)?;
+            if let Some(index) = opened.reader.index().cloned() {
+                return push_index(request, source, &index, reporter);
+            }
+            Upload::exported(opened, source)?
+        }
     };
     let sbom = request
         .sbom
@@ -135,6 +142,73 @@ pub fn run(
     Ok(Digest::of(&upload.manifest).to_string())
 }
 
+/// Pushes the index at `source` as it is stored: each platform's image by
+/// digest (blobs the repository has are skipped, so shared layers go up
+/// once), then the index under each reference's tag; an SBOM is attached to
+/// the index.
+fn push_index(
+    request: &PushRequest,
+    source: &ImageLocation,
+    index: &gpubox_oci::source::OpenedIndex,
+    reporter: &dyn Reporter,
+) -> Result<String, BuildError> {
+    let uploads = index
+        .platforms
+        .iter()
+        .map(|(platform, _)| {
+            let opened = open_platform(source, None, Some(&platform.architecture))?;
+            Upload::exported(opened, source)
+        })
+        .collect::<Result<Vec<Upload>, BuildError>>()?;
+    for reference in &request.references {
+        let reference = with_default_tag(reference, "latest");
+        reporter.step(&format!(
+            "pushing {} ({} platforms) to docker://{reference}",
+            request.source,
+            uploads.len()
+        ));
+        for ((platform, _), upload) in index.platforms.iter().zip(&uploads) {
+            let blobs: Vec<Blob> = upload.blobs.iter().map(|(blob, _)| blob.clone()).collect();
+            let by_digest = format!(
+                "{}@{}",
+                without_tag(&reference),
+                Digest::of(&upload.manifest)
+            );
+            let summary = gpubox_registry::push(
+                &by_digest,
+                &upload.manifest,
+                &blobs,
+                |wanted| upload.read(&wanted.digest),
+                &request.options,
+            )?;
+            reporter.step(&format!("{platform}:"));
+            report(&summary, reporter);
+        }
+        let summary = gpubox_registry::push(
+            &reference,
+            &index.document,
+            &[],
+            |_| Err::<Box<dyn Read>, io::Error>(io::Error::other("an index has no blobs")),
+            &request.options,
+        )?;
+        reporter.step(&format!("index {}", summary.manifest_digest));
+        if let Some(path) = &request.sbom {
+            let sbom = std::fs::read(path).map_err(|source| BuildError::InputNotReadable {
+                path: path.clone(),
+                source,
+            })?;
+            attach_sbom(
+                &reference,
+                &index.document,
+                &sbom,
+                &request.options,
+                reporter,
+            )?;
+        }
+    }
+    Ok(index.digest.to_string())
+}
+
 /// What a push sends: the manifest, and each blob it names (the config
 /// first, then the layers) with where its bytes are read from.
 struct Upload {
@@ -162,19 +236,13 @@ impl Upload {
     /// is, else an OCI manifest for its config and layers.
     fn exported(opened: OpenedImage, source: &ImageLocation) -> Result<Upload, BuildError> {
         let reader = &opened.reader;
-        let manifest = match (source, reader.manifest_digest()) {
-            (ImageLocation::OciDir { dir, .. }, Some(digest)) => {
-                let path = dir.join("blobs/sha256").join(digest.hex());
-                let bytes =
-                    std::fs::read(&path).map_err(|source| BuildError::InputNotReadable {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if Digest::of(&bytes) != digest {
-                    return Err(BuildError::ManifestCorrupt { path, digest });
-                }
-                bytes
-            }
+        let stored = matches!(
+            source,
+            ImageLocation::OciDir { .. } | ImageLocation::OciArchive { .. }
+        );
+        let manifest = match reader.manifest_json() {
+            // As stored, so the digest (and an index naming it) still holds.
+            Some(bytes) if stored => bytes.to_vec(),
             _ => oci_manifest(
                 reader.config_json(),
                 reader
@@ -496,22 +564,78 @@ pub struct PushHints {
     pub early: Option<EarlyUploads>,
 }
 
-/// Pushes a freshly built image: its layers from `store` (a layer reused from
-/// the registry is there already), its config and manifest as built; `hints`
-/// says what went up early.
+/// Pushes a freshly built image or index: layers from `store` (a layer reused
+/// from the registry is there already), configs and manifests as built; `hints`
+/// says what went up early. An index's images go up by digest, each sending only
+/// the blobs the repository lacks (a layer two platforms share goes up once),
+/// then the index under the tag.
 pub fn push_built(
     reference: &str,
-    image: &BuiltImage,
+    artifact: &Artifact,
     store: &BlobStore,
     options: &PushOptions,
     hints: &PushHints,
     reporter: &dyn Reporter,
 ) -> Result<PushSummary, BuildError> {
+    reporter.step(&format!("pushing to docker://{reference}"));
+    let summary = match artifact {
+        Artifact::Image(image) => push_image(reference, image, store, options)?,
+        Artifact::Index(index) => {
+            let repository = without_tag(reference);
+            let mut total: Option<PushSummary> = None;
+            for image in &index.images {
+                let by_digest = format!("{repository}@{}", image.manifest_digest);
+                let one = push_image(&by_digest, image, store, options)?;
+                reporter.step(&format!(
+                    "{}: uploaded {} ({}), skipped {} the registry had",
+                    image.platform,
+                    Count(one.uploaded_blobs, "blob"),
+                    Bytes(one.uploaded_bytes),
+                    one.skipped_blobs
+                ));
+                total = Some(match total {
+                    None => one,
+                    Some(mut all) => {
+                        all.uploaded_blobs += one.uploaded_blobs;
+                        all.uploaded_bytes += one.uploaded_bytes;
+                        all.skipped_blobs += one.skipped_blobs;
+                        all.mounted.extend(one.mounted);
+                        all
+                    }
+                });
+            }
+            let top = gpubox_registry::push(
+                reference,
+                &index.index,
+                &[],
+                |_| Err::<Box<dyn Read>, io::Error>(io::Error::other("an index has no blobs")),
+                options,
+            )?;
+            let mut all = total.unwrap_or(top.clone());
+            all.manifest_digest = top.manifest_digest;
+            all
+        }
+    };
+    let summary = match &hints.early {
+        Some(early) => early.merged_into(summary),
+        None => summary,
+    };
+    report(&summary, reporter);
+    Ok(summary)
+}
+
+/// Pushes one image: its config, layers and manifest, to `reference` (a tag
+/// or a digest).
+fn push_image(
+    reference: &str,
+    image: &BuiltImage,
+    store: &BlobStore,
+    options: &PushOptions,
+) -> Result<PushSummary, BuildError> {
     let mut blobs = vec![blob(&image.config_digest, image.config.len() as u64)];
     blobs.extend(image.layers.iter().map(|l| blob(&l.digest, l.size)));
     let config_digest = image.config_digest.to_string();
-    reporter.step(&format!("pushing to docker://{reference}"));
-    let summary = gpubox_registry::push(
+    Ok(gpubox_registry::push(
         reference,
         &image.manifest,
         &blobs,
@@ -524,13 +648,19 @@ pub fn push_built(
             Ok::<_, io::Error>(Box::new(io::BufReader::new(file)))
         },
         options,
-    )?;
-    let summary = match &hints.early {
-        Some(early) => early.merged_into(summary),
-        None => summary,
-    };
-    report(&summary, reporter);
-    Ok(summary)
+    )?)
+}
+
+/// `HOST/REPO` of `HOST/REPO:TAG` or `HOST/REPO@DIGEST`.
+fn without_tag(reference: &str) -> &str {
+    let reference = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    match reference.rsplit_once(':') {
+        // A colon after the last slash is a tag's; before it, a port's.
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => reference,
+    }
 }
 
 /// Pushes `sbom` (SPDX JSON) as a referrer of the image whose manifest is

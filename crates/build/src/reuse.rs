@@ -101,7 +101,7 @@ impl RegistryLayers {
             let location = ImageLocation::Registry {
                 reference: reference.to_owned(),
             };
-            let opened = match open_metadata(&location, registry) {
+            let opened = match open_metadata(&location, registry, None) {
                 Ok(opened) => opened,
                 // A first push: nothing there yet, nothing to say but that.
                 Err(BuildError::Pull(PullError::NotFound { .. })) => {
@@ -117,8 +117,27 @@ impl RegistryLayers {
                     continue;
                 }
             };
+            // Of an index, every platform's layers may serve.
+            let mut images = vec![opened];
+            if let Some(index) = images[0].reader.index().cloned() {
+                let read = images[0].reader.manifest_digest();
+                for (platform, descriptor) in &index.platforms {
+                    if read.as_ref() == Some(&descriptor.digest) {
+                        continue;
+                    }
+                    match open_metadata(&location, registry, Some(&platform.architecture)) {
+                        Ok(opened) => images.push(opened),
+                        Err(error) => registry.reporter.step(&format!(
+                            "no layers to reuse from docker://{reference}'s {platform} image: \
+                             {error}"
+                        )),
+                    }
+                }
+            }
             let mut found = 0;
-            for layer in opened.reader.layers() {
+            let all_layers: Vec<&gpubox_oci::source::LayerRef> =
+                images.iter().flat_map(|o| o.reader.layers()).collect();
+            for layer in all_layers.iter().copied() {
                 let Some(key) = layer.annotations.get(LAYER_KEY) else {
                     continue;
                 };
@@ -146,7 +165,7 @@ impl RegistryLayers {
             registry.reporter.step(&format!(
                 "docker://{reference}: {} with a gpubox key, of {}",
                 Count(found, "layer"),
-                opened.reader.layers().len()
+                all_layers.len()
             ));
         }
         layers

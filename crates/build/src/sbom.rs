@@ -15,12 +15,16 @@ use crate::error::BuildError;
 pub fn write_sbom(
     file: &Path,
     spec: &Spec,
-    image: &BuiltImage,
     created: i64,
-    closure: &Closure,
-    host_files: &[gpubox_hostbin::HostFile],
-    base_image_digest: Option<String>,
+    subject: SbomSubject<'_>,
 ) -> Result<Vec<u8>, BuildError> {
+    let SbomSubject {
+        image,
+        closure,
+        host_files,
+        base_image_digest,
+        index_digest,
+    } = subject;
     // One reading of the dpkg database serves every host file (none off Debian).
     let mut dpkg =
         gpubox_hostbin::dpkg::Database::open(Path::new(gpubox_hostbin::dpkg::DEFAULT_ROOT))
@@ -57,6 +61,8 @@ pub fn write_sbom(
             })
             .collect(),
         base_image_digest,
+        platform: format!("{}/{}", image.platform.os, image.platform.architecture),
+        index_digest,
     };
     let bytes = gpubox_sbom::render(&input).map_err(|e| gpubox_oci::layout::OutputError::Io {
         action: "write the SBOM",
@@ -66,6 +72,17 @@ pub fn write_sbom(
     crate::output::create_folder_of(file)?;
     gpubox_atomic::write_bytes(file, &gpubox_atomic::Options::new(), &bytes)?;
     Ok(bytes)
+}
+
+/// The image an SBOM describes and what went into it.
+pub struct SbomSubject<'a> {
+    pub image: &'a BuiltImage,
+    pub closure: &'a Closure,
+    pub host_files: &'a [gpubox_hostbin::HostFile],
+    /// The base image's manifest digest, for an image built on one.
+    pub base_image_digest: Option<String>,
+    /// The index the image is one platform of, if any.
+    pub index_digest: Option<String>,
 }
 
 /// The installed Debian package that lists `file`, by name and version.

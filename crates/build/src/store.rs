@@ -239,6 +239,57 @@ fn copied_store_paths(spec: &Spec) -> Vec<StorePath> {
     paths
 }
 
+/// How many files [`store_path_machine`] looks at before it gives up: enough
+/// for any package's programs, few enough for a large data path.
+const MACHINE_PROBE_FILES: usize = 10_000;
+
+/// The CPU the programs and libraries of the store path `path` are built for
+/// (`x86_64`, `aarch64`) and the file that says so: its first ELF file for one
+/// of gpubox's platforms, `bin/` and `lib/` first. `None` for a path with no
+/// such file (data, scripts: a path every platform may share), or one not in
+/// this store (a substituter's: its files are not read for this).
+pub fn store_path_machine(path: &str) -> Option<(String, std::path::PathBuf)> {
+    let root = Path::new(path);
+    // Popped from the end: `bin/` first, the whole path last.
+    let mut queue: Vec<std::path::PathBuf> = std::iter::once(root.to_owned())
+        .chain(["libexec", "lib", "sbin", "bin"].map(|dir| root.join(dir)))
+        .collect();
+    let mut looked = 0;
+    let mut visited = BTreeSet::new();
+    while let Some(next) = queue.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            continue;
+        };
+        if !visited.insert(next.clone()) {
+            continue;
+        }
+        if meta.is_dir() {
+            let Ok(read) = std::fs::read_dir(&next) else {
+                continue;
+            };
+            let mut children: Vec<std::path::PathBuf> =
+                read.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            // Popped from the end: sorted backwards, so the walk goes in name order.
+            children.sort_by(|a, b| b.cmp(a));
+            queue.extend(children);
+            continue;
+        }
+        if !meta.is_file() || meta.len() < 64 {
+            continue;
+        }
+        looked += 1;
+        if looked > MACHINE_PROBE_FILES {
+            return None;
+        }
+        if let Ok(Some(machine)) = gpubox_hostbin::elf_machine(&next) {
+            if gpubox_spec::Platform::of_machine(&machine).is_some() {
+                return Some((machine, next));
+            }
+        }
+    }
+    None
+}
+
 /// The `home` package, realised so it joins the closure (without program links).
 fn realise_home(
     spec: &Spec,
@@ -265,7 +316,7 @@ fn installable(package: &PackageRef) -> Result<Installable, gpubox_nix::NixError
     match package {
         PackageRef::StorePath(path) => StorePath::parse(path).map(Installable::StorePath),
         PackageRef::Installable(installable) => Ok(Installable::Flake(installable.clone())),
-        PackageRef::NixFile { file, attr } => Ok(Installable::File {
+        PackageRef::NixFile { file, attr, .. } => Ok(Installable::File {
             file: file.clone(),
             attr: attr.clone(),
         }),

@@ -8,15 +8,21 @@ use std::sync::Arc;
 
 use gpubox_oci::{Entry, EntryKind, ImagePath};
 use gpubox_rootfs::{Part, RootfsInput};
-use gpubox_spec::{CopyToRoot, HostBinarySrc, Spec};
+use gpubox_spec::{CopyToRoot, HostBinarySrc, Platform, Spec};
 
 use crate::base::Base;
 use crate::error::BuildError;
 use crate::reporter::{Bytes, Count, Reporter};
 use crate::store::StoreContents;
 
-/// The static `gpubox-init` built by this crate's build script.
-static INIT: &[u8] = include_bytes!(env!("GPUBOX_INIT_BINARY"));
+/// What the top layer holds that depends on the platform: its `gpubox-init`,
+/// its driver folders, and the image's Nix database where `nix.enable` asks.
+pub struct TopInputs<'a> {
+    /// The static `gpubox-init` for the platform ([`crate::init_binary`]).
+    pub init: &'static [u8],
+    pub platform: Platform,
+    pub nix_db: Option<&'a gpubox_rootfs::NixDb>,
+}
 
 /// The top layer, with a failure pointed at the spec item it comes from, written
 /// through the base's folder links ([`through_base_links`]; each link used is
@@ -26,10 +32,10 @@ pub fn top_layer(
     store: &StoreContents,
     host_files: &[gpubox_hostbin::HostFile],
     base: &Base,
-    nix_db: Option<&gpubox_rootfs::NixDb>,
+    inputs: TopInputs<'_>,
     reporter: &dyn Reporter,
 ) -> Result<gpubox_rootfs::Rootfs, BuildError> {
-    let mut rootfs = assemble(spec, store, host_files, base, nix_db)?;
+    let mut rootfs = assemble(spec, store, host_files, base, inputs)?;
     let placed = std::mem::take(&mut rootfs.entries)
         .into_iter()
         .zip(std::mem::take(&mut rootfs.parts))
@@ -191,7 +197,7 @@ fn assemble(
     store: &StoreContents,
     host_files: &[gpubox_hostbin::HostFile],
     base: &Base,
-    nix_db: Option<&gpubox_rootfs::NixDb>,
+    inputs: TopInputs<'_>,
 ) -> Result<gpubox_rootfs::Rootfs, BuildError> {
     let copy_to_root: Vec<CopyToRoot> = spec
         .copy_to_root
@@ -205,19 +211,19 @@ fn assemble(
             packages: &store.packages,
             copy_to_root: &copy_to_root,
             host_files,
-            init: Arc::from(INIT),
+            init: Arc::from(inputs.init),
             user: &base.user(spec),
             working_dir: &base.working_dir(spec),
             image_name: &spec.name,
             image_tag: &spec.tag,
             driver_library_dirs: if spec.cuda.enable {
-                gpubox_cuda::driver_library_dirs(crate::platform::oci_architecture())
+                gpubox_cuda::driver_library_dirs(inputs.platform.architecture())
             } else {
                 &[]
             },
             machine: &spec.machine,
             home: store.home.as_ref(),
-            nix_db,
+            nix_db: inputs.nix_db,
         },
         base.account_files(),
     )
@@ -249,7 +255,11 @@ pub struct GpuSettings {
     pub labels: BTreeMap<String, String>,
 }
 
-pub fn gpu_settings(spec: &Spec, store: &StoreContents) -> Result<GpuSettings, BuildError> {
+pub fn gpu_settings(
+    spec: &Spec,
+    store: &StoreContents,
+    platform: Platform,
+) -> Result<GpuSettings, BuildError> {
     if !spec.cuda.enable {
         return Ok(GpuSettings {
             env: BTreeMap::new(),
@@ -271,11 +281,7 @@ pub fn gpu_settings(spec: &Spec, store: &StoreContents) -> Result<GpuSettings, B
     let version =
         gpubox_cuda::resolve_version(&packages, spec.cuda.allow_mixed_versions, declared)?;
     Ok(GpuSettings {
-        env: gpubox_cuda::image_env(
-            version,
-            &spec.cuda.capabilities,
-            crate::platform::oci_architecture(),
-        ),
+        env: gpubox_cuda::image_env(version, &spec.cuda.capabilities, platform.architecture()),
         labels: gpubox_cuda::image_labels(version),
     })
 }
@@ -284,8 +290,13 @@ pub fn gpu_settings(spec: &Spec, store: &StoreContents) -> Result<GpuSettings, B
 /// file it matches), with the libraries they load and the files of the packages they
 /// come from (see `gpubox_hostbin`'s crate doc). Says what came along, and where no
 /// package database knows a file, what may be missing. A failure points at its item.
+///
+/// A program for another CPU than `platform`'s is refused: on a foreign
+/// platform, name the files Debian's `:arm64` (or `:amd64`) packages install,
+/// whose libraries come from that CPU's multiarch folder (`/usr/lib/aarch64-linux-gnu`).
 pub fn resolve_host_binaries(
     spec: &Spec,
+    platform: Platform,
     reporter: &dyn Reporter,
 ) -> Result<Vec<gpubox_hostbin::HostFile>, BuildError> {
     if spec.host_binaries.is_empty() {
@@ -305,14 +316,36 @@ pub fn resolve_host_binaries(
         let (label, targets) = host_binary_targets(spec, &item.value).map_err(in_spec)?;
         let mut added = gpubox_hostbin::Added::default();
         for (src, dst) in targets {
+            // The resolver first: it names a missing or unreadable file best.
             let one = resolver
                 .add(&src, &dst)
                 .map_err(|e| in_spec(BuildError::from(e)))?;
+            check_machine(&src, platform).map_err(in_spec)?;
             added.absorb(one);
         }
         report_added(reporter, &label, &added);
     }
     Ok(resolver.finish())
+}
+
+/// Refuses an ELF file built for another CPU than `platform`'s.
+fn check_machine(file: &Path, platform: Platform) -> Result<(), BuildError> {
+    match gpubox_hostbin::elf_machine(file)? {
+        Some(machine) if machine != platform.machine() => Err(BuildError::WrongArchitecture {
+            what: file.display().to_string(),
+            platform,
+            help: format!(
+                "copy a {cpu} build of it: on Debian, `dpkg --add-architecture {arch}` and \
+                 install the package as `NAME:{arch}`; its libraries are found in \
+                 /usr/lib/{cpu}-linux-gnu. Or list it under platform.\"{other}\".hostBinaries",
+                cpu = platform.machine(),
+                arch = platform.architecture(),
+                other = Platform::of_machine(&machine).map_or("…", |p| p.as_str()),
+            ),
+            machine,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// How an item is shown in the log, and the `(file, image path)` pairs it names.
@@ -456,7 +489,8 @@ mod tests {
     fn a_missing_host_binary_is_shown_at_its_spec_line() {
         let spec =
             spec_of("name = \"x\"\nhostBinaries = [\n  \"/bin/sh\",\n  \"/no/such/tool\",\n]\n");
-        let error = resolve_host_binaries(&spec, &Silent).expect_err("no such file");
+        let error =
+            resolve_host_binaries(&spec, Platform::Amd64, &Silent).expect_err("no such file");
         let (line, cause) = spec_line_of(&spec, error);
         assert_eq!(line, 4, "{cause}");
         assert!(
@@ -468,7 +502,7 @@ mod tests {
     #[test]
     fn a_pattern_matching_nothing_or_given_a_destination_is_shown_at_its_spec_line() {
         let spec = spec_of("name = \"x\"\nhostBinaries = [\"/no/such/dir/*.so\"]\n");
-        let error = resolve_host_binaries(&spec, &Silent).expect_err("no match");
+        let error = resolve_host_binaries(&spec, Platform::Amd64, &Silent).expect_err("no match");
         let (line, cause) = spec_line_of(&spec, error);
         assert_eq!(line, 2);
         assert!(cause.contains("/no/such/dir/*.so"), "{cause}");
@@ -476,7 +510,8 @@ mod tests {
         let spec = spec_of(
             "name = \"x\"\n\n[[hostBinaries]]\nsrc = \"/usr/lib/*/libc.so.6\"\ndst = \"/lib/libc.so.6\"\n",
         );
-        let error = resolve_host_binaries(&spec, &Silent).expect_err("a pattern with dst");
+        let error =
+            resolve_host_binaries(&spec, Platform::Amd64, &Silent).expect_err("a pattern with dst");
         let (line, cause) = spec_line_of(&spec, error);
         assert!((3..=5).contains(&line), "{line}: {cause}");
         assert!(cause.contains("leave out `dst`"), "{cause}");

@@ -6,9 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-// gpubox-testkit, compiled into this test: the engine's package does not depend on it.
-#[path = "../../testkit/src/lib.rs"]
-mod testkit;
+use gpubox_testkit as testkit;
 
 /// Whether the kernel hands aarch64 executables to qemu.
 fn qemu_aarch64_enabled() -> bool {

@@ -68,6 +68,10 @@ enum Command {
         /// metadata, their files copied in only for layers built here.
         #[arg(long, value_name = "URL")]
         substituter: Option<String>,
+        /// Build for this platform (linux/amd64, linux/arm64) in place of the
+        /// spec's `platforms`; repeatable. Two or more make an image index.
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Vec<gpubox_spec::Platform>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -116,6 +120,10 @@ enum Command {
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
+        /// Of two multi-platform indexes, compare only this platform's images
+        /// [default: every platform both hold].
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<gpubox_spec::Platform>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -210,6 +218,10 @@ enum Command {
         /// the annotations gpubox writes on its layers.
         #[arg(long)]
         layers: bool,
+        /// Of a multi-platform index, show only this platform's image
+        /// (linux/amd64, linux/arm64) [default: every platform's].
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<gpubox_spec::Platform>,
         #[command(flatten)]
         registry: RegistryArgs,
     },
@@ -444,6 +456,17 @@ fn report_digest(digest: &str, digestfile: Option<&PathBuf>, quiet: bool) -> Res
     Ok(())
 }
 
+/// `--platform` values in the order given, each once.
+fn dedup_platforms(platforms: Vec<gpubox_spec::Platform>) -> Vec<gpubox_spec::Platform> {
+    let mut unique = Vec::with_capacity(platforms.len());
+    for platform in platforms {
+        if !unique.contains(&platform) {
+            unique.push(platform);
+        }
+    }
+    unique
+}
+
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let progress = Progress::new(cli.quiet);
     match cli.command {
@@ -455,6 +478,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sbom,
             cache_from,
             substituter,
+            platform,
             registry,
         } => {
             let spec = gpubox_spec::load(&spec)?;
@@ -468,6 +492,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
                 cache_from,
                 substituter,
+                platforms: dedup_platforms(platform),
             };
             interrupt::remove_partials_on_signal(request.unfinished_folders())
                 .map_err(CliError::Signals)?;
@@ -526,6 +551,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             a,
             b,
             json,
+            platform,
             registry,
         } => {
             registry.read_with(&progress, |source| {
@@ -533,7 +559,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     ImageLocation::parse_or_local(&a)?,
                     ImageLocation::parse_or_local(&b)?,
                 );
-                commands::diff::run(&a, &b, source, json, &mut std::io::stdout().lock())
+                commands::diff::run(
+                    &a,
+                    &b,
+                    source,
+                    json,
+                    platform,
+                    &mut std::io::stdout().lock(),
+                )
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -541,6 +574,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             source,
             json,
             layers,
+            platform,
             registry,
         } => {
             registry.read_with(&progress, |registry| {
@@ -548,8 +582,11 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 commands::inspect::run(
                     &source,
                     registry,
-                    json,
-                    layers,
+                    commands::inspect::Shown {
+                        as_json: json,
+                        read_layers: layers,
+                        platform,
+                    },
                     &mut std::io::stdout().lock(),
                 )
             })?;

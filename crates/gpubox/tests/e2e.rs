@@ -22,6 +22,7 @@ mod e2e {
     mod interrupt;
     mod layering;
     mod machine;
+    mod platforms;
     mod programs;
     mod push;
     mod quickstart;

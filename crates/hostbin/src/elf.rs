@@ -76,6 +76,19 @@ pub fn soname(path: &Path) -> Result<Option<OsString>, HostBinError> {
     Ok(read(path)?.and_then(|object| object.soname))
 }
 
+/// The CPU the ELF file at `path` is built for, as `uname -m` names it (`x86_64`,
+/// `aarch64`, `i386`; otherwise "ELF machine N"). `Ok(None)` when it is not ELF.
+pub fn machine(path: &Path) -> Result<Option<String>, HostBinError> {
+    Ok(read(path)?.map(|object| {
+        let described = object.abi.to_string();
+        // "64-bit little-endian aarch64": the machine is the last word.
+        match described.rsplit_once("-endian ") {
+            Some((_, machine)) => machine.to_owned(),
+            None => described,
+        }
+    }))
+}
+
 /// Reads `path`; `Ok(None)` when the file does not start with the ELF magic (a script, text).
 pub(crate) fn read(path: &Path) -> Result<Option<ElfObject>, HostBinError> {
     let file = File::open(path).map_err(|source| HostBinError::Io {

@@ -92,7 +92,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::bring::{Added, PackageDatabase, Resolver};
-pub use crate::elf::soname;
+pub use crate::elf::{machine as elf_machine, soname};
 use crate::elf::{Abi, ElfObject};
 pub use crate::glob::{expand as expand_pattern, is_pattern};
 pub use crate::launch::{launcher, launcher_of, script_launcher, Launcher};

@@ -1379,6 +1379,7 @@ mod tests {
             manifest,
             layers,
             annotations: Default::default(),
+            platform: Default::default(),
         }
     }
 

@@ -46,6 +46,8 @@ impl fmt::Display for Installable {
 #[derive(Clone, Debug, Default)]
 pub struct Nix {
     env: Vec<(OsString, OsString)>,
+    /// The Nix system packages are built for, when not this machine's.
+    system: Option<String>,
 }
 
 impl Nix {
@@ -58,6 +60,18 @@ impl Nix {
     pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Nix {
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// Builds packages for Nix `system` (`aarch64-linux`): a Nix file gets
+    /// `--argstr system SYSTEM` (its function's `system` argument, where it has
+    /// one), a flake installable `--option system SYSTEM` (so `nixpkgs#hello`
+    /// means that system's package). Building for a system other than this
+    /// machine's needs it in Nix's `extra-platforms`, or a remote builder.
+    pub fn for_system(&self, system: &str) -> Nix {
+        Nix {
+            system: Some(system.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// Builds (or checks) what `what` names and returns its output paths in
@@ -75,15 +89,19 @@ impl Nix {
                 }
             }
             Installable::Flake(reference) => {
-                let args = [
+                let mut args = [
                     "build",
                     "--no-link",
                     "--json",
                     "--extra-experimental-features",
                     "nix-command flakes",
-                    reference,
                 ]
-                .map(OsStr::new);
+                .map(OsStr::new)
+                .to_vec();
+                if let Some(system) = &self.system {
+                    args.extend(["--option", "system", system].map(OsStr::new));
+                }
+                args.push(OsStr::new(reference));
                 let out = self.run("nix", &args)?;
                 parse_build_json(&out.stdout).map_err(|detail| out.bad(detail))
             }
@@ -91,6 +109,9 @@ impl Nix {
                 let mut args = vec![file.as_os_str()];
                 if let Some(attr) = attr {
                     args.extend([OsStr::new("-A"), OsStr::new(attr)]);
+                }
+                if let Some(system) = &self.system {
+                    args.extend(["--argstr", "system", system].map(OsStr::new));
                 }
                 args.push(OsStr::new("--no-out-link"));
                 let out = self.run("nix-build", &args)?;

@@ -19,8 +19,9 @@ use crate::blob::{BlobStore, LayerBlob};
 use crate::digest::Digest;
 use crate::entry::{Entry, ImagePath};
 use crate::image::{canonical_json, BuiltImage};
+use crate::index::Artifact;
 pub use crate::layout::OutputError;
-use crate::layout::{io_error, Index, OCI_LAYOUT_CONTENT};
+use crate::layout::{documents, io_error, Index, OCI_LAYOUT_CONTENT};
 use crate::source::VerifyingReader;
 use crate::tar::TarWriter;
 
@@ -37,31 +38,27 @@ enum Member<'a> {
     UncompressedLayer(&'a LayerBlob),
 }
 
-/// Writes `image` to `w` as an OCI layout in a tar, under `tag` when given.
+/// Writes `artifact` (an image, or an index and its images) to `w` as an OCI
+/// layout in a tar, under `tag` when given.
 pub fn write_oci_archive<W: Write>(
     w: W,
     tag: Option<&str>,
-    image: &BuiltImage,
+    artifact: &Artifact,
     blobs: &BlobStore,
 ) -> Result<W, OutputError> {
     let mut members = BTreeMap::new();
     members.insert(archive_path("blobs"), Member::Directory);
     members.insert(archive_path("blobs/sha256"), Member::Directory);
     let blob_path = |d: &Digest| archive_path(&format!("blobs/sha256/{}", d.hex()));
-    for layer in &image.layers {
+    for layer in artifact.images().iter().flat_map(|image| &image.layers) {
         members.insert(blob_path(&layer.digest), Member::StoredLayer(layer));
     }
-    members.insert(
-        blob_path(&image.config_digest),
-        Member::Bytes(image.config.clone()),
-    );
-    members.insert(
-        blob_path(&image.manifest_digest),
-        Member::Bytes(image.manifest.clone()),
-    );
+    for (digest, bytes) in documents(artifact) {
+        members.insert(blob_path(digest), Member::Bytes(bytes.to_vec()));
+    }
     members.insert(
         archive_path("index.json"),
-        Member::Bytes(Index::single(tag, image)?.to_json()?),
+        Member::Bytes(Index::single(tag, artifact)?.to_json()?),
     );
     members.insert(
         archive_path("oci-layout"),

@@ -503,6 +503,7 @@ mod tests {
             created: 0,
             architecture: "amd64".into(),
             os: "linux".into(),
+            variant: None,
             env: env.iter().map(|s| s.to_string()).collect(),
             entrypoint: vec!["/bin/app".into()],
             cmd: Vec::new(),
@@ -537,7 +538,7 @@ mod tests {
             .collect();
         let built = assemble(input, &inputs).unwrap();
         let layout = dir.join("layout");
-        write_oci_dir(&layout, Some("t"), &built, &store).unwrap();
+        write_oci_dir(&layout, Some("t"), &built.clone().into(), &store).unwrap();
         ImageReader::open_oci_dir(&layout, None).unwrap()
     }
 

@@ -140,6 +140,8 @@ pub struct ImageConfigInput {
     pub architecture: String,
     /// GOOS spelling, e.g. `linux`.
     pub os: String,
+    /// The architecture's variant where OCI writes one (`v8` for arm64).
+    pub variant: Option<String>,
     /// `KEY=VALUE` entries.
     pub env: Vec<String>,
     pub entrypoint: Vec<String>,
@@ -188,6 +190,34 @@ pub struct BuiltImage {
     pub layers: Vec<LayerBlob>,
     /// The manifest's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// The platform its config names, as an index entry writes it.
+    pub platform: ImagePlatform,
+}
+
+/// The build machine's architecture in OCI's (GOARCH's) spelling.
+pub const HOST_ARCHITECTURE: &str = match std::env::consts::ARCH.as_bytes() {
+    b"x86_64" => "amd64",
+    b"aarch64" => "arm64",
+    _ => std::env::consts::ARCH,
+};
+
+/// An image's platform as an index entry and its config write it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for ImagePlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(variant) => write!(f, "/{variant}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why an image could not be assembled.
@@ -244,6 +274,8 @@ struct ImageConfig<'a> {
     created: &'a str,
     architecture: &'a str,
     os: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
     config: ContainerConfig<'a>,
     rootfs: RootFs<'a>,
     history: Vec<serde_json::Value>,
@@ -329,6 +361,7 @@ pub fn assemble_on(
         created: &created,
         architecture: &input.architecture,
         os: &input.os,
+        variant: input.variant.as_deref(),
         config: ContainerConfig {
             user: &input.user,
             exposed_ports: input
@@ -394,6 +427,11 @@ pub fn assemble_on(
         manifest,
         layers: all_layers.into_iter().cloned().collect(),
         annotations,
+        platform: ImagePlatform {
+            architecture: input.architecture.clone(),
+            os: input.os.clone(),
+            variant: input.variant.clone(),
+        },
     })
 }
 
@@ -503,6 +541,7 @@ mod tests {
             created: 1,
             architecture: "amd64".into(),
             os: "linux".into(),
+            variant: None,
             env: Vec::new(),
             entrypoint: Vec::new(),
             cmd: Vec::new(),

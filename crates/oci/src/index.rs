@@ -2,8 +2,19 @@
 //! index's entry for one platform. A registry answers a tag with either; the bytes are
 //! untrusted, so both readers return an error for anything unexpected and never panic.
 //! OCI and Docker spell the same two things with different media types; both are read.
+//!
+//! It also writes the one gpubox builds: an OCI image index with one manifest per
+//! platform ([`assemble_index`]), canonical JSON like every other document gpubox
+//! writes, so the same images give the same index digest on every machine.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::image::{
+    canonical_json, BuiltImage, Descriptor, ImageError, ImagePlatform, MANIFEST_MEDIA_TYPE,
+};
 
 const OCI_MANIFEST: &str = crate::image::MANIFEST_MEDIA_TYPE;
 const OCI_INDEX: &str = crate::image::INDEX_MEDIA_TYPE;
@@ -83,6 +94,101 @@ pub fn platform_entry(
             available: entries.iter().map(platform).collect(),
         }),
     }
+}
+
+/// An assembled image index: one image per platform, and the index's bytes.
+#[derive(Clone, Debug)]
+pub struct BuiltIndex {
+    /// The platforms' images, in the index's order.
+    pub images: Vec<BuiltImage>,
+    pub index: Vec<u8>,
+    pub index_digest: Digest,
+}
+
+/// What a build made: one image, or an index of one image per platform.
+#[derive(Clone, Debug)]
+pub enum Artifact {
+    Image(BuiltImage),
+    Index(BuiltIndex),
+}
+
+impl From<BuiltImage> for Artifact {
+    fn from(image: BuiltImage) -> Artifact {
+        Artifact::Image(image)
+    }
+}
+
+impl Artifact {
+    /// The images it holds: one, or one per platform.
+    pub fn images(&self) -> &[BuiltImage] {
+        match self {
+            Artifact::Image(image) => std::slice::from_ref(image),
+            Artifact::Index(index) => &index.images,
+        }
+    }
+
+    /// What a tag names: the image's manifest or the index.
+    pub fn top(&self) -> (&'static str, &Digest, &[u8]) {
+        match self {
+            Artifact::Image(image) => {
+                (MANIFEST_MEDIA_TYPE, &image.manifest_digest, &image.manifest)
+            }
+            Artifact::Index(index) => (OCI_INDEX, &index.index_digest, &index.index),
+        }
+    }
+
+    /// The digest a tag names: the image's manifest's or the index's.
+    pub fn digest(&self) -> &Digest {
+        self.top().1
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexDocument {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: Vec<IndexEntry>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct IndexEntry {
+    #[serde(flatten)]
+    descriptor: Descriptor,
+    platform: ImagePlatform,
+}
+
+/// The index of `images` (one per platform, in the order given), carrying
+/// `annotations` (the images' own title, version and creation date).
+pub fn assemble_index(
+    images: Vec<BuiltImage>,
+    annotations: BTreeMap<String, String>,
+) -> Result<BuiltIndex, ImageError> {
+    let document = IndexDocument {
+        schema_version: 2,
+        media_type: OCI_INDEX,
+        manifests: images
+            .iter()
+            .map(|image| IndexEntry {
+                descriptor: Descriptor {
+                    media_type: MANIFEST_MEDIA_TYPE.to_owned(),
+                    digest: image.manifest_digest.clone(),
+                    size: image.manifest.len() as u64,
+                    annotations: BTreeMap::new(),
+                },
+                platform: image.platform.clone(),
+            })
+            .collect(),
+        annotations,
+    };
+    let index = canonical_json(&document)?;
+    Ok(BuiltIndex {
+        images,
+        index_digest: Digest::of(&index),
+        index,
+    })
 }
 
 #[cfg(test)]

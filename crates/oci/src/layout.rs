@@ -20,9 +20,9 @@ use gpubox_atomic::{folder_of, partial, Options};
 use crate::blob::{BlobError, BlobStore};
 use crate::digest::Digest;
 use crate::image::{
-    canonical_json, name_annotations, BuiltImage, Descriptor, ImageError, ANNOTATION_REF_NAME,
-    INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
+    canonical_json, name_annotations, Descriptor, ImageError, ANNOTATION_REF_NAME, INDEX_MEDIA_TYPE,
 };
+use crate::index::Artifact;
 use crate::tar::TarError;
 
 /// The content of the `oci-layout` file.
@@ -95,25 +95,27 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An index holding only `image`, under `tag` when given.
-    pub(crate) fn single(tag: Option<&str>, image: &BuiltImage) -> Result<Index, OutputError> {
+    /// An index holding only `artifact` (an image or an index), under `tag` when given.
+    pub(crate) fn single(tag: Option<&str>, artifact: &Artifact) -> Result<Index, OutputError> {
         let mut index = Index {
             schema_version: 2,
             media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
             manifests: Vec::new(),
             other: BTreeMap::new(),
         };
-        index.add(tag, image)?;
+        index.add(tag, artifact)?;
         Ok(index)
     }
 
-    /// Adds `image`, replacing an entry with the same tag (or, untagged, the same
-    /// untagged manifest), and sorts the entries by tag and then digest.
-    fn add(&mut self, tag: Option<&str>, image: &BuiltImage) -> Result<(), OutputError> {
+    /// Adds `artifact`, replacing an entry with the same tag (or, untagged, the
+    /// same untagged manifest), and sorts the entries by tag and then digest.
+    fn add(&mut self, tag: Option<&str>, artifact: &Artifact) -> Result<(), OutputError> {
+        let (media_type, top_digest, bytes) = artifact.top();
+        let new_digest = top_digest.to_string();
         let entry = Descriptor {
-            media_type: MANIFEST_MEDIA_TYPE.to_owned(),
-            digest: image.manifest_digest.clone(),
-            size: image.manifest.len() as u64,
+            media_type: media_type.to_owned(),
+            digest: top_digest.clone(),
+            size: bytes.len() as u64,
             annotations: tag.map(name_annotations).unwrap_or_default(),
         };
         let entry = serde_json::to_value(&entry).map_err(|source| ImageError::Json {
@@ -128,7 +130,6 @@ impl Index {
         };
         let digest =
             |e: &serde_json::Value| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned);
-        let new_digest = image.manifest_digest.to_string();
         self.manifests.retain(|e| match tag {
             Some(t) => ref_name(e).as_deref() != Some(t),
             None => ref_name(e).is_some() || digest(e).as_deref() != Some(new_digest.as_str()),
@@ -145,15 +146,16 @@ impl Index {
     }
 }
 
-/// Writes `image` into the OCI layout at `dir`, creating it (and its parents) when
-/// missing, under `tag` when given.
+/// Writes `artifact` (an image, or an index and its images) into the OCI layout
+/// at `dir`, creating it (and its parents) when missing, under `tag` when given.
 pub fn write_oci_dir(
     dir: &Path,
     tag: Option<&str>,
-    image: &BuiltImage,
+    artifact: &Artifact,
     blobs: &BlobStore,
 ) -> Result<(), OutputError> {
-    check_blobs_present(image, blobs)?;
+    check_blobs_present(artifact, blobs)?;
+    let image = artifact;
     match fs::metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => create_layout(dir, tag, image, blobs),
         Err(e) => Err(io_error("read", dir)(e)),
@@ -174,8 +176,9 @@ pub fn write_oci_dir(
 
 /// Checks every blob before anything is written, so a broken store changes
 /// nothing on disk.
-fn check_blobs_present(image: &BuiltImage, blobs: &BlobStore) -> Result<(), OutputError> {
-    match image.layers.iter().find(|l| !blobs.contains(&l.digest)) {
+fn check_blobs_present(artifact: &Artifact, blobs: &BlobStore) -> Result<(), OutputError> {
+    let mut layers = artifact.images().iter().flat_map(|image| &image.layers);
+    match layers.find(|l| !blobs.contains(&l.digest)) {
         Some(layer) => Err(OutputError::MissingBlob {
             digest: layer.digest.clone(),
             store: blobs.root().to_owned(),
@@ -187,7 +190,7 @@ fn check_blobs_present(image: &BuiltImage, blobs: &BlobStore) -> Result<(), Outp
 fn create_layout(
     dir: &Path,
     tag: Option<&str>,
-    image: &BuiltImage,
+    image: &Artifact,
     blobs: &BlobStore,
 ) -> Result<(), OutputError> {
     let parent = folder_of(dir);
@@ -244,7 +247,7 @@ impl Drop for Staging {
 fn update_layout(
     dir: &Path,
     tag: Option<&str>,
-    image: &BuiltImage,
+    image: &Artifact,
     blobs: &BlobStore,
 ) -> Result<(), OutputError> {
     let layout_file = dir.join("oci-layout");
@@ -277,27 +280,44 @@ fn update_layout(
     )?)
 }
 
-/// Puts the layers, config and manifest under `root/blobs/sha256/`, skipping the
-/// ones already there (blobs are named by their content).
-fn add_blobs(root: &Path, image: &BuiltImage, blobs: &BlobStore) -> Result<(), OutputError> {
+/// Puts the layers, configs, manifests and index under `root/blobs/sha256/`,
+/// skipping the ones already there (blobs are named by their content, so a
+/// layer two platforms share is written once).
+fn add_blobs(root: &Path, artifact: &Artifact, blobs: &BlobStore) -> Result<(), OutputError> {
     let folder = root.join("blobs").join("sha256");
     fs::create_dir_all(&folder).map_err(io_error("create the folder", &folder))?;
-    for layer in &image.layers {
+    for layer in artifact.images().iter().flat_map(|image| &image.layers) {
         let target = folder.join(layer.digest.hex());
         if !target.exists() {
             link_or_copy(&blobs.path(&layer.digest), &target)?;
         }
     }
-    for (digest, bytes) in [
-        (&image.config_digest, &image.config),
-        (&image.manifest_digest, &image.manifest),
-    ] {
+    for (digest, bytes) in documents(artifact) {
         let target = folder.join(digest.hex());
         if !target.exists() {
             gpubox_atomic::write_bytes(&target, &Options::new(), bytes)?;
         }
     }
     Ok(gpubox_atomic::sync_folder(&folder)?)
+}
+
+/// The JSON documents of `artifact` by digest: each image's config and
+/// manifest, then the index where there is one.
+pub(crate) fn documents(artifact: &Artifact) -> Vec<(&Digest, &[u8])> {
+    let mut documents: Vec<(&Digest, &[u8])> = artifact
+        .images()
+        .iter()
+        .flat_map(|image| {
+            [
+                (&image.config_digest, image.config.as_slice()),
+                (&image.manifest_digest, image.manifest.as_slice()),
+            ]
+        })
+        .collect();
+    if let Artifact::Index(index) = artifact {
+        documents.push((&index.index_digest, &index.index));
+    }
+    documents
 }
 
 /// Hard-links `source` to `target`, or copies it through a pending file when

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 fn oci_archive(f: &Fixture, path: &Path) -> Result<(), OutputError> {
     gpubox_atomic::write(path, &gpubox_atomic::Options::new(), |file| {
-        write_oci_archive(file, Some("v1"), &f.image, &f.store).map(drop)
+        write_oci_archive(file, Some("v1"), &f.image.clone().into(), &f.store).map(drop)
     })
 }
 

@@ -18,7 +18,7 @@ fn index(dir: &Path) -> Value {
 fn skopeo_inspects_and_copies_a_written_layout() {
     let f = fixture();
     let dir = f.temp.path().join("out/layout");
-    write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap();
+    write_oci_dir(&dir, Some("v1"), &f.image.clone().into(), &f.store).unwrap();
 
     let image_ref = reference("oci", &dir, Some("v1"));
     let inspect = skopeo_json(&["inspect", &image_ref]);
@@ -58,7 +58,7 @@ fn skopeo_inspects_and_copies_a_written_layout() {
 fn layer_blobs_are_hard_links_to_the_store() {
     let f = fixture();
     let dir = f.temp.path().join("layout");
-    write_oci_dir(&dir, None, &f.image, &f.store).unwrap();
+    write_oci_dir(&dir, None, &f.image.clone().into(), &f.store).unwrap();
     for layer in &f.layers {
         let written = fs::metadata(dir.join("blobs/sha256").join(layer.digest.hex())).unwrap();
         let stored = fs::metadata(f.store.path(&layer.digest)).unwrap();
@@ -77,18 +77,18 @@ fn layer_blobs_are_hard_links_to_the_store() {
 fn a_second_tag_keeps_the_first_and_the_same_tag_is_replaced() {
     let f = fixture();
     let dir = f.temp.path().join("layout");
-    write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap();
+    write_oci_dir(&dir, Some("v1"), &f.image.clone().into(), &f.store).unwrap();
     let mut input = f.input.clone();
     input.env.push("SECOND=1".into());
     let second = assemble_with(&input, &f.layers);
-    write_oci_dir(&dir, Some("v2"), &second, &f.store).unwrap();
+    write_oci_dir(&dir, Some("v2"), &second.clone().into(), &f.store).unwrap();
 
     let digest_of =
         |tag: &str| skopeo_json(&["inspect", &reference("oci", &dir, Some(tag))])["Digest"].clone();
     assert_eq!(digest_of("v1"), f.image.manifest_digest.to_string());
     assert_eq!(digest_of("v2"), second.manifest_digest.to_string());
 
-    write_oci_dir(&dir, Some("v1"), &second, &f.store).unwrap();
+    write_oci_dir(&dir, Some("v1"), &second.clone().into(), &f.store).unwrap();
     assert_eq!(digest_of("v1"), second.manifest_digest.to_string());
     let index = index(&dir);
     let names: Vec<&str> = index["manifests"]
@@ -114,7 +114,7 @@ fn an_empty_existing_folder_becomes_a_layout() {
     let f = fixture();
     let dir = f.temp.path().join("empty");
     fs::create_dir(&dir).unwrap();
-    write_oci_dir(&dir, Some("latest"), &f.image, &f.store).unwrap();
+    write_oci_dir(&dir, Some("latest"), &f.image.clone().into(), &f.store).unwrap();
     skopeo(&["inspect", &reference("oci", &dir, Some("latest"))]);
 }
 
@@ -124,7 +124,7 @@ fn refuses_a_folder_or_file_that_is_not_a_layout_and_leaves_it_alone() {
     let dir = f.temp.path().join("project");
     fs::create_dir(&dir).unwrap();
     fs::write(dir.join("notes.txt"), "mine").unwrap();
-    let err = write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap_err();
+    let err = write_oci_dir(&dir, Some("v1"), &f.image.clone().into(), &f.store).unwrap_err();
     assert!(matches!(err, OutputError::NotALayout(_)), "{err}");
     assert!(
         err.to_string().contains(&dir.display().to_string()),
@@ -139,7 +139,7 @@ fn refuses_a_folder_or_file_that_is_not_a_layout_and_leaves_it_alone() {
 
     let file = f.temp.path().join("file");
     fs::write(&file, "data").unwrap();
-    let err = write_oci_dir(&file, None, &f.image, &f.store).unwrap_err();
+    let err = write_oci_dir(&file, None, &f.image.clone().into(), &f.store).unwrap_err();
     assert!(
         err.to_string().contains(&file.display().to_string()),
         "{err}"
@@ -152,7 +152,7 @@ fn a_missing_store_blob_fails_before_anything_is_written() {
     let f = fixture();
     fs::remove_file(f.store.path(&f.layers[1].digest)).unwrap();
     let dir = f.temp.path().join("layout");
-    let err = write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap_err();
+    let err = write_oci_dir(&dir, Some("v1"), &f.image.clone().into(), &f.store).unwrap_err();
     assert!(
         err.to_string().contains(&f.layers[1].digest.to_string()),
         "{err}"

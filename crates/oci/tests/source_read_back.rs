@@ -28,10 +28,10 @@ struct Written {
 
 fn write_all_forms(f: &Fixture) -> Written {
     let dir = f.temp.path().join("layout");
-    write_oci_dir(&dir, Some("v1"), &f.image, &f.store).unwrap();
+    write_oci_dir(&dir, Some("v1"), &f.image.clone().into(), &f.store).unwrap();
     let oci_archive = f.temp.path().join("oci.tar");
     gpubox_atomic::write(&oci_archive, &gpubox_atomic::Options::new(), |file| {
-        write_oci_archive(file, Some("v1"), &f.image, &f.store).map(drop)
+        write_oci_archive(file, Some("v1"), &f.image.clone().into(), &f.store).map(drop)
     })
     .unwrap();
     let docker_archive = f.temp.path().join("docker.tar");
@@ -125,7 +125,7 @@ fn tags_are_chosen_and_errors_name_the_folder_and_the_tags() {
     let mut input = f.input.clone();
     input.cmd = vec!["--version".into()];
     let second = assemble_with(&input, &f.layers);
-    write_oci_dir(&w.dir, Some("v2"), &second, &f.store).unwrap();
+    write_oci_dir(&w.dir, Some("v2"), &second.clone().into(), &f.store).unwrap();
 
     let v2 = ImageReader::open_oci_dir(&w.dir, Some("v2")).unwrap();
     assert_eq!(v2.config_json(), &second.config[..]);

@@ -67,6 +67,8 @@ pub struct PulledImage {
     pub tag: Option<String>,
     /// The multi-platform index the reference named, when it named one.
     pub index_digest: Option<Digest>,
+    /// That index, byte for byte as the registry served it.
+    pub index: Option<Vec<u8>>,
     /// The manifest's config and then its layers, in its order: every blob
     /// the image needs, now in the store.
     pub blobs: Vec<Descriptor>,
@@ -148,8 +150,8 @@ pub fn pull(
             reference,
         };
         let named = puller.manifest(&image).await?;
-        let (manifest_digest, manifest, index_digest) = match named.kind {
-            ManifestKind::Image => (named.digest, named.bytes, None),
+        let (manifest_digest, manifest, index_digest, index) = match named.kind {
+            ManifestKind::Image => (named.digest, named.bytes, None, None),
             ManifestKind::Index => {
                 let entry = platform_entry(&named, architecture, reference)?;
                 let child = puller
@@ -158,7 +160,12 @@ pub fn pull(
                 if child.kind != ManifestKind::Image {
                     return Err(puller.bad_manifest(&child.digest, "another index"));
                 }
-                (child.digest, child.bytes, Some(named.digest))
+                (
+                    child.digest,
+                    child.bytes,
+                    Some(named.digest),
+                    Some(named.bytes),
+                )
             }
         };
         let parsed: Manifest = serde_json::from_slice(&manifest)
@@ -186,6 +193,7 @@ pub fn pull(
                 .is_none()
                 .then(|| image.tag().unwrap_or("latest").to_owned()),
             index_digest,
+            index,
             blobs,
             downloaded_blobs,
             downloaded_bytes: downloaded.get(),

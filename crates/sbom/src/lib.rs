@@ -46,6 +46,12 @@ pub struct SbomInput {
     pub host_files: Vec<HostFileEntry>,
     /// `sha256:<hex>` of the base image's manifest, for an image built on one.
     pub base_image_digest: Option<String>,
+    /// The image's platform, `linux/arm64`: its architecture goes into the
+    /// image's purl (`arch=arm64`).
+    pub platform: String,
+    /// `sha256:<hex>` of the multi-platform index the image is part of, if any;
+    /// said in the image package's comment, with the platform.
+    pub index_digest: Option<String>,
 }
 
 /// One path of the image's Nix closure.
@@ -205,7 +211,8 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
 }
 
 fn image_package(input: &SbomInput, manifest_hex: &str) -> Value {
-    json!({
+    let architecture = input.platform.rsplit('/').next().unwrap_or_default();
+    let mut package = json!({
         "SPDXID": IMAGE_ID,
         "name": input.image_name,
         "versionInfo": input.image_tag,
@@ -216,8 +223,9 @@ fn image_package(input: &SbomInput, manifest_hex: &str) -> Value {
         "externalRefs": [{
             "referenceCategory": "PACKAGE-MANAGER",
             "referenceType": "purl",
+            // purl qualifiers are sorted by name.
             "referenceLocator": format!(
-                "pkg:oci/{}@sha256%3A{manifest_hex}?tag={}",
+                "pkg:oci/{}@sha256%3A{manifest_hex}?arch={architecture}&tag={}",
                 input.image_name.rsplit('/').next().unwrap_or(&input.image_name),
                 input.image_tag
             ),
@@ -225,7 +233,14 @@ fn image_package(input: &SbomInput, manifest_hex: &str) -> Value {
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
-    })
+    });
+    if let Some(index) = &input.index_digest {
+        package["comment"] = json!(format!(
+            "the {} image of the multi-platform index {index}",
+            input.platform
+        ));
+    }
+    package
 }
 
 fn store_path_package(id: &str, entry: &StorePathEntry) -> Result<Value, SbomError> {
@@ -337,6 +352,8 @@ mod tests {
                 }),
             }],
             base_image_digest: None,
+            platform: "linux/amd64".to_owned(),
+            index_digest: None,
         }
     }
 
@@ -461,6 +478,34 @@ mod tests {
         shuffled.store_paths.reverse();
         assert_eq!(render(&shuffled).unwrap(), first);
         assert!(first.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn names_the_platform_and_the_index_it_belongs_to() {
+        let document = spdx_document(&input()).unwrap();
+        let image = package(&document, IMAGE_ID);
+        assert_eq!(
+            image["externalRefs"][0]["referenceLocator"],
+            format!("pkg:oci/demo@sha256%3A{MANIFEST_HEX}?arch=amd64&tag=1.0")
+        );
+        assert!(image.get("comment").is_none());
+
+        let mut arm = input();
+        arm.platform = "linux/arm64".to_owned();
+        arm.index_digest = Some(format!("sha256:{}", "cd".repeat(32)));
+        let document = spdx_document(&arm).unwrap();
+        let image = package(&document, IMAGE_ID);
+        assert!(image["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap()
+            .contains("?arch=arm64&tag=1.0"));
+        assert_eq!(
+            image["comment"],
+            format!(
+                "the linux/arm64 image of the multi-platform index sha256:{}",
+                "cd".repeat(32)
+            )
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::{Location, SpecError};
 use crate::tree::{Entry, Format, Node, Value};
 use crate::{
     Compression, CopyToRoot, CudaSpec, HostBinary, HostBinarySrc, Item, MachineSpec, PackageRef,
-    Spec, DEFAULT_PATH, FROM_IMAGE_TRANSPORTS,
+    Platform, Spec, DEFAULT_PATH, FROM_IMAGE_TRANSPORTS, NIX_SYSTEMS,
 };
 
 mod machine;
@@ -52,8 +52,20 @@ const TOP_KEYS: &[&str] = &[
     "nixConfig",
     "nix",
     "home",
+    "platforms",
+    "platform",
 ];
-const PACKAGE_KEYS: &[&str] = &["file", "attr"];
+const PACKAGE_KEYS: &[&str] = &["file", "attr", "system"];
+/// Keys a `platform."…"` table may not hold: one index has one name, tag,
+/// date and set of registries, and overrides do not nest.
+const SHARED_KEYS: &[&str] = &[
+    "name",
+    "tag",
+    "created",
+    "registries",
+    "platforms",
+    "platform",
+];
 const COPY_KEYS: &[&str] = &["src", "dst", "mode", "uid", "gid"];
 const HOST_BINARY_KEYS: &[&str] = &["src", "dst"];
 const CUDA_KEYS: &[&str] = &["enable", "version", "capabilities", "allowMixedVersions"];
@@ -64,6 +76,9 @@ const CUDA_CAPABILITIES: &[&str] = &[
 
 const MAX_LAYERS: std::ops::RangeInclusive<i128> = 2..=125;
 const MAX_MODE: u32 = 0o7777;
+
+/// A `platform."…"` table: its platform, where its name is, and its keys.
+type PlatformTable<'n> = (Platform, Range<usize>, &'n Node);
 
 /// Why a value is rejected, and what to write instead.
 struct Problem {
@@ -316,11 +331,15 @@ impl Checker<'_> {
         let mut cuda = CudaSpec::default();
         let mut registries = Vec::new();
         let mut machine = MachineSpec::default();
+        let mut platforms = Vec::new();
+        let mut platform_tables = Vec::new();
 
         for entry in self.table(root, "", expected)? {
             let node = &entry.node;
             let path = entry.key.as_str();
             match path {
+                "platforms" => platforms = self.platforms(node, path)?,
+                "platform" => platform_tables = self.platform_tables(node, path)?,
                 "name" => name = Some(self.checked(node, path, check_image_name)?),
                 "tag" => tag = Some(self.checked(node, path, check_tag)?),
                 "fromImage" => {
@@ -391,12 +410,33 @@ impl Checker<'_> {
             env.unwrap_or_else(|| BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())]));
         env.extend(extra_env);
         labels.extend(extra_labels);
+        let mut overrides = BTreeMap::new();
+        for (platform, key_span, table) in platform_tables {
+            if !platforms
+                .iter()
+                .any(|p: &Item<Platform>| p.value == platform)
+            {
+                return Err(self.invalid(
+                    &format!("platform.\"{platform}\""),
+                    &key_span,
+                    Problem::new(
+                        format!("{platform} is not among the platforms this spec builds"),
+                        format!("add \"{platform}\" to `platforms`, or remove this table"),
+                    ),
+                ));
+            }
+            let mut seen = self.spec(&overridden(root, table), file.clone())?;
+            seen.platforms = platforms.clone();
+            overrides.insert(platform, seen);
+        }
 
         Ok(Spec {
             file,
             dir: self.dir.to_owned(),
             name,
             tag: tag.unwrap_or_else(|| "latest".to_owned()),
+            platforms,
+            overrides,
             from_image,
             system_packages,
             store_paths,
@@ -422,6 +462,77 @@ impl Checker<'_> {
             source_name: self.source.name().to_owned(),
             text: self.text().to_owned(),
         })
+    }
+
+    /// `platforms`: an array of platform names, without repeats.
+    fn platforms(&self, node: &Node, path: &str) -> Result<Vec<Item<Platform>>, SpecError> {
+        let items = self.array(node, path, "an array of strings")?;
+        let mut platforms: Vec<Item<Platform>> = Vec::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let item_path = index(path, position);
+            let platform = self.checked(item, &item_path, |text| {
+                text.parse::<Platform>().map_err(|problem| {
+                    Problem::new(
+                        problem,
+                        "e.g. platforms = [\"linux/amd64\", \"linux/arm64\"]",
+                    )
+                })
+            })?;
+            if platforms.iter().any(|p| p.value == platform) {
+                return Err(self.invalid(
+                    &item_path,
+                    &item.span,
+                    Problem::new(
+                        format!("{platform} is listed twice"),
+                        "list each platform once",
+                    ),
+                ));
+            }
+            platforms.push(self.item(item, platform));
+        }
+        Ok(platforms)
+    }
+
+    /// `platform`: a table of per-platform tables, each holding top-level keys
+    /// other than [`SHARED_KEYS`]; returns them with where their names are.
+    fn platform_tables<'n>(
+        &self,
+        node: &'n Node,
+        path: &str,
+    ) -> Result<Vec<PlatformTable<'n>>, SpecError> {
+        let expected = self.expect("a table", "an object");
+        let mut tables = Vec::new();
+        for entry in self.table(node, path, expected)? {
+            let key_path = format!("{path}.\"{}\"", entry.key);
+            let platform = entry.key.parse::<Platform>().map_err(|problem| {
+                self.invalid(
+                    &key_path,
+                    &entry.key_span,
+                    Problem::new(
+                        problem,
+                        "name the platform, e.g. [platform.\"linux/arm64\"]",
+                    ),
+                )
+            })?;
+            for key in self.table(&entry.node, &key_path, expected)? {
+                if SHARED_KEYS.contains(&key.key.as_str()) {
+                    return Err(self.invalid(
+                        &child(&key_path, &key.key),
+                        &key.key_span,
+                        Problem::new(
+                            format!("`{}` cannot differ between platforms", key.key),
+                            "one image index has one name, tag, creation date and set of \
+                             registries; set it at the top level",
+                        ),
+                    ));
+                }
+                if !TOP_KEYS.contains(&key.key.as_str()) {
+                    return Err(self.unknown_key(&key_path, key, TOP_KEYS));
+                }
+            }
+            tables.push((platform, entry.key_span.clone(), &entry.node));
+        }
+        Ok(tables)
     }
 
     fn cuda(&self, node: &Node, path: &str) -> Result<CudaSpec, SpecError> {
@@ -492,6 +603,7 @@ impl Checker<'_> {
             Value::Table(entries) => {
                 let mut file = None;
                 let mut attr = None;
+                let mut system = None;
                 for entry in self.entries(entries, path)? {
                     let key_path = child(path, &entry.key);
                     match entry.key.as_str() {
@@ -501,20 +613,23 @@ impl Checker<'_> {
                             })?);
                         }
                         "attr" => attr = Some(self.checked(&entry.node, &key_path, check_attr)?),
+                        "system" => {
+                            system = Some(self.checked(&entry.node, &key_path, check_system)?);
+                        }
                         _ => return Err(self.unknown_key(path, entry, PACKAGE_KEYS)),
                     }
                 }
                 let file = file.ok_or_else(|| {
                     self.missing(&child(path, "file"), item, "name the Nix file to build (`file`, relative to the spec's folder) and optionally its attribute (`attr`)".to_owned())
                 })?;
-                Ok(PackageRef::NixFile { file, attr })
+                Ok(PackageRef::NixFile { file, attr, system })
             }
             _ => Err(self.wrong_type(
                 path,
                 item,
                 self.expect(
-                    "a string (installable or store path) or a table { file, attr }",
-                    "a string (installable or store path) or an object { file, attr }",
+                    "a string (installable or store path) or a table { file, attr, system }",
+                    "a string (installable or store path) or an object { file, attr, system }",
                 ),
             )),
         }
@@ -881,6 +996,37 @@ fn check_tag(tag: &str) -> Result<String, Problem> {
 }
 
 const NIX32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+
+/// The document a platform sees: the top-level entries, those its table
+/// names replaced by the table's, without `platforms` and `platform`.
+fn overridden(root: &Node, table: &Node) -> Node {
+    let (Value::Table(top), Value::Table(own)) = (&root.value, &table.value) else {
+        return root.clone();
+    };
+    let mut entries: Vec<Entry> = top
+        .iter()
+        .filter(|e| e.key != "platforms" && e.key != "platform")
+        .filter(|e| !own.iter().any(|o| o.key == e.key))
+        .cloned()
+        .collect();
+    entries.extend(own.iter().cloned());
+    Node {
+        value: Value::Table(entries),
+        span: root.span.clone(),
+    }
+}
+
+/// A Nix system gpubox builds for.
+fn check_system(text: &str) -> Result<String, Problem> {
+    if NIX_SYSTEMS.contains(&text) {
+        Ok(text.to_owned())
+    } else {
+        Err(Problem::new(
+            format!("{text:?} is not a Nix system gpubox builds for"),
+            format!("use one of {}", NIX_SYSTEMS.join(", ")),
+        ))
+    }
+}
 
 fn check_package(text: &str) -> Result<PackageRef, Problem> {
     if text.starts_with("/nix/store/") {

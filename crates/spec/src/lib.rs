@@ -12,6 +12,7 @@
 mod check;
 mod error;
 mod machine;
+mod platform;
 mod starter;
 mod tree;
 
@@ -27,6 +28,7 @@ pub use machine::{
     DEFAULT_HOST_KEY_DIR, DEFAULT_READINESS_TIMEOUT_MS, DEFAULT_RESTART_DELAY_MS,
     DEFAULT_SECRETS_DIR, DEFAULT_STOP_TIMEOUT_MS, DEFAULT_TAILSCALE_STATE_DIR,
 };
+pub use platform::{installable_system, Platform, NIX_SYSTEMS, PLATFORMS};
 pub use starter::{image_name_for, starter_flake, starter_toml};
 
 use check::Checker;
@@ -59,6 +61,12 @@ pub struct Spec {
     pub name: String,
     /// Defaults to "latest".
     pub tag: String,
+    /// `platforms`, as written and without repeats; empty means the build
+    /// machine's platform only.
+    pub platforms: Vec<Item<Platform>>,
+    /// `platform."linux/arm64"`: the spec as that platform sees it, the
+    /// table's keys replacing the top-level ones ([`Spec::for_platform`]).
+    overrides: BTreeMap<Platform, Spec>,
     /// `fromImage`: the base image, as written (`oci:DIR[:TAG]`,
     /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE` or `docker://REF`); a
     /// relative path in it is relative to [`Spec::dir`].
@@ -116,6 +124,22 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The spec as `platform` sees it: with the keys of its `platform."…"`
+    /// table in place of the top-level ones, or the spec itself.
+    pub fn for_platform(&self, platform: Platform) -> &Spec {
+        self.overrides.get(&platform).unwrap_or(self)
+    }
+
+    /// The platforms to build: `platforms`, or the build machine's; `None`
+    /// when the spec names none and gpubox does not build for this machine.
+    pub fn platforms_to_build(&self) -> Option<Vec<Platform>> {
+        if self.platforms.is_empty() {
+            Platform::build_machine().map(|p| vec![p])
+        } else {
+            Some(self.platforms.iter().map(|p| p.value).collect())
+        }
+    }
+
     /// The spec text under its file name, for a `miette` diagnostic that
     /// points at an [`Item`]'s span when a later stage fails on that item.
     pub fn source(&self) -> NamedSource<String> {
@@ -144,8 +168,27 @@ pub enum PackageRef {
     StorePath(String),
     /// Any other string, for `nix build` (`nixpkgs#hello`, `.#foo`).
     Installable(String),
-    /// `{ file, attr? }`, for `nix-build FILE [-A ATTR]`; `file` is absolute.
-    NixFile { file: PathBuf, attr: Option<String> },
+    /// `{ file, attr?, system? }`, for `nix-build FILE [-A ATTR] [--argstr
+    /// system SYSTEM]`; `file` is absolute.
+    NixFile {
+        file: PathBuf,
+        attr: Option<String>,
+        /// A Nix system of [`NIX_SYSTEMS`]: the package is for that platform only.
+        system: Option<String>,
+    },
+}
+
+impl PackageRef {
+    /// The Nix system the entry says it is built for: a file's `system`, or a
+    /// system in an installable's attribute path (`#legacyPackages.aarch64-linux.hello`).
+    /// Store paths say it by their ELF files, which the build reads.
+    pub fn system(&self) -> Option<&str> {
+        match self {
+            PackageRef::NixFile { system, .. } => system.as_deref(),
+            PackageRef::Installable(installable) => installable_system(installable),
+            PackageRef::StorePath(_) => None,
+        }
+    }
 }
 
 /// The `cuda` table: whether gpubox makes the image GPU-ready, and how.

@@ -25,13 +25,13 @@ impl Format {
 }
 
 /// A value and the byte range of its text in the spec.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) value: Value,
     pub(crate) span: Range<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Value {
     String(String),
     /// `radix` is how the number was written (TOML allows 0o/0x/0b); it lets
@@ -51,7 +51,7 @@ pub(crate) enum Value {
     Null,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) key: String,
     pub(crate) key_span: Range<usize>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gpubox_spec::{
     created_epoch, load, parse, Compression, CopyToRoot, HostBinary, HostBinarySrc, Location,
-    PackageRef, Spec, SpecError, DEFAULT_PATH,
+    PackageRef, Platform, Spec, SpecError, DEFAULT_PATH,
 };
 use miette::{Diagnostic, SourceSpan};
 
@@ -178,11 +178,13 @@ fn full_toml_spec_is_read_and_merged() {
             ),
             PackageRef::NixFile {
                 file: "/specs/app/pkgs.nix".into(),
-                attr: Some("tool".to_owned())
+                attr: Some("tool".to_owned()),
+                system: None,
             },
             PackageRef::NixFile {
                 file: "/abs/other.nix".into(),
-                attr: None
+                attr: None,
+                system: None,
             },
         ]
     );
@@ -483,7 +485,7 @@ fn wrong_type_names_key_path_expected_and_found() {
     let error = toml_error("name = \"app\"\nsystemPackages = [true]\n");
     assert!(
         error.to_string().ends_with(
-            "`systemPackages[0]` must be a string (installable or store path) or a table { file, attr }, found a boolean"
+            "`systemPackages[0]` must be a string (installable or store path) or a table { file, attr, system }, found a boolean"
         ),
         "{error}"
     );
@@ -1274,7 +1276,8 @@ fn machine_keys_are_read_with_their_values() {
         machine.home.as_ref().unwrap().value,
         PackageRef::NixFile {
             file: PathBuf::from("/specs/app/home.nix"),
-            attr: Some("activationPackage".to_owned())
+            attr: Some("activationPackage".to_owned()),
+            system: None,
         }
     );
 
@@ -1494,4 +1497,133 @@ fn store_paths_are_kept_and_anything_else_is_refused() {
         assert!(error.to_string().contains(says), "{error}");
         assert_eq!(label(&error), span_of(&text, &format!("\"{bad}\"")));
     }
+}
+
+#[test]
+fn platforms_and_per_platform_overrides() {
+    let text = r#"
+name = "multi"
+platforms = ["linux/amd64", "linux/arm64/v8"]
+systemPackages = ["nixpkgs#hello", { file = "pkgs.nix", attr = "tool", system = "aarch64-linux" }]
+env = { GREETING = "hi" }
+cmd = ["hello"]
+
+[platform."linux/arm64"]
+systemPackages = ["nixpkgs#legacyPackages.aarch64-linux.hello"]
+env = { GREETING = "hi from grace" }
+"#;
+    let spec = toml(text);
+    let platforms: Vec<Platform> = spec.platforms.iter().map(|p| p.value).collect();
+    assert_eq!(platforms, [Platform::Amd64, Platform::Arm64]);
+    assert_eq!(spec.platforms_to_build(), Some(platforms.clone()));
+    assert_eq!(spanned(text, spec.platforms[1].span), "\"linux/arm64/v8\"");
+    // The top-level file package says which system it is for.
+    assert_eq!(
+        spec.system_packages[1].value.system(),
+        Some("aarch64-linux")
+    );
+    assert_eq!(spec.system_packages[0].value.system(), None);
+
+    // amd64 sees the top level as written.
+    let amd = spec.for_platform(Platform::Amd64);
+    assert_eq!(amd.system_packages.len(), 2);
+    assert_eq!(amd.env["GREETING"], "hi");
+    // arm64's table replaces the keys it names and keeps the others.
+    let arm = spec.for_platform(Platform::Arm64);
+    assert_eq!(arm.name, "multi");
+    assert_eq!(arm.cmd, ["hello"]);
+    assert_eq!(arm.env["GREETING"], "hi from grace");
+    assert_eq!(
+        arm.system_packages
+            .iter()
+            .map(|p| p.value.clone())
+            .collect::<Vec<_>>(),
+        [PackageRef::Installable(
+            "nixpkgs#legacyPackages.aarch64-linux.hello".to_owned()
+        )]
+    );
+    assert_eq!(arm.system_packages[0].value.system(), Some("aarch64-linux"));
+    // Its values still point into the spec where they were written.
+    assert_eq!(
+        spanned(text, arm.system_packages[0].span),
+        "\"nixpkgs#legacyPackages.aarch64-linux.hello\""
+    );
+
+    // The same document in JSON reads the same.
+    let json_spec = json(
+        r#"{"name": "multi", "platforms": ["linux/arm64"],
+            "platform": {"linux/arm64": {"cmd": ["uname", "-m"]}}}"#,
+    );
+    assert_eq!(json_spec.for_platform(Platform::Arm64).cmd, ["uname", "-m"]);
+    assert!(json_spec.cmd.is_empty());
+
+    // Without `platforms`, the build machine's platform is built.
+    assert_eq!(
+        toml("name = \"x\"").platforms_to_build(),
+        Platform::build_machine().map(|p| vec![p])
+    );
+}
+
+#[test]
+fn bad_platforms_are_named_with_what_gpubox_builds() {
+    let text = "name = \"x\"\nplatforms = [\"linux/amd64\", \"linux/riscv64\"]\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("platforms[1]"), "{error}");
+    assert!(
+        format!("{error:?}").contains("gpubox builds linux/amd64 and linux/arm64"),
+        "{error:?}"
+    );
+    assert_eq!(label(&error), span_of(text, "\"linux/riscv64\""));
+
+    let text = "name = \"x\"\nplatforms = [\"linux/arm64\", \"linux/arm64/v8\"]\n";
+    let error = toml_error(text);
+    assert!(format!("{error:?}").contains("listed twice"), "{error:?}");
+
+    // Go's `aarch64` spelling gets a hint.
+    let error = toml_error("name = \"x\"\nplatforms = [\"linux/aarch64\"]\n");
+    assert!(
+        format!("{error:?}").contains("write linux/arm64"),
+        "{error:?}"
+    );
+
+    // A table for a platform the spec does not build.
+    let text = "name = \"x\"\n[platform.\"linux/arm64\"]\ncmd = [\"a\"]\n";
+    let error = toml_error(text);
+    assert!(
+        format!("{error:?}").contains("not among the platforms"),
+        "{error:?}"
+    );
+    assert!(help(&error).contains("add \"linux/arm64\" to `platforms`"));
+
+    // Keys one index shares cannot differ.
+    let text =
+        "name = \"x\"\nplatforms = [\"linux/arm64\"]\n[platform.\"linux/arm64\"]\ntag = \"v2\"\n";
+    let error = toml_error(text);
+    assert!(
+        format!("{error:?}").contains("`tag` cannot differ between platforms"),
+        "{error:?}"
+    );
+    assert_eq!(label(&error), span_of(text, "tag"));
+
+    // Unknown keys inside an override are unknown keys.
+    let text = "name = \"x\"\nplatforms = [\"linux/arm64\"]\n[platform.\"linux/arm64\"]\nsystemPackage = []\n";
+    let error = toml_error(text);
+    assert!(error.to_string().contains("systemPackage"), "{error}");
+
+    // A bad platform name as a table key.
+    let error = toml_error("name = \"x\"\n[platform.\"linux/s390x\"]\ncmd = []\n");
+    assert!(
+        format!("{error:?}").contains("unknown platform"),
+        "{error:?}"
+    );
+
+    // A file package's system must be one gpubox builds for.
+    let text =
+        "name = \"x\"\nsystemPackages = [{ file = \"a.nix\", system = \"riscv64-linux\" }]\n";
+    let error = toml_error(text);
+    assert!(
+        format!("{error:?}").contains("not a Nix system gpubox builds for"),
+        "{error:?}"
+    );
+    assert!(help(&error).contains("x86_64-linux, aarch64-linux"));
 }

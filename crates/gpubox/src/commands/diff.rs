@@ -7,27 +7,44 @@ use gpubox_oci::diff::{Change, DiffLayer, FileChange, FileState, ImageDiff, Stor
 
 use gpubox_build::open::RegistryAccess;
 use gpubox_build::{Bytes, Count, ImageLocation};
+use gpubox_spec::Platform;
 
 use crate::error::CliError;
 
 /// Compares image `a` with image `b` (either may be in a registry, reached
-/// through `registry`) and prints the difference, as a report or as JSON.
+/// through `registry`) and prints the difference, as a report or as JSON. Two
+/// indexes are compared platform by platform (or on `platform` only); their
+/// JSON is `{ "platforms": [{ "platform", "diff" }] }`.
 pub fn run(
     a: &ImageLocation,
     b: &ImageLocation,
     registry: &RegistryAccess<'_>,
     as_json: bool,
+    platform: Option<Platform>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let diff = gpubox_build::open::diff(a, b, registry)?;
-    if as_json {
-        serde_json::to_writer_pretty(&mut *out, &diff)
+    let diffs = gpubox_build::open::diff(a, b, registry, platform.map(Platform::architecture))?;
+    let written = match (diffs.as_slice(), as_json) {
+        ([(None, diff)], true) => serde_json::to_writer_pretty(&mut *out, diff)
             .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_report(out, &diff, a, b)
-    }
-    .map_err(CliError::Stdout)
+            .and_then(|()| writeln!(out)),
+        ([(None, diff)], false) => write_report(out, diff, a, b),
+        (_, true) => {
+            let platforms: Vec<serde_json::Value> = diffs
+                .iter()
+                .map(|(platform, diff)| serde_json::json!({ "platform": platform, "diff": diff }))
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "platforms": platforms }))
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        }
+        (_, false) => diffs.iter().try_for_each(|(platform, diff)| {
+            writeln!(out, "Platform: {}", platform.as_deref().unwrap_or("-"))?;
+            write_report(out, diff, a, b)?;
+            writeln!(out)
+        }),
+    };
+    written.map_err(CliError::Stdout)
 }
 
 fn total(layers: &[DiffLayer]) -> u64 {

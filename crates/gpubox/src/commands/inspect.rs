@@ -3,39 +3,94 @@
 
 use std::io::Write;
 
-use gpubox_build::open::{ImageReport, RegistryAccess};
+use gpubox_build::open::{ImageReport, Inspected, RegistryAccess};
 use gpubox_build::{Bytes, Count, ImageLocation};
 use gpubox_layers::cache::LayerCache;
 use gpubox_oci::chunked::is_chunked;
 use gpubox_oci::image::LAYER_KEY;
 use gpubox_oci::source::{LayerRef, LayerSummary};
+use gpubox_spec::Platform;
 use serde_json::{json, Value};
 
 use crate::error::CliError;
 
-/// Prints the image at `source`, as a report or as JSON; `read_layers` reads (and
-/// for a registry image, downloads) every layer instead of trusting annotations.
+/// How `gpubox inspect` shows an image.
+pub struct Shown {
+    /// JSON instead of a report.
+    pub as_json: bool,
+    /// Read (and for a registry image, download) every layer instead of
+    /// trusting annotations.
+    pub read_layers: bool,
+    /// Of an index, only this platform's image.
+    pub platform: Option<Platform>,
+}
+
+/// Prints the image at `source`, as a report or as JSON.
 /// Each layer also says whether it is `zstd:chunked` (lazily pullable) and
 /// whether a build reuses it: every gpubox layer carries its key, and the ones
-/// this machine's layer cache holds are not even read again.
+/// this machine's layer cache holds are not even read again. An index is shown
+/// as its digest and platforms, then each platform's image; its JSON is
+/// `{ source, indexDigest, platforms, images: [...] }`, each image as a single
+/// image's JSON is.
 pub fn run(
     source: &ImageLocation,
     registry: &RegistryAccess<'_>,
-    as_json: bool,
-    read_layers: bool,
+    shown: Shown,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let Inspected { index, images } = gpubox_build::open::inspect(
+        source,
+        registry,
+        shown.read_layers,
+        shown.platform.map(Platform::architecture),
+    )?;
+    // A cache that cannot be opened holds nothing as far as this report goes.
+    let cache = LayerCache::open(registry.cache_root).ok();
+    let reports: Vec<(Value, Vec<ShownLayer>)> = images
+        .into_iter()
+        .map(|image| image_report(source, image, cache.as_ref()))
+        .collect();
+    let written = match (&index, shown.as_json) {
+        (None, true) => write_json(out, &reports[0].0),
+        (None, false) => write_report(out, &reports[0].0, &reports[0].1),
+        (Some((digest, platforms)), true) => write_json(
+            out,
+            &json!({
+                "source": source.to_string(),
+                "indexDigest": digest.to_string(),
+                "platforms": platforms,
+                "images": reports.iter().map(|(report, _)| report).collect::<Vec<_>>(),
+            }),
+        ),
+        (Some((digest, platforms)), false) => (|| {
+            writeln!(out, "Index:        {}", source)?;
+            writeln!(out, "Digest:       {digest}")?;
+            writeln!(out, "Platforms:    {}", platforms.join(", "))?;
+            for (report, layers) in &reports {
+                writeln!(out)?;
+                write_report(out, report, layers)?;
+            }
+            Ok(())
+        })(),
+    };
+    written.map_err(CliError::Stdout)
+}
+
+/// One image's report, and its layers as shown.
+fn image_report(
+    source: &ImageLocation,
+    image: ImageReport,
+    cache: Option<&LayerCache>,
+) -> (Value, Vec<ShownLayer>) {
     let ImageReport {
         manifest_digest,
         repo_tags,
         config,
         layers,
-    } = gpubox_build::open::inspect(source, registry, read_layers)?;
-    // A cache that cannot be opened holds nothing as far as this report goes.
-    let cache = LayerCache::open(registry.cache_root).ok();
+    } = image;
     let layers: Vec<ShownLayer> = layers
         .into_iter()
-        .map(|(layer, summary)| ShownLayer::new(layer, summary, cache.as_ref()))
+        .map(|(layer, summary)| ShownLayer::new(layer, summary, cache))
         .collect();
     let report = json!({
         "source": source.to_string(),
@@ -44,17 +99,16 @@ pub fn run(
         "created": config.get("created"),
         "architecture": config.get("architecture"),
         "os": config.get("os"),
+        "variant": config.get("variant"),
         "config": config.get("config"),
         "layers": layers.iter().map(ShownLayer::json).collect::<Vec<_>>(),
     });
-    if as_json {
-        serde_json::to_writer_pretty(&mut *out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_report(out, &report, &layers)
-    }
-    .map_err(CliError::Stdout)
+    (report, layers)
+}
+
+fn write_json(out: &mut dyn Write, value: &Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    writeln!(out)
 }
 
 /// A layer as the report shows it.
@@ -140,9 +194,13 @@ fn write_report(out: &mut dyn Write, report: &Value, layers: &[ShownLayer]) -> s
     writeln!(out, "Created:      {}", text(&report["created"]))?;
     writeln!(
         out,
-        "Platform:     {}/{}",
+        "Platform:     {}/{}{}",
         text(&report["os"]),
-        text(&report["architecture"])
+        text(&report["architecture"]),
+        report["variant"]
+            .as_str()
+            .map(|variant| format!("/{variant}"))
+            .unwrap_or_default()
     )?;
     writeln!(out, "Entrypoint:   {}", text(&config["Entrypoint"]))?;
     writeln!(out, "Cmd:          {}", text(&config["Cmd"]))?;

@@ -75,6 +75,18 @@ pub fn have(part: &str) -> bool {
     gpubox_testkit::found(part, works)
 }
 
+/// Whether this machine runs aarch64 programs (qemu-user through binfmt_misc)
+/// and has the aarch64 busybox the fixture builds with.
+pub fn have_aarch64() -> bool {
+    let binfmt = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|status| status.starts_with("enabled"));
+    let busybox = Path::new("/opt/gpubox-test/aarch64/bin/busybox").is_file();
+    gpubox_testkit::found(
+        "qemu-aarch64 (binfmt_misc) and the aarch64 busybox",
+        binfmt && busybox,
+    )
+}
+
 /// Realises an attribute of tests/fixtures/closure.nix with real `nix-build`.
 pub fn nix_fixture(attr: &str) -> String {
     nix_fixture_with(attr, &[])

@@ -1,8 +1,8 @@
 //! GPU plumbing on a fake arm64 (Grace Hopper) NVIDIA host: driver 550.54.14 with its
 //! libraries under `usr/lib/aarch64-linux-gnu`, the open kernel module's version line
 //! and a GH200. `gpubox cdi generate` and `gpubox doctor` read the tree's own layout
-//! (whatever machine runs them), and the spec's mounts bring the driver to
-//! `gpubox-init` in a podman container.
+//! (whatever machine runs them), and the spec's mounts bring the driver to the
+//! arm64 image's `gpubox-init` (aarch64, through qemu-user) in a podman container.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,15 @@ fn check_in_podman(spec: &serde_json::Value, image: &str) -> (Option<i32>, serde
     let _installed = InstalledSpec(spec_file.clone());
     fs::write(&spec_file, spec.to_string()).unwrap();
     let out = Command::new("podman")
-        .args(["run", "--rm", "--network", "none", "--device"])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--platform",
+            "linux/arm64",
+        ])
+        .arg("--device")
         .arg(format!("{TEST_KIND}=all"))
         .arg(image)
         .args(["check", "--json"])
@@ -161,7 +169,7 @@ fn link<'a>(report: &'a serde_json::Value, link: &str) -> (&'a str, &'a str) {
 
 #[test]
 fn an_aarch64_driver_layout_reaches_gpubox_init_through_cdi() {
-    if !have("podman") {
+    if !(have("podman") && have_aarch64()) {
         return;
     }
     let work = tempdir();
@@ -171,20 +179,28 @@ fn an_aarch64_driver_layout_reaches_gpubox_init_through_cdi() {
     let mut spec = generate(&cache, &host, &work.path().join("nvidia.json"));
     spec["kind"] = TEST_KIND.into();
 
-    // An image of the build machine's platform: the loader would refuse the fake
-    // libraries anyway (they are placeholders); what is under test is that the aarch64
-    // folder's files reach the container and gpubox-init finds and checks them.
+    // The linux/arm64 image: its aarch64 gpubox-init runs through qemu-user. The fake
+    // libraries are placeholders no loader would map; what is under test is that the
+    // aarch64 folder's files reach the container and the init finds and checks them.
     let image = "gpubox-e2e-aarch64-layout:latest";
     let spec_path = write_spec(
         work.path(),
         "gpubox.toml",
-        "name = \"gpubox-e2e-aarch64-layout\"\ncuda.version = \"12.4\"\n",
+        "name = \"gpubox-e2e-aarch64-layout\"\nplatforms = [\"linux/arm64\"]\ncuda.version = \"12.4\"\n",
     );
     run_ok(gpubox(&cache).arg("build").arg(&spec_path).args([
         "-q",
         "-o",
         &format!("podman:{image}"),
     ]));
+    let arch = run_ok(Command::new("podman").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        image,
+    ]));
+    assert_eq!(stdout(&arch).trim(), "arm64");
     struct Image<'a>(&'a str);
     impl Drop for Image<'_> {
         fn drop(&mut self) {

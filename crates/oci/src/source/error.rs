@@ -40,6 +40,16 @@ pub enum ReadError {
     },
     #[error("{}: {detail}", path.display())]
     Unsupported { path: PathBuf, detail: String },
+    #[error(
+        "{} is a multi-platform index without a {wanted} image (it has {available}); \
+         name one of those with --platform",
+        path.display()
+    )]
+    PlatformNotFound {
+        path: PathBuf,
+        wanted: String,
+        available: String,
+    },
     #[error("{} has no `{member}` ({referrer}); the image is incomplete", path.display())]
     Missing {
         path: PathBuf,

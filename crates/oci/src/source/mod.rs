@@ -30,5 +30,5 @@ pub use layer_files::{
     follow_links, stack_layer_files, walk_links, was_read, Followed, LayerFile, LayerFiles,
     PathKind, Walked, MAX_LINKS,
 };
-pub use reader::{ImageReader, LayerRef};
+pub use reader::{ImageReader, LayerRef, OpenedIndex};
 pub use summary::{summarize_layer, LayerSummary};

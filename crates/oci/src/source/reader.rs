@@ -18,7 +18,7 @@ use crate::archive::DockerManifestEntry;
 use crate::blob::{BlobStore, LayerBlob};
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
-use crate::image::{Descriptor, Manifest, INDEX_MEDIA_TYPE};
+use crate::image::{Descriptor, ImagePlatform, Manifest, INDEX_MEDIA_TYPE};
 
 /// A layer as an image names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,9 +47,73 @@ fn parse_json<'a, T: Deserialize<'a>>(
     })
 }
 
+/// The multi-platform index an image was opened through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedIndex {
+    pub digest: Digest,
+    /// The index as stored (its digest checked).
+    pub document: Vec<u8>,
+    /// Every entry's platform and manifest descriptor, in the index's order.
+    pub platforms: Vec<(ImagePlatform, Descriptor)>,
+}
+
+impl OpenedIndex {
+    /// Reads the index `document` (digest `digest`, checked by the caller) of
+    /// the image at `location`.
+    pub fn parse(
+        digest: Digest,
+        document: Vec<u8>,
+        location: &Path,
+    ) -> Result<OpenedIndex, ReadError> {
+        let nested: PlatformIndex = parse_json(&document, &format!("index {digest}"), location)?;
+        let platforms = nested
+            .manifests
+            .into_iter()
+            .filter_map(|e| Some((e.platform?, e.descriptor)))
+            .collect();
+        Ok(OpenedIndex {
+            digest,
+            document,
+            platforms,
+        })
+    }
+
+    /// The entry for `architecture` (GOARCH's spelling); `None` means the build
+    /// machine's, or the only one.
+    pub fn entry_for(
+        &self,
+        architecture: Option<&str>,
+        location: &Path,
+    ) -> Result<Descriptor, ReadError> {
+        let wanted = architecture.unwrap_or(crate::image::HOST_ARCHITECTURE);
+        self.platforms
+            .iter()
+            .find(|(p, _)| p.os == "linux" && p.architecture == wanted)
+            .or(match (architecture, self.platforms.as_slice()) {
+                (None, [only]) => Some(only),
+                _ => None,
+            })
+            .map(|(_, descriptor)| descriptor.clone())
+            .ok_or_else(|| ReadError::PlatformNotFound {
+                path: location.to_owned(),
+                wanted: format!("linux/{wanted}"),
+                available: self
+                    .platforms
+                    .iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
 /// An image opened for reading.
 pub struct ImageReader {
     backing: Backing,
+    /// The index the image was chosen from, when it was.
+    index: Option<OpenedIndex>,
+    /// The manifest as stored, where the source has one (not a docker-archive).
+    manifest_json: Option<Vec<u8>>,
     config_json: Vec<u8>,
     manifest_digest: Option<Digest>,
     repo_tags: Vec<String>,
@@ -63,19 +127,55 @@ struct IndexDocument {
     manifests: Vec<Descriptor>,
 }
 
+/// An index entry with its platform, as a nested index lists its images.
+#[derive(Deserialize)]
+struct PlatformEntry {
+    #[serde(flatten)]
+    descriptor: Descriptor,
+    #[serde(default)]
+    platform: Option<ImagePlatform>,
+}
+
+#[derive(Deserialize)]
+struct PlatformIndex {
+    manifests: Vec<PlatformEntry>,
+}
+
 impl ImageReader {
     /// Opens the image tagged `tag` in the OCI layout folder `dir`; without a tag,
-    /// the layout must hold exactly one image.
+    /// the layout must hold exactly one image (or index). Of an index, the
+    /// build machine's platform is read (see [`ImageReader::open_oci_dir_for`]).
     pub fn open_oci_dir(dir: &Path, tag: Option<&str>) -> Result<ImageReader, ReadError> {
+        ImageReader::open_oci_dir_for(dir, tag, None)
+    }
+
+    /// [`ImageReader::open_oci_dir`], reading the `architecture` (GOARCH's
+    /// spelling) image of an index; `None` means the build machine's, or an
+    /// index's only image.
+    pub fn open_oci_dir_for(
+        dir: &Path,
+        tag: Option<&str>,
+        architecture: Option<&str>,
+    ) -> Result<ImageReader, ReadError> {
         let meta = std::fs::metadata(dir).map_err(io_error("open", dir))?;
         if !meta.is_dir() {
             return Err(ReadError::NotALayout(dir.to_owned()));
         }
-        ImageReader::open_oci(Backing::Folder(dir.to_owned()), tag)
+        ImageReader::open_oci(Backing::Folder(dir.to_owned()), tag, architecture)
     }
 
     /// Opens the image tagged `tag` in the oci-archive `file`.
     pub fn open_oci_archive(file: &Path, tag: Option<&str>) -> Result<ImageReader, ReadError> {
+        ImageReader::open_oci_archive_for(file, tag, None)
+    }
+
+    /// [`ImageReader::open_oci_archive`], reading the `architecture` image of an
+    /// index as [`ImageReader::open_oci_dir_for`] does.
+    pub fn open_oci_archive_for(
+        file: &Path,
+        tag: Option<&str>,
+        architecture: Option<&str>,
+    ) -> Result<ImageReader, ReadError> {
         let members = index_tar(file)?;
         ImageReader::open_oci(
             Backing::Tar {
@@ -83,10 +183,25 @@ impl ImageReader {
                 members,
             },
             tag,
+            architecture,
         )
     }
 
-    fn open_oci(backing: Backing, tag: Option<&str>) -> Result<ImageReader, ReadError> {
+    /// The multi-platform index this image was chosen from, if any.
+    pub fn index(&self) -> Option<&OpenedIndex> {
+        self.index.as_ref()
+    }
+
+    /// Records that the image was chosen from `index` (a registry's).
+    pub fn chosen_from(&mut self, index: OpenedIndex) {
+        self.index = Some(index);
+    }
+
+    fn open_oci(
+        backing: Backing,
+        tag: Option<&str>,
+        architecture: Option<&str>,
+    ) -> Result<ImageReader, ReadError> {
         let location = backing.location().to_owned();
         if !backing.contains("oci-layout") {
             return Err(ReadError::NotALayout(location));
@@ -97,19 +212,20 @@ impl ImageReader {
             &location,
         )?;
         let chosen = choose_manifest(&index.manifests, tag, &location)?;
+        let repo_tags = chosen.ref_name().map(str::to_owned).into_iter().collect();
         if chosen.media_type == INDEX_MEDIA_TYPE
             || chosen.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
         {
-            return Err(ReadError::Unsupported {
-                path: location,
-                detail: format!(
-                    "{} is a multi-platform image index; copy one platform out with skopeo first",
-                    chosen.digest
-                ),
-            });
+            let document = backing.read_blob(chosen, "named by index.json")?;
+            let opened = OpenedIndex::parse(chosen.digest.clone(), document, &location)?;
+            let entry = opened.entry_for(architecture, &location)?;
+            let manifest_json = backing.read_blob(&entry, "named by the index")?;
+            let mut reader =
+                ImageReader::from_manifest(backing, &manifest_json, entry.digest, repo_tags)?;
+            reader.index = Some(opened);
+            return Ok(reader);
         }
         let manifest_json = backing.read_blob(chosen, "named by index.json")?;
-        let repo_tags = chosen.ref_name().map(str::to_owned).into_iter().collect();
         ImageReader::from_manifest(backing, &manifest_json, chosen.digest.clone(), repo_tags)
     }
 
@@ -173,6 +289,8 @@ impl ImageReader {
             .collect::<Result<Vec<_>, ReadError>>()?;
         Ok(ImageReader {
             layer_members: layers.iter().map(|l| blob_name(&l.digest)).collect(),
+            index: None,
+            manifest_json: Some(manifest_json.to_vec()),
             manifest_digest: Some(manifest_digest),
             repo_tags,
             config_json,
@@ -227,12 +345,20 @@ impl ImageReader {
         }
         Ok(ImageReader {
             backing,
+            index: None,
+            manifest_json: None,
             config_json,
             manifest_digest: None,
             repo_tags: entry.repo_tags.clone(),
             layers,
             layer_members,
         })
+    }
+
+    /// The manifest as stored (its digest checked), where the source keeps one:
+    /// not in a docker-archive.
+    pub fn manifest_json(&self) -> Option<&[u8]> {
+        self.manifest_json.as_deref()
     }
 
     /// The config as stored.

@@ -31,6 +31,7 @@ pub fn config_input() -> ImageConfigInput {
         created: 1_700_000_000,
         architecture: "amd64".into(),
         os: "linux".into(),
+        variant: None,
         env: vec!["PATH=/bin".into(), "LANG=C.UTF-8".into()],
         entrypoint: vec![format!("{STORE_PATH}/bin/hello")],
         cmd: Vec::new(),
