@@ -128,6 +128,22 @@ in
       default = [ ];
       description = "Packages whose closures go into the image; their programs are linked in /usr/local/bin.";
     };
+    platforms = mkOption {
+      type = types.listOf (types.enum [ "linux/amd64" "linux/arm64" ]);
+      default = [ ];
+      description = "Build one image per platform and an index naming them [default: the build machine's platform]; aarch64 packages come from `platform.\"linux/arm64\".systemPackages` (e.g. `inputs.nixpkgs.legacyPackages.aarch64-linux.hello`).";
+    };
+    platform = mkOption {
+      type = types.attrsOf (types.submodule {
+        options.systemPackages = mkOption {
+          type = types.listOf types.package;
+          default = [ ];
+          description = "This platform's packages, in place of the top-level `systemPackages`.";
+        };
+      });
+      default = { };
+      description = "Per-platform settings, by platform (`\"linux/arm64\"`), of the platforms in `platforms`.";
+    };
     copyToRoot = mkOption {
       type = types.listOf (types.either types.package copyEntry);
       default = [ ];

@@ -144,6 +144,9 @@ let
         checkPrograms = if cfg.checkPrograms then null else false;
         fromImage = if cfg.fromImage == null then null else fromImage cfg.fromImage;
         systemPackages = map (package: "${package}") (cfg.systemPackages ++ lib.optionals (cudaSet != null) (cudaLibraries cudaSet));
+        platforms = if cfg.platforms == [ ] then null else cfg.platforms;
+        platform = if cfg.platform == { } then null
+          else lib.mapAttrs (_: settings: { systemPackages = map (package: "${package}") settings.systemPackages; }) cfg.platform;
         copyToRoot = copyEntries "copyToRoot" (cfg.copyToRoot ++ cfg.extraCopyToRoot);
         hostBinaries = hostBinaries cfg.hostBinaries;
         # Left out unless defined, so gpubox's default PATH and a base image's
@@ -179,7 +182,7 @@ let
         home = home cfg.home;
       };
       # Whose store paths join the image by their own key or are copied elsewhere.
-      notStorePaths = [ "systemPackages" "home" "copyToRoot" "hostBinaries" "age" ];
+      notStorePaths = [ "systemPackages" "platform" "home" "copyToRoot" "hostBinaries" "age" ];
       storePaths = uniquePaths (storePathsIn (removeAttrs base notStorePaths) ++ map (package: "${package}") cfg.storePaths);
       # The builder checks the whole spec, copy sources included, against the
       # closure of everything it names.

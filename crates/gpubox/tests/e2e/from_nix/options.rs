@@ -297,3 +297,46 @@ fn unknown_options_and_wrong_types_fail_naming_the_option() {
         assert!(stderr.contains(says), "{body}: {stderr}");
     }
 }
+
+#[test]
+fn platforms_and_per_platform_packages_reach_the_spec() {
+    // Each platform's packages stay in its own table: they are not named in
+    // the top-level storePaths (which every platform's image would take), but
+    // the builder gets their closure.
+    let Some((got, _)) = eval_ok(
+        r#"let
+  tool = mk "tool-1.0"; armTool = mk "tool-aarch64-1.0";
+  made = gpubox.specOf { inherit (image [ {
+    systemPackages = [ tool ];
+    platforms = [ "linux/amd64" "linux/arm64" ];
+    platform."linux/arm64".systemPackages = [ armTool ];
+  } ]) config options; };
+in {
+  spec = made.spec;
+  roots = made.closureRoots;
+  paths = { tool = "${tool}"; armTool = "${armTool}"; };
+}"#,
+    ) else {
+        return;
+    };
+    let path = |name: &str| got["paths"][name].as_str().unwrap().to_owned();
+    assert_eq!(
+        got["spec"]["platforms"],
+        json!(["linux/amd64", "linux/arm64"])
+    );
+    assert_eq!(
+        got["spec"]["platform"],
+        json!({ "linux/arm64": { "systemPackages": [path("armTool")] } })
+    );
+    assert_eq!(got["spec"]["systemPackages"], json!([path("tool")]));
+    assert!(got["spec"].get("storePaths").is_none(), "{}", got["spec"]);
+    let mut roots = vec![path("tool"), path("armTool")];
+    roots.sort();
+    assert_eq!(got["roots"], json!(roots));
+
+    // A platform gpubox does not build is refused by the option's type.
+    let Some(stderr) = eval_fails(r#"spec [ { platforms = [ "linux/s390x" ]; } ]"#) else {
+        return;
+    };
+    assert!(stderr.contains("platforms"), "{stderr}");
+}
