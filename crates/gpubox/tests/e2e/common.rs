@@ -87,6 +87,18 @@ pub fn have_aarch64() -> bool {
     )
 }
 
+/// The architecture podman's storage records for `image` (`amd64`, `arm64`).
+pub fn podman_architecture(image: &str) -> String {
+    let out = run_ok(Command::new("podman").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        image,
+    ]));
+    stdout(&out).trim().to_owned()
+}
+
 /// Realises an attribute of tests/fixtures/closure.nix with real `nix-build`.
 pub fn nix_fixture(attr: &str) -> String {
     nix_fixture_with(attr, &[])

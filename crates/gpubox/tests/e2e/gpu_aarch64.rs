@@ -193,14 +193,7 @@ fn an_aarch64_driver_layout_reaches_gpubox_init_through_cdi() {
         "-o",
         &format!("podman:{image}"),
     ]));
-    let arch = run_ok(Command::new("podman").args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Architecture}}",
-        image,
-    ]));
-    assert_eq!(stdout(&arch).trim(), "arm64");
+    assert_eq!(podman_architecture(image), "arm64");
     struct Image<'a>(&'a str);
     impl Drop for Image<'_> {
         fn drop(&mut self) {

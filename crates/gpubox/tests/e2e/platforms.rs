@@ -248,13 +248,18 @@ systemPackages = ["{x86_toolbox}"]
         ),
     );
     let out = work.path().join("out");
-    let error = unwrapped(&run_fails(
-        gpubox(&cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}", out.display())),
-    ));
+    // Builds `spec` (with `args`) to `out`, expecting a refusal; its message.
+    let refused = |spec: &Path, args: &[&str]| {
+        unwrapped(&run_fails(
+            gpubox(&cache)
+                .arg("build")
+                .arg(spec)
+                .args(args)
+                .arg("-o")
+                .arg(format!("oci:{}", out.display())),
+        ))
+    };
+    let error = refused(&spec, &[]);
     assert!(error.contains("is x86_64 code"), "{error}");
     assert!(error.contains("linux/arm64 image"), "{error}");
     assert!(error.contains(&x86_toolbox), "{error}");
@@ -270,13 +275,7 @@ systemPackages = ["{x86_toolbox}"]
             toml_str(multiarch())
         ),
     );
-    let error = unwrapped(&run_fails(
-        gpubox(&cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}", out.display())),
-    ));
+    let error = refused(&spec, &[]);
     assert!(
         error.contains(
             "systemPackages[0] is for aarch64-linux, but this build makes only linux/amd64"
@@ -291,22 +290,13 @@ systemPackages = ["{x86_toolbox}"]
         "unknown.toml",
         "name = \"multi\"\nplatforms = [\"linux/amd64\", \"linux/mips\"]\n",
     );
-    let error = unwrapped(&run_fails(
-        gpubox(&cache)
-            .arg("build")
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}", out.display())),
-    ));
+    let error = refused(&spec, &[]);
     assert!(error.contains("unknown platform \"linux/mips\""), "{error}");
     assert!(error.contains("platforms[1]"), "{error}");
-    let error = unwrapped(&run_fails(
-        gpubox(&cache)
-            .arg("build")
-            .arg(two_platform_spec(work.path()))
-            .args(["--platform", "linux/aarch64", "-o"])
-            .arg(format!("oci:{}", out.display())),
-    ));
+    let error = refused(
+        &two_platform_spec(work.path()),
+        &["--platform", "linux/aarch64"],
+    );
     assert!(error.contains("write linux/arm64"), "{error}");
     assert!(!out.exists());
 
@@ -339,13 +329,7 @@ systemPackages = ["{x86_toolbox}"]
             ),
         )
     };
-    let error = unwrapped(&run_fails(
-        gpubox(&cache)
-            .arg("build")
-            .arg(host_spec("/bin/busybox"))
-            .arg("-o")
-            .arg(format!("oci:{}", out.display())),
-    ));
+    let error = refused(&host_spec("/bin/busybox"), &[]);
     assert!(error.contains("/bin/busybox is x86_64 code"), "{error}");
     assert!(error.contains("hostBinaries[0]"), "{error}");
     assert!(error.contains("dpkg --add-architecture arm64"), "{error}");
@@ -551,13 +535,7 @@ fn podman_takes_this_machines_platform_of_several() {
         !log.contains(&format!("building the linux/{other} image")),
         "{log}"
     );
-    let arch = run_ok(Command::new("podman").args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Architecture}}",
-        image,
-    ]));
+    let arch = podman_architecture(image);
     let _ = Command::new("podman").args(["rmi", "-f", image]).output();
-    assert_eq!(stdout(&arch).trim(), own);
+    assert_eq!(arch, own);
 }
