@@ -198,6 +198,7 @@ pub struct BuiltImage {
 pub const HOST_ARCHITECTURE: &str = match std::env::consts::ARCH.as_bytes() {
     b"x86_64" => "amd64",
     b"aarch64" => "arm64",
+    b"powerpc64" => "ppc64le",
     _ => std::env::consts::ARCH,
 };
 
