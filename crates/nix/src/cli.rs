@@ -65,8 +65,9 @@ impl Nix {
     /// Builds packages for Nix `system` (`aarch64-linux`): a Nix file gets
     /// `--argstr system SYSTEM` (its function's `system` argument, where it has
     /// one), a flake installable `--option system SYSTEM` (so `nixpkgs#hello`
-    /// means that system's package). Building for a system other than this
-    /// machine's needs it in Nix's `extra-platforms`, or a remote builder.
+    /// means that system's package) with this machine's system added to
+    /// `extra-platforms`. Building for a system other than this machine's
+    /// needs it in Nix's `extra-platforms`, or a remote builder.
     pub fn for_system(&self, system: &str) -> Nix {
         Nix {
             system: Some(system.to_owned()),
@@ -98,8 +99,13 @@ impl Nix {
                 ]
                 .map(OsStr::new)
                 .to_vec();
+                // The other system's packages may still need this machine's
+                // derivations (sources, data): `extra-extra-platforms` adds its
+                // system to those Nix builds here, keeping the user's.
+                let native = format!("{}-linux", std::env::consts::ARCH);
                 if let Some(system) = &self.system {
                     args.extend(["--option", "system", system].map(OsStr::new));
+                    args.extend(["--option", "extra-extra-platforms", &native].map(OsStr::new));
                 }
                 args.push(OsStr::new(reference));
                 let out = self.run("nix", &args)?;

@@ -539,3 +539,62 @@ fn podman_takes_this_machines_platform_of_several() {
     let _ = Command::new("podman").args(["rmi", "-f", image]).output();
     assert_eq!(arch, own);
 }
+
+#[test]
+fn a_flake_installable_is_built_for_each_platforms_system() {
+    if !ready() {
+        return;
+    }
+    // A flake of the fixture's `app` for both systems; `#app` names
+    // `packages.<system>.app`, so each platform gets its own.
+    let work = tempdir();
+    let flake = work.path().join("flake");
+    std::fs::create_dir_all(&flake).unwrap();
+    std::fs::copy(multiarch(), flake.join("multiarch.nix")).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        r#"{
+  outputs = { self }:
+    let app = system: (import ./multiarch.nix { inherit system; buildSystem = "x86_64-linux"; }).app;
+    in {
+      packages.x86_64-linux.app = app "x86_64-linux";
+      packages.aarch64-linux.app = app "aarch64-linux";
+    };
+}
+"#,
+    )
+    .unwrap();
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!(
+            "name = \"flaky\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+             cuda.enable = false\nsystemPackages = [\"path:{}#app\"]\n",
+            flake.display()
+        ),
+    );
+    let layout = work.path().join("layout");
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}", layout.display())),
+    );
+    for (arch, system) in [("amd64", "x86_64-linux"), ("arm64", "aarch64-linux")] {
+        let reader =
+            gpubox_oci::source::ImageReader::open_oci_dir_for(&layout, Some("latest"), Some(arch))
+                .unwrap();
+        let paths: Vec<String> = reader
+            .layers()
+            .iter()
+            .filter_map(|layer| layer.annotations.get("io.gpubox.layer.store-paths"))
+            .flat_map(|paths| serde_json::from_str::<Vec<String>>(paths).unwrap())
+            .collect();
+        let toolbox = multiarch_path("toolbox", system);
+        assert!(
+            paths.contains(&toolbox),
+            "{arch}: {paths:?} lacks {toolbox}"
+        );
+    }
+}
