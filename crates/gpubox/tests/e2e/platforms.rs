@@ -49,7 +49,7 @@ fn ready() -> bool {
 }
 
 #[test]
-fn one_index_in_the_registry_runs_each_platforms_program_in_podman() {
+fn one_index_in_the_registry_runs_each_platforms_program_in_podman_and_docker() {
     if !(ready() && have_registry_and_skopeo() && have("podman")) {
         return;
     }
@@ -193,6 +193,28 @@ fn one_index_in_the_registry_runs_each_platforms_program_in_podman() {
             "{platform}: {printed}"
         );
         let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    }
+    // So does Docker's engine (20.10 here; it takes a registry on 127.0.0.1
+    // over plain HTTP).
+    if have("docker") {
+        for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+            run_ok(Command::new("docker").args(["pull", "-q", "--platform", platform, image]));
+            let out = run_ok(Command::new("docker").args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--platform",
+                platform,
+                image,
+            ]));
+            let printed = stdout(&out);
+            assert!(
+                printed.contains(&format!("arch: {machine}")),
+                "docker {platform}: {printed}"
+            );
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
     }
 }
 
