@@ -530,6 +530,16 @@ impl Checker<'_> {
                     return Err(self.unknown_key(&key_path, key, TOP_KEYS));
                 }
             }
+            if tables.iter().any(|(seen, _, _)| *seen == platform) {
+                return Err(self.invalid(
+                    &key_path,
+                    &entry.key_span,
+                    Problem::new(
+                        format!("{platform} has a table already"),
+                        "keep one table per platform",
+                    ),
+                ));
+            }
             tables.push((platform, entry.key_span.clone(), &entry.node));
         }
         Ok(tables)

@@ -1610,6 +1610,14 @@ fn bad_platforms_are_named_with_what_gpubox_builds() {
     let error = toml_error(text);
     assert!(error.to_string().contains("systemPackage"), "{error}");
 
+    // The same platform under two spellings.
+    let text = "name = \"x\"\nplatforms = [\"linux/arm64\"]\n[platform.\"linux/arm64\"]\ncmd = [\"a\"]\n[platform.\"linux/arm64/v8\"]\ncmd = [\"b\"]\n";
+    let error = toml_error(text);
+    assert!(
+        format!("{error:?}").contains("has a table already"),
+        "{error:?}"
+    );
+
     // A bad platform name as a table key.
     let error = toml_error("name = \"x\"\n[platform.\"linux/s390x\"]\ncmd = []\n");
     assert!(
