@@ -620,3 +620,89 @@ fn a_flake_installable_is_built_for_each_platforms_system() {
         );
     }
 }
+
+#[test]
+fn an_aarch64_host_binary_brings_its_libraries_from_the_arm64_multiarch_folder() {
+    if !(have_aarch64() && have("podman") && have("aarch64-linux-gnu-gcc")) {
+        return;
+    }
+    // A dynamically linked aarch64 program of this machine's (cross-compiled),
+    // whose loader and libc come from Debian's libc6:arm64.
+    let work = tempdir();
+    let source = work.path().join("hello.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <sys/utsname.h>\n\
+         int main(void) { struct utsname u; uname(&u); printf(\"host binary on %s\\n\", u.machine); return 0; }\n",
+    )
+    .unwrap();
+    let program = work.path().join("hello-arm64");
+    run_ok(
+        Command::new("aarch64-linux-gnu-gcc")
+            .arg("-O2")
+            .arg("-o")
+            .arg(&program)
+            .arg(&source),
+    );
+    let spec = write_spec(
+        work.path(),
+        "gpubox.toml",
+        &format!(
+            "name = \"hostbin-arm\"\nplatforms = [\"linux/arm64\"]\ncuda.enable = false\n\
+             hostBinaries = [{{ src = {}, dst = \"/usr/bin/hello\" }}]\ncmd = [\"/usr/bin/hello\"]\n",
+            toml_str(&program)
+        ),
+    );
+    let image = "gpubox-e2e-hostbin-arm64:v1";
+    let built = run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .args(["-o", &format!("podman:{image}")]),
+    );
+    let log = String::from_utf8_lossy(&built.stderr).into_owned();
+    // The loader and libc the image got are the aarch64 multiarch folder's.
+    let archive = work.path().join("image.tar");
+    run_ok(
+        gpubox(&work.path().join("cache"))
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci-archive:{}", archive.display())),
+    );
+    let root = work.path().join("root");
+    let (reader, _) = read_oci_archive(&archive);
+    unpack_own_layers_with_gnu_tar(&reader, &root);
+    for file in [
+        "lib/aarch64-linux-gnu/libc.so.6",
+        "lib/ld-linux-aarch64.so.1",
+    ] {
+        assert!(
+            root.join(file).symlink_metadata().is_ok(),
+            "{file} is not in the image: {log}"
+        );
+    }
+    assert!(
+        !root.join("lib/x86_64-linux-gnu/libc.so.6").exists(),
+        "no x86_64 libc in the arm64 image"
+    );
+    let out = Command::new("podman")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--platform",
+            "linux/arm64",
+            image,
+        ])
+        .output()
+        .unwrap();
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    assert!(
+        stdout(&out).contains("host binary on aarch64"),
+        "{}\n{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
