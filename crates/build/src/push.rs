@@ -99,21 +99,12 @@ pub fn run(
         source => {
             let opened = open(source)?;
             if let Some(index) = opened.reader.index().cloned() {
-                return push_index(request, source, &index, reporter);
+                return push_index(request, source, opened, &index, reporter);
             }
             Upload::exported(opened, source)?
         }
     };
-    let sbom = request
-        .sbom
-        .as_ref()
-        .map(|path| {
-            std::fs::read(path).map_err(|source| BuildError::InputNotReadable {
-                path: path.clone(),
-                source,
-            })
-        })
-        .transpose()?;
+    let sbom = read_sbom(request)?;
     let blobs: Vec<Blob> = upload.blobs.iter().map(|(blob, _)| blob.clone()).collect();
     for reference in &request.references {
         let reference = with_default_tag(reference, "latest");
@@ -142,24 +133,34 @@ pub fn run(
     Ok(Digest::of(&upload.manifest).to_string())
 }
 
-/// Pushes the index at `source` as it is stored: each platform's image by
-/// digest (blobs the repository has are skipped, so shared layers go up
-/// once), then the index under each reference's tag; an SBOM is attached to
-/// the index.
+/// Pushes the index at `source` as it is stored (its images read from there,
+/// the one already `opened` among them), with [`push_index_to`] for each
+/// reference; an SBOM is attached to the index.
 fn push_index(
     request: &PushRequest,
     source: &ImageLocation,
+    opened: OpenedImage,
     index: &gpubox_oci::source::OpenedIndex,
     reporter: &dyn Reporter,
 ) -> Result<String, BuildError> {
-    let uploads = index
+    let opened_digest = opened.reader.manifest_digest();
+    let mut opened = Some(opened);
+    let mut uploads = Vec::with_capacity(index.platforms.len());
+    for (platform, descriptor) in &index.platforms {
+        let already = opened.take_if(|_| opened_digest.as_ref() == Some(&descriptor.digest));
+        let image = match already {
+            Some(image) => image,
+            None => open_platform(source, None, Some(&platform.architecture))?,
+        };
+        uploads.push(Upload::exported(image, source)?);
+    }
+    let images: Vec<(String, Digest)> = index
         .platforms
         .iter()
-        .map(|(platform, _)| {
-            let opened = open_platform(source, None, Some(&platform.architecture))?;
-            Upload::exported(opened, source)
-        })
-        .collect::<Result<Vec<Upload>, BuildError>>()?;
+        .zip(&uploads)
+        .map(|((platform, _), upload)| (platform.to_string(), Digest::of(&upload.manifest)))
+        .collect();
+    let sbom = read_sbom(request)?;
     for reference in &request.references {
         let reference = with_default_tag(reference, "latest");
         reporter.step(&format!(
@@ -167,46 +168,96 @@ fn push_index(
             request.source,
             uploads.len()
         ));
-        for ((platform, _), upload) in index.platforms.iter().zip(&uploads) {
-            let blobs: Vec<Blob> = upload.blobs.iter().map(|(blob, _)| blob.clone()).collect();
-            let by_digest = format!(
-                "{}@{}",
-                without_tag(&reference),
-                Digest::of(&upload.manifest)
-            );
-            let summary = gpubox_registry::push(
-                &by_digest,
-                &upload.manifest,
-                &blobs,
-                |wanted| upload.read(&wanted.digest),
-                &request.options,
-            )?;
-            reporter.step(&format!("{platform}:"));
-            report(&summary, reporter);
-        }
-        let summary = gpubox_registry::push(
+        let summary = push_index_to(
             &reference,
+            &images,
             &index.document,
-            &[],
-            |_| Err::<Box<dyn Read>, io::Error>(io::Error::other("an index has no blobs")),
             &request.options,
+            reporter,
+            |i, by_digest| {
+                let upload = &uploads[i];
+                let blobs: Vec<Blob> = upload.blobs.iter().map(|(blob, _)| blob.clone()).collect();
+                Ok(gpubox_registry::push(
+                    by_digest,
+                    &upload.manifest,
+                    &blobs,
+                    |wanted| upload.read(&wanted.digest),
+                    &request.options,
+                )?)
+            },
         )?;
-        reporter.step(&format!("index {}", summary.manifest_digest));
-        if let Some(path) = &request.sbom {
-            let sbom = std::fs::read(path).map_err(|source| BuildError::InputNotReadable {
-                path: path.clone(),
-                source,
-            })?;
+        report(&summary, reporter);
+        if let Some(sbom) = &sbom {
             attach_sbom(
                 &reference,
                 &index.document,
-                &sbom,
+                sbom,
                 &request.options,
                 reporter,
             )?;
         }
     }
     Ok(index.digest.to_string())
+}
+
+/// The SBOM `gpubox push --sbom FILE` attaches, read once for every reference.
+fn read_sbom(request: &PushRequest) -> Result<Option<Vec<u8>>, BuildError> {
+    request
+        .sbom
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|source| BuildError::InputNotReadable {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// Pushes an index to `reference`: each of its `images` (platform, manifest
+/// digest) by digest with `push_image(position, HOST/REPO@DIGEST)`, which
+/// skips the blobs the repository has, so a layer two platforms share goes up
+/// once; then the index document under the tag. Says what each platform sent;
+/// returns the sum of them all, named by the index's digest.
+fn push_index_to(
+    reference: &str,
+    images: &[(String, Digest)],
+    index: &[u8],
+    options: &PushOptions,
+    reporter: &dyn Reporter,
+    push_image: impl Fn(usize, &str) -> Result<PushSummary, BuildError>,
+) -> Result<PushSummary, BuildError> {
+    let repository = without_tag(reference);
+    let mut total: Option<PushSummary> = None;
+    for (position, (platform, digest)) in images.iter().enumerate() {
+        let one = push_image(position, &format!("{repository}@{digest}"))?;
+        reporter.step(&format!(
+            "{platform}: uploaded {} ({}), skipped {} the registry had",
+            Count(one.uploaded_blobs, "blob"),
+            Bytes(one.uploaded_bytes),
+            one.skipped_blobs
+        ));
+        total = Some(match total {
+            None => one,
+            Some(mut all) => {
+                all.uploaded_blobs += one.uploaded_blobs;
+                all.uploaded_bytes += one.uploaded_bytes;
+                all.skipped_blobs += one.skipped_blobs;
+                all.mounted.extend(one.mounted);
+                all
+            }
+        });
+    }
+    let top = gpubox_registry::push(
+        reference,
+        index,
+        &[],
+        |_| Err::<Box<dyn Read>, io::Error>(io::Error::other("an index has no blobs")),
+        options,
+    )?;
+    let mut all = total.unwrap_or(top.clone());
+    all.manifest_digest = top.manifest_digest;
+    Ok(all)
 }
 
 /// What a push sends: the manifest, and each blob it names (the config
@@ -581,39 +632,19 @@ pub fn push_built(
     let summary = match artifact {
         Artifact::Image(image) => push_image(reference, image, store, options)?,
         Artifact::Index(index) => {
-            let repository = without_tag(reference);
-            let mut total: Option<PushSummary> = None;
-            for image in &index.images {
-                let by_digest = format!("{repository}@{}", image.manifest_digest);
-                let one = push_image(&by_digest, image, store, options)?;
-                reporter.step(&format!(
-                    "{}: uploaded {} ({}), skipped {} the registry had",
-                    image.platform,
-                    Count(one.uploaded_blobs, "blob"),
-                    Bytes(one.uploaded_bytes),
-                    one.skipped_blobs
-                ));
-                total = Some(match total {
-                    None => one,
-                    Some(mut all) => {
-                        all.uploaded_blobs += one.uploaded_blobs;
-                        all.uploaded_bytes += one.uploaded_bytes;
-                        all.skipped_blobs += one.skipped_blobs;
-                        all.mounted.extend(one.mounted);
-                        all
-                    }
-                });
-            }
-            let top = gpubox_registry::push(
+            let images: Vec<(String, Digest)> = index
+                .images
+                .iter()
+                .map(|image| (image.platform.to_string(), image.manifest_digest.clone()))
+                .collect();
+            push_index_to(
                 reference,
+                &images,
                 &index.index,
-                &[],
-                |_| Err::<Box<dyn Read>, io::Error>(io::Error::other("an index has no blobs")),
                 options,
-            )?;
-            let mut all = total.unwrap_or(top.clone());
-            all.manifest_digest = top.manifest_digest;
-            all
+                reporter,
+                |i, by_digest| push_image(by_digest, &index.images[i], store, options),
+            )?
         }
     };
     let summary = match &hints.early {
