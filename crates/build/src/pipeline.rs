@@ -1,6 +1,7 @@
 //! `spec -> closure -> layers -> image -> output`: the build, as the named
 //! steps [`build`] runs in order.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -113,6 +114,9 @@ pub fn build(
         .iter()
         .map(|&platform| packages_for(spec, platform, &platforms))
         .collect::<Result<Vec<Spec>, BuildError>>()?;
+    // What the registry holds is read once, by the first platform with a
+    // layer its cache lacks, for every platform.
+    let destination_layers = OnceCell::new();
     let mut made = Vec::with_capacity(platforms.len());
     for (&platform, platform_spec) in platforms.iter().zip(&platform_specs) {
         if platforms.len() > 1 {
@@ -123,6 +127,7 @@ pub fn build(
             platform,
             request,
             &registry,
+            &destination_layers,
             created,
             reporter,
         )?);
@@ -385,6 +390,7 @@ fn build_platform(
     platform: Platform,
     request: &BuildRequest,
     registry: &RegistryAccess<'_>,
+    destination_layers: &OnceCell<RegistryLayers>,
     created: i64,
     reporter: &dyn Reporter,
 ) -> Result<PlatformImage, BuildError> {
@@ -484,7 +490,15 @@ fn build_platform(
     let uncached: Vec<usize> = (0..jobs.len())
         .filter(|&index| cache.get(jobs[index].key()).is_none())
         .collect();
-    let reused = reuse_from_registry(spec, request, &jobs, &uncached, compression, registry);
+    let reused = reuse_from_registry(
+        spec,
+        request,
+        &jobs,
+        &uncached,
+        compression,
+        registry,
+        destination_layers,
+    );
     let to_read: Vec<StorePath> = uncached
         .iter()
         .filter(|index| !reused.contains_key(index))
@@ -574,6 +588,7 @@ fn reuse_from_registry(
     uncached: &[usize],
     compression: Compression,
     registry: &RegistryAccess<'_>,
+    destination_layers: &OnceCell<RegistryLayers>,
 ) -> HashMap<usize, Reused> {
     let ImageLocation::Registry { reference } = &request.output else {
         return HashMap::new();
@@ -586,11 +601,9 @@ fn reuse_from_registry(
         return HashMap::new();
     }
     let destination = with_default_tag(reference, &spec.tag);
-    RegistryLayers::read(&destination, &request.cache_from, registry).take(
-        &wanted,
-        compression,
-        registry,
-    )
+    destination_layers
+        .get_or_init(|| RegistryLayers::read(&destination, &request.cache_from, registry))
+        .take(&wanted, compression, registry)
 }
 
 fn compression(spec: &Spec) -> Compression {

@@ -168,6 +168,8 @@ fn one_index_in_the_registry_runs_each_platforms_program_in_podman_and_docker() 
         "both platforms' layers reused ({reused}):\n{log}"
     );
     assert!(!log.contains("(1 of"), "no layer built:\n{log}");
+    // The registry's index is read once for both platforms.
+    assert_eq!(log.matches("with a gpubox key").count(), 1, "{log}");
 
     // podman pulls each platform's image from the one reference and runs its
     // own CPU's program under gpubox-init (the arm64 one through qemu-user).
