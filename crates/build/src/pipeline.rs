@@ -1,7 +1,7 @@
 //! `spec -> closure -> layers -> image -> output`: the build, as the named
 //! steps [`build`] runs in order.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -109,10 +109,12 @@ pub fn build(
         cache_root: &request.cache_root,
         reporter,
     };
-    // Every platform's packages are sorted out before any is built.
+    // Every platform's packages are sorted out before any is built; a store
+    // path's files are read once, whichever platforms list it.
+    let systems = StorePathSystems::default();
     let platform_specs = platforms
         .iter()
-        .map(|&platform| packages_for(spec, platform, &platforms))
+        .map(|&platform| packages_for(spec, platform, &platforms, &systems))
         .collect::<Result<Vec<Spec>, BuildError>>()?;
     // What the registry holds is read once, by the first platform with a
     // layer its cache lacks, for every platform.
@@ -254,6 +256,7 @@ fn packages_for(
     spec: &Spec,
     platform: Platform,
     platforms: &[Platform],
+    systems: &StorePathSystems,
 ) -> Result<Spec, BuildError> {
     let seen = spec.for_platform(platform);
     let routing = Routing {
@@ -267,15 +270,19 @@ fn packages_for(
         &seen.system_packages,
         seen.system_packages != spec.system_packages,
         |package| match package {
-            PackageRef::StorePath(path) => store_path_system(path),
-            other => other.system().map(|s| (s.to_owned(), None)),
+            PackageRef::StorePath(path) => systems.of(path),
+            // A checked system, or one an installable names: gpubox builds it.
+            other => other
+                .system()
+                .and_then(Platform::of_nix_system)
+                .map(|p| (p, None)),
         },
     )?;
     routed.store_paths = routing.route(
         "storePaths",
         &seen.store_paths,
         seen.store_paths != spec.store_paths,
-        |path| store_path_system(path),
+        |path| systems.of(path),
     )?;
     Ok(routed)
 }
@@ -290,8 +297,8 @@ struct Routing<'a> {
 
 impl Routing<'_> {
     /// The entries of `items` (the spec's `key`) for this platform: those with
-    /// no system, or its own. `system_of` gives an entry's Nix system and, for a
-    /// store path, the ELF file that says so. An entry for another platform of
+    /// no platform of their own, or its. `system_of` gives the platform an entry
+    /// is built for and, for a store path, the ELF file that says so. An entry for another platform of
     /// the build is left to it, unless `own_list` (the platform's own table
     /// wrote the list): then, as for a platform the build does not make, it is
     /// an error.
@@ -300,28 +307,27 @@ impl Routing<'_> {
         key: &str,
         items: &[Item<T>],
         own_list: bool,
-        system_of: impl Fn(&T) -> Option<(String, Option<PathBuf>)>,
+        system_of: impl Fn(&T) -> Option<(Platform, Option<PathBuf>)>,
     ) -> Result<Vec<Item<T>>, BuildError> {
         let platform = self.platform;
         let mut kept = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let Some((system, file)) = system_of(&item.value) else {
+            let Some((built_for, file)) = system_of(&item.value) else {
                 kept.push(item.clone());
                 continue;
             };
-            if system == platform.nix_system() {
+            if built_for == platform {
                 kept.push(item.clone());
                 continue;
             }
-            let elsewhere = Platform::of_nix_system(&system).filter(|p| self.platforms.contains(p));
-            if elsewhere.is_some() && !own_list {
+            if self.platforms.contains(&built_for) && !own_list {
                 continue;
             }
             let what = format!("{key}[{index}]");
             let error = match file {
                 Some(file) => BuildError::WrongArchitecture {
                     what: format!("{what}'s {}", file.display()),
-                    machine: system_machine(&system),
+                    machine: built_for.machine().to_owned(),
                     platform,
                     help: format!(
                         "give the {platform} image a store path built for {} (Nix system \
@@ -332,7 +338,7 @@ impl Routing<'_> {
                 },
                 None => BuildError::NoPlatformFor {
                     what: what.clone(),
-                    system,
+                    system: built_for.nix_system().to_owned(),
                     platforms: self.platforms.to_vec(),
                 },
             };
@@ -342,18 +348,19 @@ impl Routing<'_> {
     }
 }
 
-/// The Nix system a store path's programs are built for, and the ELF file
-/// that says so ([`crate::store::store_path_machine`]).
-fn store_path_system(path: &str) -> Option<(String, Option<PathBuf>)> {
-    crate::store::store_path_machine(path).map(|(machine, file)| {
-        let system = Platform::of_machine(&machine).map_or(machine, |p| p.nix_system().to_owned());
-        (system, Some(file))
-    })
-}
+/// The platform each store path's programs are built for, and the ELF file
+/// that says so ([`crate::store::store_path_machine`]), read once per path.
+#[derive(Default)]
+struct StorePathSystems(RefCell<HashMap<String, Option<(Platform, PathBuf)>>>);
 
-/// The CPU a Nix system (or a machine name already) names: `aarch64`.
-fn system_machine(system: &str) -> String {
-    Platform::of_nix_system(system).map_or_else(|| system.to_owned(), |p| p.machine().to_owned())
+impl StorePathSystems {
+    fn of(&self, path: &str) -> Option<(Platform, Option<PathBuf>)> {
+        let mut known = self.0.borrow_mut();
+        let found = known
+            .entry(path.to_owned())
+            .or_insert_with(|| crate::store::store_path_machine(path));
+        found.clone().map(|(platform, file)| (platform, Some(file)))
+    }
 }
 
 /// `--sbom FILE` for one platform of several: `FILE` with the platform before

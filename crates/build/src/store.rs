@@ -248,7 +248,7 @@ const MACHINE_PROBE_FILES: usize = 10_000;
 /// of gpubox's platforms, `bin/` and `lib/` first. `None` for a path with no
 /// such file (data, scripts: a path every platform may share), or one not in
 /// this store (a substituter's: its files are not read for this).
-pub fn store_path_machine(path: &str) -> Option<(String, std::path::PathBuf)> {
+pub fn store_path_machine(path: &str) -> Option<(gpubox_spec::Platform, std::path::PathBuf)> {
     let root = Path::new(path);
     // Popped from the end: `bin/` first, the whole path last.
     let mut queue: Vec<std::path::PathBuf> = std::iter::once(root.to_owned())
@@ -282,8 +282,8 @@ pub fn store_path_machine(path: &str) -> Option<(String, std::path::PathBuf)> {
             return None;
         }
         if let Ok(Some(machine)) = gpubox_hostbin::elf_machine(&next) {
-            if gpubox_spec::Platform::of_machine(&machine).is_some() {
-                return Some((machine, next));
+            if let Some(platform) = gpubox_spec::Platform::of_machine(&machine) {
+                return Some((platform, next));
             }
         }
     }
