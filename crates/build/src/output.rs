@@ -232,6 +232,24 @@ mod tests {
         .unwrap()
     }
 
+    /// [`write_output`] of `artifact` to `output` for the spec `demo:v1`.
+    fn write_to(
+        output: &str,
+        artifact: &Artifact,
+        store: &BlobStore,
+        options: &PushOptions,
+    ) -> Result<(), BuildError> {
+        write_output(
+            &output.parse().unwrap(),
+            &spec(),
+            artifact,
+            store,
+            options,
+            &PushHints::default(),
+            &Silent,
+        )
+    }
+
     fn spec() -> Spec {
         gpubox_spec::parse(
             "name = \"demo\"\ntag = \"v1\"\n",
@@ -247,18 +265,8 @@ mod tests {
         let image = image(&store, "amd64");
         let artifact = Artifact::Image(image.clone());
         let write = |output: &str| {
-            let output: ImageLocation = output.parse().unwrap();
-            check_output_writable(&output).unwrap();
-            write_output(
-                &output,
-                &spec(),
-                &artifact,
-                &store,
-                &PushOptions::default(),
-                &PushHints::default(),
-                &Silent,
-            )
-            .unwrap();
+            check_output_writable(&output.parse().unwrap()).unwrap();
+            write_to(output, &artifact, &store, &PushOptions::default()).unwrap();
         };
         let at = |name: &str| dir.path().join(name).display().to_string();
 
@@ -301,17 +309,7 @@ mod tests {
                 .unwrap();
         let index_digest = index.index_digest.clone();
         let artifact = Artifact::Index(index);
-        let write = |output: &str| {
-            write_output(
-                &output.parse().unwrap(),
-                &spec(),
-                &artifact,
-                &store,
-                &PushOptions::default(),
-                &PushHints::default(),
-                &Silent,
-            )
-        };
+        let write = |output: &str| write_to(output, &artifact, &store, &PushOptions::default());
         let layout = dir.path().join("layout");
         write(&format!("oci:{}", layout.display())).unwrap();
         let index_json: serde_json::Value =
@@ -410,22 +408,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("store")).unwrap();
         let image = image(&store, "amd64").into();
-        let output: ImageLocation = "docker://127.0.0.1:1/demo".parse().unwrap();
         let options = PushOptions {
             tls_verify: false,
             ..PushOptions::default()
         };
-        let error = write_output(
-            &output,
-            &spec(),
-            &image,
-            &store,
-            &options,
-            &PushHints::default(),
-            &Silent,
-        )
-        .unwrap_err()
-        .to_string();
+        let error = write_to("docker://127.0.0.1:1/demo", &image, &store, &options)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("127.0.0.1:1"), "{error}");
     }
 }

@@ -357,15 +357,20 @@ pub fn build_and_try_in_podman(
             .arg("--tls-verify=false")
             .args(["-o", &format!("podman:{image}")]),
     );
-    let out = Command::new("podman")
+    let out = run_in_podman(options, image, args);
+    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
+    (String::from_utf8_lossy(&built.stderr).into_owned(), out)
+}
+
+/// `podman run --rm --network none OPTIONS IMAGE ARGS`, successful or not.
+pub fn run_in_podman(options: &[&str], image: &str, args: &[&str]) -> Output {
+    Command::new("podman")
         .args(["run", "--rm", "--network", "none"])
         .args(options)
         .arg(image)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run podman: {e}"));
-    let _ = Command::new("podman").args(["rmi", "-f", image]).output();
-    (String::from_utf8_lossy(&built.stderr).into_owned(), out)
+        .unwrap_or_else(|e| panic!("cannot run podman: {e}"))
 }
 
 /// [`build_and_try_in_podman`], failing the test when the container fails;

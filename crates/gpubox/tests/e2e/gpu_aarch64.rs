@@ -131,21 +131,12 @@ fn check_in_podman(spec: &serde_json::Value, image: &str) -> (Option<i32>, serde
     let spec_file = PathBuf::from("/etc/cdi/gpubox-e2e-aarch64.json");
     let _installed = InstalledSpec(spec_file.clone());
     fs::write(&spec_file, spec.to_string()).unwrap();
-    let out = Command::new("podman")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--platform",
-            "linux/arm64",
-        ])
-        .arg("--device")
-        .arg(format!("{TEST_KIND}=all"))
-        .arg(image)
-        .args(["check", "--json"])
-        .output()
-        .unwrap();
+    let device = format!("{TEST_KIND}=all");
+    let out = run_in_podman(
+        &["--platform", "linux/arm64", "--device", &device],
+        image,
+        &["check", "--json"],
+    );
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}\n{}",

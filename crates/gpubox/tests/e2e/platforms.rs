@@ -171,51 +171,33 @@ fn one_index_in_the_registry_runs_each_platforms_program_in_podman_and_docker() 
     // The registry's index is read once for both platforms.
     assert_eq!(log.matches("with a gpubox key").count(), 1, "{log}");
 
-    // podman pulls each platform's image from the one reference and runs its
-    // own CPU's program under gpubox-init (the arm64 one through qemu-user).
+    // podman, and Docker's engine (20.10 here; it takes a registry on
+    // 127.0.0.1 over plain HTTP), pull each platform's image from the one
+    // reference and run its own CPU's program under gpubox-init (the arm64 one
+    // through qemu-user).
     let image = image.trim_start_matches("docker://");
-    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
-        let out = run_ok(Command::new("podman").args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--tls-verify=false",
-            "--platform",
-            platform,
-            image,
-        ]));
-        let printed = stdout(&out);
-        assert!(
-            printed.contains(&format!("arch: {machine}")),
-            "{platform}: {printed}"
-        );
-        assert!(
-            printed.contains("hello from the shared store path"),
-            "{platform}: {printed}"
-        );
-        let _ = Command::new("podman").args(["rmi", "-f", image]).output();
-    }
-    // So does Docker's engine (20.10 here; it takes a registry on 127.0.0.1
-    // over plain HTTP).
-    if have("docker") {
+    let engines = [("podman", &["--tls-verify=false"][..]), ("docker", &[][..])];
+    for (engine, flags) in engines {
+        if engine == "docker" && !have("docker") {
+            continue;
+        }
         for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
-            run_ok(Command::new("docker").args(["pull", "-q", "--platform", platform, image]));
-            let out = run_ok(Command::new("docker").args([
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--platform",
-                platform,
-                image,
-            ]));
+            let out = run_ok(
+                Command::new(engine)
+                    .args(["run", "--rm", "--network", "none", "--platform", platform])
+                    .args(flags)
+                    .arg(image),
+            );
             let printed = stdout(&out);
             assert!(
                 printed.contains(&format!("arch: {machine}")),
-                "docker {platform}: {printed}"
+                "{engine} {platform}: {printed}"
             );
-            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+            assert!(
+                printed.contains("hello from the shared store path"),
+                "{engine} {platform}: {printed}"
+            );
+            let _ = Command::new(engine).args(["rmi", "-f", image]).output();
         }
     }
 }
@@ -688,18 +670,7 @@ fn an_aarch64_host_binary_brings_its_libraries_from_the_arm64_multiarch_folder()
         !root.join("lib/x86_64-linux-gnu/libc.so.6").exists(),
         "no x86_64 libc in the arm64 image"
     );
-    let out = Command::new("podman")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--platform",
-            "linux/arm64",
-            image,
-        ])
-        .output()
-        .unwrap();
+    let out = run_in_podman(&["--platform", "linux/arm64"], image, &[]);
     let _ = Command::new("podman").args(["rmi", "-f", image]).output();
     assert!(
         stdout(&out).contains("host binary on aarch64"),
