@@ -115,6 +115,7 @@ use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuf
 
 use crate::compress::ZSTD_LEVEL;
 use crate::digest::Digest;
+use crate::tar::read::{apply_pax, parse_number, until_nul, Overrides};
 
 /// The annotations of podman 4.4 and later.
 pub const MANIFEST_CHECKSUM_KEY: &str = "io.github.containers.zstd-chunked.manifest-checksum";
@@ -200,20 +201,10 @@ pub struct ChunkedWriter<W: Write> {
     header: Box<[u8; BLOCK]>,
     pax: Vec<u8>,
     /// Overrides from the last PAX header, for the next entry.
-    pax_values: PaxValues,
+    pax_values: Overrides,
     content_hash: Sha256,
     entries: Vec<TocEntry>,
     split: TarSplit,
-}
-
-#[derive(Default)]
-struct PaxValues {
-    path: Option<Vec<u8>>,
-    linkpath: Option<Vec<u8>>,
-    size: Option<u64>,
-    uid: Option<u64>,
-    gid: Option<u64>,
-    mtime: Option<u64>,
 }
 
 fn invalid(message: String) -> io::Error {
@@ -235,7 +226,7 @@ impl<W: Write> ChunkedWriter<W> {
             state: State::Header { filled: 0 },
             header: Box::new([0; BLOCK]),
             pax: Vec::new(),
-            pax_values: PaxValues::default(),
+            pax_values: Overrides::default(),
             content_hash: Sha256::new(),
             entries: Vec::new(),
             split: TarSplit::new()?,
@@ -387,7 +378,7 @@ impl<W: Write> ChunkedWriter<W> {
         let pax = std::mem::take(&mut self.pax_values);
         let size = match pax.size {
             Some(size) => size,
-            None => number(&h[124..136])?,
+            None => header_number(&h[124..136])?,
         };
         let padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
         if typeflag == b'x' || typeflag == b'g' {
@@ -427,31 +418,31 @@ impl<W: Write> ChunkedWriter<W> {
             None => {
                 let mut name = Vec::new();
                 if &h[257..263] == b"ustar\0" && h[345] != 0 {
-                    name.extend_from_slice(cstr(&h[345..500]));
+                    name.extend_from_slice(until_nul(&h[345..500]));
                     name.push(b'/');
                 }
-                name.extend_from_slice(cstr(&h[0..100]));
+                name.extend_from_slice(until_nul(&h[0..100]));
                 name
             }
         };
-        let link_name = pax.linkpath.unwrap_or_else(|| cstr(&h[157..257]).to_vec());
+        let link_name = pax.link.unwrap_or_else(|| until_nul(&h[157..257]).to_vec());
         let entry = TocEntry {
             kind,
             name,
             link_name,
-            mode: number(&h[100..108])?,
+            mode: header_number(&h[100..108])?,
             size: if kind == "reg" { size } else { 0 },
             uid: match pax.uid {
                 Some(uid) => uid,
-                None => number(&h[108..116])?,
+                None => header_number(&h[108..116])?,
             },
             gid: match pax.gid {
                 Some(gid) => gid,
-                None => number(&h[116..124])?,
+                None => header_number(&h[116..124])?,
             },
             mtime: match pax.mtime {
                 Some(mtime) => mtime,
-                None => number(&h[136..148])?,
+                None => header_number(&h[136..148])?,
             },
             digest: None,
             offset: 0,
@@ -488,40 +479,8 @@ impl<W: Write> ChunkedWriter<W> {
 
     fn on_pax_done(&mut self) -> io::Result<()> {
         let records = std::mem::take(&mut self.pax);
-        let mut rest = &records[..];
-        let mut values = PaxValues::default();
-        while !rest.is_empty() {
-            let space = rest
-                .iter()
-                .position(|&b| b == b' ')
-                .ok_or_else(|| invalid("a PAX record has no length".to_owned()))?;
-            let len: usize = std::str::from_utf8(&rest[..space])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .filter(|&len| len > space + 1 && len <= rest.len())
-                .ok_or_else(|| invalid("a PAX record has a bad length".to_owned()))?;
-            let record = &rest[space + 1..len - 1];
-            rest = &rest[len..];
-            let Some(eq) = record.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            let (key, value) = (&record[..eq], &record[eq + 1..]);
-            let parse = |v: &[u8]| -> io::Result<u64> {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.split('.').next()?.parse().ok())
-                    .ok_or_else(|| invalid("a PAX number is not a number".to_owned()))
-            };
-            match key {
-                b"path" => values.path = Some(value.to_vec()),
-                b"linkpath" => values.linkpath = Some(value.to_vec()),
-                b"size" => values.size = Some(parse(value)?),
-                b"uid" => values.uid = Some(parse(value)?),
-                b"gid" => values.gid = Some(parse(value)?),
-                b"mtime" => values.mtime = Some(parse(value)?),
-                _ => {}
-            }
-        }
+        let mut values = Overrides::default();
+        apply_pax(&records, &mut values).map_err(|e| invalid(format!("a PAX header: {e}")))?;
         self.pax_values = values;
         Ok(())
     }
@@ -793,33 +752,9 @@ fn compress_frame(cctx: &mut CCtx<'static>, data: &[u8], out: &mut Vec<u8>) -> i
 }
 
 /// A NUL-terminated header field's bytes.
-fn cstr(field: &[u8]) -> &[u8] {
-    match field.iter().position(|&b| b == 0) {
-        Some(end) => &field[..end],
-        None => field,
-    }
-}
-
-/// An octal header number, or base-256 when its first byte has the high bit.
-fn number(field: &[u8]) -> io::Result<u64> {
-    if field[0] & 0x80 != 0 {
-        let mut n = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            n = n
-                .checked_mul(256)
-                .and_then(|n| n.checked_add(u64::from(b)))
-                .ok_or_else(|| invalid("a tar header number is too large".to_owned()))?;
-        }
-        return Ok(n);
-    }
-    let text = cstr(field);
-    let text = std::str::from_utf8(text)
-        .map_err(|_| invalid("a tar header number is not octal".to_owned()))?
-        .trim_matches(|c| c == ' ' || c == '\0');
-    if text.is_empty() {
-        return Ok(0);
-    }
-    u64::from_str_radix(text, 8).map_err(|_| invalid(format!("`{text}` is not an octal number")))
+/// A header number field (octal, or GNU base-256).
+fn header_number(field: &[u8]) -> io::Result<u64> {
+    parse_number(field).map_err(|e| invalid(format!("a tar header number: {e}")))
 }
 
 /// The TOC's JSON: fixed key order, no whitespace, zero values left out.

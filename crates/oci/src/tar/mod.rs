@@ -9,7 +9,7 @@
 //! record: OCI layers are streams, and Docker, containerd and GNU tar all read them.
 
 mod header;
-mod read;
+pub(crate) mod read;
 mod walk;
 mod writer;
 

@@ -81,13 +81,13 @@ pub struct TarEntries<R> {
 
 /// Values that PAX or GNU headers give for the entry that follows them.
 #[derive(Default)]
-struct Overrides {
-    path: Option<Vec<u8>>,
-    link: Option<Vec<u8>>,
-    size: Option<u64>,
-    uid: Option<u64>,
-    gid: Option<u64>,
-    mtime: Option<u64>,
+pub(crate) struct Overrides {
+    pub(crate) path: Option<Vec<u8>>,
+    pub(crate) link: Option<Vec<u8>>,
+    pub(crate) size: Option<u64>,
+    pub(crate) uid: Option<u64>,
+    pub(crate) gid: Option<u64>,
+    pub(crate) mtime: Option<u64>,
 }
 
 /// Extended headers are small; a larger one means the stream is not what it says.
@@ -309,7 +309,7 @@ fn ustar_name(block: &[u8; BLOCK]) -> Vec<u8> {
     }
 }
 
-fn until_nul(field: &[u8]) -> &[u8] {
+pub(crate) fn until_nul(field: &[u8]) -> &[u8] {
     field
         .iter()
         .position(|&b| b == 0)
@@ -337,7 +337,7 @@ fn normalise(mut path: &[u8]) -> Vec<u8> {
 }
 
 /// An octal field (space or NUL padded) or a GNU base-256 one (high bit set).
-fn parse_number(field: &[u8]) -> Result<u64, String> {
+pub(crate) fn parse_number(field: &[u8]) -> Result<u64, String> {
     if field.first().is_some_and(|&b| b & 0x80 != 0) {
         if field[0] & 0x40 != 0 {
             return Err("it holds a negative number".into());
@@ -372,7 +372,7 @@ fn parse_number(field: &[u8]) -> Result<u64, String> {
 }
 
 /// Applies the records of a PAX extended header (`"<len> <key>=<value>\n"`).
-fn apply_pax(mut data: &[u8], overrides: &mut Overrides) -> Result<(), String> {
+pub(crate) fn apply_pax(mut data: &[u8], overrides: &mut Overrides) -> Result<(), String> {
     let malformed = || "its PAX records are malformed".to_string();
     while !data.is_empty() {
         let space = data.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
