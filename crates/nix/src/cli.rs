@@ -42,6 +42,22 @@ impl fmt::Display for Installable {
     }
 }
 
+/// `nix store COMMAND` run against `store` (a binary cache) with `rest` after it.
+fn in_store<'a>(command: &'a str, store: &'a str, rest: &[&'a OsStr]) -> Vec<&'a OsStr> {
+    let mut args = [
+        "store",
+        command,
+        "--extra-experimental-features",
+        "nix-command",
+        "--store",
+        store,
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.extend_from_slice(rest);
+    args
+}
+
 /// Runs the Nix programs found on PATH when a method runs.
 #[derive(Clone, Debug, Default)]
 pub struct Nix {
@@ -203,15 +219,7 @@ impl Nix {
     /// their references. Its modes are the unpacking user's, not the store's: a
     /// layer made from it takes the store's (`gpubox_oci::tar::Modes::Store`).
     pub fn unpack(&self, path: &StorePath, substituter: &str, into: &Path) -> Result<(), NixError> {
-        let dump_args = [
-            OsStr::new("store"),
-            OsStr::new("dump-path"),
-            OsStr::new("--extra-experimental-features"),
-            OsStr::new("nix-command"),
-            OsStr::new("--store"),
-            OsStr::new(substituter),
-            OsStr::new(path.as_str()),
-        ];
+        let dump_args = in_store("dump-path", substituter, &[OsStr::new(path.as_str())]);
         let restore_args = [OsStr::new("--restore"), into.as_os_str()];
         let dump_line = command_line("nix", &dump_args);
         let restore_line = command_line("nix-store", &restore_args);
@@ -280,18 +288,11 @@ impl Nix {
     /// listing, from the cache's `.ls` file where it has one, else read from
     /// its NAR; nothing is copied into this store.
     pub fn listing(&self, path: &StorePath, substituter: &str) -> Result<Value, NixError> {
-        let args = [
-            "store",
+        let args = in_store(
             "ls",
-            "--extra-experimental-features",
-            "nix-command",
-            "--store",
             substituter,
-            "--json",
-            "--recursive",
-            path.as_str(),
-        ]
-        .map(OsStr::new);
+            &["--json", "--recursive", path.as_str()].map(OsStr::new),
+        );
         let out = self.run("nix", &args)?;
         serde_json::from_str(&out.stdout).map_err(|e| out.bad(format!("invalid JSON: {e}")))
     }
@@ -299,15 +300,7 @@ impl Nix {
     /// The bytes of the file `path` (inside a store path) in `substituter`
     /// (`nix store cat`), without copying its store path here.
     pub fn cat(&self, path: &Path, substituter: &str) -> Result<Vec<u8>, NixError> {
-        let args = [
-            OsStr::new("store"),
-            OsStr::new("cat"),
-            OsStr::new("--extra-experimental-features"),
-            OsStr::new("nix-command"),
-            OsStr::new("--store"),
-            OsStr::new(substituter),
-            path.as_os_str(),
-        ];
+        let args = in_store("cat", substituter, &[path.as_os_str()]);
         self.run_bytes("nix", &args)
     }
 
