@@ -31,19 +31,25 @@ pub(crate) struct Abi {
 
 impl std::fmt::Display for Abi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let machine = match self.machine {
-            elf::EM_X86_64 => "x86_64".to_owned(),
-            elf::EM_AARCH64 => "aarch64".to_owned(),
-            elf::EM_386 => "i386".to_owned(),
-            elf::EM_ARM => "arm".to_owned(),
-            elf::EM_RISCV => "riscv".to_owned(),
-            elf::EM_PPC64 => "ppc64".to_owned(),
-            elf::EM_S390 => "s390".to_owned(),
-            other => format!("ELF machine {other}"),
-        };
+        let machine = machine_name(self.machine);
         let bits = if self.class64 { 64 } else { 32 };
         let order = if self.big_endian { "big" } else { "little" };
         write!(f, "{bits}-bit {order}-endian {machine}")
+    }
+}
+
+/// An ELF machine as `uname -m` names the CPU (`x86_64`, `aarch64`), or
+/// "ELF machine N" for one this crate has no name for.
+fn machine_name(machine: u16) -> String {
+    match machine {
+        elf::EM_X86_64 => "x86_64".to_owned(),
+        elf::EM_AARCH64 => "aarch64".to_owned(),
+        elf::EM_386 => "i386".to_owned(),
+        elf::EM_ARM => "arm".to_owned(),
+        elf::EM_RISCV => "riscv".to_owned(),
+        elf::EM_PPC64 => "ppc64".to_owned(),
+        elf::EM_S390 => "s390".to_owned(),
+        other => format!("ELF machine {other}"),
     }
 }
 
@@ -79,14 +85,7 @@ pub fn soname(path: &Path) -> Result<Option<OsString>, HostBinError> {
 /// The CPU the ELF file at `path` is built for, as `uname -m` names it (`x86_64`,
 /// `aarch64`, `i386`; otherwise "ELF machine N"). `Ok(None)` when it is not ELF.
 pub fn machine(path: &Path) -> Result<Option<String>, HostBinError> {
-    Ok(read(path)?.map(|object| {
-        let described = object.abi.to_string();
-        // "64-bit little-endian aarch64": the machine is the last word.
-        match described.rsplit_once("-endian ") {
-            Some((_, machine)) => machine.to_owned(),
-            None => described,
-        }
-    }))
+    Ok(read(path)?.map(|object| machine_name(object.abi.machine)))
 }
 
 /// Reads `path`; `Ok(None)` when the file does not start with the ELF magic (a script, text).
