@@ -78,10 +78,9 @@ pub struct Built {
     pub store_paths: usize,
 }
 
-/// One platform's image and what went into it, for the output and the SBOM.
-struct PlatformImage {
+/// What went into one platform's image, for the output and the SBOM.
+struct PlatformParts {
     platform: Platform,
-    image: BuiltImage,
     closure: gpubox_nix::Closure,
     host_files: Vec<gpubox_hostbin::HostFile>,
     base_digest: Option<String>,
@@ -135,13 +134,12 @@ pub fn build(
         )?);
     }
     let cache = LayerCache::open(&request.cache_root)?;
-    let artifact = match made.as_slice() {
-        [one] => Artifact::Image(one.image.clone()),
+    let (mut images, mut made): (Vec<BuiltImage>, Vec<PlatformParts>) = made.into_iter().unzip();
+    let artifact = match images.len() {
+        1 => Artifact::Image(images.remove(0)),
         _ => {
-            let index = gpubox_oci::index::assemble_index(
-                made.iter().map(|m| m.image.clone()).collect(),
-                made[0].image.annotations.clone(),
-            )?;
+            let annotations = images[0].annotations.clone();
+            let index = gpubox_oci::index::assemble_index(images, annotations)?;
             reporter.step(&format!(
                 "index {} of {}",
                 index.index_digest,
@@ -164,10 +162,10 @@ pub fn build(
         reporter,
     )?;
     if let Some(file) = &request.sbom {
-        for made in &made {
+        for (made, image) in made.iter().zip(artifact.images()) {
             let file = sbom_file(file, made.platform, platforms.len());
             let subject = crate::sbom::SbomSubject {
-                image: &made.image,
+                image,
                 closure: &made.closure,
                 host_files: &made.host_files,
                 base_image_digest: made.base_digest.clone(),
@@ -182,7 +180,7 @@ pub fn build(
                 let reference = with_default_tag(reference, &spec.tag);
                 attach_sbom(
                     &reference,
-                    &made.image.manifest,
+                    &image.manifest,
                     &sbom,
                     &request.registry,
                     reporter,
@@ -400,7 +398,7 @@ fn build_platform(
     destination_layers: &OnceCell<RegistryLayers>,
     created: i64,
     reporter: &dyn Reporter,
-) -> Result<PlatformImage, BuildError> {
+) -> Result<(BuiltImage, PlatformParts), BuildError> {
     let mtime = u64::try_from(created).unwrap_or(0);
     let init = crate::init_binary::for_architecture(platform.architecture()).ok_or_else(|| {
         BuildError::NoInitFor {
@@ -575,14 +573,16 @@ fn build_platform(
         settings,
         created,
     )?;
-    Ok(PlatformImage {
-        platform,
+    Ok((
         image,
-        closure: store.closure,
-        host_files,
-        base_digest: base.manifest_digest(),
-        early,
-    })
+        PlatformParts {
+            platform,
+            closure: store.closure,
+            host_files,
+            base_digest: base.manifest_digest(),
+            early,
+        },
+    ))
 }
 
 /// For a build whose output is a registry, those of the `uncached` jobs whose
