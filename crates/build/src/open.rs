@@ -129,7 +129,7 @@ fn pull(
 ) -> Result<(ImageReader, LayerCache), BuildError> {
     let cache = LayerCache::open(registry.cache_root)?;
     let name = format!("docker://{reference}");
-    let architecture = architecture.unwrap_or(crate::platform::oci_architecture());
+    let architecture = architecture.unwrap_or(gpubox_oci::image::HOST_ARCHITECTURE);
     let pulled = gpubox_registry::pull(
         reference,
         architecture,
