@@ -240,29 +240,31 @@ fn copied_store_paths(spec: &Spec) -> Vec<StorePath> {
 }
 
 /// How many files [`store_path_machine`] looks at before it gives up: enough
-/// for any package's programs, few enough for a large data path.
-const MACHINE_PROBE_FILES: usize = 10_000;
+/// for any package's programs, few enough that a path of data costs little
+/// (every build runs this for every store path its spec names).
+const MACHINE_PROBE_FILES: usize = 1_000;
 
 /// The CPU the programs and libraries of the store path `path` are built for
-/// (`x86_64`, `aarch64`) and the file that says so: its first ELF file for one
-/// of gpubox's platforms, `bin/` and `lib/` first. `None` for a path with no
-/// such file (data, scripts: a path every platform may share), or one not in
-/// this store (a substituter's: its files are not read for this).
+/// (`x86_64`, `aarch64`) and the file that says so: the first ELF file for one
+/// of gpubox's platforms in its `bin/`, `sbin/`, `lib/` and `libexec/` (where
+/// Nix packages keep programs and libraries), or the path itself when it is a
+/// file. `None` for a path with no such file (data, scripts: a path every
+/// platform may share), or one not in this store (a substituter's: its files
+/// are not read for this).
 pub fn store_path_machine(path: &str) -> Option<(gpubox_spec::Platform, std::path::PathBuf)> {
     let root = Path::new(path);
-    // Popped from the end: `bin/` first, the whole path last.
-    let mut queue: Vec<std::path::PathBuf> = std::iter::once(root.to_owned())
-        .chain(["libexec", "lib", "sbin", "bin"].map(|dir| root.join(dir)))
+    // Popped from the end: `bin/` first.
+    let mut queue: Vec<std::path::PathBuf> = ["libexec", "lib", "sbin", "bin"]
+        .map(|dir| root.join(dir))
+        .into_iter()
+        .chain(root.is_file().then(|| root.to_owned()))
         .collect();
     let mut looked = 0;
-    let mut visited = BTreeSet::new();
+    // Links are not followed, and the four folders are apart: nothing is seen twice.
     while let Some(next) = queue.pop() {
         let Ok(meta) = std::fs::symlink_metadata(&next) else {
             continue;
         };
-        if !visited.insert(next.clone()) {
-            continue;
-        }
         if meta.is_dir() {
             let Ok(read) = std::fs::read_dir(&next) else {
                 continue;
