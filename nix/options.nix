@@ -178,6 +178,11 @@ in
       default = { };
       description = ''Ports, nix2gpu's way (`{ "22/tcp" = { }; }`) or gpubox's (`[ "22/tcp" ]`); SSH's port is added when `ssh.enable`.'';
     };
+    volumes = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = ''Folders in the container that are persistent volumes (the image config's `Volumes`), e.g. `[ "/workspace" ]`, where RunPod and vast.ai mount the user's data.'';
+    };
     user = mkOption { type = types.str; default = "root"; description = "The account the main command runs as."; };
     workingDir = mkOption { type = types.str; default = "/root"; description = "The working folder [default: the base image's, else the home of a `user` other than root, else /root]."; };
     cmd = mkOption { type = types.listOf types.str; default = [ ]; description = "The main process, run by gpubox-init."; };

@@ -158,6 +158,8 @@ let
         labels = cfg.labels;
         extraLabels = cfg.extraLabels;
         inherit exposedPorts;
+        # Left out when empty, so specs that name none stay as they were.
+        volumes = if cfg.volumes == [ ] then null else cfg.volumes;
         cuda = compact {
           inherit (cfg.cuda) enable capabilities allowMixedVersions;
           version = if cfg.cuda.version != null then cfg.cuda.version

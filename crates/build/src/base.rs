@@ -12,7 +12,8 @@
 //! - `Entrypoint`: the spec's (or `/bin/gpubox-init`); the base's is dropped.
 //! - `Cmd`: the spec's; when the spec has none, the base's `Entrypoint`
 //!   followed by its `Cmd`, so the base's program runs under ours.
-//! - `Labels`: the base's, overlaid with ours. `ExposedPorts`: the union.
+//! - `Labels`: the base's, overlaid with ours. `ExposedPorts`, `Volumes`: the
+//!   union.
 //! - `User`, `WorkingDir`: the spec's when it sets them, else the base's when
 //!   it has them, else gpubox's defaults (`root`, `/root`).
 //! - History: the base's entries first, as they are; one per base layer is
@@ -97,6 +98,7 @@ struct BaseConfig {
     cmd: Vec<String>,
     labels: BTreeMap<String, String>,
     exposed_ports: Vec<String>,
+    volumes: Vec<String>,
     user: String,
     working_dir: String,
     history: Vec<Value>,
@@ -329,6 +331,12 @@ fn read_config(
         .flatten()
         .map(|(port, _)| port.clone())
         .collect();
+    let volumes = config["Volumes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(volume, _)| volume.clone())
+        .collect();
     let layer_count = image.reader.layers().len();
     let history: Vec<Value> = document["history"].as_array().cloned().unwrap_or_default();
     let history_layers = history
@@ -353,6 +361,7 @@ fn read_config(
         cmd: strings("Cmd")?,
         labels,
         exposed_ports,
+        volumes,
         user: text("User"),
         working_dir: text("WorkingDir"),
         history,
@@ -531,6 +540,17 @@ impl Base {
         }
         ports
     }
+
+    /// The base's volumes and the spec's, without repeats.
+    pub fn volumes(&self, spec: &Spec) -> Vec<String> {
+        let mut volumes = self.config.volumes.clone();
+        for volume in &spec.volumes {
+            if !volumes.contains(&volume.value) {
+                volumes.push(volume.value.clone());
+            }
+        }
+        volumes
+    }
 }
 
 /// The spec's value, else the base's when not empty, else the default.
@@ -599,6 +619,7 @@ mod tests {
                 entrypoint: vec!["/base/entry".into()],
                 cmd: vec!["--serve".into()],
                 exposed_ports: vec!["80/tcp".into()],
+                volumes: vec!["/srv/data".into()],
                 labels: BTreeMap::from([
                     ("from".into(), "base".into()),
                     ("both".into(), "base".into()),
@@ -672,15 +693,17 @@ mod tests {
         assert_eq!(base.user(&spec), "app");
         assert_eq!(base.working_dir(&spec), "/srv");
         assert_eq!(base.labels()["from"], "base");
+        assert_eq!(base.volumes(&spec), ["/srv/data"]);
 
         let own = fixture.spec(
-            "cmd = [\"/bin/app\"]\nuser = \"root\"\nworkingDir = \"/work\"\nexposedPorts = [\"22/tcp\", \"80/tcp\"]\n",
+            "cmd = [\"/bin/app\"]\nuser = \"root\"\nworkingDir = \"/work\"\nexposedPorts = [\"22/tcp\", \"80/tcp\"]\nvolumes = [\"/workspace\", \"/srv/data/\"]\n",
         );
         let base = fixture.open(&own, "amd64").unwrap();
         assert_eq!(base.cmd(&own), ["/bin/app"]);
         assert_eq!(base.user(&own), "root");
         assert_eq!(base.working_dir(&own), "/work");
         assert_eq!(base.exposed_ports(&own), ["80/tcp", "22/tcp"]);
+        assert_eq!(base.volumes(&own), ["/srv/data", "/workspace"]);
     }
 
     #[test]

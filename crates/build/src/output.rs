@@ -217,6 +217,7 @@ mod tests {
                 entrypoint: vec!["/bin/gpubox-init".into()],
                 cmd: Vec::new(),
                 exposed_ports: Vec::new(),
+                volumes: Vec::new(),
                 labels: Default::default(),
                 user: "root".into(),
                 working_dir: "/root".into(),

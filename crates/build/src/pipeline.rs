@@ -702,6 +702,7 @@ fn assemble(
                 .unwrap_or_else(|| vec!["/bin/gpubox-init".to_owned()]),
             cmd: base.cmd(spec),
             exposed_ports: base.exposed_ports(spec),
+            volumes: base.volumes(spec),
             labels,
             user: rootfs.user.clone(),
             working_dir: base.working_dir(spec),

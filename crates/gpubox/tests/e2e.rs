@@ -30,4 +30,5 @@ mod e2e {
     mod reproducible;
     mod run;
     mod sbom;
+    mod volumes;
 }

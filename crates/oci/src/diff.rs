@@ -435,9 +435,11 @@ fn config_fields(config: &Value) -> BTreeMap<String, String> {
     for (key, value) in config["Labels"].as_object().into_iter().flatten() {
         fields.insert(format!("Labels.{key}"), text(value));
     }
-    if let Some(ports) = config["ExposedPorts"].as_object().filter(|p| !p.is_empty()) {
-        let ports: Vec<&str> = ports.keys().map(String::as_str).collect();
-        fields.insert("ExposedPorts".to_owned(), ports.join(", "));
+    for key in ["ExposedPorts", "Volumes"] {
+        if let Some(set) = config[key].as_object().filter(|set| !set.is_empty()) {
+            let members: Vec<&str> = set.keys().map(String::as_str).collect();
+            fields.insert(key.to_owned(), members.join(", "));
+        }
     }
     for key in ["Entrypoint", "Cmd", "User", "WorkingDir"] {
         match &config[key] {
@@ -508,6 +510,7 @@ mod tests {
             entrypoint: vec!["/bin/app".into()],
             cmd: Vec::new(),
             exposed_ports: Vec::new(),
+            volumes: Vec::new(),
             labels: BTreeMap::new(),
             user: user.into(),
             working_dir: "/".into(),
@@ -723,5 +726,36 @@ mod tests {
         );
         assert_eq!(split_store_path("nix/store/.links/z"), None);
         assert_eq!(split_store_path("etc/passwd"), None);
+    }
+
+    #[test]
+    fn volumes_are_one_config_field_listing_every_folder() {
+        let ports = serde_json::json!({"22/tcp": {}});
+        let with = |volumes: Value| {
+            serde_json::json!({
+                "config": {"Volumes": volumes, "ExposedPorts": ports}
+            })
+        };
+        let a = with(serde_json::json!({"/workspace": {}}));
+        let b = with(serde_json::json!({"/workspace": {}, "/data": {}}));
+        let none = with(Value::Null);
+        let change = |key: &str, a: Option<&str>, b: Option<&str>| ConfigChange {
+            key: key.to_owned(),
+            a: a.map(str::to_owned),
+            b: b.map(str::to_owned),
+        };
+        assert_eq!(
+            config_changes(&a, &b),
+            [change(
+                "Volumes",
+                Some("/workspace"),
+                Some("/data, /workspace")
+            )]
+        );
+        assert_eq!(
+            config_changes(&none, &a),
+            [change("Volumes", None, Some("/workspace"))]
+        );
+        assert!(config_changes(&b, &b).is_empty());
     }
 }

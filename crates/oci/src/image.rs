@@ -148,6 +148,8 @@ pub struct ImageConfigInput {
     pub cmd: Vec<String>,
     /// `PORT/PROTO`, e.g. `22/tcp`.
     pub exposed_ports: Vec<String>,
+    /// Folders in the container that are persistent volumes, e.g. `/workspace`.
+    pub volumes: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub user: String,
     pub working_dir: String,
@@ -296,13 +298,15 @@ struct ContainerConfig<'a> {
     entrypoint: &'a [String],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     cmd: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    volumes: BTreeMap<&'a str, Empty>,
     #[serde(skip_serializing_if = "str::is_empty")]
     working_dir: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: &'a BTreeMap<String, String>,
 }
 
-/// The `{}` value of Go's `map[string]struct{}` (ExposedPorts).
+/// The `{}` value of Go's `map[string]struct{}` (ExposedPorts, Volumes).
 #[derive(Serialize)]
 struct Empty {}
 
@@ -373,6 +377,11 @@ pub fn assemble_on(
             env: &input.env,
             entrypoint: &input.entrypoint,
             cmd: &input.cmd,
+            volumes: input
+                .volumes
+                .iter()
+                .map(|v| (v.as_str(), Empty {}))
+                .collect(),
             working_dir: &input.working_dir,
             labels: &input.labels,
         },
@@ -547,6 +556,7 @@ mod tests {
             entrypoint: Vec::new(),
             cmd: Vec::new(),
             exposed_ports: Vec::new(),
+            volumes: Vec::new(),
             labels: BTreeMap::new(),
             user: String::new(),
             working_dir: String::new(),
@@ -577,6 +587,9 @@ mod tests {
         partial.remove(LAYER_ENTRIES);
         assert_eq!(summary_from_annotations(&partial), None);
         let config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+        // Every field left empty is left out (no `Volumes: {}`), so an image
+        // without them has the bytes it had before gpubox knew them.
+        assert_eq!(config["config"], serde_json::json!({}));
         assert_eq!(
             config["rootfs"]["diff_ids"],
             serde_json::json!([base.layers[0].diff_id, ours.blob.diff_id])

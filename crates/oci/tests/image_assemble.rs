@@ -21,6 +21,7 @@ fn config_holds_what_was_asked_and_leaves_out_empty_fields() {
     assert_eq!(c["Entrypoint"], json!([f.input.entrypoint[0]]));
     assert!(c.get("Cmd").is_none(), "empty Cmd must be left out: {c}");
     assert_eq!(c["ExposedPorts"], json!({"22/tcp": {}, "8080/tcp": {}}));
+    assert_eq!(c["Volumes"], json!({"/data": {}, "/workspace": {}}));
     assert_eq!(c["Labels"]["com.example.team"], "ml");
     assert_eq!(c["User"], "root");
     assert_eq!(c["WorkingDir"], "/root");
@@ -71,6 +72,7 @@ fn same_inputs_give_the_same_canonical_bytes() {
     let f = fixture();
     let mut reordered = f.input.clone();
     reordered.exposed_ports.reverse();
+    reordered.volumes.reverse();
     let again = assemble_with(&reordered, &f.layers);
     assert_eq!(again.config, f.image.config);
     assert_eq!(again.manifest_digest, f.image.manifest_digest);

@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "labels",
     "extraLabels",
     "exposedPorts",
+    "volumes",
     "user",
     "workingDir",
     "cmd",
@@ -318,6 +319,7 @@ impl Checker<'_> {
         let mut labels = BTreeMap::new();
         let mut extra_labels = BTreeMap::new();
         let mut exposed_ports = Vec::new();
+        let mut volumes = Vec::new();
         let mut user = None;
         let mut working_dir = None;
         let mut cmd = Vec::new();
@@ -355,6 +357,7 @@ impl Checker<'_> {
                 "labels" => labels = self.string_map(node, path, check_label_name)?,
                 "extraLabels" => extra_labels = self.string_map(node, path, check_label_name)?,
                 "exposedPorts" => exposed_ports = self.exposed_ports(node, path)?,
+                "volumes" => volumes = self.volumes(node, path)?,
                 "user" => user = Some(self.checked(node, path, check_user)?),
                 "workingDir" => {
                     working_dir = Some(self.checked(node, path, check_working_dir)?);
@@ -446,6 +449,7 @@ impl Checker<'_> {
             env_sets_path,
             labels,
             exposed_ports,
+            volumes,
             user,
             working_dir,
             cmd,
@@ -827,6 +831,41 @@ impl Checker<'_> {
         Ok(ports)
     }
 
+    /// `volumes`: folders in the container, each normalised by [`check_volume`];
+    /// two entries naming one folder (`"/data"` and `"/data/"`) are an error that
+    /// names the first, as the image config could only keep one of them.
+    fn volumes(&self, node: &Node, path: &str) -> Result<Vec<Item<String>>, SpecError> {
+        let items = self.array(node, path, "an array of strings")?;
+        let mut volumes: Vec<Item<String>> = Vec::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let item_path = index(path, position);
+            let volume = self.checked(item, &item_path, check_volume)?;
+            // Every earlier entry was kept, so a volume's position is its index.
+            if let Some(first) = volumes.iter().position(|seen| seen.value == volume) {
+                let written = self.string(item, &item_path)?;
+                let first_written = self.string(&items[first], &index(path, first))?;
+                let problem = if written == first_written {
+                    format!(
+                        "{written:?} is listed twice, first as `{}`",
+                        index(path, first)
+                    )
+                } else {
+                    format!(
+                        "{written:?} is the same folder as {first_written:?} (`{}`)",
+                        index(path, first)
+                    )
+                };
+                return Err(self.invalid(
+                    &item_path,
+                    &item.span,
+                    Problem::new(problem, "list each volume once"),
+                ));
+            }
+            volumes.push(self.item(item, volume));
+        }
+        Ok(volumes)
+    }
+
     fn max_layers(&self, node: &Node, path: &str) -> Result<usize, SpecError> {
         let value = self.integer(node, path, "an integer")?;
         if !MAX_LAYERS.contains(&value) {
@@ -1123,6 +1162,39 @@ fn check_image_path(text: &str) -> Result<String, Problem> {
         ));
     }
     Ok(text.to_owned())
+}
+
+/// A persistent volume's folder in the container: absolute, not `/` and
+/// without `..`; returned without `.` parts and doubled or trailing `/`, the
+/// one spelling the image config's `Volumes` keeps for it.
+fn check_volume(text: &str) -> Result<String, Problem> {
+    check_no_nul(text)?;
+    if !text.starts_with('/') {
+        return Err(Problem::new(
+            format!("{text:?} is not an absolute path"),
+            format!(
+                "write the folder's full path in the container, e.g. \"/{}\"",
+                text.trim_start_matches("./")
+            ),
+        ));
+    }
+    let parts: Vec<&str> = text
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(Problem::new(
+            format!("{text:?} contains `..`"),
+            "write the path without `..`",
+        ));
+    }
+    if parts.is_empty() {
+        return Err(Problem::new(
+            format!("{text:?} is the container's root folder"),
+            "a volume mounted at `/` would hide the whole image; name a folder, e.g. \"/workspace\"",
+        ));
+    }
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// A host binary: a path (absolute, or relative to the spec's folder when it

@@ -88,6 +88,11 @@ pub struct Spec {
     pub labels: BTreeMap<String, String>,
     /// Normalised to "PORT/PROTOCOL", in spec order, without repeats.
     pub exposed_ports: Vec<String>,
+    /// `volumes`: the folders in the container that are persistent volumes
+    /// (`/workspace`, where RunPod and vast.ai mount the user's data), for the
+    /// image config's `Volumes`. Absolute, written without `.`, `..`, doubled
+    /// or trailing `/`, in spec order, without repeats.
+    pub volumes: Vec<Item<String>>,
     /// `user` as written; `None` means the base image's, else [`DEFAULT_USER`].
     pub user: Option<String>,
     /// `workingDir` as written; `None` means the base image's, else

@@ -891,6 +891,81 @@ fn exposed_ports_are_normalised_and_checked() {
 }
 
 #[test]
+fn volumes_are_normalised_in_spec_order_with_their_spans() {
+    let text = "name = \"app\"\nvolumes = [\"/workspace\", \"/data/\", \"//srv/./models//\"]\n";
+    let spec = toml(text);
+    let volumes: Vec<&str> = spec.volumes.iter().map(|v| v.value.as_str()).collect();
+    assert_eq!(volumes, ["/workspace", "/data", "/srv/models"]);
+    assert_eq!(spanned(text, spec.volumes[1].span), "\"/data/\"");
+    assert!(toml("name = \"app\"\n").volumes.is_empty());
+    let spec = json(r#"{"name": "app", "volumes": ["/workspace"]}"#);
+    assert_eq!(spec.volumes[0].value, "/workspace");
+}
+
+#[test]
+fn bad_volumes_are_named_with_their_position() {
+    for (bad, message) in [
+        (
+            "workspace",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"workspace\" is not an absolute path",
+        ),
+        (
+            "/data/../etc",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"/data/../etc\" contains `..`",
+        ),
+        (
+            "/",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"/\" is the container's root folder",
+        ),
+        (
+            "//./",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"//./\" is the container's root folder",
+        ),
+        (
+            "/workspace",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"/workspace\" is listed twice, first as `volumes[0]`",
+        ),
+        (
+            "/workspace/",
+            "/specs/app/gpubox.toml:2:26: invalid `volumes[1]`: \"/workspace/\" is the same folder as \"/workspace\" (`volumes[0]`)",
+        ),
+    ] {
+        let text = format!("name = \"app\"\nvolumes = [\"/workspace\", \"{bad}\"]\n");
+        let error = toml_error(&text);
+        assert_eq!(error.to_string(), message, "{bad}");
+        let offset = text.rfind(&format!("\"{bad}\"")).expect("the bad entry");
+        assert_eq!(label(&error), (offset, bad.len() + 2), "{bad}");
+    }
+    let error = toml_error("name = \"app\"\nvolumes = \"/workspace\"\n");
+    assert!(
+        error
+            .to_string()
+            .contains("`volumes` must be an array of strings, found a string"),
+        "{error}"
+    );
+    let error = toml_error("name = \"app\"\nvolume = [\"/workspace\"]\n");
+    assert!(
+        error.to_string().contains("(did you mean `volumes`?)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_platform_table_may_set_its_own_volumes() {
+    let text = "name = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nvolumes = [\"/workspace\"]\n[platform.\"linux/arm64\"]\nvolumes = [\"/workspace\", \"/data\"]\n";
+    let spec = toml(text);
+    let volumes = |platform| -> Vec<String> {
+        spec.for_platform(platform)
+            .volumes
+            .iter()
+            .map(|v| v.value.clone())
+            .collect()
+    };
+    assert_eq!(volumes(Platform::Amd64), ["/workspace"]);
+    assert_eq!(volumes(Platform::Arm64), ["/workspace", "/data"]);
+}
+
+#[test]
 fn user_and_working_dir_are_checked() {
     for good in ["root", "1000", "app:app", "1000:100", "svc-user.x"] {
         assert_eq!(

@@ -218,6 +218,10 @@ fn write_report(out: &mut dyn Write, report: &Value, layers: &[ShownLayer]) -> s
                 .join(", ")
         )?;
     }
+    if let Some(volumes) = config["Volumes"].as_object().filter(|v| !v.is_empty()) {
+        let volumes: Vec<&str> = volumes.keys().map(String::as_str).collect();
+        writeln!(out, "Volumes:      {}", volumes.join(", "))?;
+    }
     if let Some(labels) = config["Labels"].as_object().filter(|l| !l.is_empty()) {
         writeln!(out, "Labels:")?;
         for (k, v) in labels {

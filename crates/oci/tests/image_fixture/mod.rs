@@ -36,6 +36,7 @@ pub fn config_input() -> ImageConfigInput {
         entrypoint: vec![format!("{STORE_PATH}/bin/hello")],
         cmd: Vec::new(),
         exposed_ports: vec!["8080/tcp".into(), "22/tcp".into()],
+        volumes: vec!["/workspace".into(), "/data".into()],
         labels: BTreeMap::from([
             ("com.example.team".into(), "ml".into()),
             (

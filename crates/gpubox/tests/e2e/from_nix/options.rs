@@ -176,18 +176,20 @@ fn definitions_from_several_modules_merge_into_the_spec() {
     // env, user and workingDir are written only when defined, so gpubox's
     // defaults (and a base image's) apply otherwise.
     let Some((got, _)) = eval_ok(
-        r#"{ unset = spec [ ]; set = spec [ { env.PATH = "/bin"; user = "dev"; workingDir = "/work"; checkPrograms = false; } ]; }"#,
+        r#"{ unset = spec [ ]; set = spec [ { env.PATH = "/bin"; user = "dev"; workingDir = "/work"; checkPrograms = false; volumes = [ "/workspace" ]; } ]; }"#,
     ) else {
         return;
     };
-    // checkPrograms likewise: written only when turned off.
-    for key in ["env", "user", "workingDir", "checkPrograms"] {
+    // checkPrograms likewise: written only when turned off; volumes only when
+    // it names some, so existing specs stay as they were.
+    for key in ["env", "user", "workingDir", "checkPrograms", "volumes"] {
         assert_eq!(got["unset"].get(key), None, "{key}");
     }
     assert_eq!(got["set"]["env"], json!({ "PATH": "/bin" }));
     assert_eq!(got["set"]["user"], json!("dev"));
     assert_eq!(got["set"]["workingDir"], json!("/work"));
     assert_eq!(got["set"]["checkPrograms"], json!(false));
+    assert_eq!(got["set"]["volumes"], json!(["/workspace"]));
 }
 
 #[test]
