@@ -83,13 +83,29 @@ pub fn image_env(
     env
 }
 
-/// The labels NVIDIA's own images carry: `com.nvidia.cuda.version` when the release
-/// is known.
+/// The labels of an image whose CUDA release is known (none otherwise):
+/// `com.nvidia.cuda.version`, as NVIDIA's own images carry it, and
+/// `io.gpubox.cuda.min-driver`, the minimum Linux driver NVIDIA lists for the
+/// release's GA toolkit ([`crate::minimum_driver`]; older drivers of the same major
+/// may still run it through minor-version compatibility, with limits), so a
+/// marketplace or a `docker images --filter label=...` can match images to hosts
+/// by driver without knowing CUDA's table. The driver label is left out for a
+/// release the table does not know (before 11.0, or newer than it).
+///
+/// ```
+/// use gpubox_cuda::{image_labels, CudaVersion};
+/// let labels = image_labels(Some(CudaVersion::new(12, 4)));
+/// assert_eq!(labels["io.gpubox.cuda.min-driver"], "550.54.14");
+/// ```
 pub fn image_labels(version: Option<CudaVersion>) -> BTreeMap<String, String> {
-    version
-        .map(|version| ("com.nvidia.cuda.version".to_string(), version.to_string()))
-        .into_iter()
-        .collect()
+    let mut labels = BTreeMap::new();
+    if let Some(version) = version {
+        labels.insert("com.nvidia.cuda.version".to_string(), version.to_string());
+        if let Some(driver) = crate::driver_table::minimum_driver(version) {
+            labels.insert("io.gpubox.cuda.min-driver".to_string(), driver.to_string());
+        }
+    }
+    labels
 }
 
 #[cfg(test)]
@@ -170,9 +186,28 @@ mod tests {
     }
 
     #[test]
-    fn labels() {
+    fn labels_name_the_release_and_its_minimum_driver() {
+        let labels = image_labels(Some(CudaVersion::new(12, 4)));
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                ("com.nvidia.cuda.version".to_string(), "12.4".to_string()),
+                // The table's 12.4 GA row.
+                (
+                    "io.gpubox.cuda.min-driver".to_string(),
+                    "550.54.14".to_string()
+                ),
+            ])
+        );
+        // Two-part drivers keep NVIDIA's spelling.
+        assert_eq!(
+            image_labels(Some(CudaVersion::new(12, 8)))["io.gpubox.cuda.min-driver"],
+            "570.26"
+        );
+        // A release the table does not know keeps its version label only.
         let labels = image_labels(Some(CudaVersion::new(12, 10)));
         assert_eq!(labels["com.nvidia.cuda.version"], "12.10");
+        assert!(!labels.contains_key("io.gpubox.cuda.min-driver"));
         assert!(image_labels(None).is_empty());
     }
 }

@@ -112,6 +112,10 @@ fn cuda_versions_in_the_closure_set_the_nvidia_environment() {
         config["config"]["Labels"]["com.nvidia.cuda.version"],
         "12.4"
     );
+    assert_eq!(
+        config["config"]["Labels"]["io.gpubox.cuda.min-driver"],
+        "550.54.14"
+    );
 
     // cuda.enable = false leaves all of it out.
     let spec = write_spec(
@@ -127,9 +131,9 @@ fn cuda_versions_in_the_closure_set_the_nvidia_environment() {
     let (reader, _) = build_and_read(&plain, &spec);
     let config = reader.config().unwrap();
     assert!(!env_of(&config).contains("NVIDIA"), "{}", env_of(&config));
-    assert!(config["config"]["Labels"]
-        .get("com.nvidia.cuda.version")
-        .is_none());
+    for label in ["com.nvidia.cuda.version", "io.gpubox.cuda.min-driver"] {
+        assert!(config["config"]["Labels"].get(label).is_none(), "{label}");
+    }
 }
 
 #[test]
