@@ -31,6 +31,8 @@
 //! `/usr/lib/x86_64-linux-gnu` or `/usr/lib/aarch64-linux-gnu`, before the other's) into
 //! `/run/opengl-driver/lib` and puts `nvidia-smi` on PATH. `gpubox-init check [--json]`
 //! prints that step's report and exits (0, or 1 when the requirement fails).
+//! `gpubox-init ready` tries every service's readiness check once and exits 0 when all
+//! pass, 1 naming those that fail: the probe `gpubox deploy` writes for Kubernetes.
 //! `GPUBOX_INIT_ROOT` (tests only) takes every path the init reads or writes (the plan,
 //! `/etc/passwd`, the startup script, log files, the GPU step's) under another folder;
 //! programs are run from their real paths.
@@ -126,6 +128,15 @@ fn run() -> i32 {
     let command: Vec<OsString> = std::env::args_os().skip(1).collect();
     match command.first().and_then(|first| first.to_str()) {
         Some("check") => return gpu::check(&command[1..]),
+        Some("ready") => {
+            return match read_plan() {
+                Ok(plan) => services::readiness::probe(&command[1..], plan.as_ref()),
+                Err(message) => {
+                    notice!("{message}");
+                    USAGE_EXIT
+                }
+            }
+        }
         Some(startup_script::CAPTURE_MODE) => {
             return startup_script::write_environment(&command[1..])
         }

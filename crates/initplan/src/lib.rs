@@ -21,6 +21,19 @@ use serde::{Deserialize, Serialize};
 /// Where the plan is in the image, relative to its root.
 pub const PLAN_PATH: &str = "etc/gpubox/init.json";
 
+/// The environment variables `gpubox-init` takes keys and secrets from, named once
+/// for the init and for what sets them (`gpubox deploy`'s manifests and templates).
+pub mod variables {
+    /// Authorized SSH keys, one per line (or `\n`-separated, or comma-separated).
+    pub const SSH_PUBLIC_KEYS: &str = "SSH_PUBLIC_KEYS";
+    /// The same, under the name RunPod (and vast.ai's images) set.
+    pub const PUBLIC_KEY: &str = "PUBLIC_KEY";
+    /// An age identity (or SSH private key) that decrypts the image's age secrets.
+    pub const AGE_IDENTITY: &str = "AGE_IDENTITY";
+    /// tailscale's auth key, when the plan names no file for it.
+    pub const TAILSCALE_AUTHKEY: &str = "TAILSCALE_AUTHKEY";
+}
+
 /// The plan's format version; the init refuses a plan with another one, so an image
 /// built by a newer gpubox fails plainly instead of half-starting.
 pub const FORMAT_VERSION: u32 = 1;

@@ -5,7 +5,7 @@
 
 mod order;
 mod output;
-mod readiness;
+pub mod readiness;
 
 use std::ffi::OsString;
 use std::fs::File;

@@ -5,11 +5,15 @@ use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gpubox_initplan::{Readiness, ReadinessCheck};
+use gpubox_initplan::{InitPlan, Readiness, ReadinessCheck};
 use libc::pid_t;
 
 use crate::reap::Termination;
 use crate::spawn::{self, ChildSetup};
+
+/// How long `gpubox-init ready` waits for one connection: a probe's whole budget
+/// (its `timeoutSeconds`) is longer, and a listener that takes this long is not ready.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Time between tries: short, as ordered start-up waits on it.
 const RETRY_INTERVAL: Duration = Duration::from_millis(20);
@@ -122,5 +126,109 @@ impl Check {
             // is not reaped yet, so the group cannot belong to anyone else.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
+    }
+}
+
+/// `gpubox-init ready`: one try of every planned service's readiness check, as a
+/// Kubernetes exec probe runs it (`gpubox deploy` writes it as the pod's startup,
+/// readiness and liveness probe, one command for any number of services). Exit 0 when
+/// every check passes (or none is planned), 1 naming each that fails, 2 on misuse.
+/// A `Tcp` check connects to 127.0.0.1; an `Exec` check runs its command with the
+/// service's environment and working folder, as the probe's user (the container's).
+pub fn probe(arguments: &[OsString], plan: Option<&InitPlan>) -> i32 {
+    if !arguments.is_empty() {
+        notice!("usage: gpubox-init ready");
+        return crate::USAGE_EXIT;
+    }
+    let mut failed = 0;
+    for service in plan.into_iter().flat_map(|plan| &plan.services) {
+        let Some(readiness) = &service.readiness else {
+            continue;
+        };
+        let failure = match &readiness.check {
+            ReadinessCheck::Tcp(port) => {
+                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+                TcpStream::connect_timeout(&address, PROBE_CONNECT_TIMEOUT)
+                    .err()
+                    .map(|error| format!("nothing accepts connections on {address} ({error})"))
+            }
+            ReadinessCheck::Exec(argv) => {
+                let mut command = std::process::Command::new(&argv[0]);
+                command
+                    .args(&argv[1..])
+                    .envs(&service.env)
+                    .stdin(std::process::Stdio::null());
+                if let Some(dir) = &service.working_dir {
+                    command.current_dir(dir);
+                }
+                match command.status() {
+                    Ok(status) if status.success() => None,
+                    Ok(status) => Some(format!("`{}` ended with {status}", argv.join(" "))),
+                    Err(error) => Some(format!("cannot run `{}`: {error}", argv.join(" "))),
+                }
+            }
+        };
+        if let Some(failure) = failure {
+            notice!("service {} is not ready: {failure}", service.name);
+            failed += 1;
+        }
+    }
+    i32::from(failed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::TcpListener;
+
+    use gpubox_initplan::{Restart, ServicePlan};
+
+    use super::*;
+
+    fn plan_checking(checks: Vec<ReadinessCheck>) -> InitPlan {
+        let mut plan = InitPlan::new(10_000);
+        for (number, check) in checks.into_iter().enumerate() {
+            plan.services.push(ServicePlan {
+                name: format!("service{number}"),
+                argv: vec!["/bin/true".to_owned()],
+                env: BTreeMap::from([("PROBE_WANTS".to_owned(), "yes".to_owned())]),
+                working_dir: Some("/".to_owned()),
+                user: None,
+                restart: Restart::Never,
+                restart_delay_ms: 1000,
+                max_restarts: None,
+                after: Vec::new(),
+                readiness: Some(Readiness {
+                    check,
+                    timeout_ms: 30_000,
+                }),
+                log_file: None,
+            });
+        }
+        plan
+    }
+
+    #[test]
+    fn probe_passes_only_when_every_check_passes() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let closed = {
+            let other = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            other.local_addr().unwrap().port()
+        };
+        let env_check = ReadinessCheck::Exec(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "test \"$PROBE_WANTS\" = yes".to_owned(),
+        ]);
+        let ready = plan_checking(vec![ReadinessCheck::Tcp(open), env_check.clone()]);
+        assert_eq!(probe(&[], Some(&ready)), 0);
+        let one_closed = plan_checking(vec![ReadinessCheck::Tcp(closed), env_check]);
+        assert_eq!(probe(&[], Some(&one_closed)), 1);
+        let failing = plan_checking(vec![ReadinessCheck::Exec(vec!["/bin/false".to_owned()])]);
+        assert_eq!(probe(&[], Some(&failing)), 1);
+        // No plan, or no check: nothing to wait for.
+        assert_eq!(probe(&[], None), 0);
+        assert_eq!(probe(&[OsString::from("--now")], None), crate::USAGE_EXIT);
     }
 }

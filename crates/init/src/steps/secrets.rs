@@ -26,7 +26,7 @@ use crate::accounts::{self, AccountError};
 
 /// An identity (`AGE-SECRET-KEY-1...`, an SSH private key) or the path of a file
 /// holding one, tried before the plan's identity paths.
-pub const IDENTITY_VARIABLE: &str = "AGE_IDENTITY";
+pub const IDENTITY_VARIABLE: &str = gpubox_initplan::variables::AGE_IDENTITY;
 /// Where the plaintext goes when no tmpfs can be mounted: `/dev/shm`, checked to be a
 /// tmpfs, and the init's own folder on it, which the mount point then links to.
 const SHARED_MEMORY: &str = "/dev/shm";
@@ -281,7 +281,9 @@ fn identities(plan: &SecretsPlan) -> Result<Identities, SecretsError> {
         .filter(|value| !value.trim().is_empty())
     {
         let (text, source) = if looks_like_identity(&value) {
-            (value, IDENTITY_VARIABLE.to_owned())
+            // Environments that hold one line per variable (vast.ai's template `env`)
+            // carry line breaks as a literal `\n`, which no identity contains.
+            (value.replace("\\n", "\n"), IDENTITY_VARIABLE.to_owned())
         } else {
             let path = root_path(value.trim());
             let text =

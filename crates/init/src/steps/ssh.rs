@@ -12,14 +12,14 @@ use std::process::Command;
 
 use base64::Engine;
 use gpubox_atomic::partial;
-use gpubox_initplan::{InitPlan, Restart, ServicePlan, SshPlan};
+use gpubox_initplan::{variables, InitPlan, Restart, ServicePlan, SshPlan};
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use super::files;
 use super::{root_path, StepFailure};
 
 /// Variables rented GPU hosts (RunPod, vast.ai, ...) put public keys in, one a line.
-const KEY_VARIABLES: [&str; 2] = ["SSH_PUBLIC_KEYS", "PUBLIC_KEY"];
+const KEY_VARIABLES: [&str; 2] = [variables::SSH_PUBLIC_KEYS, variables::PUBLIC_KEY];
 pub const PASSWORD_VARIABLE: &str = "ROOT_PASSWORD";
 const SHADOW: &str = "/etc/shadow";
 /// The config sshd is started with, written at every start by [`write_session_config`].

@@ -16,7 +16,7 @@ use gpubox_initplan::{Readiness, ReadinessCheck, Restart, ServicePlan, Tailscale
 use super::files;
 use super::{root_path, system_service, PathError, SYSTEM_RESTART_DELAY_MS};
 
-pub const AUTH_KEY_VARIABLE: &str = "TAILSCALE_AUTHKEY";
+pub const AUTH_KEY_VARIABLE: &str = gpubox_initplan::variables::TAILSCALE_AUTHKEY;
 /// Where the key is handed to `tailscale up`, in the image.
 const AUTH_KEY_HANDOFF: &str = "/run/gpubox/tailscale-auth-key";
 /// How long tailscaled gets to answer on its socket before the start fails.
