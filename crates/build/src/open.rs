@@ -339,3 +339,83 @@ pub fn diff(
     }
     Ok(diffs)
 }
+
+/// What `gpubox deploy` reads of a pushed image: its digest and, from the manifests
+/// and configs alone (no layer is downloaded), every platform's architecture,
+/// environment and unpacked size.
+pub struct PushedImage {
+    /// The digest a deployment pins: the index's for a multi-platform image, else
+    /// the image manifest's.
+    pub digest: String,
+    /// Whether the reference named a tag that was resolved to [`PushedImage::digest`].
+    pub resolved: bool,
+    /// Each platform's architecture (GOARCH spelling), in the index's order.
+    pub architectures: Vec<String>,
+    /// The first platform's `Env`, as (name, value) pairs.
+    pub env: Vec<(String, String)>,
+    /// The largest platform's unpacked size: the layers' `io.gpubox.layer.uncompressed`
+    /// annotations, else (another tool's layer) its compressed size.
+    pub unpacked_bytes: u64,
+    /// How many layers had no uncompressed size and were counted compressed.
+    pub layers_without_size: usize,
+}
+
+/// Reads the registry image `reference` (`HOST[:PORT]/REPO[:TAG|@DIGEST]`) for
+/// `gpubox deploy`.
+pub fn pushed_image(
+    reference: &str,
+    registry: &RegistryAccess<'_>,
+) -> Result<PushedImage, BuildError> {
+    let source = ImageLocation::Registry {
+        reference: reference.to_owned(),
+    };
+    let inspected = inspect(&source, registry, false, None)?;
+    let first = inspected.images.first();
+    let digest = match (&inspected.index, first) {
+        (Some((digest, _)), _) => digest.to_string(),
+        (None, Some(image)) => image.manifest_digest.clone().unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    let mut unpacked_bytes = 0;
+    let mut layers_without_size = 0;
+    for image in &inspected.images {
+        let mut total = 0;
+        let mut without = 0;
+        for (layer, summary) in &image.layers {
+            match summary {
+                Some(summary) => total += summary.uncompressed_size,
+                None => {
+                    total += layer.size;
+                    without += 1;
+                }
+            }
+        }
+        if total > unpacked_bytes {
+            unpacked_bytes = total;
+            layers_without_size = without;
+        }
+    }
+    let env = first
+        .map(|image| {
+            image.config["config"]["Env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|var| var.as_str()?.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(PushedImage {
+        digest,
+        resolved: !reference.contains('@'),
+        architectures: inspected
+            .images
+            .iter()
+            .filter_map(|image| image.config["architecture"].as_str().map(str::to_owned))
+            .collect(),
+        env,
+        unpacked_bytes,
+        layers_without_size,
+    })
+}

@@ -15,6 +15,19 @@ pub enum CliError {
     #[error(transparent)]
     #[diagnostic(help("run `gpubox doctor` for each fix"))]
     NoGpuEngine(#[from] gpubox_host::run::NoGpuEngine),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Deploy(#[from] gpubox_deploy::DeployError),
+    #[error("cannot resolve docker://{reference} to a digest")]
+    #[diagnostic(help(
+        "push the image first (gpubox build -o docker://... or gpubox push), check --tls-verify \
+         and --creds, or name the digest (NAME@sha256:...) to use it as written"
+    ))]
+    Unresolved {
+        reference: String,
+        #[source]
+        source: Box<gpubox_build::BuildError>,
+    },
     #[error("cannot read USER:PASS from standard input (--creds-stdin): {0}")]
     CredsStdin(std::io::Error),
     #[error("cannot set up the handling of Ctrl-C: {0}")]

@@ -129,15 +129,105 @@ enum Command {
     },
     /// Check that this host can run GPU containers, and say how to fix what
     /// cannot; with IMAGE, also whether the driver can run that image's CUDA.
+    /// With --k8s, check a Kubernetes manifest against the spec and the image
+    /// instead.
     Doctor {
         /// An image to check: NAME:TAG in podman or docker, or any source
-        /// `gpubox inspect` takes.
+        /// `gpubox inspect` takes. With --k8s: the registry image to compare the
+        /// manifest with [default: the one the manifest names].
         image: Option<String>,
         /// Print JSON instead of a report.
         #[arg(long)]
         json: bool,
+        /// Check this Kubernetes manifest (e.g. from `gpubox deploy kubernetes`):
+        /// the image's digest, ports, the variables the init reads, the grace
+        /// period, GPUs, volumes, probes and architecture.
+        #[arg(long, value_name = "MANIFEST")]
+        k8s: Option<PathBuf>,
+        /// With --k8s: the spec the image was built from.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "gpubox.toml",
+            requires = "k8s"
+        )]
+        spec: PathBuf,
         #[command(flatten)]
         host: HostArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Write what runs a pushed image on Kubernetes, vast.ai or RunPod, from what
+    /// the spec knows (ports, keys and secrets, volumes, readiness, stop timeout,
+    /// CUDA). It is written, never applied.
+    Deploy {
+        /// kubernetes (or k8s): Deployment, Service, Secret and volume claims as
+        /// YAML; vast: a vast.ai template (JSON); runpod: a RunPod template (JSON).
+        target: String,
+        /// The spec the image was built from.
+        #[arg(default_value = "gpubox.toml")]
+        spec: PathBuf,
+        /// The pushed image: HOST/REPO:TAG, resolved to its digest at the registry,
+        /// or HOST/REPO[:TAG]@sha256:..., used as written.
+        #[arg(long, value_name = "REF")]
+        image: String,
+        /// How many GPUs (0: none).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        gpus: u32,
+        /// Write to FILE (whole or not at all; mode 0600 when it holds keys)
+        /// [default: standard output, also for `-`].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Name the objects or template NAME [default: the spec's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Authorized SSH keys for SSH_PUBLIC_KEYS: a FILE, or env:NAME.
+        #[arg(long, value_name = "SOURCE")]
+        ssh_keys: Option<gpubox_deploy::SecretSource>,
+        /// The age identity for AGE_IDENTITY: a FILE, or env:NAME.
+        #[arg(long, value_name = "SOURCE")]
+        age_identity: Option<gpubox_deploy::SecretSource>,
+        /// tailscale's auth key for TAILSCALE_AUTHKEY: a FILE, or env:NAME.
+        #[arg(long, value_name = "SOURCE")]
+        tailscale_authkey: Option<gpubox_deploy::SecretSource>,
+        /// Kubernetes: the workload's kind.
+        #[arg(long, value_enum, default_value = "deployment")]
+        kind: KindArg,
+        /// Kubernetes: GPUs from NVIDIA's device plugin (nvidia.com/gpu) or from
+        /// DRA (a resource.k8s.io/v1 ResourceClaimTemplate, class gpu.nvidia.com).
+        #[arg(long, value_enum, default_value = "device-plugin")]
+        gpu_api: GpuApiArg,
+        /// Kubernetes: the pod's runtimeClassName (e.g. nvidia) [default: none].
+        #[arg(long, value_name = "NAME")]
+        runtime_class: Option<String>,
+        /// Kubernetes: the objects' namespace [default: kubectl's].
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Kubernetes: the container's CPU request (e.g. 4, 500m).
+        #[arg(long, value_name = "QUANTITY")]
+        cpu: Option<String>,
+        /// Kubernetes: the container's memory request and limit (e.g. 32Gi).
+        #[arg(long, value_name = "QUANTITY")]
+        memory: Option<String>,
+        /// Kubernetes: the volume claims' storage class [default: the cluster's].
+        #[arg(long, value_name = "NAME")]
+        storage_class: Option<String>,
+        /// Kubernetes: the Service's type.
+        #[arg(long, value_enum, default_value = "cluster-ip")]
+        service_type: ServiceTypeArg,
+        /// The storage of each folder in the spec's `volumes`, in GiB.
+        #[arg(long, default_value_t = 20, value_name = "GB")]
+        volume_gb: u64,
+        /// vast, runpod: the disk in GB [default: 1.5 x the unpacked image, at
+        /// least 10].
+        #[arg(long, value_name = "GB")]
+        disk_gb: Option<u64>,
+        /// runpod: serve this port as raw TCP, not through RunPod's HTTP proxy
+        /// (the SSH port always is); repeatable.
+        #[arg(long, value_name = "PORT")]
+        tcp_port: Vec<u16>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Start an image with the host's GPUs, choosing the flags that work here;
     /// an image that asks for no GPU (or --no-gpu) runs without one.
@@ -292,6 +382,26 @@ enum CacheCommand {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Deployment,
+    Statefulset,
+    Job,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GpuApiArg {
+    DevicePlugin,
+    Dra,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServiceTypeArg {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -646,7 +756,102 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let argv = ["gpubox".to_owned()].into_iter().chain(quiet).chain(line);
             run(Cli::try_parse_from(argv).unwrap_or_else(|error| error.exit()))
         }),
-        Command::Doctor { image, json, host } => {
+        Command::Doctor {
+            image,
+            json,
+            k8s: Some(manifest),
+            spec,
+            host: _,
+            registry,
+        } => {
+            let mut healthy = false;
+            registry.read_with(&progress, |registry| {
+                healthy = commands::deploy::check_manifest(
+                    &commands::deploy::ManifestCheck {
+                        manifest: &manifest,
+                        spec: &spec,
+                        image: image.as_deref(),
+                        as_json: json,
+                    },
+                    registry,
+                    &mut std::io::stdout().lock(),
+                )?;
+                Ok(())
+            })?;
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Deploy {
+            target,
+            spec,
+            image,
+            gpus,
+            output,
+            name,
+            ssh_keys,
+            age_identity,
+            tailscale_authkey,
+            kind,
+            gpu_api,
+            runtime_class,
+            namespace,
+            cpu,
+            memory,
+            storage_class,
+            service_type,
+            volume_gb,
+            disk_gb,
+            tcp_port,
+            registry,
+        } => {
+            let request = commands::deploy::DeployRequest {
+                target: &target,
+                spec: &spec,
+                image: &image,
+                name: name.as_deref(),
+                output: output.as_deref(),
+                secrets: gpubox_deploy::SecretSources {
+                    ssh_keys,
+                    age_identity,
+                    tailscale_authkey,
+                },
+                options: gpubox_deploy::Options {
+                    gpus,
+                    disk_gb,
+                    volume_gb,
+                    tcp_ports: tcp_port,
+                    kind: match kind {
+                        KindArg::Deployment => gpubox_deploy::WorkloadKind::Deployment,
+                        KindArg::Statefulset => gpubox_deploy::WorkloadKind::StatefulSet,
+                        KindArg::Job => gpubox_deploy::WorkloadKind::Job,
+                    },
+                    gpu_api: match gpu_api {
+                        GpuApiArg::DevicePlugin => gpubox_deploy::GpuApi::DevicePlugin,
+                        GpuApiArg::Dra => gpubox_deploy::GpuApi::Dra,
+                    },
+                    runtime_class,
+                    namespace,
+                    cpu,
+                    memory,
+                    storage_class,
+                    service_type: match service_type {
+                        ServiceTypeArg::ClusterIp => gpubox_deploy::ServiceType::ClusterIp,
+                        ServiceTypeArg::NodePort => gpubox_deploy::ServiceType::NodePort,
+                        ServiceTypeArg::LoadBalancer => gpubox_deploy::ServiceType::LoadBalancer,
+                    },
+                },
+            };
+            registry.read_with(&progress, |registry| {
+                commands::deploy::deploy(&request, registry)
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor {
+            image, json, host, ..
+        } => {
             let request = gpubox_host::doctor::DoctorRequest {
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),

@@ -11,6 +11,7 @@ mod e2e {
     mod chunked;
     mod cli;
     pub mod common;
+    mod deploy;
     mod diff;
     mod engines;
     mod examples;

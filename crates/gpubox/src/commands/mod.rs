@@ -1,5 +1,6 @@
 pub mod cache;
 pub mod cdi;
+pub mod deploy;
 pub mod diff;
 pub mod docs;
 pub mod doctor;

@@ -15,7 +15,7 @@ use super::common::*;
 /// Encrypts `plaintext` with the real `age` CLI to the recipients in
 /// `recipients_file` (age recipients or SSH public keys); returns the ciphertext
 /// file's path in `dir`.
-fn encrypt(dir: &Path, name: &str, plaintext: &str, recipients_file: &Path) -> PathBuf {
+pub(super) fn encrypt(dir: &Path, name: &str, plaintext: &str, recipients_file: &Path) -> PathBuf {
     let plain = dir.join(format!("{name}.txt"));
     fs::write(&plain, plaintext).unwrap();
     let encrypted = dir.join(format!("{name}.age"));
@@ -32,7 +32,7 @@ fn encrypt(dir: &Path, name: &str, plaintext: &str, recipients_file: &Path) -> P
 }
 
 /// A fresh age key in `dir`; returns the file holding its recipient.
-fn age_recipient(dir: &Path) -> PathBuf {
+pub(super) fn age_recipient(dir: &Path) -> PathBuf {
     let key = dir.join("age.key");
     run_ok(Command::new("age-keygen").arg("-o").arg(&key));
     let recipient = dir.join("age.pub");
@@ -46,7 +46,7 @@ fn age_recipient(dir: &Path) -> PathBuf {
 
 /// A fresh ed25519 key pair without a passphrase at `path` (and `path.pub`), as
 /// `ssh-keygen` makes them; returns the public key line.
-fn ssh_key_pair(path: &Path) -> String {
+pub(super) fn ssh_key_pair(path: &Path) -> String {
     run_ok(
         Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "gpubox-e2e", "-f"])
@@ -59,7 +59,7 @@ fn ssh_key_pair(path: &Path) -> String {
 }
 
 /// `PRIVATE.pub`, where `ssh-keygen` writes the public half.
-fn public_key_file(private: &Path) -> PathBuf {
+pub(super) fn public_key_file(private: &Path) -> PathBuf {
     let mut name = private.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)
@@ -316,12 +316,12 @@ fn assert_no_layer_holds(reader: &gpubox_oci::source::ImageReader, plaintext: &s
 }
 
 /// A process's stdout and stderr, one after the other.
-fn all_output(out: &Output) -> String {
+pub(super) fn all_output(out: &Output) -> String {
     format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr))
 }
 
 /// Tries `attempt` every 100 ms until it gives a value or `within` has passed.
-fn poll<T>(within: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+pub(super) fn poll<T>(within: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = attempt() {
@@ -334,7 +334,7 @@ fn poll<T>(within: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -488,9 +488,9 @@ after = ["ticker"]
 
 /// sshd in a container, reached on 127.0.0.1:`port`; every login shares
 /// `known_hosts`, so a changed host key fails a strict login.
-struct SshTarget {
-    port: u16,
-    known_hosts: PathBuf,
+pub(super) struct SshTarget {
+    pub(super) port: u16,
+    pub(super) known_hosts: PathBuf,
 }
 
 impl SshTarget {
@@ -523,7 +523,7 @@ impl SshTarget {
     }
 
     /// A login with `key` only; `strict`: the host key must be in `known_hosts`.
-    fn key_login(&self, key: &Path, strict: bool) -> Output {
+    pub(super) fn key_login(&self, key: &Path, strict: bool) -> Output {
         let checking = if strict {
             "StrictHostKeyChecking=yes"
         } else {
@@ -885,12 +885,12 @@ argv = ["/bin/bash", "-c", "(/bin/bash -c 'echo $$ > /run/orphan.pid; for i in {
 }
 
 /// Stand-in `tailscaled`: records its arguments, then stays up as the daemon does.
-const TAILSCALED_STAND_IN: &str =
+pub(super) const TAILSCALED_STAND_IN: &str =
     "#!/bin/sh\necho \"$@\" > /run/tailscaled.args\nexec sleep 1000\n";
 
 /// Stand-in `tailscale`: `version` answers once the daemon runs; `up` records its
 /// arguments and the key in the file its `--auth-key=file:PATH` names.
-const TAILSCALE_STAND_IN: &str = r#"#!/bin/sh
+pub(super) const TAILSCALE_STAND_IN: &str = r#"#!/bin/sh
 case " $* " in
 *" version "*) [ -s /run/tailscaled.args ] ;;
 *" up "*)

@@ -1,0 +1,181 @@
+//! `gpubox deploy` and `gpubox doctor --k8s`: the pushed image's facts read from its
+//! registry, the deployment rendered by `gpubox-deploy`, and the file written whole
+//! (or not at all).
+
+use std::io::Write;
+use std::path::Path;
+
+use gpubox_build::open::RegistryAccess;
+use gpubox_deploy::workload::repository_of;
+use gpubox_deploy::{ImageFacts, Options, SecretSources, Target, Verdict, Workload};
+use gpubox_spec::Spec;
+
+use crate::CliError;
+
+/// What `gpubox deploy` was asked for.
+pub struct DeployRequest<'a> {
+    pub target: &'a str,
+    pub spec: &'a Path,
+    pub image: &'a str,
+    pub name: Option<&'a str>,
+    pub output: Option<&'a Path>,
+    pub secrets: SecretSources,
+    pub options: Options,
+}
+
+/// Writes the deployment; every check and read happens before the file is touched.
+pub fn deploy(request: &DeployRequest<'_>, registry: &RegistryAccess<'_>) -> Result<(), CliError> {
+    let target: Target = request.target.parse()?;
+    let spec = gpubox_spec::load(request.spec)?;
+    let image = image_facts(&spec, request.image, registry)?;
+    let workload = Workload::new(&spec, image, request.name)?;
+    let secrets = request.secrets.read_for(&workload, target)?;
+    let rendered = gpubox_deploy::render(target, &workload, &secrets, &request.options)?;
+    for notice in &rendered.notices {
+        warn(notice);
+    }
+    match request.output.filter(|path| *path != Path::new("-")) {
+        Some(path) => {
+            // A file holding keys is its owner's alone.
+            let mode = if rendered.holds_secrets { 0o600 } else { 0o644 };
+            std::fs::create_dir_all(gpubox_atomic::folder_of(path)).map_err(|reason| {
+                CliError::WriteFile {
+                    path: path.to_owned(),
+                    reason,
+                }
+            })?;
+            gpubox_atomic::write_bytes(
+                path,
+                &gpubox_atomic::Options::new().mode(mode),
+                rendered.text.as_bytes(),
+            )
+            .map_err(|error| {
+                let (_, path, reason) = error.into_parts();
+                CliError::WriteFile { path, reason }
+            })?;
+            registry.reporter.step(&format!("wrote {}", path.display()));
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(rendered.text.as_bytes())
+            .map_err(CliError::Stdout)?,
+    }
+    Ok(())
+}
+
+/// What the manifest check was asked for.
+pub struct ManifestCheck<'a> {
+    pub manifest: &'a Path,
+    pub spec: &'a Path,
+    /// The image to compare with, in place of the one the manifest names.
+    pub image: Option<&'a str>,
+    pub as_json: bool,
+}
+
+/// Checks a Kubernetes manifest against the spec and the image; `Ok(false)` when a
+/// check fails.
+pub fn check_manifest(
+    request: &ManifestCheck<'_>,
+    registry: &RegistryAccess<'_>,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let text = std::fs::read_to_string(request.manifest).map_err(|reason| {
+        gpubox_deploy::DeployError::Manifest {
+            file: request.manifest.to_owned(),
+            reason: format!("cannot read it: {reason}"),
+        }
+    })?;
+    let spec = gpubox_spec::load(request.spec)?;
+    let name = gpubox_deploy::workload::dns_label(&spec.name).unwrap_or_default();
+    let named = match request.image {
+        Some(image) => Some(image.to_owned()),
+        None => gpubox_deploy::manifest_image(request.manifest, &text, &name)?,
+    };
+    let named = named.ok_or_else(|| gpubox_deploy::DeployError::Manifest {
+        file: request.manifest.to_owned(),
+        reason: "its container names no image".to_owned(),
+    })?;
+    let image = image_facts(&spec, &named, registry)?;
+    let workload = Workload::new(&spec, image, None)?;
+    let findings = gpubox_deploy::check_manifest(request.manifest, &text, &workload)?;
+    let checks: Vec<gpubox_host::doctor::Check> = findings
+        .into_iter()
+        .map(|finding| gpubox_host::doctor::Check {
+            name: finding.name,
+            status: match finding.verdict {
+                Verdict::Pass => gpubox_host::doctor::Status::Pass,
+                Verdict::Warn => gpubox_host::doctor::Status::Warn,
+                Verdict::Fail => gpubox_host::doctor::Status::Fail,
+            },
+            message: finding.message,
+            fix: finding.fix,
+        })
+        .collect();
+    super::doctor::report(&checks, request.as_json, out).map_err(CliError::Stdout)?;
+    Ok(gpubox_host::doctor::healthy(&checks))
+}
+
+/// The image as the registry has it. A tag is resolved to its digest (refused when
+/// it cannot be); a reference that names a digest is kept as written, and when the
+/// registry cannot be read its facts come from the spec, as a warning says.
+fn image_facts(
+    spec: &Spec,
+    given: &str,
+    registry: &RegistryAccess<'_>,
+) -> Result<ImageFacts, CliError> {
+    let reference = given.strip_prefix("docker://").unwrap_or(given);
+    let pinned = reference.contains('@');
+    match gpubox_build::open::pushed_image(reference, registry) {
+        Ok(pushed) => {
+            if pushed.layers_without_size > 0 {
+                warn(&format!(
+                    "{} of the image's layers carry no unpacked size (another tool built them): their compressed size is counted in the disk estimate",
+                    pushed.layers_without_size
+                ));
+            }
+            let env = pushed.env;
+            Ok(ImageFacts {
+                reference: if pinned {
+                    reference.to_owned()
+                } else {
+                    format!("{}@{}", repository_of(reference), pushed.digest)
+                },
+                resolved_from: (!pinned).then(|| reference.to_owned()),
+                architectures: pushed.architectures,
+                unpacked_bytes: Some(pushed.unpacked_bytes),
+                cuda: gpubox_cuda::image_cuda(&env),
+            })
+        }
+        Err(source) if pinned => {
+            warn(&format!(
+                "cannot read docker://{reference} ({source}): it is used as written, its architecture and CUDA release taken from {} and its size unknown",
+                spec.file.display()
+            ));
+            Ok(ImageFacts {
+                reference: reference.to_owned(),
+                resolved_from: None,
+                architectures: spec_architectures(spec),
+                unpacked_bytes: None,
+                cuda: spec.cuda.version.as_deref().and_then(|v| v.parse().ok()),
+            })
+        }
+        Err(source) => Err(CliError::Unresolved {
+            reference: reference.to_owned(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// The platforms the spec builds for, else this machine's.
+fn spec_architectures(spec: &Spec) -> Vec<String> {
+    spec.platforms_to_build()
+        .unwrap_or_default()
+        .iter()
+        .map(|platform| platform.architecture().to_owned())
+        .collect()
+}
+
+/// What a target cannot carry, said even under --quiet: nothing is dropped unseen.
+fn warn(message: &str) {
+    eprintln!("gpubox: warning: {message}");
+}
