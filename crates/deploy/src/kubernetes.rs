@@ -551,6 +551,104 @@ fn yaml(object: &impl Serialize) -> Result<String, DeployError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::ImageFacts;
+    use crate::Target;
+
+    fn workload(toml: &str, architectures: &[&str]) -> Workload {
+        let spec = gpubox_spec::parse(toml, std::path::Path::new("/p/gpubox.toml")).unwrap();
+        let image = ImageFacts {
+            reference: "r.example/app@sha256:aa".to_owned(),
+            resolved_from: None,
+            architectures: architectures.iter().map(|a| (*a).to_owned()).collect(),
+            unpacked_bytes: None,
+            cuda: "12.4".parse().ok(),
+        };
+        Workload::new(&spec, image, None).unwrap()
+    }
+
+    fn documents(rendered: &Rendered) -> Vec<serde_json::Value> {
+        use serde::Deserialize;
+        serde_norway::Deserializer::from_str(&rendered.text)
+            .map(|d| serde_json::Value::deserialize(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_index_is_scheduled_on_any_of_its_architectures() {
+        let workload = workload("name = \"app\"\ncmd = [\"/x\"]\n", &["amd64", "arm64"]);
+        let rendered =
+            crate::render(Target::Kubernetes, &workload, &[], &Options::default()).unwrap();
+        let documents = documents(&rendered);
+        let pod = &documents.last().unwrap()["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["nodeSelector"],
+            serde_json::json!({ "kubernetes.io/os": "linux" })
+        );
+        let term = &pod["affinity"]["nodeAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+            ["matchExpressions"][0];
+        assert_eq!(term["values"], serde_json::json!(["amd64", "arm64"]));
+        assert!(rendered.text.ends_with('\n'));
+    }
+
+    #[test]
+    fn no_gpu_is_asked_for_with_zero_and_that_is_said_for_a_cuda_image() {
+        let workload = workload("name = \"app\"\ncmd = [\"/x\"]\n", &["amd64"]);
+        let options = Options {
+            gpus: 0,
+            ..Options::default()
+        };
+        let rendered = crate::render(Target::Kubernetes, &workload, &[], &options).unwrap();
+        let documents = documents(&rendered);
+        let container = &documents.last().unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert!(container.get("resources").is_none(), "{container}");
+        assert!(
+            rendered.notices[0].contains("needs CUDA 12.4"),
+            "{:?}",
+            rendered.notices
+        );
+    }
+
+    #[test]
+    fn a_statefulset_without_ports_gets_a_headless_service() {
+        let workload = workload("name = \"app\"\ncmd = [\"/x\"]\n", &["amd64"]);
+        let options = Options {
+            kind: WorkloadKind::StatefulSet,
+            ..Options::default()
+        };
+        let rendered = crate::render(Target::Kubernetes, &workload, &[], &options).unwrap();
+        let documents = documents(&rendered);
+        let service = documents.iter().find(|d| d["kind"] == "Service").unwrap();
+        assert_eq!(service["spec"]["clusterIP"], "None");
+        assert!(service["spec"].get("ports").is_none());
+        let set = documents
+            .iter()
+            .find(|d| d["kind"] == "StatefulSet")
+            .unwrap();
+        assert_eq!(set["spec"]["serviceName"], "app");
+    }
+
+    #[test]
+    fn names_and_quantities_kubernetes_would_refuse_are_refused_first() {
+        let workload = workload("name = \"app\"\ncmd = [\"/x\"]\n", &["amd64"]);
+        for options in [
+            Options {
+                namespace: Some("Team A".to_owned()),
+                ..Options::default()
+            },
+            Options {
+                memory: Some("32GB".to_owned()),
+                ..Options::default()
+            },
+            Options {
+                runtime_class: Some("-nvidia".to_owned()),
+                ..Options::default()
+            },
+        ] {
+            let error = crate::render(Target::Kubernetes, &workload, &[], &options).unwrap_err();
+            assert!(matches!(error, DeployError::BadValue { .. }), "{error}");
+        }
+    }
 
     #[test]
     fn quantities() {
