@@ -20,6 +20,7 @@ let
     "dockerShell"
     "inspect"
     "diff"
+    "deploy"
   ];
 
   # Store names allow fewer characters than image names (no `/`).

@@ -234,6 +234,11 @@ pub enum ImageCommandError {
     #[error("copyTo needs the destination as its first argument")]
     #[diagnostic(help("e.g. `nix run .#IMAGE.copyTo -- oci:DIR`, `-- oci-archive:image.tar` or `-- docker://HOST/REPO:TAG`"))]
     NoDestination,
+    #[error("deploy needs the target as its first argument")]
+    #[diagnostic(help(
+        "e.g. `nix run .#IMAGE.deploy -- kubernetes -o IMAGE.yaml` (or vast, runpod)"
+    ))]
+    NoTarget,
     #[error("{command}: the spec has no `registries`{also}")]
     #[diagnostic(help("add one, e.g. registries = [ \"ghcr.io/my-org\" ] (the image's name and tag are added), or use `copyTo docker://HOST/REPO:TAG`"))]
     NoRegistries {

@@ -27,12 +27,13 @@ pub enum ImageCommand {
     DockerShell,
     Inspect,
     Diff,
+    Deploy,
 }
 
 impl ImageCommand {
     /// Every command with nix2gpu's name and what it does, in the order
     /// `--help` lists them.
-    pub const ALL: [(ImageCommand, &'static str, &'static str); 11] = [
+    pub const ALL: [(ImageCommand, &'static str, &'static str); 12] = [
         (ImageCommand::CopyToDockerDaemon, "copyToDockerDaemon", "Build and load into the Docker engine as NAME:TAG."),
         (ImageCommand::CopyToPodman, "copyToPodman", "Build and load into podman as NAME:TAG."),
         (ImageCommand::CopyToRegistry, "copyToRegistry", "Build and push to the first `registries` entry, else docker://NAME:TAG."),
@@ -44,6 +45,7 @@ impl ImageCommand {
         (ImageCommand::DockerShell, "dockerShell", "`shell` in Docker."),
         (ImageCommand::Inspect, "inspect", "Build and show the image (`gpubox inspect`)."),
         (ImageCommand::Diff, "diff", "Build and compare with the image now at the first `registries` entry."),
+        (ImageCommand::Deploy, "deploy", "Write a deployment (kubernetes, vast or runpod: the first argument) of the image at the first `registries` entry, or at --image (`gpubox deploy`)."),
     ];
 
     /// nix2gpu's name, as the flake's attributes spell it.
@@ -237,6 +239,19 @@ pub fn command_lines(
             show.extend(args.iter().cloned());
             vec![build(scratch, &["--quiet".to_owned()]), show]
         }
+        ImageCommand::Deploy => {
+            let (target, rest) = args.split_first().ok_or(ImageCommandError::NoTarget)?;
+            let mut line = vec!["deploy".to_owned(), target.clone(), spec_arg.clone()];
+            let names_image = rest
+                .iter()
+                .any(|arg| arg == "--image" || arg.starts_with("--image="));
+            if !names_image {
+                let pushed = registries(", and no --image names the pushed image")?.remove(0);
+                line.extend(["--image".to_owned(), pushed]);
+            }
+            line.extend(rest.iter().cloned());
+            vec![line]
+        }
     };
     Ok(lines)
 }
@@ -422,6 +437,39 @@ mod tests {
     }
 
     #[test]
+    fn deploy_names_the_pushed_image_unless_the_arguments_do() {
+        assert_eq!(
+            joined(
+                lines(
+                    ImageCommand::Deploy,
+                    WITH_REGISTRIES,
+                    &["k8s", "--gpus", "2"]
+                )
+                .unwrap()
+            ),
+            ["deploy k8s /s.json --image docker://ghcr.io/org/demo:v1 --gpus 2"]
+        );
+        assert_eq!(
+            joined(
+                lines(
+                    ImageCommand::Deploy,
+                    PLAIN,
+                    &["vast", "--image", "r.io/d:v1"]
+                )
+                .unwrap()
+            ),
+            ["deploy vast /s.json --image r.io/d:v1"]
+        );
+        let no_image = lines(ImageCommand::Deploy, PLAIN, &["runpod"]).unwrap_err();
+        assert!(
+            no_image.contains("no --image names the pushed image"),
+            "{no_image}"
+        );
+        let no_target = lines(ImageCommand::Deploy, WITH_REGISTRIES, &[]).unwrap_err();
+        assert!(no_target.contains("deploy needs the target"), "{no_target}");
+    }
+
+    #[test]
     fn names_read_back_and_an_unknown_one_lists_them_all() {
         for (command, name, _) in ImageCommand::ALL {
             assert_eq!(name.parse::<ImageCommand>().unwrap(), command);
@@ -437,7 +485,7 @@ mod tests {
             known.starts_with("copyToDockerDaemon, copyToPodman, "),
             "{known}"
         );
-        assert!(known.ends_with("inspect, diff"), "{known}");
+        assert!(known.ends_with("inspect, diff, deploy"), "{known}");
     }
 
     #[test]
