@@ -269,6 +269,16 @@ fn copy_to_registry_pushes_once_and_diff_compares_with_what_is_there() {
     assert!(said.contains("uploaded 0 blobs (0 B)"), "{said}");
     assert_eq!(digest_printed(&again), digest);
 
+    // `deploy` writes a deployment of the image the first `registries` entry holds,
+    // pinned to the digest just pushed.
+    let deployed = run_ok(&mut front.run(&project, "demo.deploy", &["vast", "--tls-verify=false"]));
+    let template: serde_json::Value = serde_json::from_slice(&deployed.stdout).unwrap();
+    assert_eq!(template["runtype"], "args");
+    assert_eq!(
+        template["image"].as_str(),
+        Some(format!("{}/team/{DEMO}@{digest}", registry.address()).as_str())
+    );
+
     // `diff` compares the image the flake describes with the one pushed.
     let diff = || front.run(&project, "demo.diff", &["--tls-verify=false"]);
     let same = stdout(&run_ok(&mut diff()));
