@@ -50,6 +50,9 @@ pub enum BuildError {
     Push(#[from] gpubox_registry::PushError),
     #[error(transparent)]
     Pull(#[from] gpubox_registry::PullError),
+    #[error("docker://{reference}: the registry served the image without a digest to pin it by")]
+    #[diagnostic(help("push the image again, or name its digest: NAME@sha256:..."))]
+    Undigested { reference: String },
     #[error("cannot read {path}: {source}")]
     #[diagnostic(help("check that the file exists and that you may read it"))]
     InputNotReadable {

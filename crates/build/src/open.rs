@@ -341,20 +341,25 @@ pub fn diff(
 }
 
 /// What `gpubox deploy` reads of a pushed image: its digest and, from the manifests
-/// and configs alone (no layer is downloaded), every platform's architecture,
-/// environment and unpacked size.
+/// and configs alone (no layer is downloaded), every platform's architecture, and
+/// the first platform's environment, ports, volumes and entrypoint, and the largest
+/// platform's unpacked size.
 pub struct PushedImage {
     /// The digest a deployment pins: the index's for a multi-platform image, else
     /// the image manifest's.
     pub digest: String,
-    /// Whether the reference named a tag that was resolved to [`PushedImage::digest`].
-    pub resolved: bool,
     /// Each platform's architecture (GOARCH spelling), in the index's order.
     pub architectures: Vec<String>,
-    /// The first platform's `Env`, as (name, value) pairs.
+    /// `Env`, as (name, value) pairs.
     pub env: Vec<(String, String)>,
-    /// The largest platform's unpacked size: the layers' `io.gpubox.layer.uncompressed`
-    /// annotations, else (another tool's layer) its compressed size.
+    /// `ExposedPorts` (`22/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// `Volumes`.
+    pub volumes: Vec<String>,
+    /// `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// The layers' `io.gpubox.layer.uncompressed` annotations, else (another tool's
+    /// layer) its compressed size.
     pub unpacked_bytes: u64,
     /// How many layers had no uncompressed size and were counted compressed.
     pub layers_without_size: usize,
@@ -370,11 +375,13 @@ pub fn pushed_image(
         reference: reference.to_owned(),
     };
     let inspected = inspect(&source, registry, false, None)?;
-    let first = inspected.images.first();
-    let digest = match (&inspected.index, first) {
-        (Some((digest, _)), _) => digest.to_string(),
-        (None, Some(image)) => image.manifest_digest.clone().unwrap_or_default(),
-        (None, None) => String::new(),
+    let undigested = || BuildError::Undigested {
+        reference: reference.to_owned(),
+    };
+    let first = inspected.images.first().ok_or_else(undigested)?;
+    let digest = match &inspected.index {
+        Some((digest, _)) => digest.to_string(),
+        None => first.manifest_digest.clone().ok_or_else(undigested)?,
     };
     let mut unpacked_bytes = 0;
     let mut layers_without_size = 0;
@@ -395,26 +402,37 @@ pub fn pushed_image(
             layers_without_size = without;
         }
     }
-    let env = first
-        .map(|image| {
-            image.config["config"]["Env"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|var| var.as_str()?.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let config = &first.config["config"];
+    let keys = |field: &str| -> Vec<String> {
+        config[field]
+            .as_object()
+            .into_iter()
+            .flat_map(|map| map.keys().cloned())
+            .collect()
+    };
+    let strings = |field: &str| -> Vec<String> {
+        config[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|value| value.as_str().map(str::to_owned))
+            .collect()
+    };
     Ok(PushedImage {
         digest,
-        resolved: !reference.contains('@'),
         architectures: inspected
             .images
             .iter()
             .filter_map(|image| image.config["architecture"].as_str().map(str::to_owned))
             .collect(),
-        env,
+        env: strings("Env")
+            .iter()
+            .filter_map(|var| var.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        exposed_ports: keys("ExposedPorts"),
+        volumes: keys("Volumes"),
+        entrypoint: strings("Entrypoint"),
         unpacked_bytes,
         layers_without_size,
     })

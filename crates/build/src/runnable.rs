@@ -36,7 +36,7 @@ use gpubox_nix::{StoreFs, StoreNode};
 const MAX_INTERPRETERS: usize = 4;
 
 /// The program `entrypoint` names when the spec leaves it out.
-pub const INIT_ENTRYPOINT: &str = "/bin/gpubox-init";
+pub const INIT_ENTRYPOINT: &str = gpubox_initplan::INIT_PATH;
 
 /// One program the image will start, and where the spec names it.
 struct Program {

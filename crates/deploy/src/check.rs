@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -57,8 +58,19 @@ struct Manifest {
     pod: PodSpec,
     /// Secrets by name, with their keys.
     secrets: BTreeMap<String, BTreeSet<String>>,
-    /// Every (port, protocol) some Service names as its target.
-    service_ports: BTreeSet<(i32, String)>,
+    /// The pod template's labels, which a Service must select.
+    pod_labels: BTreeMap<String, String>,
+    /// Each Service's selector and its ports' targets.
+    services: Vec<ServiceTargets>,
+    /// The claim templates of a StatefulSet, by name.
+    claim_templates: BTreeSet<String>,
+}
+
+/// What a Service selects and which container ports it sends to.
+struct ServiceTargets {
+    selector: BTreeMap<String, String>,
+    /// (target, protocol): the `targetPort` (a number or a port name), else `port`.
+    targets: Vec<(IntOrString, String)>,
 }
 
 /// Checks the manifest `text` (from `file`) against `workload`.
@@ -85,7 +97,7 @@ pub fn check_manifest(
     findings.extend(secrets(container, &manifest, workload));
     findings.push(grace(&manifest.pod, workload));
     findings.push(gpu(container, &manifest.pod, workload));
-    findings.extend(volumes(container, workload));
+    findings.extend(volumes(container, &manifest, workload));
     findings.push(probes(container, workload));
     findings.push(architecture(&manifest.pod, workload));
     Ok(findings)
@@ -98,7 +110,9 @@ fn parse(file: &Path, text: &str) -> Result<Manifest, DeployError> {
     };
     let mut workload = None;
     let mut secrets = BTreeMap::new();
-    let mut service_ports = BTreeSet::new();
+    let mut services = Vec::new();
+    let mut pod_labels = BTreeMap::new();
+    let mut claim_templates = BTreeSet::new();
     for (number, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(document)
             .map_err(|error| bad(format!("document {} is not YAML: {error}", number + 1)))?;
@@ -112,11 +126,21 @@ fn parse(file: &Path, text: &str) -> Result<Manifest, DeployError> {
             .to_owned();
         match kind.as_str() {
             "Deployment" | "StatefulSet" | "Job" | "Pod" => {
-                let pod = if kind == "Pod" {
-                    &value["spec"]
+                let (pod, labels) = if kind == "Pod" {
+                    (&value["spec"], &value["metadata"]["labels"])
                 } else {
-                    &value["spec"]["template"]["spec"]
+                    (
+                        &value["spec"]["template"]["spec"],
+                        &value["spec"]["template"]["metadata"]["labels"],
+                    )
                 };
+                pod_labels = string_map(labels);
+                claim_templates = value["spec"]["volumeClaimTemplates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|claim| claim["metadata"]["name"].as_str().map(str::to_owned))
+                    .collect();
                 let pod: PodSpec = serde_json::from_value(pod.clone()).map_err(|error| {
                     bad(format!(
                         "the pod of the {kind} {name} is not a valid PodSpec: {error}"
@@ -137,13 +161,26 @@ fn parse(file: &Path, text: &str) -> Result<Manifest, DeployError> {
                 secrets.insert(name, keys);
             }
             "Service" => {
-                for port in value["spec"]["ports"].as_array().into_iter().flatten() {
-                    let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
-                    if let Some(number) = port["port"].as_i64().and_then(|n| i32::try_from(n).ok())
-                    {
-                        service_ports.insert((number, protocol));
-                    }
-                }
+                let targets = value["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|port| {
+                        let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
+                        let target = match &port["targetPort"] {
+                            Value::String(name) => IntOrString::String(name.clone()),
+                            Value::Number(number) => {
+                                IntOrString::Int(i32::try_from(number.as_i64()?).ok()?)
+                            }
+                            _ => IntOrString::Int(i32::try_from(port["port"].as_i64()?).ok()?),
+                        };
+                        Some((target, protocol))
+                    })
+                    .collect();
+                services.push(ServiceTargets {
+                    selector: string_map(&value["spec"]["selector"]),
+                    targets,
+                });
             }
             _ => {}
         }
@@ -154,8 +191,44 @@ fn parse(file: &Path, text: &str) -> Result<Manifest, DeployError> {
         workload,
         pod,
         secrets,
-        service_ports,
+        pod_labels,
+        services,
+        claim_templates,
     })
+}
+
+/// A YAML map of strings (labels, a selector); anything else gives an empty one.
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+        .collect()
+}
+
+impl Manifest {
+    /// Whether a Service that selects the pod sends to the container's port
+    /// `number` (named `name`) over `protocol`.
+    fn serves(&self, number: i32, name: Option<&str>, protocol: &str) -> bool {
+        self.services
+            .iter()
+            .filter(|service| {
+                !service.selector.is_empty()
+                    && service
+                        .selector
+                        .iter()
+                        .all(|(key, value)| self.pod_labels.get(key) == Some(value))
+            })
+            .flat_map(|service| &service.targets)
+            .any(|(target, service_protocol)| {
+                service_protocol == protocol
+                    && match target {
+                        IntOrString::Int(port) => *port == number,
+                        IntOrString::String(port_name) => Some(port_name.as_str()) == name,
+                    }
+            })
+    }
 }
 
 /// The image the manifest's workload runs: its container named `name` (the
@@ -246,16 +319,26 @@ fn ports(container: &Container, manifest: &Manifest, workload: &Workload) -> Fin
             "add them to the container's `ports` and to a Service".to_owned(),
         );
     }
+    let port_name = |number: i32, protocol: &str| {
+        container.ports.iter().flatten().find_map(|p| {
+            (p.container_port == number && p.protocol.as_deref().unwrap_or("TCP") == protocol)
+                .then(|| p.name.clone())
+                .flatten()
+        })
+    };
     let unserved: Vec<&str> = wanted
         .iter()
-        .filter(|(n, proto, _)| !manifest.service_ports.contains(&(*n, proto.clone())))
+        .filter(|(n, proto, _)| !manifest.serves(*n, port_name(*n, proto).as_deref(), proto))
         .map(|(_, _, shown)| shown.as_str())
         .collect();
     if !unserved.is_empty() {
         return Finding::problem(
             "ports",
             Verdict::Warn,
-            format!("no Service in the manifest exposes {}", unserved.join(", ")),
+            format!(
+                "no Service in the manifest that selects the pod sends to {}",
+                unserved.join(", ")
+            ),
             "add a Service for them, or reach the pod some other way (kubectl port-forward)"
                 .to_owned(),
         );
@@ -324,7 +407,7 @@ fn secrets(container: &Container, manifest: &Manifest, workload: &Workload) -> V
                 format!("the init expects {variable}: {}", needed.why),
                 format!(
                     "write the manifest with `gpubox deploy kubernetes {} ...`, or set {variable} from a Secret",
-                    needed.option
+                    crate::secrets::option_for(needed.variable)
                 ),
             ),
             (None, None) => Finding::pass(
@@ -347,6 +430,13 @@ fn grace(pod: &PodSpec, workload: &Workload) -> Finding {
             Verdict::Fail,
             format!("terminationGracePeriodSeconds is {grace}, shorter than the image's stopTimeout of {needed} s: the services are killed before they finish stopping"),
             format!("set terminationGracePeriodSeconds to at least {}", workload.grace_seconds()),
+        )
+    } else if grace < workload.grace_seconds() {
+        Finding::problem(
+            "grace",
+            Verdict::Warn,
+            format!("terminationGracePeriodSeconds is {grace}, the image's stopTimeout with no time left for the init to reap and exit"),
+            format!("set terminationGracePeriodSeconds to {}", workload.grace_seconds()),
         )
     } else {
         Finding::pass(
@@ -379,23 +469,42 @@ fn gpu(container: &Container, pod: &PodSpec, workload: &Workload) -> Finding {
     }
 }
 
-fn volumes(container: &Container, workload: &Workload) -> Vec<Finding> {
+fn volumes(container: &Container, manifest: &Manifest, workload: &Workload) -> Vec<Finding> {
     workload
         .persistent
         .iter()
         .map(|dir| {
-            let mounted = container.volume_mounts.iter().flatten().any(|mount| {
+            let mount = container.volume_mounts.iter().flatten().find(|mount| {
                 mount.mount_path.trim_end_matches('/') == dir.path.trim_end_matches('/')
             });
-            if mounted {
-                Finding::pass("volumes", format!("{} is mounted", dir.path))
+            let Some(mount) = mount else {
+                return Finding::problem(
+                    "volumes",
+                    Verdict::Warn,
+                    format!(
+                        "nothing is mounted at {}, which holds {}: it is lost with the pod",
+                        dir.path, dir.purpose
+                    ),
+                    format!("mount a PersistentVolumeClaim at {}", dir.path),
+                );
+            };
+            let volume = manifest
+                .pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|volume| volume.name == mount.name);
+            let claimed = manifest.claim_templates.contains(&mount.name)
+                || volume.is_some_and(|v| v.persistent_volume_claim.is_some());
+            if claimed {
+                Finding::pass("volumes", format!("{} is on a volume claim", dir.path))
             } else {
                 Finding::problem(
                     "volumes",
                     Verdict::Warn,
                     format!(
-                        "nothing is mounted at {}, {}: it is lost with the pod",
-                        dir.path, dir.purpose
+                        "{} (which holds {}) is mounted from volume {}, which is no PersistentVolumeClaim: it is lost with the pod",
+                        dir.path, dir.purpose, mount.name
                     ),
                     format!("mount a PersistentVolumeClaim at {}", dir.path),
                 )
@@ -494,11 +603,9 @@ mod tests {
     fn workload(toml: &str) -> Workload {
         let spec = gpubox_spec::parse(toml, Path::new("/p/gpubox.toml")).unwrap();
         let image = ImageFacts {
-            reference: "127.0.0.1:5000/app@sha256:aa".to_owned(),
-            resolved_from: None,
             architectures: vec!["amd64".to_owned()],
-            unpacked_bytes: None,
             cuda: "12.4".parse().ok(),
+            ..ImageFacts::from_spec(&spec, "127.0.0.1:5000/app@sha256:aa")
         };
         Workload::new(&spec, image, None).unwrap()
     }
@@ -547,5 +654,53 @@ mod tests {
             error.to_string().contains("m.yaml: it holds no Deployment"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn services_are_matched_by_selector_and_target_port_and_claims_by_their_source() {
+        let workload = workload(
+            "name = \"app\"\ncmd = [\"/x\"]\nexposedPorts = [\"8888/tcp\"]\nvolumes = [\"/workspace\"]\nstopTimeout = 10\n",
+        );
+        let manifest = |grace: u32, service_port: &str, selector: &str, volume: &str| {
+            format!(
+                "kind: Service\nspec:\n  selector: {{{selector}}}\n  ports:\n  - {service_port}\n---\n\
+                 kind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n\
+                 \x20     terminationGracePeriodSeconds: {grace}\n      containers:\n      - name: app\n\
+                 \x20       image: 127.0.0.1:5000/app@sha256:aa\n        ports: [{{name: http, containerPort: 8888}}]\n\
+                 \x20       volumeMounts: [{{name: ws, mountPath: /workspace}}]\n      volumes: [{{name: ws, {volume}}}]\n"
+            )
+        };
+        let verdict = |text: &str, name: &str| {
+            let findings = check_manifest(Path::new("m.yaml"), text, &workload).unwrap();
+            findings
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.verdict)
+                .unwrap()
+        };
+        let claim = "persistentVolumeClaim: {claimName: ws}";
+        // Port 80 sending to the container's named port, for the pod's labels.
+        let good = manifest(15, "{port: 80, targetPort: http}", "app: web", claim);
+        assert_eq!(verdict(&good, "ports"), Verdict::Pass);
+        assert_eq!(verdict(&good, "volumes"), Verdict::Pass);
+        assert_eq!(verdict(&good, "grace"), Verdict::Pass);
+        let by_number = manifest(15, "{port: 80, targetPort: 8888}", "app: web", claim);
+        assert_eq!(verdict(&by_number, "ports"), Verdict::Pass);
+        // A Service that selects other pods, or sends elsewhere, exposes nothing here.
+        let other_pods = manifest(15, "{port: 8888}", "app: db", claim);
+        assert_eq!(verdict(&other_pods, "ports"), Verdict::Warn);
+        let elsewhere = manifest(15, "{port: 8888, targetPort: 9000}", "app: web", claim);
+        assert_eq!(verdict(&elsewhere, "ports"), Verdict::Warn);
+        // An emptyDir is mounted, but does not outlive the pod.
+        let scratch = manifest(
+            15,
+            "{port: 80, targetPort: http}",
+            "app: web",
+            "emptyDir: {}",
+        );
+        assert_eq!(verdict(&scratch, "volumes"), Verdict::Warn);
+        // The stop timeout with no time for the init to exit is a warning.
+        let tight = manifest(10, "{port: 80, targetPort: http}", "app: web", claim);
+        assert_eq!(verdict(&tight, "grace"), Verdict::Warn);
     }
 }

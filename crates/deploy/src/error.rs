@@ -28,6 +28,14 @@ pub enum DeployError {
         reason: String,
         fix: String,
     },
+    #[error("{option} {source_name}: nothing in the spec reads {variable}")]
+    #[diagnostic(help("leave {option} out, or set {enabled_by} in the spec"))]
+    UnusedSecret {
+        option: &'static str,
+        source_name: String,
+        variable: &'static str,
+        enabled_by: &'static str,
+    },
     #[error("{what} {value:?} is not {expected}")]
     #[diagnostic(help("{fix}"))]
     BadValue {
@@ -41,6 +49,13 @@ pub enum DeployError {
     NoName { name: String },
     #[error("cannot write the deployment: {reason}")]
     Render { reason: String },
+    #[error("{target} cannot take this deployment: {reason}")]
+    #[diagnostic(help("{fix}"))]
+    TooLong {
+        target: &'static str,
+        reason: String,
+        fix: &'static str,
+    },
     #[error("{}: {reason}", file.display())]
     #[diagnostic(help("pass a manifest `gpubox deploy kubernetes` wrote, or one with a Deployment, StatefulSet, Job or Pod"))]
     Manifest { file: PathBuf, reason: String },

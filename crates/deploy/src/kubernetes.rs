@@ -11,11 +11,12 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodResourceClaim, PodSpec,
-    PodTemplateSpec, Probe, ResourceClaim, ResourceRequirements, Secret, SecretKeySelector,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodResourceClaim, PodSpec, PodTemplateSpec, Probe, ResourceClaim, ResourceRequirements, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::resource::v1::{
     CELDeviceSelector, DeviceClaim, DeviceRequest, DeviceSelector, ExactDeviceRequest,
@@ -38,6 +39,8 @@ pub const DRA_DEVICE_CLASS: &str = "gpu.nvidia.com";
 const GPU_CLAIM: &str = "gpus";
 /// Small state (host keys, tailscale's state) gets this much storage.
 const SMALL_VOLUME: &str = "100Mi";
+/// The pod's volume for `--shm-size`.
+const SHM_VOLUME: &str = "dshm";
 /// The label every object carries and the workload selects its pods by.
 const NAME_LABEL: &str = "app.kubernetes.io/name";
 
@@ -72,7 +75,7 @@ pub fn render(
             let size = if dir.small {
                 SMALL_VOLUME.to_owned()
             } else {
-                format!("{}Gi", options.volume_gb)
+                format!("{}Gi", options.volume_gb())
             };
             (
                 dir.name.clone(),
@@ -220,7 +223,11 @@ fn header(workload: &Workload, options: &Options) -> String {
 
 /// Refuses values Kubernetes would refuse, before anything is written.
 fn check_options(options: &Options) -> Result<(), DeployError> {
-    for (what, value) in [("--cpu", &options.cpu), ("--memory", &options.memory)] {
+    for (what, value) in [
+        ("--cpu", &options.cpu),
+        ("--memory", &options.memory),
+        ("--shm-size", &options.shm_size),
+    ] {
         if let Some(value) = value {
             if !is_quantity(value) {
                 return Err(DeployError::BadValue {
@@ -236,6 +243,7 @@ fn check_options(options: &Options) -> Result<(), DeployError> {
         ("--namespace", &options.namespace),
         ("--runtime-class", &options.runtime_class),
         ("--storage-class", &options.storage_class),
+        ("--pull-secret", &options.pull_secret),
     ] {
         if let Some(value) = value {
             if crate::workload::dns_label(value).as_deref() != Some(value.as_str()) {
@@ -408,10 +416,12 @@ fn pod_spec(
         failure_threshold: Some(failures),
         ..Probe::default()
     };
-    let probes = !workload.readiness.is_empty();
-    // Probed every 5 s for as long as the services may take to start, and twice more.
-    let startup_failures =
-        i32::try_from(workload.startup_seconds().div_ceil(5) + 2).unwrap_or(i32::MAX);
+    let probes = !workload.readiness.is_empty() && workload.image.runs_init;
+    // Probed every 5 s for as long as the container may take to start.
+    let startup = options
+        .startup_seconds
+        .unwrap_or_else(|| workload.startup_seconds());
+    let startup_failures = i32::try_from(startup.div_ceil(5).max(1)).unwrap_or(i32::MAX);
     let container = Container {
         name: workload.name.clone(),
         image: Some(workload.image.reference.clone()),
@@ -470,26 +480,37 @@ fn pod_spec(
                     mount_path: dir.path.clone(),
                     ..VolumeMount::default()
                 })
+                .chain(options.shm_size.as_ref().map(|_| VolumeMount {
+                    name: SHM_VOLUME.to_owned(),
+                    mount_path: "/dev/shm".to_owned(),
+                    ..VolumeMount::default()
+                }))
                 .collect(),
         )
         .filter(|mounts: &Vec<_>| !mounts.is_empty()),
         ..Container::default()
     };
-    let volumes = (options.kind != WorkloadKind::StatefulSet)
-        .then(|| {
-            claims
-                .iter()
-                .map(|(volume, pvc)| Volume {
-                    name: volume.clone(),
-                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                        claim_name: pvc.metadata.name.clone().unwrap_or_default(),
-                        read_only: None,
-                    }),
-                    ..Volume::default()
-                })
-                .collect::<Vec<_>>()
-        })
-        .filter(|volumes| !volumes.is_empty());
+    let mut volumes: Vec<Volume> = Vec::new();
+    if options.kind != WorkloadKind::StatefulSet {
+        volumes.extend(claims.iter().map(|(volume, pvc)| Volume {
+            name: volume.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc.metadata.name.clone().unwrap_or_default(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        }));
+    }
+    if let Some(size) = &options.shm_size {
+        volumes.push(Volume {
+            name: SHM_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity(size.clone())),
+            }),
+            ..Volume::default()
+        });
+    }
     let architectures = &workload.image.architectures;
     let (node_selector, affinity) = match architectures.as_slice() {
         [] => (None, None),
@@ -529,7 +550,11 @@ fn pod_spec(
         runtime_class_name: options.runtime_class.clone(),
         node_selector,
         affinity,
-        volumes,
+        volumes: Some(volumes).filter(|volumes| !volumes.is_empty()),
+        image_pull_secrets: options
+            .pull_secret
+            .as_ref()
+            .map(|name| vec![LocalObjectReference { name: name.clone() }]),
         resource_claims: dra.then(|| {
             vec![PodResourceClaim {
                 name: GPU_CLAIM.to_owned(),
@@ -557,11 +582,9 @@ mod tests {
     fn workload(toml: &str, architectures: &[&str]) -> Workload {
         let spec = gpubox_spec::parse(toml, std::path::Path::new("/p/gpubox.toml")).unwrap();
         let image = ImageFacts {
-            reference: "r.example/app@sha256:aa".to_owned(),
-            resolved_from: None,
             architectures: architectures.iter().map(|a| (*a).to_owned()).collect(),
-            unpacked_bytes: None,
             cuda: "12.4".parse().ok(),
+            ..ImageFacts::from_spec(&spec, "r.example/app@sha256:aa")
         };
         Workload::new(&spec, image, None).unwrap()
     }

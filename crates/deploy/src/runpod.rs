@@ -28,6 +28,9 @@ struct Template {
     env: Vec<EnvVar>,
     is_serverless: bool,
     readme: String,
+    /// The registry login saved in RunPod's settings, for a private image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_registry_auth_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -83,7 +86,7 @@ pub fn render(
         image_name: workload.image.reference.clone(),
         docker_args: String::new(),
         container_disk_in_gb: workload.disk_gb(options.disk_gb),
-        volume_in_gb: volume.map_or(0, |_| options.volume_gb),
+        volume_in_gb: volume.map_or(0, |_| options.volume_gb()),
         volume_mount_path: volume.map(|dir| dir.path.clone()),
         ports: ports.join(","),
         env: secrets
@@ -95,6 +98,7 @@ pub fn render(
             .collect(),
         is_serverless: false,
         readme: crate::readme(workload, "RunPod"),
+        container_registry_auth_id: options.pull_secret.clone(),
     };
     let mut text =
         serde_json::to_string_pretty(&template).map_err(|error| DeployError::Render {

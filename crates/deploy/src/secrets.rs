@@ -56,6 +56,26 @@ pub struct SecretValue {
     pub value: String,
 }
 
+/// Each variable a deployment hands to the init, the `gpubox deploy` option that
+/// gives it, and the spec keys that make the init read it.
+const SECRET_VARIABLES: [(&str, &str, &str); 3] = [
+    (variables::SSH_PUBLIC_KEYS, "--ssh-keys", "ssh.enable"),
+    (variables::AGE_IDENTITY, "--age-identity", "age.secrets"),
+    (
+        variables::TAILSCALE_AUTHKEY,
+        "--tailscale-authkey",
+        "tailscale.enable",
+    ),
+];
+
+/// The option that gives `variable`.
+pub(crate) fn option_for(variable: &str) -> &'static str {
+    SECRET_VARIABLES
+        .iter()
+        .find(|(known, _, _)| *known == variable)
+        .map_or("", |(_, option, _)| option)
+}
+
 impl SecretSources {
     fn source(&self, variable: &str) -> Option<&SecretSource> {
         match variable {
@@ -75,39 +95,28 @@ impl SecretSources {
         workload: &Workload,
         target: Target,
     ) -> Result<Vec<SecretValue>, DeployError> {
+        for (variable, option, enabled_by) in SECRET_VARIABLES {
+            let unused = !workload.secrets.iter().any(|n| n.variable == variable);
+            if let (Some(source), true) = (self.source(variable), unused) {
+                return Err(DeployError::UnusedSecret {
+                    option,
+                    source_name: source.to_string(),
+                    variable,
+                    enabled_by,
+                });
+            }
+        }
         let mut values = Vec::new();
         for needed in &workload.secrets {
             match self.source(needed.variable) {
                 Some(source) => values.push(SecretValue {
                     variable: needed.variable,
-                    value: read(needed, source)?,
+                    value: read(needed, source, target)?,
                 }),
                 None if needed.required && !provided_by(target, needed.variable) => {
                     return Err(missing(workload, needed));
                 }
                 None => {}
-            }
-        }
-        for (variable, option, source) in [
-            (variables::SSH_PUBLIC_KEYS, "--ssh-keys", &self.ssh_keys),
-            (
-                variables::AGE_IDENTITY,
-                "--age-identity",
-                &self.age_identity,
-            ),
-            (
-                variables::TAILSCALE_AUTHKEY,
-                "--tailscale-authkey",
-                &self.tailscale_authkey,
-            ),
-        ] {
-            if source.is_some() && !workload.secrets.iter().any(|n| n.variable == variable) {
-                return Err(DeployError::BadValue {
-                    what: option,
-                    value: source.as_ref().map(ToString::to_string).unwrap_or_default(),
-                    expected: "used by this spec (the init would never read it)",
-                    fix: "leave it out, or enable what reads it in the spec (ssh.enable, age.secrets, tailscale.enable)",
-                });
             }
         }
         Ok(values)
@@ -125,14 +134,19 @@ fn missing(workload: &Workload, needed: &NeededSecret) -> DeployError {
         variable: needed.variable,
         why: needed.why.clone(),
         fix: format!(
-            "pass {} FILE (or {} env:NAME to read a variable); the value goes into the deployment's Secret or environment, never into the image",
-            needed.option, needed.option
+            "pass {option} FILE (or {option} env:NAME to read a variable); the value goes into the deployment's Secret or environment, never into the image",
+            option = option_for(needed.variable)
         ),
     }
 }
 
-/// Reads and checks one value, trimmed.
-fn read(needed: &NeededSecret, source: &SecretSource) -> Result<String, DeployError> {
+/// Reads and checks one value, trimmed, for `target`.
+fn read(
+    needed: &NeededSecret,
+    source: &SecretSource,
+    target: Target,
+) -> Result<String, DeployError> {
+    let option = option_for(needed.variable);
     let fail = |reason: String, fix: &str| DeployError::SecretSource {
         variable: needed.variable,
         source_name: source.to_string(),
@@ -143,17 +157,25 @@ fn read(needed: &NeededSecret, source: &SecretSource) -> Result<String, DeployEr
         SecretSource::File(path) => std::fs::read_to_string(path).map_err(|error| {
             fail(
                 error.to_string(),
-                &format!("check the path given to {}", needed.option),
+                &format!("check the path given to {option}"),
             )
         })?,
         SecretSource::Env(name) => std::env::var(name).map_err(|_| {
             fail(
                 "the variable is not set (or not UTF-8)".to_owned(),
-                &format!("export {name}, or give {} a file", needed.option),
+                &format!("export {name}, or give {option} a file"),
             )
         })?,
     };
     let text = text.trim().to_owned();
+    // vast.ai splits its `env` at quotes without escapes: one `'` would end the value
+    // and swallow every flag after it.
+    if target == Target::Vast && text.contains('\'') {
+        return Err(fail(
+            "it holds a `'`, which vast.ai's `env` cannot carry".to_owned(),
+            "remove the quote (from an SSH key's comment, say), or set the value in the instance",
+        ));
+    }
     if text.is_empty() {
         return Err(fail(
             "it is empty".to_owned(),

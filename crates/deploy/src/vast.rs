@@ -30,7 +30,8 @@ struct Template {
     extra_filters: serde_json::Value,
     desc: String,
     readme: String,
-    /// Templates holding keys stay out of the public template search.
+    /// Always true: a template stays out of vast.ai's public search (vast's CLI
+    /// makes templates private by default too).
     private: bool,
 }
 
@@ -87,10 +88,14 @@ pub fn render(
     }
     let env = flags.join(" ");
     if env.len() > ENV_LIMIT {
-        notices.push(format!(
-            "vast.ai takes at most {ENV_LIMIT} characters of `env` and this one has {}: shorten the keys, or set them in the instance instead",
-            env.len()
-        ));
+        return Err(DeployError::TooLong {
+            target: "vast.ai",
+            reason: format!(
+                "its template's `env` holds at most {ENV_LIMIT} characters, and the ports and keys need {}",
+                env.len()
+            ),
+            fix: "hand over shorter keys (an ed25519 SSH key, an age identity), or set them in the instance",
+        });
     }
     let template = Template {
         name: workload.name.clone(),
@@ -101,7 +106,7 @@ pub fn render(
         extra_filters: serde_json::Value::Object(filters),
         desc: description(workload),
         readme: crate::readme(workload, "vast.ai"),
-        private: !secrets.is_empty(),
+        private: true,
     };
     let mut text =
         serde_json::to_string_pretty(&template).map_err(|error| DeployError::Render {
@@ -129,10 +134,10 @@ fn one_line(value: &str) -> String {
     value.replace('\n', "\\n")
 }
 
-/// `value` in single quotes as a shell reads it (`'` written as `'\''`), the quoting
-/// vast's documentation uses in `env`.
+/// `value` in single quotes, as vast.ai's documentation quotes `env` values; a value
+/// holding a `'` was refused when it was read.
 fn single_quoted(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
+    format!("'{value}'")
 }
 
 #[cfg(test)]
@@ -142,7 +147,6 @@ mod tests {
     #[test]
     fn values_are_quoted_for_a_shell() {
         assert_eq!(single_quoted("a b"), "'a b'");
-        assert_eq!(single_quoted("it's"), "'it'\\''s'");
         assert_eq!(one_line("k1\nk2"), "k1\\nk2");
     }
 }

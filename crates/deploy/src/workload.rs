@@ -14,8 +14,15 @@ use crate::DeployError;
 /// within that timeout, then reaps what is left and exits.
 pub const GRACE_MARGIN_SECONDS: i64 = 5;
 
-/// Where `gpubox-init` is in every gpubox image; the probes run it.
-pub const INIT_PATH: &str = "/bin/gpubox-init";
+/// Seconds the startup probe allows for what the init does before the services
+/// (host keys, secrets, the start-up script) on top of the services' and
+/// tailscaled's readiness timeouts; `--startup-seconds` replaces the whole estimate.
+pub const STARTUP_ALLOWANCE_SECONDS: u64 = 60;
+
+/// The longest name a workload may have: a StatefulSet's pods carry a
+/// `controller-revision-hash` label of the name and an 11-character hash, and label
+/// values stop at 63 characters.
+pub const MAX_NAME_LENGTH: usize = 52;
 
 /// The pushed image, as read from its registry (or from the spec when the registry
 /// could not be read and the reference already names a digest).
@@ -32,9 +39,39 @@ pub struct ImageFacts {
     pub unpacked_bytes: Option<u64>,
     /// The CUDA release the image needs (`NVIDIA_REQUIRE_CUDA` / `CUDA_VERSION`).
     pub cuda: Option<CudaVersion>,
+    /// The config's `ExposedPorts` (`22/tcp`), a base image's included.
+    pub exposed_ports: Vec<String>,
+    /// The config's `Volumes`, a base image's included.
+    pub volumes: Vec<String>,
+    /// Whether the entrypoint is `gpubox-init`: only then are the keys read and the
+    /// probes answered.
+    pub runs_init: bool,
 }
 
 impl ImageFacts {
+    /// What the spec says the image `reference` is, for when its registry cannot be
+    /// read: the platforms it builds (else this machine's), `cuda.version`, the
+    /// spec's own ports and volumes (not a base image's), no size.
+    pub fn from_spec(spec: &Spec, reference: &str) -> ImageFacts {
+        ImageFacts {
+            reference: reference.to_owned(),
+            resolved_from: None,
+            architectures: spec
+                .platforms_to_build()
+                .unwrap_or_default()
+                .iter()
+                .map(|platform| platform.architecture().to_owned())
+                .collect(),
+            unpacked_bytes: None,
+            cuda: spec.cuda.version.as_deref().and_then(|v| v.parse().ok()),
+            exposed_ports: spec.exposed_ports.clone(),
+            volumes: spec.volumes.iter().map(|v| v.value.clone()).collect(),
+            runs_init: spec.entrypoint.as_ref().is_none_or(|entrypoint| {
+                entrypoint.first().map(String::as_str) == Some(gpubox_initplan::INIT_PATH)
+            }),
+        }
+    }
+
     /// The digest part of [`ImageFacts::reference`] (`sha256:…`), when it has one.
     pub fn digest(&self) -> Option<&str> {
         self.reference.split_once('@').map(|(_, digest)| digest)
@@ -94,8 +131,6 @@ pub struct NeededSecret {
     pub required: bool,
     /// Why the spec needs it, naming the spec keys.
     pub why: String,
-    /// The `gpubox deploy` option that gives it.
-    pub option: &'static str,
 }
 
 /// A folder whose contents must outlive the container.
@@ -123,6 +158,8 @@ pub struct Workload {
     pub persistent: Vec<PersistentDir>,
     /// Each service with a readiness check, by name.
     pub readiness: Vec<(String, Readiness)>,
+    /// Whether tailscaled starts first (its own readiness wait adds to start-up).
+    pub tailscale: bool,
     pub stop_timeout_ms: u64,
     pub image: ImageFacts,
 }
@@ -134,25 +171,7 @@ impl Workload {
         image: ImageFacts,
         name: Option<&str>,
     ) -> Result<Workload, DeployError> {
-        let name = match name {
-            // A name the user chose is used as given, or refused.
-            Some(given) if dns_label(given).as_deref() == Some(given) => given.to_owned(),
-            Some(given) => {
-                return Err(DeployError::BadValue {
-                    what: "--name",
-                    value: given.to_owned(),
-                    expected: "a DNS label",
-                    fix: "use at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit",
-                })
-            }
-            // The spec's name may be `org/app` or hold capitals: its last part, made a label.
-            None => {
-                let last = spec.name.rsplit('/').next().unwrap_or(&spec.name);
-                dns_label(last).ok_or_else(|| DeployError::NoName {
-                    name: spec.name.clone(),
-                })?
-            }
-        };
+        let name = workload_name(&spec.name, name)?;
         let machine = &spec.machine;
         let mut ports = Vec::new();
         if machine.ssh.enable {
@@ -163,7 +182,7 @@ impl Workload {
                 ssh: true,
             });
         }
-        for written in &spec.exposed_ports {
+        for written in &image.exposed_ports {
             let Some(port) = parse_port(written) else {
                 continue;
             };
@@ -185,7 +204,6 @@ impl Workload {
                 } else {
                     "`ssh.enable` is set; keys given here are added to `ssh.authorizedKeys`".to_owned()
                 },
-                option: "--ssh-keys",
             });
         }
         let age = &machine.age;
@@ -208,15 +226,17 @@ impl Workload {
                 } else {
                     "`age.secrets` are decrypted at start; an identity given here is tried before `age.identityPaths`".to_owned()
                 },
-                option: "--age-identity",
             });
         }
-        if machine.tailscale.enable && machine.tailscale.auth_key_file.is_none() {
+        if machine.tailscale.enable {
+            let key_file = machine.tailscale.auth_key_file.as_deref();
             secrets.push(NeededSecret {
                 variable: variables::TAILSCALE_AUTHKEY,
-                required: true,
-                why: "`tailscale.enable` is set with no `tailscale.authKeyFile`, so the first start logs in with the auth key".to_owned(),
-                option: "--tailscale-authkey",
+                required: key_file.is_none(),
+                why: match key_file {
+                    None => "`tailscale.enable` is set with no `tailscale.authKeyFile`, so the first start logs in with the auth key".to_owned(),
+                    Some(file) => format!("`tailscale.authKeyFile` is {file}; the init reads the key given here when that file is missing"),
+                },
             });
         }
         let mut persistent = Vec::new();
@@ -236,9 +256,8 @@ impl Workload {
                 small: true,
             });
         }
-        for volume in &spec.volumes {
-            let base =
-                dns_label(&format!("vol-{}", volume.value)).unwrap_or_else(|| "vol".to_owned());
+        for volume in &image.volumes {
+            let base = dns_label(&format!("vol-{volume}")).unwrap_or_else(|| "vol".to_owned());
             let mut name = base.clone();
             let mut number = 2;
             while persistent
@@ -250,7 +269,7 @@ impl Workload {
             }
             persistent.push(PersistentDir {
                 name,
-                path: volume.value.clone(),
+                path: volume.clone(),
                 purpose: "a folder of `volumes`",
                 small: false,
             });
@@ -273,6 +292,7 @@ impl Workload {
             secrets,
             persistent,
             readiness,
+            tailscale: machine.tailscale.enable,
             stop_timeout_ms: machine.stop_timeout_ms,
             image,
         })
@@ -289,20 +309,26 @@ impl Workload {
         i64::try_from(self.stop_timeout_ms.div_ceil(1000)).unwrap_or(i64::MAX)
     }
 
-    /// The longest start-up the services' readiness checks allow, in seconds: each
-    /// waits for the ones before it, so their timeouts add up.
+    /// How long the container may take to start, in seconds: the services'
+    /// readiness timeouts (each waits for the ones before it, so they add up),
+    /// tailscaled's when tailscale starts, and [`STARTUP_ALLOWANCE_SECONDS`].
     pub fn startup_seconds(&self) -> u64 {
-        let total: u64 = self
+        let services: u64 = self
             .readiness
             .iter()
             .map(|(_, readiness)| readiness.timeout_ms)
             .sum();
-        total.div_ceil(1000)
+        let tailscale = if self.tailscale {
+            gpubox_initplan::TAILSCALED_READY_TIMEOUT_MS
+        } else {
+            0
+        };
+        (services + tailscale).div_ceil(1000) + STARTUP_ALLOWANCE_SECONDS
     }
 
     /// The command the pod's probes run: one try of every readiness check.
     pub fn probe_command(&self) -> Vec<String> {
-        vec![INIT_PATH.to_owned(), "ready".to_owned()]
+        vec![gpubox_initplan::INIT_PATH.to_owned(), "ready".to_owned()]
     }
 
     /// The disk a rented machine needs, in GB: `given`, else one and a half times the
@@ -319,6 +345,39 @@ impl Workload {
             None => 20,
         }
     }
+}
+
+/// The workload's name: `given` (`--name`) as it is, or refused; else the last
+/// `/`-part of the spec's name made a DNS label (an RFC 1035 one: a Service's name
+/// starts with a letter, so `app-` goes before a leading digit), at most
+/// [`MAX_NAME_LENGTH`] characters.
+pub fn workload_name(spec_name: &str, given: Option<&str>) -> Result<String, DeployError> {
+    if let Some(given) = given {
+        let valid = dns_label(given).as_deref() == Some(given)
+            && given.len() <= MAX_NAME_LENGTH
+            && given.starts_with(|c: char| c.is_ascii_lowercase());
+        if !valid {
+            return Err(DeployError::BadValue {
+                what: "--name",
+                value: given.to_owned(),
+                expected: "a Kubernetes name",
+                fix: "use at most 52 lowercase letters, digits and `-`, starting with a letter and ending with a letter or digit",
+            });
+        }
+        return Ok(given.to_owned());
+    }
+    let last = spec_name.rsplit('/').next().unwrap_or(spec_name);
+    let label = dns_label(last).ok_or_else(|| DeployError::NoName {
+        name: spec_name.to_owned(),
+    })?;
+    let label = if label.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("app-{label}")
+    } else {
+        label
+    };
+    Ok(truncate(&label, MAX_NAME_LENGTH)
+        .trim_end_matches('-')
+        .to_owned())
 }
 
 /// `HOST/REPO` of `HOST/REPO[:TAG][@DIGEST]`.
@@ -380,6 +439,20 @@ mod tests {
         assert_eq!(dns_label("/workspace").as_deref(), Some("workspace"));
         assert_eq!(dns_label("___"), None);
         assert_eq!(dns_label(&"a".repeat(80)).map(|l| l.len()), Some(63));
+    }
+
+    #[test]
+    fn workload_names_are_service_names() {
+        assert_eq!(workload_name("org/My_App", None).unwrap(), "my-app");
+        assert_eq!(workload_name("3d-trainer", None).unwrap(), "app-3d-trainer");
+        assert_eq!(
+            workload_name(&"x".repeat(80), None).unwrap().len(),
+            MAX_NAME_LENGTH
+        );
+        assert_eq!(workload_name("spec", Some("given")).unwrap(), "given");
+        for bad in ["Given", "3d", "a_b", &"y".repeat(53)] {
+            assert!(workload_name("spec", Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,10 +18,11 @@ pub enum CliError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Deploy(#[from] gpubox_deploy::DeployError),
-    #[error("cannot resolve docker://{reference} to a digest")]
+    #[error("cannot resolve docker://{reference} to its digest and platforms")]
     #[diagnostic(help(
-        "push the image first (gpubox build -o docker://... or gpubox push), check --tls-verify \
-         and --creds, or name the digest (NAME@sha256:...) to use it as written"
+        "push the image first (gpubox build -o docker://... or gpubox push) and check --tls-verify \
+         and --creds; a NAME@sha256:... reference is used as written where the registry cannot \
+         be reached"
     ))]
     Unresolved {
         reference: String,
@@ -42,6 +43,12 @@ pub enum CliError {
     CacheFrom {
         reference: String,
         reason: &'static str,
+    },
+    #[error("gpubox doctor {option}: {mode}")]
+    #[diagnostic(help("leave {option} out"))]
+    DoctorOption {
+        option: &'static str,
+        mode: &'static str,
     },
     #[error("{0} already exists; nothing was written")]
     #[diagnostic(help("keep your file, or move it away and run `gpubox init` again"))]

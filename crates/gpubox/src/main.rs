@@ -10,7 +10,7 @@ mod error;
 mod interrupt;
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// One value, parsed once per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Build the image a spec describes and write it to DEST.
@@ -215,9 +217,23 @@ enum Command {
         /// Kubernetes: the Service's type.
         #[arg(long, value_enum, default_value = "cluster-ip")]
         service_type: ServiceTypeArg,
-        /// The storage of each folder in the spec's `volumes`, in GiB.
-        #[arg(long, default_value_t = 20, value_name = "GB")]
-        volume_gb: u64,
+        /// kubernetes, runpod: the storage of each folder in the image's `volumes`,
+        /// in GiB [default: 20].
+        #[arg(long, value_name = "GB")]
+        volume_gb: Option<u64>,
+        /// Kubernetes: how long the startup probe lets the container start, in
+        /// seconds [default: the services' and tailscaled's readiness timeouts,
+        /// plus 60].
+        #[arg(long, value_name = "SECONDS")]
+        startup_seconds: Option<u64>,
+        /// Kubernetes: a memory-backed /dev/shm of this size (e.g. 16Gi), for
+        /// data loaders that share tensors through it.
+        #[arg(long, value_name = "QUANTITY")]
+        shm_size: Option<String>,
+        /// kubernetes: the imagePullSecrets Secret; runpod: the
+        /// containerRegistryAuthId, for a private registry.
+        #[arg(long, value_name = "NAME")]
+        pull_secret: Option<String>,
         /// vast, runpod: the disk in GB [default: 1.5 x the unpacked image, at
         /// least 10].
         #[arg(long, value_name = "GB")]
@@ -439,6 +455,19 @@ struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The first of these options given a value other than its default.
+    fn given(&self) -> Option<&'static str> {
+        [
+            ("--tls-verify", !self.tls_verify),
+            ("--cert-dir", self.cert_dir.is_some()),
+            ("--creds", self.creds.is_some()),
+            ("--creds-stdin", self.creds_stdin),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(option, _)| option)
+    }
+
     fn options(&self) -> Result<gpubox_registry::PushOptions, CliError> {
         let creds = if self.creds_stdin {
             let mut line = String::new();
@@ -493,6 +522,19 @@ struct HostArgs {
 }
 
 impl HostArgs {
+    /// The first of these options given a value other than its default.
+    fn given(&self) -> Option<&'static str> {
+        let root = Path::new("/");
+        [
+            ("--driver-root", &self.driver_root),
+            ("--dev-root", &self.dev_root),
+            ("--cdi-root", &self.cdi_root),
+        ]
+        .into_iter()
+        .find(|(_, value)| value.as_path() != root)
+        .map(|(option, _)| option)
+    }
+
     fn roots(&self) -> gpubox_cdi::HostRoots {
         let proc_root = if self.driver_root.join("proc/driver/nvidia").is_dir() {
             self.driver_root.clone()
@@ -761,9 +803,15 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
             k8s: Some(manifest),
             spec,
-            host: _,
+            host,
             registry,
         } => {
+            if let Some(option) = host.given() {
+                return Err(CliError::DoctorOption {
+                    option,
+                    mode: "--k8s checks a manifest, not this host",
+                });
+            }
             let mut healthy = false;
             registry.read_with(&progress, |registry| {
                 healthy = commands::deploy::check_manifest(
@@ -803,6 +851,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             storage_class,
             service_type,
             volume_gb,
+            startup_seconds,
+            shm_size,
+            pull_secret,
             disk_gb,
             tcp_port,
             registry,
@@ -842,6 +893,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         ServiceTypeArg::NodePort => gpubox_deploy::ServiceType::NodePort,
                         ServiceTypeArg::LoadBalancer => gpubox_deploy::ServiceType::LoadBalancer,
                     },
+                    startup_seconds,
+                    shm_size,
+                    pull_secret,
                 },
             };
             registry.read_with(&progress, |registry| {
@@ -850,8 +904,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor {
-            image, json, host, ..
+            image,
+            json,
+            host,
+            registry,
+            ..
         } => {
+            if let Some(option) = registry.given() {
+                return Err(CliError::DoctorOption {
+                    option,
+                    mode: "without --k8s, doctor reads images from podman, Docker or files",
+                });
+            }
             let request = gpubox_host::doctor::DoctorRequest {
                 roots: host.roots(),
                 cdi_root: host.cdi_root.clone(),

@@ -18,6 +18,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Where `gpubox-init` is in every image gpubox builds: the image's entrypoint, and
+/// the program Kubernetes probes run (`gpubox-init ready`).
+pub const INIT_PATH: &str = "/bin/gpubox-init";
+
+/// How long the init waits for tailscaled to answer before `tailscale up`; part of
+/// the start-up time a deployment's startup probe must allow.
+pub const TAILSCALED_READY_TIMEOUT_MS: u64 = 30_000;
+
 /// Where the plan is in the image, relative to its root.
 pub const PLAN_PATH: &str = "etc/gpubox/init.json";
 

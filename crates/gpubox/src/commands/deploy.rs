@@ -86,7 +86,7 @@ pub fn check_manifest(
         }
     })?;
     let spec = gpubox_spec::load(request.spec)?;
-    let name = gpubox_deploy::workload::dns_label(&spec.name).unwrap_or_default();
+    let name = gpubox_deploy::workload::workload_name(&spec.name, None)?;
     let named = match request.image {
         Some(image) => Some(image.to_owned()),
         None => gpubox_deploy::manifest_image(request.manifest, &text, &name)?,
@@ -116,8 +116,9 @@ pub fn check_manifest(
 }
 
 /// The image as the registry has it. A tag is resolved to its digest (refused when
-/// it cannot be); a reference that names a digest is kept as written, and when the
-/// registry cannot be read its facts come from the spec, as a warning says.
+/// it cannot be); a reference that names a digest is kept as written, and when its
+/// registry cannot be reached its facts come from the spec, as a warning says (a
+/// registry that answers, refusing the login or not knowing the digest, is an error).
 fn image_facts(
     spec: &Spec,
     given: &str,
@@ -133,7 +134,6 @@ fn image_facts(
                     pushed.layers_without_size
                 ));
             }
-            let env = pushed.env;
             Ok(ImageFacts {
                 reference: if pinned {
                     reference.to_owned()
@@ -143,21 +143,19 @@ fn image_facts(
                 resolved_from: (!pinned).then(|| reference.to_owned()),
                 architectures: pushed.architectures,
                 unpacked_bytes: Some(pushed.unpacked_bytes),
-                cuda: gpubox_cuda::image_cuda(&env),
+                cuda: gpubox_cuda::image_cuda(&pushed.env),
+                exposed_ports: pushed.exposed_ports,
+                volumes: pushed.volumes,
+                runs_init: pushed.entrypoint.first().map(String::as_str)
+                    == Some(gpubox_initplan::INIT_PATH),
             })
         }
-        Err(source) if pinned => {
+        Err(source) if pinned && unreachable(&source) => {
             warn(&format!(
-                "cannot read docker://{reference} ({source}): it is used as written, its architecture and CUDA release taken from {} and its size unknown",
+                "cannot reach the registry of docker://{reference} ({source}): it is used as written, its platforms, CUDA release, ports and volumes taken from {} and its size unknown",
                 spec.file.display()
             ));
-            Ok(ImageFacts {
-                reference: reference.to_owned(),
-                resolved_from: None,
-                architectures: spec_architectures(spec),
-                unpacked_bytes: None,
-                cuda: spec.cuda.version.as_deref().and_then(|v| v.parse().ok()),
-            })
+            Ok(ImageFacts::from_spec(spec, reference))
         }
         Err(source) => Err(CliError::Unresolved {
             reference: reference.to_owned(),
@@ -166,13 +164,15 @@ fn image_facts(
     }
 }
 
-/// The platforms the spec builds for, else this machine's.
-fn spec_architectures(spec: &Spec) -> Vec<String> {
-    spec.platforms_to_build()
-        .unwrap_or_default()
-        .iter()
-        .map(|platform| platform.architecture().to_owned())
-        .collect()
+/// Whether reading the registry failed for want of an answer (no connection, a
+/// failed request), not because the registry refused or does not have the image.
+fn unreachable(error: &gpubox_build::BuildError) -> bool {
+    matches!(
+        error,
+        gpubox_build::BuildError::Pull(gpubox_registry::PullError::Registry(
+            gpubox_registry::PushError::Registry { .. }
+        ))
+    )
 }
 
 /// What a target cannot carry, said even under --quiet: nothing is dropped unseen.

@@ -277,7 +277,8 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
                 "{what}"
             );
             // One probe command for both services' readiness checks; the startup
-            // probe allows the sum of their timeouts (30 s) and two tries more.
+            // probe allows the sum of their timeouts (30 s), tailscaled's (30 s) and
+            // a minute for the steps before them: 120 s, probed every 5 s.
             for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
                 assert_eq!(
                     container[probe]["exec"]["command"],
@@ -285,7 +286,7 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
                     "{what} {probe}"
                 );
             }
-            assert_eq!(container["startupProbe"]["failureThreshold"], 8, "{what}");
+            assert_eq!(container["startupProbe"]["failureThreshold"], 24, "{what}");
             // Host keys, tailscale's state and /workspace persist.
             let mounts: Vec<&str> = container["volumeMounts"]
                 .as_array()
@@ -344,10 +345,56 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
             assert_eq!(mode, 0o600, "{what}");
         }
     }
-    // runtimeClassName only when asked.
-    let asked = run_ok(&mut pushed.deploy("k8s", &["--runtime-class", "nvidia"]));
-    let documents = documents(&stdout(&asked));
-    assert_eq!(pod_of(&documents)["runtimeClassName"], "nvidia");
+    // runtimeClassName only when asked; the other Kubernetes options validate too.
+    let extra = dir.join("extra.yaml");
+    run_ok(
+        pushed
+            .deploy(
+                "k8s",
+                &[
+                    "--runtime-class",
+                    "nvidia",
+                    "--service-type",
+                    "load-balancer",
+                    "--cpu",
+                    "4",
+                    "--memory",
+                    "16Gi",
+                    "--shm-size",
+                    "8Gi",
+                    "--pull-secret",
+                    "regcred",
+                    "--namespace",
+                    "ml",
+                    "--startup-seconds",
+                    "300",
+                    "-o",
+                ],
+            )
+            .arg(&extra),
+    );
+    validate(&extra);
+    let documents = documents(&fs::read_to_string(&extra).unwrap());
+    let pod = pod_of(&documents);
+    assert_eq!(pod["runtimeClassName"], "nvidia");
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["requests"]["cpu"], "4");
+    assert_eq!(container["resources"]["limits"]["memory"], "16Gi");
+    assert_eq!(container["startupProbe"]["failureThreshold"], 60);
+    let shm = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["emptyDir"]["medium"] == "Memory")
+        .expect("a memory-backed volume");
+    assert_eq!(shm["emptyDir"]["sizeLimit"], "8Gi");
+    assert!(container["volumeMounts"].to_string().contains("/dev/shm"));
+    assert_eq!(
+        of_kind(&documents, "Service")[0]["spec"]["type"],
+        "LoadBalancer"
+    );
+    assert!(documents.iter().all(|d| d["metadata"]["namespace"] == "ml"));
 
     // The doctor passes what deploy wrote, and names what a hand-edited copy lacks.
     let written = dir.join("deployment-device-plugin.yaml");
@@ -616,7 +663,7 @@ fn bad_deploy_input_is_refused_and_nothing_is_written() {
                 &keys.display().to_string(),
             ],
             &[
-                "cannot resolve docker://127.0.0.1:1/bad:v1 to a digest",
+                "cannot resolve docker://127.0.0.1:1/bad:v1 to its digest",
                 "NAME@sha256",
             ],
         ),
@@ -642,7 +689,18 @@ fn bad_deploy_input_is_refused_and_nothing_is_written() {
             .collect();
         assert!(left.is_empty(), "{args:?} left {left:?}");
     }
-    // A pinned digest the registry cannot confirm is used as written, and said so.
+    // Options of the other mode of doctor are refused, not dropped.
+    let err = run_fails(
+        gpubox(&dir.join("cache"))
+            .args(["doctor", "--k8s"])
+            .arg(&output)
+            .args(["--driver-root", "/opt/driver"]),
+    );
+    assert!(
+        unwrapped(&err).contains("--driver-root: --k8s checks a manifest"),
+        "{err}"
+    );
+    // A pinned digest whose registry cannot be reached is used as written, and said so.
     let out = run_ok(
         gpubox(&dir.join("cache"))
             .args(["deploy", "k8s"])

@@ -73,17 +73,21 @@ pub struct Service {
     check: Option<Check>,
 }
 
+/// The account `plan` runs as, from `/etc/passwd`; `None`: the init's.
+fn account_of(plan: &ServicePlan) -> Result<Option<Account>, StartError> {
+    plan.user
+        .as_ref()
+        .map(|user| {
+            accounts::resolve(user).map_err(|error| StartError::User(plan.name.clone(), error))
+        })
+        .transpose()
+}
+
 impl Service {
     /// Resolves the service's user and opens its log file, so that a mistake there
     /// stops the container before anything has started.
     pub fn new(plan: ServicePlan) -> Result<Self, StartError> {
-        let account = match &plan.user {
-            Some(user) => Some(
-                accounts::resolve(user)
-                    .map_err(|error| StartError::User(plan.name.clone(), error))?,
-            ),
-            None => None,
-        };
+        let account = account_of(&plan)?;
         let log = match &plan.log_file {
             Some(file) => {
                 let path = root_path(file);
@@ -147,6 +151,19 @@ impl Service {
             stdio,
             take_terminal: false,
         }
+    }
+
+    /// How `gpubox-init ready` runs the service's `exec` readiness check: as the
+    /// service's check runs, without its log file or any output.
+    pub fn probe_setup(plan: &ServicePlan) -> Result<ChildSetup, StartError> {
+        let account = account_of(plan)?;
+        Ok(ChildSetup {
+            env: Some(spawn::environment_with(account.as_ref(), &plan.env)),
+            working_dir: plan.working_dir.clone(),
+            account,
+            stdio: [spawn::dev_null(), spawn::dev_null(), spawn::dev_null()],
+            take_terminal: false,
+        })
     }
 
     /// Moves the readiness check on; `Ok(true)` when the service just became ready.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gpubox_initplan::{InitPlan, Readiness, ReadinessCheck};
 use libc::pid_t;
 
-use crate::reap::Termination;
+use crate::reap::{self, Termination};
 use crate::spawn::{self, ChildSetup};
 
 /// How long `gpubox-init ready` waits for one connection: a probe's whole budget
@@ -133,8 +133,8 @@ impl Check {
 /// Kubernetes exec probe runs it (`gpubox deploy` writes it as the pod's startup,
 /// readiness and liveness probe, one command for any number of services). Exit 0 when
 /// every check passes (or none is planned), 1 naming each that fails, 2 on misuse.
-/// A `Tcp` check connects to 127.0.0.1; an `Exec` check runs its command with the
-/// service's environment and working folder, as the probe's user (the container's).
+/// A `Tcp` check connects to 127.0.0.1; an `Exec` check runs its command as the
+/// service's check does: as its user, with its environment and working folder.
 pub fn probe(arguments: &[OsString], plan: Option<&InitPlan>) -> i32 {
     if !arguments.is_empty() {
         notice!("usage: gpubox-init ready");
@@ -153,18 +153,18 @@ pub fn probe(arguments: &[OsString], plan: Option<&InitPlan>) -> i32 {
                     .map(|error| format!("nothing accepts connections on {address} ({error})"))
             }
             ReadinessCheck::Exec(argv) => {
-                let mut command = std::process::Command::new(&argv[0]);
-                command
-                    .args(&argv[1..])
-                    .envs(&service.env)
-                    .stdin(std::process::Stdio::null());
-                if let Some(dir) = &service.working_dir {
-                    command.current_dir(dir);
-                }
-                match command.status() {
-                    Ok(status) if status.success() => None,
-                    Ok(status) => Some(format!("`{}` ended with {status}", argv.join(" "))),
-                    Err(error) => Some(format!("cannot run `{}`: {error}", argv.join(" "))),
+                let command: Vec<OsString> = argv.iter().map(OsString::from).collect();
+                let shown = argv.join(" ");
+                match super::Service::probe_setup(service)
+                    .map_err(|error| error.to_string())
+                    .and_then(|setup| {
+                        spawn::spawn(&command, setup).map_err(|error| error.to_string())
+                    })
+                    .and_then(|pid| reap::wait_for(pid).map_err(|error| error.to_string()))
+                {
+                    Ok(termination) if termination.succeeded() => None,
+                    Ok(termination) => Some(format!("`{shown}` {termination}")),
+                    Err(error) => Some(format!("cannot run `{shown}`: {error}")),
                 }
             }
         };

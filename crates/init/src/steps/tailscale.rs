@@ -20,7 +20,7 @@ pub const AUTH_KEY_VARIABLE: &str = gpubox_initplan::variables::TAILSCALE_AUTHKE
 /// Where the key is handed to `tailscale up`, in the image.
 const AUTH_KEY_HANDOFF: &str = "/run/gpubox/tailscale-auth-key";
 /// How long tailscaled gets to answer on its socket before the start fails.
-const DAEMON_READY_TIMEOUT_MS: u64 = 30_000;
+const DAEMON_READY_TIMEOUT_MS: u64 = gpubox_initplan::TAILSCALED_READY_TIMEOUT_MS;
 /// `tailscale up` is tried again this long after a failure (the control server may be
 /// unreachable for a while).
 const UP_RETRY_DELAY_MS: u64 = 5000;
