@@ -281,6 +281,26 @@ pub struct Rendered {
     pub notices: Vec<String>,
 }
 
+impl Rendered {
+    /// A template as pretty JSON with a final newline.
+    fn json(
+        template: &impl serde::Serialize,
+        holds_secrets: bool,
+        notices: Vec<String>,
+    ) -> Result<Rendered, DeployError> {
+        let mut text =
+            serde_json::to_string_pretty(template).map_err(|error| DeployError::Render {
+                reason: error.to_string(),
+            })?;
+        text.push('\n');
+        Ok(Rendered {
+            text,
+            holds_secrets,
+            notices,
+        })
+    }
+}
+
 /// The deployment of `workload` on `target`, with `secrets` from
 /// [`SecretSources::read_for`].
 pub fn render(

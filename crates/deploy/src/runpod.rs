@@ -100,14 +100,5 @@ pub fn render(
         readme: crate::readme(workload, "RunPod"),
         container_registry_auth_id: options.pull_secret.clone(),
     };
-    let mut text =
-        serde_json::to_string_pretty(&template).map_err(|error| DeployError::Render {
-            reason: error.to_string(),
-        })?;
-    text.push('\n');
-    Ok(Rendered {
-        text,
-        holds_secrets: !secrets.is_empty(),
-        notices,
-    })
+    Rendered::json(&template, !secrets.is_empty(), notices)
 }

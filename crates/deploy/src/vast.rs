@@ -108,16 +108,7 @@ pub fn render(
         readme: crate::readme(workload, "vast.ai"),
         private: true,
     };
-    let mut text =
-        serde_json::to_string_pretty(&template).map_err(|error| DeployError::Render {
-            reason: error.to_string(),
-        })?;
-    text.push('\n');
-    Ok(Rendered {
-        text,
-        holds_secrets: !secrets.is_empty(),
-        notices,
-    })
+    Rendered::json(&template, !secrets.is_empty(), notices)
 }
 
 /// One line for the template list.

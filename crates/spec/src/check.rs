@@ -1133,14 +1133,15 @@ fn check_local_path(text: &str, dir: &Path) -> Result<PathBuf, Problem> {
     Ok(dir.join(text).components().collect())
 }
 
-/// A path inside the image, for `dst`.
-fn check_image_path(text: &str) -> Result<String, Problem> {
+/// The parts of `text`, an absolute path in the image (`what` says of what, in the
+/// help) without `..`, leaving out `.` and empty ones.
+fn absolute_parts<'a>(text: &'a str, what: &str) -> Result<Vec<&'a str>, Problem> {
     check_no_nul(text)?;
     if !text.starts_with('/') {
         return Err(Problem::new(
             format!("{text:?} is not an absolute path"),
             format!(
-                "write the full path in the image, e.g. \"/{}\"",
+                "write the {what}, e.g. \"/{}\"",
                 text.trim_start_matches("./")
             ),
         ));
@@ -1155,6 +1156,12 @@ fn check_image_path(text: &str) -> Result<String, Problem> {
             "write the path without `..`",
         ));
     }
+    Ok(parts)
+}
+
+/// A path inside the image, for `dst`.
+fn check_image_path(text: &str) -> Result<String, Problem> {
+    let parts = absolute_parts(text, "full path in the image")?;
     if parts.starts_with(&["nix", "store"]) {
         return Err(Problem::new(
             format!("{text:?} is inside /nix/store"),
@@ -1168,26 +1175,7 @@ fn check_image_path(text: &str) -> Result<String, Problem> {
 /// without `..`; returned without `.` parts and doubled or trailing `/`, the
 /// one spelling the image config's `Volumes` keeps for it.
 fn check_volume(text: &str) -> Result<String, Problem> {
-    check_no_nul(text)?;
-    if !text.starts_with('/') {
-        return Err(Problem::new(
-            format!("{text:?} is not an absolute path"),
-            format!(
-                "write the folder's full path in the container, e.g. \"/{}\"",
-                text.trim_start_matches("./")
-            ),
-        ));
-    }
-    let parts: Vec<&str> = text
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
-    if parts.contains(&"..") {
-        return Err(Problem::new(
-            format!("{text:?} contains `..`"),
-            "write the path without `..`",
-        ));
-    }
+    let parts = absolute_parts(text, "folder's full path in the container")?;
     if parts.is_empty() {
         return Err(Problem::new(
             format!("{text:?} is the container's root folder"),

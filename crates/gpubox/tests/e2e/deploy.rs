@@ -50,17 +50,25 @@ impl Pushed {
 
     /// `gpubox deploy TARGET SPEC --image TAG` with the keys, then `args`.
     fn deploy(&self, target: &str, args: &[&str]) -> Command {
+        let mut command = self.deploy_without_ssh_keys(target);
+        command
+            .arg("--ssh-keys")
+            .arg(public_key_file(&self.ssh_key))
+            .args(args);
+        command
+    }
+
+    /// The same with the age identity and tailscale's key, and no SSH key.
+    fn deploy_without_ssh_keys(&self, target: &str) -> Command {
         let mut command = gpubox(&self.cache());
         command
             .args(["deploy", target])
             .arg(&self.spec)
-            .args(["--image", &self.tag, "--tls-verify=false", "--ssh-keys"])
-            .arg(public_key_file(&self.ssh_key))
+            .args(["--image", &self.tag, "--tls-verify=false"])
             .arg("--age-identity")
             .arg(&self.age_identity)
             .arg("--tailscale-authkey")
-            .arg(&self.tailscale_key)
-            .args(args);
+            .arg(&self.tailscale_key);
         command
     }
 }
@@ -164,6 +172,16 @@ fn documents(text: &str) -> Vec<Value> {
     serde_norway::Deserializer::from_str(text)
         .map(|document| Value::deserialize(document).unwrap())
         .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// `field` of each object in the array `array`, as strings.
+fn field_of_each<'a>(array: &'a Value, field: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap())
         .collect()
 }
 
@@ -288,12 +306,7 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
             }
             assert_eq!(container["startupProbe"]["failureThreshold"], 24, "{what}");
             // Host keys, tailscale's state and /workspace persist.
-            let mounts: Vec<&str> = container["volumeMounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["mountPath"].as_str().unwrap())
-                .collect();
+            let mounts: Vec<&str> = field_of_each(&container["volumeMounts"], "mountPath");
             assert_eq!(
                 mounts,
                 ["/etc/ssh/host-keys", "/var/lib/tailscale", "/workspace"]
@@ -554,12 +567,7 @@ fn vast_and_runpod_templates_keep_the_init_and_carry_the_keys() {
     assert_eq!(runpod["volumeInGb"], 20);
     assert_eq!(runpod["containerDiskInGb"], 40);
     assert_eq!(runpod["dockerArgs"], "", "the image's cmd stays");
-    let keys: Vec<&str> = runpod["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = field_of_each(&runpod["env"], "key");
     assert_eq!(
         keys,
         ["SSH_PUBLIC_KEYS", "AGE_IDENTITY", "TAILSCALE_AUTHKEY"]
@@ -571,25 +579,13 @@ fn vast_and_runpod_templates_keep_the_init_and_carry_the_keys() {
         "{said}"
     );
     // RunPod sets PUBLIC_KEY from the account: no SSH key is required there.
-    let out = run_ok(
-        gpubox(&pushed.cache())
-            .args(["deploy", "runpod"])
-            .arg(&pushed.spec)
-            .args([
-                "--image",
-                &pushed.tag,
-                "--tls-verify=false",
-                "--age-identity",
-            ])
-            .arg(&pushed.age_identity)
-            .arg("--tailscale-authkey")
-            .arg(&pushed.tailscale_key),
-    );
+    let out = run_ok(&mut pushed.deploy_without_ssh_keys("runpod"));
     let runpod: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        !runpod["env"].to_string().contains("SSH_PUBLIC_KEYS"),
-        "{runpod}"
-    );
+    let keys: Vec<&str> = field_of_each(&runpod["env"], "key");
+    assert_eq!(keys, ["AGE_IDENTITY", "TAILSCALE_AUTHKEY"], "{runpod}");
+    // The same spec for vast.ai, without the key: refused, naming what needs it.
+    let err = run_fails(&mut pushed.deploy_without_ssh_keys("vast"));
+    assert!(unwrapped(&err).contains("needs SSH_PUBLIC_KEYS"), "{err}");
 }
 
 #[test]
