@@ -319,6 +319,12 @@ fn version_at_least(version: &str, minimum: &[u64]) -> bool {
 mod tests {
     use super::*;
 
+    /// Held by the tests that start programs. A test that writes a stand-in
+    /// program and runs it must not overlap one that forks: a child forked while
+    /// the stand-in is open for writing keeps it open until its exec, and running
+    /// the stand-in then fails with ETXTBSY ("Text file busy").
+    static STARTS_PROGRAMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn versions_compare_number_by_number() {
         assert!(version_at_least("4.3.1", &[4, 1]));
@@ -330,6 +336,7 @@ mod tests {
 
     #[test]
     fn a_load_that_lost_a_layer_to_another_process_is_tried_again() {
+        let _alone = STARTS_PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
         // The race in containers/storage cannot be caused on demand, so a
         // stand-in for podman answers the way podman 4.3 did in CI: the first
         // load fails with "layer not known", the next takes the archive.
@@ -392,6 +399,7 @@ mod tests {
 
     #[test]
     fn probes_the_engines_installed_here() {
+        let _alone = STARTS_PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
         // Real engines: whatever answers must report a version.
         for engine in [Engine::Docker, Engine::Podman] {
             let info = probe(engine);
