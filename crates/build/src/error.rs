@@ -50,6 +50,11 @@ pub enum BuildError {
     Push(#[from] gpubox_registry::PushError),
     #[error(transparent)]
     Pull(#[from] gpubox_registry::PullError),
+    #[error(
+        "docker://{reference}: its start-up plan (/etc/gpubox/init.json) cannot be read: {reason}"
+    )]
+    #[diagnostic(help("check the manifest against the spec instead: --spec FILE"))]
+    BadPlan { reference: String, reason: String },
     #[error("docker://{reference}: the registry served the image without a digest to pin it by")]
     #[diagnostic(help("push the image again, or name its digest: NAME@sha256:..."))]
     Undigested { reference: String },

@@ -437,3 +437,73 @@ pub fn pushed_image(
         layers_without_size,
     })
 }
+
+/// The start-up plan gpubox wrote into the registry image `reference` (its last
+/// layer's `/etc/gpubox/init.json`), reading only the manifest, the config and that
+/// layer; `None` when the image has none (it was built without the init's steps,
+/// or by another tool). Of an index, the build machine's platform's image.
+pub fn image_plan(
+    reference: &str,
+    registry: &RegistryAccess<'_>,
+) -> Result<Option<gpubox_initplan::InitPlan>, BuildError> {
+    /// A plan is a few KiB; more than this is not one.
+    const MOST_PLAN_BYTES: u64 = 1 << 20;
+    let source = ImageLocation::Registry {
+        reference: reference.to_owned(),
+    };
+    let opened = open_scoped(&source, Some(registry), PullScope::Top, None)?;
+    let reader = &opened.reader;
+    let Some(last) = reader.layers().len().checked_sub(1) else {
+        return Ok(None);
+    };
+    let layer = reader.open_layer(last)?;
+    let mut entries = gpubox_oci::tar::read_entries(layer);
+    let bad = |reason: String| BuildError::BadPlan {
+        reference: reference.to_owned(),
+        reason,
+    };
+    loop {
+        let mut content = Vec::new();
+        let mut capped = CappedWriter {
+            inner: &mut content,
+            left: MOST_PLAN_BYTES,
+        };
+        let Some(entry) = entries.next_with_content(&mut capped) else {
+            return Ok(None);
+        };
+        let entry = entry.map_err(|error| bad(error.to_string()))?;
+        if entry.path == gpubox_initplan::PLAN_PATH.as_bytes() {
+            if entry.size > MOST_PLAN_BYTES {
+                return Err(bad(format!(
+                    "it is {} bytes, too big for a plan",
+                    entry.size
+                )));
+            }
+            return gpubox_initplan::InitPlan::from_json(&content)
+                .map(Some)
+                .map_err(|error| bad(error.to_string()));
+        }
+    }
+}
+
+/// Passes on at most `left` bytes and drops the rest, so a large file in the layer
+/// is skipped without being held.
+struct CappedWriter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    left: u64,
+}
+
+impl std::io::Write for CappedWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let kept = bytes
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.inner.write_all(&bytes[..kept])?;
+        self.left -= kept as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

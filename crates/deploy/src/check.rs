@@ -1,5 +1,6 @@
 //! `gpubox doctor --k8s MANIFEST`: a Kubernetes manifest (written by `gpubox deploy`
-//! or by hand) checked against what the spec and the image need: the image pinned to
+//! or by hand) checked against what the image needs (a [`Workload`] from the
+//! start-up plan in the image, or from its spec): the image pinned to
 //! the pushed digest, the ports, the variables the init reads, the grace period, the
 //! GPU request, the folders that must persist, the probes and the architecture.
 
@@ -231,11 +232,13 @@ impl Manifest {
     }
 }
 
-/// The image the manifest's workload runs: its container named `name` (the
-/// workload's name, as `gpubox deploy` writes it), else its first container.
-pub fn manifest_image(file: &Path, text: &str, name: &str) -> Result<Option<String>, DeployError> {
+/// The manifest's workload's name and the image it runs: that of its container of
+/// the same name (as `gpubox deploy` writes it), else of its first container.
+pub fn manifest_image(file: &Path, text: &str) -> Result<(String, Option<String>), DeployError> {
     let manifest = parse(file, text)?;
-    Ok(pick_container(&manifest.pod, name).and_then(|c| c.image.clone()))
+    let name = manifest.workload.1.clone();
+    let image = pick_container(&manifest.pod, &name).and_then(|c| c.image.clone());
+    Ok((name, image))
 }
 
 /// The container named `name`, else the first.

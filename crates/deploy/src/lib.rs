@@ -1,7 +1,7 @@
 //! `gpubox-deploy` writes what runs a pushed image elsewhere, from what the spec
 //! already knows: Kubernetes manifests, a vast.ai template and a RunPod template
-//! (`gpubox deploy`), and checks a Kubernetes manifest against the spec and the image
-//! (`gpubox doctor --k8s`).
+//! (`gpubox deploy`), and checks a Kubernetes manifest against the image, from the
+//! start-up plan in it or from its spec (`gpubox doctor --k8s`).
 //!
 //! It owns the facts a deployment needs ([`Workload`]: ports, the keys and secrets
 //! `gpubox-init` reads, folders that must outlive the container, readiness checks,

@@ -5,7 +5,7 @@
 
 use gpubox_cuda::{CudaVersion, DriverVersion};
 use gpubox_initplan::variables;
-use gpubox_initplan::Readiness;
+use gpubox_initplan::{InitPlan, Readiness};
 use gpubox_spec::Spec;
 
 use crate::DeployError;
@@ -164,6 +164,108 @@ pub struct Workload {
     pub image: ImageFacts,
 }
 
+/// What the init does that a deployment serves, from the spec or from the start-up
+/// plan in the image: one shape, so both give the same [`Workload`].
+struct Machine {
+    /// sshd's port, the host key folder, and whether no key or password is built in.
+    ssh: Option<(u16, String, bool)>,
+    /// The age secrets that are not optional, and whether identities other than the
+    /// SSH host keys are named.
+    age: Option<(Vec<String>, bool)>,
+    /// tailscale's key file and state folder.
+    tailscale: Option<(Option<String>, String)>,
+    readiness: Vec<(String, Readiness)>,
+    stop_timeout_ms: u64,
+}
+
+impl Machine {
+    fn of_spec(spec: &Spec) -> Machine {
+        let machine = &spec.machine;
+        let ssh = &machine.ssh;
+        let age = &machine.age;
+        Machine {
+            ssh: ssh.enable.then(|| {
+                let keyless = ssh.authorized_keys.is_empty() && !ssh.password_login;
+                (ssh.port, ssh.host_key_dir.clone(), keyless)
+            }),
+            age: (!age.secrets.is_empty()).then(|| {
+                let needed = age
+                    .secrets
+                    .iter()
+                    .filter(|secret| !secret.value.optional)
+                    .map(|secret| secret.value.name.clone())
+                    .collect();
+                (needed, !age.identity_paths.is_empty())
+            }),
+            tailscale: machine.tailscale.enable.then(|| {
+                (
+                    machine.tailscale.auth_key_file.clone(),
+                    machine.tailscale.state_dir.clone(),
+                )
+            }),
+            readiness: machine
+                .services
+                .iter()
+                .filter_map(|service| {
+                    let service = &service.value;
+                    let readiness = service.readiness.clone()?;
+                    Some((service.name.clone(), readiness))
+                })
+                .collect(),
+            stop_timeout_ms: machine.stop_timeout_ms,
+        }
+    }
+
+    /// The plan the build wrote: sshd's port is its config's first `Port` (22
+    /// without one), and the secrets' identities are the spec's own when any lies
+    /// outside the host key folder.
+    fn of_plan(plan: &InitPlan) -> Machine {
+        let ssh = plan.ssh.as_ref();
+        let host_keys = ssh.map(|ssh| ssh.host_key_dir.trim_end_matches('/').to_owned());
+        Machine {
+            ssh: ssh.map(|ssh| {
+                let port = ssh
+                    .config
+                    .lines()
+                    .filter_map(|line| {
+                        let mut words = line.split_whitespace();
+                        let keyword = words.next()?;
+                        keyword.eq_ignore_ascii_case("port").then(|| words.next())?
+                    })
+                    .find_map(|port| port.parse().ok())
+                    .unwrap_or(22);
+                let keyless = ssh.authorized_keys.is_empty() && !ssh.password_login;
+                (port, ssh.host_key_dir.clone(), keyless)
+            }),
+            age: (!plan.secrets.secrets.is_empty()).then(|| {
+                let needed = plan
+                    .secrets
+                    .secrets
+                    .iter()
+                    .filter(|secret| !secret.optional)
+                    .map(|secret| secret.name.clone())
+                    .collect();
+                let own = plan.secrets.identity_paths.iter().any(|path| {
+                    host_keys
+                        .as_deref()
+                        .is_none_or(|dir| !path.starts_with(&format!("{dir}/")))
+                });
+                (needed, own)
+            }),
+            tailscale: plan
+                .tailscale
+                .as_ref()
+                .map(|tailscale| (tailscale.auth_key_file.clone(), tailscale.state_dir.clone())),
+            readiness: plan
+                .services
+                .iter()
+                .filter_map(|service| Some((service.name.clone(), service.readiness.clone()?)))
+                .collect(),
+            stop_timeout_ms: plan.stop_timeout_ms,
+        }
+    }
+}
+
 impl Workload {
     /// Reads what the deployment needs from `spec`; `name` replaces the spec's name.
     pub fn new(
@@ -172,11 +274,36 @@ impl Workload {
         name: Option<&str>,
     ) -> Result<Workload, DeployError> {
         let name = workload_name(&spec.name, name)?;
-        let machine = &spec.machine;
+        Ok(Workload::assemble(
+            Machine::of_spec(spec),
+            name,
+            spec.file.clone(),
+            image,
+        ))
+    }
+
+    /// Reads what the deployment needs from the start-up plan in the image
+    /// (`/etc/gpubox/init.json`), for a manifest checked without the spec; `source`
+    /// names where the plan came from in messages.
+    pub fn from_plan(
+        plan: &InitPlan,
+        image: ImageFacts,
+        name: &str,
+        source: std::path::PathBuf,
+    ) -> Workload {
+        Workload::assemble(Machine::of_plan(plan), name.to_owned(), source, image)
+    }
+
+    fn assemble(
+        machine: Machine,
+        name: String,
+        spec_file: std::path::PathBuf,
+        image: ImageFacts,
+    ) -> Workload {
         let mut ports = Vec::new();
-        if machine.ssh.enable {
+        if let Some((port, _, _)) = &machine.ssh {
             ports.push(Port {
-                number: machine.ssh.port,
+                number: *port,
                 protocol: Protocol::Tcp,
                 name: "ssh".to_owned(),
                 ssh: true,
@@ -194,27 +321,19 @@ impl Workload {
             }
         }
         let mut secrets = Vec::new();
-        if machine.ssh.enable {
-            let keyless = machine.ssh.authorized_keys.is_empty() && !machine.ssh.password_login;
+        if let Some((_, _, keyless)) = &machine.ssh {
             secrets.push(NeededSecret {
                 variable: variables::SSH_PUBLIC_KEYS,
-                required: keyless,
-                why: if keyless {
+                required: *keyless,
+                why: if *keyless {
                     "`ssh.enable` is set with no `ssh.authorizedKeys` and no password login: without a key nobody can log in".to_owned()
                 } else {
                     "`ssh.enable` is set; keys given here are added to `ssh.authorizedKeys`".to_owned()
                 },
             });
         }
-        let age = &machine.age;
-        if !age.secrets.is_empty() {
-            let needed: Vec<&str> = age
-                .secrets
-                .iter()
-                .filter(|secret| !secret.value.optional)
-                .map(|secret| secret.value.name.as_str())
-                .collect();
-            let required = !needed.is_empty() && age.identity_paths.is_empty();
+        if let Some((needed, own_identities)) = &machine.age {
+            let required = !needed.is_empty() && !own_identities;
             secrets.push(NeededSecret {
                 variable: variables::AGE_IDENTITY,
                 required,
@@ -228,8 +347,7 @@ impl Workload {
                 },
             });
         }
-        if machine.tailscale.enable {
-            let key_file = machine.tailscale.auth_key_file.as_deref();
+        if let Some((key_file, _)) = &machine.tailscale {
             secrets.push(NeededSecret {
                 variable: variables::TAILSCALE_AUTHKEY,
                 required: key_file.is_none(),
@@ -240,18 +358,18 @@ impl Workload {
             });
         }
         let mut persistent = Vec::new();
-        if machine.ssh.enable {
+        if let Some((_, host_key_dir, _)) = &machine.ssh {
             persistent.push(PersistentDir {
                 name: "ssh-host-keys".to_owned(),
-                path: machine.ssh.host_key_dir.clone(),
+                path: host_key_dir.clone(),
                 purpose: "the SSH host keys (`ssh.hostKeyDir`)",
                 small: true,
             });
         }
-        if machine.tailscale.enable {
+        if let Some((_, state_dir)) = &machine.tailscale {
             persistent.push(PersistentDir {
                 name: "tailscale-state".to_owned(),
-                path: machine.tailscale.state_dir.clone(),
+                path: state_dir.clone(),
                 purpose: "tailscale's state (`tailscale.stateDir`)",
                 small: true,
             });
@@ -274,28 +392,17 @@ impl Workload {
                 small: false,
             });
         }
-        let readiness = machine
-            .services
-            .iter()
-            .filter_map(|service| {
-                let service = &service.value;
-                service
-                    .readiness
-                    .clone()
-                    .map(|readiness| (service.name.clone(), readiness))
-            })
-            .collect();
-        Ok(Workload {
+        Workload {
             name,
-            spec_file: spec.file.clone(),
+            spec_file,
             ports,
             secrets,
             persistent,
-            readiness,
-            tailscale: machine.tailscale.enable,
+            readiness: machine.readiness,
+            tailscale: machine.tailscale.is_some(),
             stop_timeout_ms: machine.stop_timeout_ms,
             image,
-        })
+        }
     }
 
     /// The pod's `terminationGracePeriodSeconds`: the stop timeout, rounded up, plus
@@ -453,6 +560,65 @@ mod tests {
         for bad in ["Given", "3d", "a_b", &"y".repeat(53)] {
             assert!(workload_name("spec", Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_plan_reads_as_its_spec_does() {
+        let plan = |config: &str, identity: &str| {
+            let mut plan = InitPlan::new(45_000);
+            plan.ssh = Some(gpubox_initplan::SshPlan {
+                sshd: "/usr/sbin/sshd".to_owned(),
+                ssh_keygen: "/usr/bin/ssh-keygen".to_owned(),
+                config: config.to_owned(),
+                host_key_dir: "/etc/ssh/host-keys".to_owned(),
+                host_key_types: vec!["ed25519".to_owned()],
+                authorized_keys: Vec::new(),
+                login_users: vec!["root".to_owned()],
+                authorized_keys_file: "/etc/ssh/authorized_keys.d/%u".to_owned(),
+                password_login: false,
+            });
+            plan.secrets.identity_paths = vec![identity.to_owned()];
+            plan.secrets.secrets.push(gpubox_initplan::SecretPlan {
+                name: "token".to_owned(),
+                file: "/etc/gpubox/secrets/token.age".to_owned(),
+                path: "/run/agenix/token".to_owned(),
+                mode: 0o400,
+                owner: "root".to_owned(),
+                group: "root".to_owned(),
+                symlink: true,
+                optional: false,
+            });
+            plan
+        };
+        let spec = gpubox_spec::parse(
+            "name = \"app\"\ncmd = [\"/x\"]\n",
+            std::path::Path::new("/p/gpubox.toml"),
+        )
+        .unwrap();
+        let image = || ImageFacts::from_spec(&spec, "r.example/app@sha256:aa");
+        let workload = |plan: &InitPlan| Workload::from_plan(plan, image(), "app", "plan".into());
+        // The default config's port and the host keys as the identity: the key and
+        // the identity must be handed over.
+        let default = workload(&plan(
+            "# gpubox\nPort 2222\nPermitRootLogin prohibit-password\n",
+            "/etc/ssh/host-keys/ssh_host_ed25519_key",
+        ));
+        assert_eq!(default.ports[0].number, 2222);
+        assert!(default.ports[0].ssh);
+        assert_eq!(default.stop_timeout_ms, 45_000);
+        let required: Vec<(&str, bool)> = default
+            .secrets
+            .iter()
+            .map(|n| (n.variable, n.required))
+            .collect();
+        assert_eq!(
+            required,
+            [("SSH_PUBLIC_KEYS", true), ("AGE_IDENTITY", true)]
+        );
+        // No Port line: 22; an identity of the spec's own: the variable is optional.
+        let own = workload(&plan("PermitRootLogin no\n", "/run/keys/age.txt"));
+        assert_eq!(own.ports[0].number, 22);
+        assert!(!own.secrets[1].required);
     }
 
     #[test]

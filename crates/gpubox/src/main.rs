@@ -131,8 +131,8 @@ enum Command {
     },
     /// Check that this host can run GPU containers, and say how to fix what
     /// cannot; with IMAGE, also whether the driver can run that image's CUDA.
-    /// With --k8s, check a Kubernetes manifest against the spec and the image
-    /// instead.
+    /// With --k8s, check a Kubernetes manifest against the image (its start-up
+    /// plan, or --spec) instead.
     Doctor {
         /// An image to check: NAME:TAG in podman or docker, or any source
         /// `gpubox inspect` takes. With --k8s: the registry image to compare the
@@ -146,14 +146,10 @@ enum Command {
         /// period, GPUs, volumes, probes and architecture.
         #[arg(long, value_name = "MANIFEST")]
         k8s: Option<PathBuf>,
-        /// With --k8s: the spec the image was built from.
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "gpubox.toml",
-            requires = "k8s"
-        )]
-        spec: PathBuf,
+        /// With --k8s: check against the spec the image was built from [default:
+        /// the start-up plan in the image, read from its last layer].
+        #[arg(long, value_name = "FILE", requires = "k8s")]
+        spec: Option<PathBuf>,
         #[command(flatten)]
         host: HostArgs,
         #[command(flatten)]
@@ -817,7 +813,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 healthy = commands::deploy::check_manifest(
                     &commands::deploy::ManifestCheck {
                         manifest: &manifest,
-                        spec: &spec,
+                        spec: spec.as_deref(),
                         image: image.as_deref(),
                         as_json: json,
                     },

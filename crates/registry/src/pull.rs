@@ -125,6 +125,9 @@ pub enum PullScope {
     /// The manifest and the config only (what `skopeo inspect` reads): the layers
     /// stay in the registry, so the pulled image cannot be recorded as complete.
     Metadata,
+    /// The manifest, the config and the last layer only, where gpubox writes its
+    /// generated files and the start-up plan (a few KiB); incomplete likewise.
+    Top,
 }
 
 /// Pulls the image `reference` (`HOST[:PORT]/REPO[:TAG]` or
@@ -175,9 +178,15 @@ pub fn pull(
             .collect();
         let downloaded = Cell::new(0u64);
         let counted = |n: u64| downloaded.set(downloaded.get() + n);
-        let wanted = match scope {
-            PullScope::Image => &blobs[..],
-            PullScope::Metadata => &blobs[..1],
+        let wanted: Vec<&Descriptor> = match scope {
+            PullScope::Image => blobs.iter().collect(),
+            PullScope::Metadata => blobs.iter().take(1).collect(),
+            // The config, then the last layer when there is one.
+            PullScope::Top => blobs
+                .iter()
+                .take(1)
+                .chain(blobs.iter().skip(1).last())
+                .collect(),
         };
         let fetched: Vec<bool> = stream::iter(wanted)
             .map(|blob| puller.blob(blob, store, &counted))

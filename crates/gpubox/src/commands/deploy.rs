@@ -27,7 +27,7 @@ pub struct DeployRequest<'a> {
 pub fn deploy(request: &DeployRequest<'_>, registry: &RegistryAccess<'_>) -> Result<(), CliError> {
     let target: Target = request.target.parse()?;
     let spec = gpubox_spec::load(request.spec)?;
-    let image = image_facts(&spec, request.image, registry)?;
+    let image = image_facts(Some(&spec), request.image, registry)?;
     let workload = Workload::new(&spec, image, request.name)?;
     let secrets = request.secrets.read_for(&workload, target)?;
     let rendered = gpubox_deploy::render(target, &workload, &secrets, &request.options)?;
@@ -66,7 +66,9 @@ pub fn deploy(request: &DeployRequest<'_>, registry: &RegistryAccess<'_>) -> Res
 /// What the manifest check was asked for.
 pub struct ManifestCheck<'a> {
     pub manifest: &'a Path,
-    pub spec: &'a Path,
+    /// The spec the image was built from; without it, the start-up plan in the
+    /// image says what the init expects.
+    pub spec: Option<&'a Path>,
     /// The image to compare with, in place of the one the manifest names.
     pub image: Option<&'a str>,
     pub as_json: bool,
@@ -85,18 +87,36 @@ pub fn check_manifest(
             reason: format!("cannot read it: {reason}"),
         }
     })?;
-    let spec = gpubox_spec::load(request.spec)?;
-    let name = gpubox_deploy::workload::workload_name(&spec.name, None)?;
-    let named = match request.image {
-        Some(image) => Some(image.to_owned()),
-        None => gpubox_deploy::manifest_image(request.manifest, &text, &name)?,
+    let (name, in_manifest) = gpubox_deploy::manifest_image(request.manifest, &text)?;
+    let named = request
+        .image
+        .map(str::to_owned)
+        .or(in_manifest)
+        .ok_or_else(|| gpubox_deploy::DeployError::Manifest {
+            file: request.manifest.to_owned(),
+            reason: "its container names no image".to_owned(),
+        })?;
+    let workload = match request.spec {
+        Some(spec) => {
+            let spec = gpubox_spec::load(spec)?;
+            let image = image_facts(Some(&spec), &named, registry)?;
+            Workload::new(&spec, image, None)?
+        }
+        None => {
+            let image = image_facts(None, &named, registry)?;
+            let reference = image.reference.clone();
+            let plan = gpubox_build::open::image_plan(&reference, registry)?
+                // Without a plan the init only runs `cmd`, stopping it within its
+                // default grace; nothing else is expected of the pod.
+                .unwrap_or_else(|| {
+                    gpubox_initplan::InitPlan::new(gpubox_spec::DEFAULT_STOP_TIMEOUT_MS)
+                });
+            let source = format!("docker://{reference}:/{}", gpubox_initplan::PLAN_PATH);
+            Workload::from_plan(&plan, image, &name, source.into())
+        }
     };
-    let named = named.ok_or_else(|| gpubox_deploy::DeployError::Manifest {
-        file: request.manifest.to_owned(),
-        reason: "its container names no image".to_owned(),
-    })?;
-    let image = image_facts(&spec, &named, registry)?;
-    let workload = Workload::new(&spec, image, None)?;
+    // The container to check is the one named after the manifest's workload.
+    let workload = Workload { name, ..workload };
     let findings = gpubox_deploy::check_manifest(request.manifest, &text, &workload)?;
     let checks: Vec<gpubox_host::doctor::Check> = findings
         .into_iter()
@@ -117,10 +137,11 @@ pub fn check_manifest(
 
 /// The image as the registry has it. A tag is resolved to its digest (refused when
 /// it cannot be); a reference that names a digest is kept as written, and when its
-/// registry cannot be reached its facts come from the spec, as a warning says (a
-/// registry that answers, refusing the login or not knowing the digest, is an error).
+/// registry cannot be reached its facts come from `spec`, when given, as a warning
+/// says (a registry that answers, refusing the login or not knowing the digest, is
+/// an error).
 fn image_facts(
-    spec: &Spec,
+    spec: Option<&Spec>,
     given: &str,
     registry: &RegistryAccess<'_>,
 ) -> Result<ImageFacts, CliError> {
@@ -150,17 +171,19 @@ fn image_facts(
                     == Some(gpubox_initplan::INIT_PATH),
             })
         }
-        Err(source) if pinned && unreachable(&source) => {
-            warn(&format!(
-                "cannot reach the registry of docker://{reference} ({source}): it is used as written, its platforms, CUDA release, ports and volumes taken from {} and its size unknown",
-                spec.file.display()
-            ));
-            Ok(ImageFacts::from_spec(spec, reference))
-        }
-        Err(source) => Err(CliError::Unresolved {
-            reference: reference.to_owned(),
-            source: Box::new(source),
-        }),
+        Err(source) => match spec {
+            Some(spec) if pinned && unreachable(&source) => {
+                warn(&format!(
+                    "cannot reach the registry of docker://{reference} ({source}): it is used as written, its platforms, CUDA release, ports and volumes taken from {} and its size unknown",
+                    spec.file.display()
+                ));
+                Ok(ImageFacts::from_spec(spec, reference))
+            }
+            _ => Err(CliError::Unresolved {
+                reference: reference.to_owned(),
+                source: Box::new(source),
+            }),
+        },
     }
 }
 

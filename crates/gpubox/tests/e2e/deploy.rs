@@ -409,22 +409,50 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
     );
     assert!(documents.iter().all(|d| d["metadata"]["namespace"] == "ml"));
 
-    // The doctor passes what deploy wrote, and names what a hand-edited copy lacks.
+    // The doctor passes what deploy wrote, and names what a hand-edited copy lacks,
+    // the same whether it reads the spec or the start-up plan in the image.
+    let doctor = |manifest: &Path, with_spec: bool| {
+        let mut command = gpubox(&pushed.cache());
+        command
+            .args(["doctor", "--json", "--k8s"])
+            .arg(manifest)
+            .arg("--tls-verify=false");
+        if with_spec {
+            command.arg("--spec").arg(&pushed.spec);
+        }
+        command.output().unwrap()
+    };
     let written = dir.join("deployment-device-plugin.yaml");
-    let out = run_ok(
-        gpubox(&pushed.cache())
-            .args(["doctor", "--k8s"])
-            .arg(&written)
-            .arg("--spec")
-            .arg(&pushed.spec)
-            .arg("--tls-verify=false"),
-    );
-    let report = stdout(&out);
+    let from_spec = doctor(&written, true);
+    let from_image = doctor(&written, false);
+    let report = stdout(&from_image);
     assert!(
-        !report.contains("FAIL") && !report.contains("WARN"),
+        from_image.status.success(),
+        "{report}{}",
+        all_output(&from_image)
+    );
+    assert_eq!(
+        report,
+        stdout(&from_spec),
+        "the image's plan and the spec disagree"
+    );
+    let checks: Value = serde_json::from_str(&report).unwrap();
+    assert!(
+        checks["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "pass"),
         "{report}"
     );
-    assert!(report.contains("PASS  grace"), "{report}");
+    assert!(
+        report.contains("covers the stopTimeout of 45 s"),
+        "{report}"
+    );
+    assert!(
+        report.contains("TAILSCALE_AUTHKEY comes from Secret"),
+        "{report}"
+    );
     let broken = fs::read_to_string(&written)
         .unwrap()
         .replace(
@@ -435,15 +463,9 @@ fn kubernetes_manifests_validate_on_1_34_and_the_newest_for_every_kind_and_gpu_a
         .replace(&pinned, &pushed.tag);
     let broken_file = dir.join("broken.yaml");
     fs::write(&broken_file, broken).unwrap();
-    let out = gpubox(&pushed.cache())
-        .args(["doctor", "--json", "--k8s"])
-        .arg(&broken_file)
-        .arg("--spec")
-        .arg(&pushed.spec)
-        .arg("--tls-verify=false")
-        .output()
-        .unwrap();
+    let out = doctor(&broken_file, false);
     assert!(!out.status.success(), "a broken manifest passed");
+    assert_eq!(stdout(&out), stdout(&doctor(&broken_file, true)));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let failed: Vec<&str> = report["checks"]
         .as_array()

@@ -114,6 +114,15 @@ impl<R: Read> TarEntries<R> {
         Some(entry.map(|info| (info, hashing.finish().1)))
     }
 
+    /// The next entry, its content written to `content` as it streams past. Like
+    /// `next`, it ends after an error.
+    pub fn next_with_content(
+        &mut self,
+        content: &mut dyn io::Write,
+    ) -> Option<Result<TarEntryInfo, TarReadError>> {
+        self.advance(content)
+    }
+
     /// Reads the next entry, passing its content to `content`.
     fn advance(
         &mut self,
