@@ -191,18 +191,27 @@ pub fn image_env(source: &ImageLocation) -> Result<Vec<(String, String)>, BuildE
         ImageLocation::Engine { engine, reference } => {
             gpubox_engines::image_env(*engine, reference)?
         }
-        _ => open(source)?.reader.config()?["config"]["Env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+        _ => config_strings(&open(source)?.reader.config()?["config"], "Env"),
     };
-    Ok(vars
-        .iter()
+    Ok(env_pairs(&vars))
+}
+
+/// The strings of the image config's array `field` (`Env`, `Entrypoint`).
+fn config_strings(config: &Value, field: &str) -> Vec<String> {
+    config[field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|value| value.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `NAME=VALUE` variables as (name, value) pairs.
+fn env_pairs(vars: &[String]) -> Vec<(String, String)> {
+    vars.iter()
         .filter_map(|var| var.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// What an image is and holds, as `gpubox inspect` shows it.
@@ -410,14 +419,6 @@ pub fn pushed_image(
             .flat_map(|map| map.keys().cloned())
             .collect()
     };
-    let strings = |field: &str| -> Vec<String> {
-        config[field]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|value| value.as_str().map(str::to_owned))
-            .collect()
-    };
     Ok(PushedImage {
         digest,
         architectures: inspected
@@ -425,14 +426,10 @@ pub fn pushed_image(
             .iter()
             .filter_map(|image| image.config["architecture"].as_str().map(str::to_owned))
             .collect(),
-        env: strings("Env")
-            .iter()
-            .filter_map(|var| var.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        env: env_pairs(&config_strings(config, "Env")),
         exposed_ports: keys("ExposedPorts"),
         volumes: keys("Volumes"),
-        entrypoint: strings("Entrypoint"),
+        entrypoint: config_strings(config, "Entrypoint"),
         unpacked_bytes,
         layers_without_size,
     })

@@ -12,10 +12,10 @@ pub enum DeployError {
         given: String,
         suggestion: Option<&'static str>,
     },
-    #[error("{spec}: {why}, so the deployment needs {variable}, and none was given")]
+    #[error("{source_name}: {why}, so the deployment needs {variable}, and none was given")]
     #[diagnostic(help("{fix}"))]
     MissingSecret {
-        spec: PathBuf,
+        source_name: String,
         variable: &'static str,
         why: String,
         fix: String,

@@ -201,7 +201,7 @@ pub fn render(
 fn header(workload: &Workload, options: &Options) -> String {
     let mut lines = vec![format!(
         "# Written by `gpubox deploy kubernetes` from {}: apply with `kubectl apply -f`.",
-        workload.spec_file.display()
+        workload.source
     )];
     if let Some(tag) = &workload.image.resolved_from {
         lines.push(format!("# Image {tag}, pinned by digest."));

@@ -352,10 +352,13 @@ pub fn render(
 fn readme(workload: &Workload, platform: &str) -> String {
     let mut lines = vec![format!(
         "Built with gpubox from {}; image {}.",
-        workload.spec_file.file_name().map_or_else(
-            || workload.spec_file.display().to_string(),
-            |f| f.to_string_lossy().into_owned()
-        ),
+        // The spec's file name: the machine that wrote the template is no concern
+        // of the one that runs it.
+        workload
+            .source
+            .rsplit('/')
+            .next()
+            .unwrap_or(&workload.source),
         workload.image.reference
     )];
     if let (Some(cuda), Some(driver)) = (workload.image.cuda, workload.image.minimum_driver()) {

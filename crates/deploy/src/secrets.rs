@@ -130,7 +130,7 @@ fn provided_by(target: Target, variable: &str) -> bool {
 
 fn missing(workload: &Workload, needed: &NeededSecret) -> DeployError {
     DeployError::MissingSecret {
-        spec: workload.spec_file.clone(),
+        source_name: workload.source.clone(),
         variable: needed.variable,
         why: needed.why.clone(),
         fix: format!(

@@ -151,8 +151,9 @@ pub struct PersistentDir {
 pub struct Workload {
     /// A DNS label for the objects and the template: from `--name` or the spec's name.
     pub name: String,
-    /// The spec file, for messages and the file header.
-    pub spec_file: std::path::PathBuf,
+    /// Where the facts came from, for messages and the file header: the spec file,
+    /// or the start-up plan in the image.
+    pub source: String,
     pub ports: Vec<Port>,
     pub secrets: Vec<NeededSecret>,
     pub persistent: Vec<PersistentDir>,
@@ -167,15 +168,30 @@ pub struct Workload {
 /// What the init does that a deployment serves, from the spec or from the start-up
 /// plan in the image: one shape, so both give the same [`Workload`].
 struct Machine {
-    /// sshd's port, the host key folder, and whether no key or password is built in.
-    ssh: Option<(u16, String, bool)>,
-    /// The age secrets that are not optional, and whether identities other than the
-    /// SSH host keys are named.
-    age: Option<(Vec<String>, bool)>,
-    /// tailscale's key file and state folder.
-    tailscale: Option<(Option<String>, String)>,
+    ssh: Option<SshFacts>,
+    age: Option<AgeFacts>,
+    tailscale: Option<TailscaleFacts>,
     readiness: Vec<(String, Readiness)>,
     stop_timeout_ms: u64,
+}
+
+struct SshFacts {
+    port: u16,
+    host_key_dir: String,
+    /// No key and no password login is built in: only a key handed over logs in.
+    keyless: bool,
+}
+
+struct AgeFacts {
+    /// The secrets that are not optional.
+    needed: Vec<String>,
+    /// Identities other than the SSH host keys are named.
+    own_identities: bool,
+}
+
+struct TailscaleFacts {
+    auth_key_file: Option<String>,
+    state_dir: String,
 }
 
 impl Machine {
@@ -184,24 +200,23 @@ impl Machine {
         let ssh = &machine.ssh;
         let age = &machine.age;
         Machine {
-            ssh: ssh.enable.then(|| {
-                let keyless = ssh.authorized_keys.is_empty() && !ssh.password_login;
-                (ssh.port, ssh.host_key_dir.clone(), keyless)
+            ssh: ssh.enable.then(|| SshFacts {
+                port: ssh.port,
+                host_key_dir: ssh.host_key_dir.clone(),
+                keyless: ssh.authorized_keys.is_empty() && !ssh.password_login,
             }),
-            age: (!age.secrets.is_empty()).then(|| {
-                let needed = age
+            age: (!age.secrets.is_empty()).then(|| AgeFacts {
+                needed: age
                     .secrets
                     .iter()
                     .filter(|secret| !secret.value.optional)
                     .map(|secret| secret.value.name.clone())
-                    .collect();
-                (needed, !age.identity_paths.is_empty())
+                    .collect(),
+                own_identities: !age.identity_paths.is_empty(),
             }),
-            tailscale: machine.tailscale.enable.then(|| {
-                (
-                    machine.tailscale.auth_key_file.clone(),
-                    machine.tailscale.state_dir.clone(),
-                )
+            tailscale: machine.tailscale.enable.then(|| TailscaleFacts {
+                auth_key_file: machine.tailscale.auth_key_file.clone(),
+                state_dir: machine.tailscale.state_dir.clone(),
             }),
             readiness: machine
                 .services
@@ -234,28 +249,30 @@ impl Machine {
                     })
                     .find_map(|port| port.parse().ok())
                     .unwrap_or(22);
-                let keyless = ssh.authorized_keys.is_empty() && !ssh.password_login;
-                (port, ssh.host_key_dir.clone(), keyless)
+                SshFacts {
+                    port,
+                    host_key_dir: ssh.host_key_dir.clone(),
+                    keyless: ssh.authorized_keys.is_empty() && !ssh.password_login,
+                }
             }),
-            age: (!plan.secrets.secrets.is_empty()).then(|| {
-                let needed = plan
+            age: (!plan.secrets.secrets.is_empty()).then(|| AgeFacts {
+                needed: plan
                     .secrets
                     .secrets
                     .iter()
                     .filter(|secret| !secret.optional)
                     .map(|secret| secret.name.clone())
-                    .collect();
-                let own = plan.secrets.identity_paths.iter().any(|path| {
+                    .collect(),
+                own_identities: plan.secrets.identity_paths.iter().any(|path| {
                     host_keys
                         .as_deref()
                         .is_none_or(|dir| !path.starts_with(&format!("{dir}/")))
-                });
-                (needed, own)
+                }),
             }),
-            tailscale: plan
-                .tailscale
-                .as_ref()
-                .map(|tailscale| (tailscale.auth_key_file.clone(), tailscale.state_dir.clone())),
+            tailscale: plan.tailscale.as_ref().map(|tailscale| TailscaleFacts {
+                auth_key_file: tailscale.auth_key_file.clone(),
+                state_dir: tailscale.state_dir.clone(),
+            }),
             readiness: plan
                 .services
                 .iter()
@@ -277,33 +294,27 @@ impl Workload {
         Ok(Workload::assemble(
             Machine::of_spec(spec),
             name,
-            spec.file.clone(),
+            spec.file.display().to_string(),
             image,
         ))
     }
 
     /// Reads what the deployment needs from the start-up plan in the image
-    /// (`/etc/gpubox/init.json`), for a manifest checked without the spec; `source`
-    /// names where the plan came from in messages.
-    pub fn from_plan(
-        plan: &InitPlan,
-        image: ImageFacts,
-        name: &str,
-        source: std::path::PathBuf,
-    ) -> Workload {
+    /// (`/etc/gpubox/init.json`), for a manifest checked without the spec.
+    pub fn from_plan(plan: &InitPlan, image: ImageFacts, name: &str) -> Workload {
+        let source = format!(
+            "docker://{}:/{}",
+            image.reference,
+            gpubox_initplan::PLAN_PATH
+        );
         Workload::assemble(Machine::of_plan(plan), name.to_owned(), source, image)
     }
 
-    fn assemble(
-        machine: Machine,
-        name: String,
-        spec_file: std::path::PathBuf,
-        image: ImageFacts,
-    ) -> Workload {
+    fn assemble(machine: Machine, name: String, source: String, image: ImageFacts) -> Workload {
         let mut ports = Vec::new();
-        if let Some((port, _, _)) = &machine.ssh {
+        if let Some(ssh) = &machine.ssh {
             ports.push(Port {
-                number: *port,
+                number: ssh.port,
                 protocol: Protocol::Tcp,
                 name: "ssh".to_owned(),
                 ssh: true,
@@ -321,18 +332,22 @@ impl Workload {
             }
         }
         let mut secrets = Vec::new();
-        if let Some((_, _, keyless)) = &machine.ssh {
+        if let Some(ssh) = &machine.ssh {
             secrets.push(NeededSecret {
                 variable: variables::SSH_PUBLIC_KEYS,
-                required: *keyless,
-                why: if *keyless {
+                required: ssh.keyless,
+                why: if ssh.keyless {
                     "`ssh.enable` is set with no `ssh.authorizedKeys` and no password login: without a key nobody can log in".to_owned()
                 } else {
                     "`ssh.enable` is set; keys given here are added to `ssh.authorizedKeys`".to_owned()
                 },
             });
         }
-        if let Some((needed, own_identities)) = &machine.age {
+        if let Some(AgeFacts {
+            needed,
+            own_identities,
+        }) = &machine.age
+        {
             let required = !needed.is_empty() && !own_identities;
             secrets.push(NeededSecret {
                 variable: variables::AGE_IDENTITY,
@@ -347,29 +362,29 @@ impl Workload {
                 },
             });
         }
-        if let Some((key_file, _)) = &machine.tailscale {
+        if let Some(tailscale) = &machine.tailscale {
             secrets.push(NeededSecret {
                 variable: variables::TAILSCALE_AUTHKEY,
-                required: key_file.is_none(),
-                why: match key_file {
+                required: tailscale.auth_key_file.is_none(),
+                why: match &tailscale.auth_key_file {
                     None => "`tailscale.enable` is set with no `tailscale.authKeyFile`, so the first start logs in with the auth key".to_owned(),
                     Some(file) => format!("`tailscale.authKeyFile` is {file}; the init reads the key given here when that file is missing"),
                 },
             });
         }
         let mut persistent = Vec::new();
-        if let Some((_, host_key_dir, _)) = &machine.ssh {
+        if let Some(ssh) = &machine.ssh {
             persistent.push(PersistentDir {
                 name: "ssh-host-keys".to_owned(),
-                path: host_key_dir.clone(),
+                path: ssh.host_key_dir.clone(),
                 purpose: "the SSH host keys (`ssh.hostKeyDir`)",
                 small: true,
             });
         }
-        if let Some((_, state_dir)) = &machine.tailscale {
+        if let Some(tailscale) = &machine.tailscale {
             persistent.push(PersistentDir {
                 name: "tailscale-state".to_owned(),
-                path: state_dir.clone(),
+                path: tailscale.state_dir.clone(),
                 purpose: "tailscale's state (`tailscale.stateDir`)",
                 small: true,
             });
@@ -394,7 +409,7 @@ impl Workload {
         }
         Workload {
             name,
-            spec_file,
+            source,
             ports,
             secrets,
             persistent,
@@ -596,7 +611,7 @@ mod tests {
         )
         .unwrap();
         let image = || ImageFacts::from_spec(&spec, "r.example/app@sha256:aa");
-        let workload = |plan: &InitPlan| Workload::from_plan(plan, image(), "app", "plan".into());
+        let workload = |plan: &InitPlan| Workload::from_plan(plan, image(), "app");
         // The default config's port and the host keys as the identity: the key and
         // the identity must be handed over.
         let default = workload(&plan(

@@ -111,8 +111,7 @@ pub fn check_manifest(
                 .unwrap_or_else(|| {
                     gpubox_initplan::InitPlan::new(gpubox_spec::DEFAULT_STOP_TIMEOUT_MS)
                 });
-            let source = format!("docker://{reference}:/{}", gpubox_initplan::PLAN_PATH);
-            Workload::from_plan(&plan, image, &name, source.into())
+            Workload::from_plan(&plan, image, &name)
         }
     };
     // The container to check is the one named after the manifest's workload.

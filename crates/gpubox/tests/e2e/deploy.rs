@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::common::*;
 use super::machine::{
-    age_recipient, all_output, encrypt, free_port, poll, public_key_file, ssh_key_pair, SshTarget,
-    TAILSCALED_STAND_IN, TAILSCALE_STAND_IN,
+    age_recipient, all_output, encrypt, free_port, poll, public_key_file, ssh_key_pair,
+    tcp_listener, SshTarget, TAILSCALED_STAND_IN, TAILSCALE_STAND_IN,
 };
 use super::registry::{have_registry_and_skopeo, Registry};
 
@@ -82,13 +82,7 @@ fn push_machine_image(name: &str) -> Option<Pushed> {
     let work = tempdir();
     let registry = Registry::start(&work.path().join("registry"));
     let dir = work.path();
-    let listener = dir.join("tcp-listener");
-    run_ok(
-        Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&listener)
-            .arg(repo_root().join("tests/fixtures/tcp-listener.c")),
-    );
+    let listener = tcp_listener(dir);
     for (file, script) in [
         ("tailscaled", TAILSCALED_STAND_IN),
         ("tailscale", TAILSCALE_STAND_IN),

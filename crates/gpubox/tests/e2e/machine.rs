@@ -334,6 +334,19 @@ pub(super) fn poll<T>(within: Duration, mut attempt: impl FnMut() -> Option<T>) 
     }
 }
 
+/// `tests/fixtures/tcp-listener.c` built static into `dir` (it runs in images
+/// without a libc): `tcp-listener PORT DELAY_MS`.
+pub(super) fn tcp_listener(dir: &Path) -> PathBuf {
+    let listener = dir.join("tcp-listener");
+    run_ok(
+        Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&listener)
+            .arg(repo_root().join("tests/fixtures/tcp-listener.c")),
+    );
+    listener
+}
+
 pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -792,13 +805,7 @@ fn podman_services_restart_wait_for_each_other_get_the_startup_env_and_stop_on_s
         return;
     }
     let work = tempdir();
-    let listener = work.path().join("tcp-listener");
-    run_ok(
-        Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&listener)
-            .arg(repo_root().join("tests/fixtures/tcp-listener.c")),
-    );
+    let listener = tcp_listener(work.path());
     // flaky: fails every time, two restarts half a second apart, then it is left.
     // listener: listens only after 800 ms, so a client not held back by `after` and
     // the TCP check finds nothing there and, with `restart = "never"`, says so.

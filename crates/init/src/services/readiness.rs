@@ -73,16 +73,10 @@ impl Check {
         }
         self.next_try = now + RETRY_INTERVAL;
         match &self.kind {
-            ReadinessCheck::Tcp(port) => {
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-                match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
-                    Ok(_) => return Ok(true),
-                    Err(error) => {
-                        self.last_failure =
-                            format!("nothing accepts connections on {address} ({error})");
-                    }
-                }
-            }
+            ReadinessCheck::Tcp(port) => match try_tcp(*port, CONNECT_TIMEOUT) {
+                Ok(()) => return Ok(true),
+                Err(failure) => self.last_failure = failure,
+            },
             ReadinessCheck::Exec(argv) => {
                 let command: Vec<OsString> = argv.iter().map(OsString::from).collect();
                 match spawn::spawn(&command, probe_setup()) {
@@ -129,6 +123,15 @@ impl Check {
     }
 }
 
+/// One try of a `Tcp` check: a connection to 127.0.0.1:`port` within `timeout`, or
+/// why there was none.
+fn try_tcp(port: u16, timeout: Duration) -> Result<(), String> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&address, timeout)
+        .map(drop)
+        .map_err(|error| format!("nothing accepts connections on {address} ({error})"))
+}
+
 /// `gpubox-init ready`: one try of every planned service's readiness check, as a
 /// Kubernetes exec probe runs it (`gpubox deploy` writes it as the pod's startup,
 /// readiness and liveness probe, one command for any number of services). Exit 0 when
@@ -146,12 +149,7 @@ pub fn probe(arguments: &[OsString], plan: Option<&InitPlan>) -> i32 {
             continue;
         };
         let failure = match &readiness.check {
-            ReadinessCheck::Tcp(port) => {
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-                TcpStream::connect_timeout(&address, PROBE_CONNECT_TIMEOUT)
-                    .err()
-                    .map(|error| format!("nothing accepts connections on {address} ({error})"))
-            }
+            ReadinessCheck::Tcp(port) => try_tcp(*port, PROBE_CONNECT_TIMEOUT).err(),
             ReadinessCheck::Exec(argv) => {
                 let command: Vec<OsString> = argv.iter().map(OsString::from).collect();
                 let shown = argv.join(" ");
